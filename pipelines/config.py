@@ -1,0 +1,167 @@
+"""The one tokenmill config: a YAML file validated by pydantic models, with `--set dotted.key=VALUE` overrides.
+
+Sub-models live next to the code that uses them; this module composes them and resolves the
+embedded defaults (SQLite catalog, local warehouse and shard folder under `lake.root`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dedup.config import DedupConfig
+from pipelines.errors import ConfigError
+from pipelines.filters.config import FilterSpec, LengthFilter, NormalizeConfig
+from pipelines.sources.config import IngestConfig, SourceConfig
+from pipelines.tokenize_config import TokenizeConfig
+from sharding.config import ShardConfig
+
+
+class LakeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    root: str = "lake"
+    namespace: str = "tokenmill"
+    catalog_name: str = "tokenmill"
+    catalog: dict[str, str] = Field(
+        default_factory=dict,
+        description="pyiceberg catalog properties (type: rest|glue|hive|sql, uri, ...); "
+        "default: SqlCatalog on <root>/catalog.db",
+    )
+    warehouse: str | None = Field(default=None, description="default: <root>/warehouse")
+
+    def catalog_properties(self) -> dict[str, str]:
+        """Properties for `pyiceberg.catalog.load_catalog`, with the embedded SQLite default filled in."""
+        root = Path(self.root).absolute()
+        props = dict(self.catalog)
+        if not props:
+            props = {"type": "sql", "uri": f"sqlite:///{root / 'catalog.db'}"}
+        props.setdefault("warehouse", self.warehouse_uri())
+        return props
+
+    def warehouse_uri(self) -> str:
+        if self.warehouse:
+            return self.warehouse if "://" in self.warehouse else f"file://{Path(self.warehouse).absolute()}"
+        return f"file://{Path(self.root).absolute() / 'warehouse'}"
+
+
+class SparkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = "local[*]"
+    app_name: str = "tokenmill"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class CurateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
+    filters: list[FilterSpec] = Field(default_factory=lambda: [LengthFilter()])
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    shard: ShardConfig = Field(default_factory=ShardConfig)
+
+    def shards_uri(self) -> str:
+        """Where shards and the manifest go: `shard.output`, else `<lake.root>/shards`."""
+        if self.shard.output:
+            return self.shard.output
+        return str(Path(self.lake.root).absolute() / "shards")
+
+    def params_hash(self) -> str:
+        """sha256 of the canonical JSON of this config (secrets in Kafka client settings excluded)."""
+        data = self.model_dump(mode="json")
+        for src in data.get("sources", []):
+            src.pop("client", None)
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `dotted.key=VALUE` override in place; VALUE is parsed as YAML.
+
+    >>> d = {"shard": {"target_bytes": 1}}
+    >>> apply_override(d, "shard.target_bytes=4096"); d
+    {'shard': {'target_bytes': 4096}}
+    >>> apply_override(d, "sources.0.path=x")
+    Traceback (most recent call last):
+    ...
+    pipelines.errors.ConfigError: --set sources.0.path: 'sources' is not set
+    """
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected dotted.key=VALUE")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {key!r}: empty key segment")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: no list item {part!r}")
+            node = node[int(part)]
+        else:
+            if part not in node:
+                if i == 0 and part == "sources":
+                    raise ConfigError(f"--set {key}: 'sources' is not set")
+                node[part] = {}
+            node = node[part]
+            if node is None:
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])!r} is not set")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {key}: no list item {last!r}")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key {loc!r}"
+    return f"bad config value at {loc!r}: {first['msg']}"
+
+
+def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
+    """Load and validate the YAML config at `path` (missing default file: all defaults), then apply overrides.
+
+    Raises ConfigError with one line naming the bad key or value.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if p.exists():
+            try:
+                loaded = yaml.safe_load(p.read_text())
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{p}: not valid YAML ({exc.__class__.__name__})") from exc
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ConfigError(f"{p}: top level must be a mapping")
+            data = loaded or {}
+        elif str(path) != "params.yaml":
+            raise ConfigError(f"config file not found: {p}")
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None

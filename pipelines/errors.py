@@ -1,0 +1,31 @@
+"""Domain errors of the pipelines package. The CLI turns each into a one-line message and an exit code."""
+
+
+class TokenmillError(Exception):
+    """Base of all tokenmill errors; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(TokenmillError):
+    """The config file or an override is invalid; the message names the key."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(TokenmillError):
+    """Something the machine must provide is missing (Java, a tokenizer file)."""
+
+    exit_code = 3
+
+
+class AuditError(TokenmillError):
+    """Counts do not conserve or a shard checksum does not match."""
+
+    exit_code = 4
+
+
+class StageInputError(TokenmillError):
+    """A stage's input table is missing or empty where it must not be."""
+
+    exit_code = 5

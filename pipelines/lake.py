@@ -1,0 +1,189 @@
+"""Iceberg I/O through pyiceberg: the catalog, the six tables, Parquet data files written by tasks, and
+driver-side commits whose snapshot summary records the tokenmill version, params hash and git commit.
+
+Executors write plain Parquet files (no field-id metadata) under the table's data folder; the driver adds them
+with `add_files` in one transaction per stage, so a stage either lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import uuid
+from collections.abc import Iterable
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.table import Table
+
+from schemas import TABLES, TableDef
+
+if TYPE_CHECKING:
+    from pipelines.config import Config, LakeConfig
+
+log = logging.getLogger(__name__)
+
+SUMMARY_PREFIX = "tokenmill."
+
+
+def open_catalog(lake: LakeConfig) -> Catalog:
+    """Load the configured catalog (default: SQLite under lake.root) and make sure the namespace exists."""
+    props = lake.catalog_properties()
+    if props.get("type") == "sql" and props.get("uri", "").startswith("sqlite:///"):
+        Path(props["uri"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if props.get("warehouse", "").startswith("file://"):
+        Path(props["warehouse"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    catalog = load_catalog(lake.catalog_name, **props)
+    try:
+        catalog.create_namespace(lake.namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    return catalog
+
+
+def ensure_table(catalog: Catalog, namespace: str, table: TableDef | str) -> Table:
+    """Open the table, creating it (schema, partition spec, properties) when missing."""
+    tdef = TABLES[table] if isinstance(table, str) else table
+    ident = (namespace, tdef.name)
+    try:
+        return catalog.load_table(ident)
+    except NoSuchTableError:
+        log.info("creating table %s.%s", namespace, tdef.name)
+        return catalog.create_table(
+            ident, schema=tdef.schema, partition_spec=tdef.partition_spec, properties=tdef.properties
+        )
+
+
+def load_table(catalog: Catalog, namespace: str, name: str) -> Table | None:
+    try:
+        return catalog.load_table((namespace, name))
+    except NoSuchTableError:
+        return None
+
+
+def data_files(table: Table, snapshot_id: int | None = None) -> list[str]:
+    """The Parquet data files of a snapshot (default: current), for Spark to read directly."""
+    if table.current_snapshot() is None and snapshot_id is None:
+        return []
+    return [task.file.file_path for task in table.scan(snapshot_id=snapshot_id).plan_files()]
+
+
+def data_dir(table: Table) -> str:
+    return table.location().rstrip("/") + "/data"
+
+
+def filesystem_for(uri: str, endpoint: str | None = None) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path inside it for a local path, file:// or s3:// URI."""
+    if uri.startswith("s3://") or uri.startswith("s3a://"):
+        kwargs: dict[str, Any] = {}
+        endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            kwargs["endpoint_override"] = endpoint
+            kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            kwargs["region"] = region
+        return pafs.S3FileSystem(**kwargs), uri.split("://", 1)[1]
+    if uri.startswith("file://"):
+        uri = uri.removeprefix("file://")
+    return pafs.LocalFileSystem(), str(Path(uri).absolute())
+
+
+def write_data_file(directory: str, table: pa.Table, *, prefix: str) -> str | None:
+    """Write one Parquet data file under `directory` (URI) and return its URI; None for an empty table.
+
+    The file is written under a temporary name and renamed (local), so a killed task leaves no partial
+    file that a later commit could pick up. Names carry a random suffix: retried tasks never collide.
+    """
+    if table.num_rows == 0:
+        return None
+    fs, path = filesystem_for(directory)
+    fs.create_dir(path, recursive=True)
+    name = f"{prefix}-{uuid.uuid4().hex}.parquet"
+    final = f"{path}/{name}"
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}/.{name}.tmp"
+        pq.write_table(table, tmp, filesystem=fs, compression="zstd")
+        fs.move(tmp, final)
+        return f"file://{final}"
+    pq.write_table(table, final, filesystem=fs, compression="zstd")
+    return directory.split("://", 1)[0] + "://" + final
+
+
+@cache
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def tokenmill_version() -> str:
+    try:
+        return version("tokenmill")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def snapshot_summary(cfg: Config, stage: str, run_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Snapshot summary properties every tokenmill commit records."""
+    props = {
+        f"{SUMMARY_PREFIX}version": tokenmill_version(),
+        f"{SUMMARY_PREFIX}params_hash": cfg.params_hash(),
+        f"{SUMMARY_PREFIX}stage": stage,
+        f"{SUMMARY_PREFIX}run_id": run_id,
+    }
+    sha = git_sha()
+    if sha:
+        props[f"{SUMMARY_PREFIX}git_sha"] = sha
+    props.update(extra or {})
+    return props
+
+
+def commit_files(
+    table: Table, files: Iterable[str], summary: dict[str, str], *, overwrite: bool = False
+) -> int | None:
+    """Add data files to `table` in one transaction; with overwrite, the table's current rows are replaced.
+
+    Returns the new current snapshot id. Nothing is committed if an exception escapes.
+    """
+    files = [f for f in files if f]
+    with table.transaction() as tx:
+        if overwrite and table.current_snapshot() is not None:
+            tx.delete(AlwaysTrue(), snapshot_properties=summary)
+        if files:
+            tx.add_files(files, snapshot_properties=summary)
+        elif not overwrite:
+            # an empty append still records the summary (offsets/ledger advance, run happened)
+            tx.append(table.schema().as_arrow().empty_table(), snapshot_properties=summary)
+    table.refresh()
+    snap = table.current_snapshot()
+    return snap.snapshot_id if snap else None
+
+
+def last_summary(table: Table, key_prefix: str = SUMMARY_PREFIX) -> dict[str, str]:
+    """The tokenmill properties of the table's current snapshot ({} for a table never committed)."""
+    snap = table.current_snapshot()
+    if snap is None or snap.summary is None:
+        return {}
+    return {k: v for k, v in snap.summary.additional_properties.items() if k.startswith(key_prefix)}
+
+
+def read_table(table: Table, columns: tuple[str, ...] = ("*",), snapshot_id: int | None = None) -> pa.Table:
+    """Read (a projection of) a table on the driver; for small tables and tests."""
+    if table.current_snapshot() is None and snapshot_id is None:
+        return table.schema().as_arrow().empty_table()
+    return table.scan(selected_fields=columns, snapshot_id=snapshot_id).to_arrow()

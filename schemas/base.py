@@ -1,0 +1,38 @@
+"""Shared machinery of table schemas: one field list gives the pyiceberg Schema (fixed field ids) and the
+pyarrow schema that executors write Parquet files with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from pyiceberg.io.pyarrow import schema_to_pyarrow
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.types import NestedField
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """A table's name, its Iceberg schema with fixed field ids, and its partition spec."""
+
+    name: str
+    schema: Schema
+    partition_spec: PartitionSpec = field(default=UNPARTITIONED_PARTITION_SPEC)
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        """The pyarrow schema of data files, without Iceberg field-id metadata (so `add_files` accepts them)."""
+        fields = [pa.field(f.name, f.type, nullable=f.nullable) for f in schema_to_pyarrow(self.schema)]
+        return pa.schema(fields)
+
+    def empty(self) -> pa.Table:
+        return self.arrow_schema.empty_table()
+
+
+def make_schema(*fields: NestedField) -> Schema:
+    ids = [f.field_id for f in fields]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate field ids in {ids}")
+    return Schema(*fields)
