@@ -23,6 +23,6 @@ class DedupConfig(BaseModel):
     seed: int = 42
     verify: bool = True
     keep: list[str] = Field(
-        default_factory=lambda: ["-quality", "-n_chars", "doc_id"],
+        default_factory=lambda: ["-quality_score", "-n_chars", "doc_id"],
         description="keep rule: sort keys, '-' for descending; first one wins",
     )
