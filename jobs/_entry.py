@@ -1,0 +1,38 @@
+"""Shared body of the spark-submit entry points: parse --config/--set, build the session, run one stage."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+# spark-submit runs jobs/<stage>.py with jobs/ on sys.path; the packages live one level up
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pipelines.config import load_config  # noqa: E402
+from pipelines.errors import TokenmillError  # noqa: E402
+
+
+def main(stage: str, argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py", description=f"tokenmill {stage} stage (spark-submit)")
+    parser.add_argument("--config", default="params.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from pyspark.sql import SparkSession
+
+        from pipelines.spark_session import build_session
+        from pipelines.stages import run_stage
+
+        # under spark-submit a session (master, conf) already exists; getOrCreate returns it
+        active = SparkSession.getActiveSession()
+        spark = active if active is not None else build_session(cfg.spark)
+        report = run_stage(stage, cfg, spark)
+    except TokenmillError as exc:
+        print(f"tokenmill {stage}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(report.to_json())
+    return 0

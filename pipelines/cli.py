@@ -1,0 +1,174 @@
+"""The `tokenmill` command line: one subcommand per stage, `run` for all of them, `demo`, `audit` and friends.
+
+Every command takes `--config FILE` (default params.yaml) and repeatable `--set dotted.key=VALUE` overrides.
+Failures exit non-zero with one line on stderr: 2 for a bad config, 3 for a missing dependency (Java, a
+tokenizer), 4 for a failed audit, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipelines.config import Config, load_config
+from pipelines.errors import ConfigError, TokenmillError
+
+log = logging.getLogger("tokenmill")
+
+DEMO_OVERRIDES = [
+    "lake.root=lake/demo",
+    "tokenize.tokenizer=lake/demo/tokenizer.json",
+    "shard.target_bytes=1048576",
+]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default="params.yaml", help="YAML config file (default: params.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, VALUE parsed as YAML (repeatable), e.g. shard.target_bytes=1048576")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Config:
+    return load_config(args.config, [*extra, *args.overrides])
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from pipelines.stages import run_stage
+    from pipelines.summary import print_reports
+
+    print_reports([run_stage(args.command, cfg)], cfg)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from pipelines.stages import run_pipeline
+    from pipelines.summary import print_reports
+
+    print_reports(run_pipeline(cfg), cfg)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from pipelines.audit import audit
+    from pipelines.summary import print_audit
+
+    result = audit(cfg)
+    print_audit(result)
+    result.raise_if_failed()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    cfg = _config(args, DEMO_OVERRIDES)
+    from pipelines.audit import audit
+    from pipelines.spark_session import build_session
+    from pipelines.stages import run_stage
+    from pipelines.summary import print_audit, print_reports
+
+    root = Path(cfg.lake.root)
+    if root.exists() and not args.keep:
+        log.info("demo: removing previous demo lake %s", root)
+        shutil.rmtree(root)
+    spark = build_session(cfg.spark)
+    reports = [run_stage("ingest", cfg, spark), run_stage("curate", cfg, spark),
+               run_stage("train-tokenizer", cfg, spark), run_stage("tokenize", cfg, spark),
+               run_stage("shard", cfg, spark)]
+    print_reports(reports, cfg)
+    result = audit(cfg)
+    print_audit(result)
+    result.raise_if_failed()
+    _demo_loader(cfg)
+    return 0
+
+
+def _demo_loader(cfg: Config) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("loader: torch is not installed (pip install 'tokenmill[loader]'); skipped the loader check")
+        return
+    from sharding import TokenLoader
+
+    manifest = str(Path(cfg.shards_uri()) / "manifest.json")
+    loader = TokenLoader(manifest, seq_len=512, batch_size=8, seed=0, rank=0, world_size=1)
+    batch = next(iter(loader))
+    ids = batch["input_ids"]
+    print(f"loader: first batch input_ids {tuple(ids.shape)} {ids.dtype} from {manifest}")
+
+
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    args.command = "train-tokenizer"
+    return cmd_stage(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokenmill", description="Raw text to curated, deduplicated, tokenized Iceberg tables and token shards."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
+        ("run", "run all stages: ingest, curate, tokenize, shard", cmd_run),
+        ("ingest", "read sources (local, S3, Kafka) into raw_docs and quarantine", cmd_stage),
+        ("curate", "normalize, filter and deduplicate raw_docs into clean_docs and doc_decisions", cmd_stage),
+        ("tokenize", "tokenize clean_docs into tokens", cmd_stage),
+        ("shard", "write WebDataset tar shards, the manifest and the shards table", cmd_stage),
+        ("train-tokenizer", "train a byte-level BPE tokenizer offline on clean_docs", _train_tokenizer),
+        ("audit", "check count conservation across tables and every shard's checksum", cmd_audit),
+        ("demo", "run everything on the bundled sample corpus (lake/demo) and audit it", cmd_demo),
+    ]
+    for name, help_text, func in commands:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _common(p)
+        if name == "demo":
+            p.add_argument("--keep", action="store_true", help="keep the previous demo lake instead of starting fresh")
+        p.set_defaults(func=func)
+    _register_extensions(sub)
+    return parser
+
+
+def _register_extensions(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Subcommands that live in their own modules (versions, lineage, report) register themselves here."""
+    for module in ("pipelines.versions_cli",):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError:
+            continue
+        mod.register(sub, _common, _config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"tokenmill: config error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TokenmillError as exc:
+        print(f"tokenmill: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tokenmill: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; the traceback goes to the debug log
+        log.debug("failure", exc_info=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"tokenmill: {args.command} failed: {type(exc).__name__}: {first} (run with -v for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

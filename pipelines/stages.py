@@ -1,0 +1,80 @@
+"""The stage registry and the orchestration shared by the CLI, `spark-submit jobs/*.py` and `dvc repro`.
+
+Each stage is `run(spark, cfg) -> StageReport`; after it returns, its metrics JSON and a small pointer file
+(the snapshot ids it committed) are written under `<lake.root>/` so DVC can track them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.config import Config
+from pipelines.report import StageReport
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+StageFn = Callable[["SparkSession", Config], StageReport]
+
+# stage name -> "module:function"; imported lazily so `tokenmill --help` stays fast
+STAGES: dict[str, str] = {
+    "ingest": "pipelines.spark_ingest:run_ingest",
+    "curate": "pipelines.spark_curate:run_curate",
+    "tokenize": "pipelines.spark_tokenize:run_tokenize",
+    "shard": "pipelines.spark_shard:run_shard",
+}
+EXTRA: dict[str, str] = {
+    "train-tokenizer": "pipelines.train_tokenizer:train_tokenizer",
+}
+PIPELINE = ("ingest", "curate", "tokenize", "shard")
+
+
+def stage_function(name: str) -> StageFn:
+    target = {**STAGES, **EXTRA}[name]
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def metrics_path(cfg: Config, stage: str) -> Path:
+    return Path(cfg.lake.root) / "metrics" / f"{stage}.json"
+
+
+def pointer_path(cfg: Config, stage: str) -> Path:
+    return Path(cfg.lake.root) / "pointers" / f"{stage}.json"
+
+
+def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> StageReport:
+    """Run one stage with a session (built from cfg.spark when not given), then write its metrics and pointer."""
+    if spark is None:
+        from pipelines.spark_session import build_session
+
+        spark = build_session(cfg.spark)
+    log.info("stage %s: start", name)
+    start = time.perf_counter()
+    report = stage_function(name)(spark, cfg)
+    report.seconds = round(time.perf_counter() - start, 3)
+    report.write_metrics(metrics_path(cfg, name))
+    pointer = {"stage": name, "snapshots": report.snapshots, "outputs": report.outputs,
+               "params_hash": cfg.params_hash()}
+    p = pointer_path(cfg, name)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(pointer, indent=2, sort_keys=True) + "\n")
+    log.info("stage %s: done in %.1fs %s", name, report.seconds, report.counts)
+    return report
+
+
+def run_pipeline(cfg: Config, spark: SparkSession | None = None, stages: tuple[str, ...] = PIPELINE
+                 ) -> list[StageReport]:
+    if spark is None:
+        from pipelines.spark_session import build_session
+
+        spark = build_session(cfg.spark)
+    return [run_stage(name, cfg, spark) for name in stages]
