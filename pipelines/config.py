@@ -34,6 +34,7 @@ class LakeConfig(BaseModel):
         "default: SqlCatalog on <root>/catalog.db",
     )
     warehouse: str | None = Field(default=None, description="default: <root>/warehouse")
+    metrics_dir: str | None = Field(default=None, description="per-stage metrics JSON; default: <root>/metrics")
 
     def catalog_properties(self) -> dict[str, str]:
         """Properties for `pyiceberg.catalog.load_catalog`, with the embedded SQLite default filled in."""

@@ -44,7 +44,7 @@ def stage_function(name: str) -> StageFn:
 
 
 def metrics_path(cfg: Config, stage: str) -> Path:
-    return Path(cfg.lake.root) / "metrics" / f"{stage}.json"
+    return Path(cfg.lake.metrics_dir or Path(cfg.lake.root) / "metrics") / f"{stage}.json"
 
 
 def pointer_path(cfg: Config, stage: str) -> Path:
