@@ -1,0 +1,219 @@
+"""Object formats: choosing a reader by name and magic bytes, streaming decompression and line splitting.
+
+All functions here are pure (bytes in, bytes out) and raise `FormatError` with a stable quarantine error code
+when the bytes cannot be what the object claims to be.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import zstandard
+
+Kind = Literal["jsonl", "parquet", "text"]
+Codec = Literal["gzip", "zstd"] | None
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PARQUET_MAGIC = b"PAR1"
+
+JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+CODEC_SUFFIXES: dict[str, Codec] = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+# What a source takes when it has no glob: JSON lines (plain or compressed) and Parquet, nothing else.
+DATA_SUFFIXES = tuple(s + c for s in JSONL_SUFFIXES for c in ("", *CODEC_SUFFIXES)) + (".parquet", ".pq")
+
+
+class FormatError(Exception):
+    """The object's bytes do not match its format; `code` is the quarantine error code."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ObjectFormat:
+    """How to read one object: `kind` of records inside, `codec` of the compression around them."""
+
+    kind: Kind
+    codec: Codec = None
+
+
+def detect_format(name: str, configured: str = "auto") -> ObjectFormat | None:
+    """The format of object `name` from its suffix (or `configured` when not "auto"); None when unknown.
+
+    >>> detect_format("a/b.jsonl.gz")
+    ObjectFormat(kind='jsonl', codec='gzip')
+    >>> detect_format("x.txt"), detect_format("README")
+    (ObjectFormat(kind='text', codec=None), None)
+    >>> detect_format("x.dat", "jsonl")
+    ObjectFormat(kind='jsonl', codec=None)
+    """
+    lower = name.lower().rsplit("/", 1)[-1]
+    codec: Codec = None
+    for suffix, c in CODEC_SUFFIXES.items():
+        if lower.endswith(suffix):
+            codec, lower = c, lower[: -len(suffix)]
+            break
+    if configured != "auto":
+        if configured not in ("jsonl", "parquet", "text"):
+            raise ValueError(f"unknown object format {configured!r}")
+        return ObjectFormat(configured, None if configured == "parquet" else codec)  # type: ignore[arg-type]
+    if lower.endswith(JSONL_SUFFIXES):
+        return ObjectFormat("jsonl", codec)
+    if lower.endswith((".parquet", ".pq")) and codec is None:
+        return ObjectFormat("parquet")
+    if lower.endswith(".txt"):
+        return ObjectFormat("text", codec)
+    return None
+
+
+def is_data_file(name: str) -> bool:
+    """True for a non-hidden object whose suffix is one of DATA_SUFFIXES (the default selection)."""
+    base = name.rsplit("/", 1)[-1]
+    return not base.startswith((".", "_")) and base.lower().endswith(DATA_SUFFIXES)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a relative glob: `**/` spans zero or more folders, `*` and `?` stay inside one folder.
+
+    >>> bool(glob_regex("**/*.jsonl").match("a/b/c.jsonl")), bool(glob_regex("*.jsonl").match("a/c.jsonl"))
+    (True, False)
+    >>> bool(glob_regex("**/*.jsonl").match("c.jsonl"))
+    True
+    """
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise ValueError(f"unclosed '[' in glob {pattern!r}")
+            out.append(fnmatch.translate(pattern[i : end + 1])[4:-3])
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def split_glob(uri: str) -> tuple[str, str | None]:
+    """Split a URI/path at its first glob character: (base folder, relative glob or None).
+
+    >>> split_glob("s3://b/crawl/*/part-*.jsonl")
+    ('s3://b/crawl', '*/part-*.jsonl')
+    >>> split_glob("s3://b/crawl/")
+    ('s3://b/crawl', None)
+    """
+    first = min((i for i, ch in enumerate(uri) if ch in "*?["), default=-1)
+    if first < 0:
+        return uri.rstrip("/"), None
+    base, _, _ = uri[:first].rpartition("/")
+    return base, uri[len(base) + 1 :]
+
+
+def check_codec(head: bytes, fmt: ObjectFormat) -> None:
+    """Raise FormatError("mislabelled_compression") when the first bytes contradict the object's name."""
+    gz, zs = head.startswith(GZIP_MAGIC), head.startswith(ZSTD_MAGIC)
+    if fmt.codec == "gzip" and not gz or fmt.codec == "zstd" and not zs:
+        raise FormatError("mislabelled_compression", f"named {fmt.codec} but the bytes are not")
+    if fmt.codec is None and (gz or zs):
+        raise FormatError("mislabelled_compression", f"named uncompressed but the bytes are {'gzip' if gz else 'zstd'}")
+    if fmt.kind == "parquet" and head and not head.startswith(PARQUET_MAGIC):
+        raise FormatError("unreadable_parquet", "no PAR1 magic")
+
+
+def decompress(chunks: Iterable[bytes], codec: Codec) -> Iterator[bytes]:
+    """Stream-decompress `chunks`; multi-member gzip and multi-frame zstd are read through.
+
+    Raises FormatError("corrupt_compression") on bad data and ("truncated_compression") when the input ends
+    inside a member/frame. Data before the fault has been yielded already.
+    """
+    if codec is None:
+        yield from chunks
+        return
+    dec = _decompressor(codec)
+    started = False
+    for chunk in chunks:
+        while chunk:
+            try:
+                out = dec.decompress(chunk)
+            except (zlib.error, zstandard.ZstdError) as exc:
+                raise FormatError("corrupt_compression", f"{codec}: {exc}") from None
+            started = True
+            if out:
+                yield out
+            if dec.eof:
+                chunk = dec.unused_data
+                dec = _decompressor(codec)
+                started = False
+            else:
+                chunk = b""
+    if started and not dec.eof:
+        raise FormatError("truncated_compression", f"{codec} stream ends inside a {'member' if codec == 'gzip' else 'frame'}")
+
+
+def _decompressor(codec: Codec):  # type: ignore[no-untyped-def]
+    if codec == "gzip":
+        return zlib.decompressobj(wbits=31)
+    if codec == "zstd":
+        return zstandard.ZstdDecompressor().decompressobj()
+    raise ValueError(f"unknown codec {codec!r}")
+
+
+def iter_lines(chunks: Iterable[bytes], *, max_line_bytes: int, keep_bytes: int) -> Iterator[tuple[int, bytes, int]]:
+    """Split a byte stream into lines: yields (0-based line number, bytes, size in bytes).
+
+    Line ends (`\\n`, `\\r\\n`) are dropped. A line longer than `max_line_bytes` is not kept whole across
+    chunks: its first `keep_bytes` bytes are yielded with its full size, so callers see
+    `size > max_line_bytes`. A final line without a newline is yielded too.
+    """
+    if max_line_bytes <= 0 or keep_bytes < 0:
+        raise ValueError(f"max_line_bytes={max_line_bytes} keep_bytes={keep_bytes}")
+    line_no = 0
+    carry: list[bytes] = []
+    carry_size = 0
+    for chunk in chunks:
+        parts = chunk.split(b"\n")
+        # the first part ends the line carried over from earlier chunks
+        if carry_size + len(parts[0]) <= max_line_bytes:
+            carry.append(parts[0])
+        elif carry_size <= max_line_bytes:
+            carry = [b"".join(carry)[:keep_bytes], parts[0][: max(0, keep_bytes - carry_size)]]
+        carry_size += len(parts[0])
+        if len(parts) == 1:
+            continue
+        yield _line(line_no, b"".join(carry), carry_size, max_line_bytes, keep_bytes)
+        line_no += 1
+        for part in parts[1:-1]:
+            yield _line(line_no, part, len(part), max_line_bytes, keep_bytes)
+            line_no += 1
+        last = parts[-1]
+        carry, carry_size = [last if len(last) <= max_line_bytes else last[:keep_bytes]], len(last)
+    if carry_size:
+        yield _line(line_no, b"".join(carry), carry_size, max_line_bytes, keep_bytes)
+
+
+def _line(line_no: int, data: bytes, size: int, max_line_bytes: int, keep_bytes: int) -> tuple[int, bytes, int]:
+    if size > max_line_bytes:
+        return line_no, data[:keep_bytes], size
+    if data.endswith(b"\r"):
+        return line_no, data[:-1], size - 1
+    return line_no, data, size
