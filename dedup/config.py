@@ -21,8 +21,19 @@ class DedupConfig(BaseModel):
     ngram: int = Field(default=5, gt=0, description="shingle size in words (or characters)")
     shingle: Literal["word", "char"] = "word"
     seed: int = 42
-    verify: bool = True
+    verify: bool = Field(
+        default=True, description="drop candidate edges whose signature Jaccard is below verify_threshold"
+    )
+    verify_threshold: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="default: threshold - 0.1 (LSH's S-curve is strict at threshold)"
+    )
+    max_iterations: int = Field(default=40, gt=0, description="bound on distributed connected-components rounds")
+    checkpoint_every: int = Field(default=2, gt=0, description="truncate the Spark plan every N rounds")
     keep: list[str] = Field(
         default_factory=lambda: ["-quality_score", "-n_chars", "doc_id"],
         description="keep rule: sort keys, '-' for descending; first one wins",
     )
+
+    def resolved_verify_threshold(self) -> float:
+        """The signature-Jaccard floor candidate edges must reach when `verify` is on."""
+        return self.verify_threshold if self.verify_threshold is not None else max(self.threshold - 0.1, 0.05)
