@@ -1,0 +1,238 @@
+"""Writing shards: atomic object sinks (local: temporary name then rename; S3: one multipart upload completed
+only on success) and the streaming shard writer that records the index, sha256 and counts as it goes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sharding.tarformat import (
+    END_OF_ARCHIVE,
+    INDEX_DTYPE,
+    JSON_EXT,
+    TOKENS_EXT,
+    padded,
+    sample_key,
+    ustar_header,
+)
+
+log = logging.getLogger(__name__)
+
+S3_PART_BYTES = 16 * 1024 * 1024  # S3 needs >= 5 MiB for every part but the last
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """(bucket, key prefix without trailing slash) of an s3:// URI."""
+    rest = uri.split("://", 1)[1]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, prefix.strip("/")
+
+
+def local_dir(uri: str) -> Path:
+    return Path(uri.removeprefix("file://")).absolute()
+
+
+def s3_client(endpoint: str | None) -> Any:
+    """A boto3 S3 client for `endpoint` (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS)."""
+    try:
+        import boto3
+    except ImportError:
+        from pipelines.errors import MissingDependencyError
+
+        raise MissingDependencyError("S3 shard output needs the 'boto3' package") from None
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region)
+
+
+class LocalSink:
+    """Writes `<dir>/<name>` through `.<name>.tmp-<random>`, renamed into place on commit."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.final = directory / name
+        self.tmp = directory / f".{name}.tmp-{uuid.uuid4().hex}"
+        self._f = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+
+    def commit(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        self._f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class S3MultipartSink:
+    """One multipart upload of `s3://bucket/key`: the object appears only when `commit` completes it."""
+
+    def __init__(self, client: Any, bucket: str, key: str, part_bytes: int = S3_PART_BYTES) -> None:
+        self.client, self.bucket, self.key, self.part_bytes = client, bucket, key, part_bytes
+        self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        self.parts: list[dict[str, Any]] = []
+        self.buf = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        while len(self.buf) >= self.part_bytes:
+            self._upload(bytes(self.buf[: self.part_bytes]))
+            del self.buf[: self.part_bytes]
+
+    def _upload(self, chunk: bytes) -> None:
+        number = len(self.parts) + 1
+        resp = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=chunk
+        )
+        self.parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+
+    def commit(self) -> None:
+        if self.buf or not self.parts:
+            self._upload(bytes(self.buf))
+            self.buf.clear()
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+
+    def abort(self) -> None:
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+def open_sink(out_uri: str, name: str, *, endpoint: str | None = None, client: Any = None) -> Sink:
+    """An atomic sink for `<out_uri>/<name>` (local path, file:// or s3://)."""
+    if is_s3(out_uri):
+        bucket, prefix = split_s3(out_uri)
+        key = f"{prefix}/{name}" if prefix else name
+        return S3MultipartSink(client or s3_client(endpoint), bucket, key)
+    return LocalSink(local_dir(out_uri), name)
+
+
+def write_object(out_uri: str, name: str, data: bytes, *, endpoint: str | None = None) -> None:
+    """Write `data` to `<out_uri>/<name>` atomically."""
+    sink = open_sink(out_uri, name, endpoint=endpoint)
+    try:
+        sink.write(data)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.commit()
+
+
+def read_object(out_uri: str, name: str, *, endpoint: str | None = None) -> bytes:
+    if is_s3(out_uri):
+        bucket, prefix = split_s3(out_uri)
+        key = f"{prefix}/{name}" if prefix else name
+        return s3_client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
+    return (local_dir(out_uri) / name).read_bytes()
+
+
+def list_names(out_uri: str, *, endpoint: str | None = None) -> list[str]:
+    """Names of the objects directly under `out_uri` (empty when it does not exist)."""
+    if is_s3(out_uri):
+        bucket, prefix = split_s3(out_uri)
+        client = s3_client(endpoint)
+        base = f"{prefix}/" if prefix else ""
+        names: list[str] = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base, Delimiter="/"):
+            names += [obj["Key"][len(base):] for obj in page.get("Contents", [])]
+        return names
+    d = local_dir(out_uri)
+    return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+
+def delete_names(out_uri: str, names: list[str], *, endpoint: str | None = None) -> None:
+    if not names:
+        return
+    if is_s3(out_uri):
+        bucket, prefix = split_s3(out_uri)
+        client = s3_client(endpoint)
+        keys = [{"Key": f"{prefix}/{n}" if prefix else n} for n in names]
+        for i in range(0, len(keys), 1000):
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys[i : i + 1000]})
+        return
+    for n in names:
+        (local_dir(out_uri) / n).unlink(missing_ok=True)
+
+
+@dataclass
+class ShardStats:
+    """What the manifest records about one written shard."""
+
+    shard_index: int
+    bytes: int = 0
+    n_samples: int = 0
+    n_tokens: int = 0
+    sha256: str = ""
+    index_sha256: str = ""
+    index: np.ndarray = field(default_factory=lambda: np.empty(0, INDEX_DTYPE))
+
+
+class ShardWriter:
+    """Streams samples into one shard through a sink, hashing and indexing as it goes.
+
+    Samples get consecutive keys starting at `first_index`. `finish` appends the end-of-archive blocks,
+    commits the sink and returns the stats; any error before that should be followed by `abort`.
+    """
+
+    def __init__(self, sink: Sink, shard_index: int, first_index: int) -> None:
+        self.sink = sink
+        self.stats = ShardStats(shard_index=shard_index)
+        self.next_index = first_index
+        self._sha = hashlib.sha256()
+        self._rows: list[tuple[int, int, int, int]] = []
+
+    def _emit(self, data: bytes) -> None:
+        self.sink.write(data)
+        self._sha.update(data)
+        self.stats.bytes += len(data)
+
+    def _member(self, name: str, data: bytes) -> int:
+        self._emit(ustar_header(name, len(data)))
+        offset = self.stats.bytes
+        self._emit(data)
+        pad = padded(len(data)) - len(data)
+        if pad:
+            self._emit(bytes(pad))
+        return offset
+
+    def add(self, tokens: bytes, meta_json: bytes, n_tokens: int) -> None:
+        key = sample_key(self.next_index)
+        tokens_offset = self._member(f"{key}.{TOKENS_EXT}", tokens)
+        json_offset = self._member(f"{key}.{JSON_EXT}", meta_json)
+        self._rows.append((tokens_offset, n_tokens, json_offset, len(meta_json)))
+        self.next_index += 1
+        self.stats.n_samples += 1
+        self.stats.n_tokens += n_tokens
+
+    def finish(self) -> ShardStats:
+        self._emit(END_OF_ARCHIVE)
+        self.sink.commit()
+        self.stats.sha256 = self._sha.hexdigest()
+        self.stats.index = np.array(self._rows, dtype=INDEX_DTYPE) if self._rows else np.empty(0, INDEX_DTYPE)
+        return self.stats
+
+    def abort(self) -> None:
+        self.sink.abort()
