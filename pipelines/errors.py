@@ -29,3 +29,21 @@ class StageInputError(TokenmillError):
     """A stage's input table is missing or empty where it must not be."""
 
     exit_code = 5
+
+
+class VersionError(TokenmillError):
+    """A dataset version is unknown, already exists, or its pinned shards no longer match its record."""
+
+    exit_code = 6
+
+
+class MonitorError(TokenmillError):
+    """A data-quality check between versions failed under --strict."""
+
+    exit_code = 7
+
+
+class LineageError(TokenmillError):
+    """A document, shard or member asked about cannot be found in the lake."""
+
+    exit_code = 8
