@@ -23,20 +23,72 @@ DPKG_INFO = Path("/var/lib/dpkg/info")
 
 # Book abbreviations used in bible.data, in canonical order, with their titles.
 KJV_BOOKS: dict[str, str] = {
-    "Ge": "Genesis", "Exo": "Exodus", "Lev": "Leviticus", "Num": "Numbers", "Deu": "Deuteronomy",
-    "Josh": "Joshua", "Jdgs": "Judges", "Ruth": "Ruth", "1Sm": "1 Samuel", "2Sm": "2 Samuel",
-    "1Ki": "1 Kings", "2Ki": "2 Kings", "1Chr": "1 Chronicles", "2Chr": "2 Chronicles", "Ezra": "Ezra",
-    "Neh": "Nehemiah", "Est": "Esther", "Job": "Job", "Psa": "Psalms", "Prv": "Proverbs",
-    "Eccl": "Ecclesiastes", "SSol": "Song of Solomon", "Isa": "Isaiah", "Jer": "Jeremiah",
-    "Lam": "Lamentations", "Eze": "Ezekiel", "Dan": "Daniel", "Hos": "Hosea", "Joel": "Joel",
-    "Amos": "Amos", "Obad": "Obadiah", "Jonah": "Jonah", "Mic": "Micah", "Nahum": "Nahum",
-    "Hab": "Habakkuk", "Zep": "Zephaniah", "Hag": "Haggai", "Zec": "Zechariah", "Mal": "Malachi",
-    "Mat": "Matthew", "Mark": "Mark", "Luke": "Luke", "John": "John", "Acts": "Acts", "Rom": "Romans",
-    "1Cor": "1 Corinthians", "2Cor": "2 Corinthians", "Gal": "Galatians", "Eph": "Ephesians",
-    "Phi": "Philippians", "Col": "Colossians", "1Th": "1 Thessalonians", "2Th": "2 Thessalonians",
-    "1Tim": "1 Timothy", "2Tim": "2 Timothy", "Titus": "Titus", "Phmn": "Philemon", "Heb": "Hebrews",
-    "Jas": "James", "1Pet": "1 Peter", "2Pet": "2 Peter", "1Jn": "1 John", "2Jn": "2 John",
-    "3Jn": "3 John", "Jude": "Jude", "Rev": "Revelation",
+    "Ge": "Genesis",
+    "Exo": "Exodus",
+    "Lev": "Leviticus",
+    "Num": "Numbers",
+    "Deu": "Deuteronomy",
+    "Josh": "Joshua",
+    "Jdgs": "Judges",
+    "Ruth": "Ruth",
+    "1Sm": "1 Samuel",
+    "2Sm": "2 Samuel",
+    "1Ki": "1 Kings",
+    "2Ki": "2 Kings",
+    "1Chr": "1 Chronicles",
+    "2Chr": "2 Chronicles",
+    "Ezra": "Ezra",
+    "Neh": "Nehemiah",
+    "Est": "Esther",
+    "Job": "Job",
+    "Psa": "Psalms",
+    "Prv": "Proverbs",
+    "Eccl": "Ecclesiastes",
+    "SSol": "Song of Solomon",
+    "Isa": "Isaiah",
+    "Jer": "Jeremiah",
+    "Lam": "Lamentations",
+    "Eze": "Ezekiel",
+    "Dan": "Daniel",
+    "Hos": "Hosea",
+    "Joel": "Joel",
+    "Amos": "Amos",
+    "Obad": "Obadiah",
+    "Jonah": "Jonah",
+    "Mic": "Micah",
+    "Nahum": "Nahum",
+    "Hab": "Habakkuk",
+    "Zep": "Zephaniah",
+    "Hag": "Haggai",
+    "Zec": "Zechariah",
+    "Mal": "Malachi",
+    "Mat": "Matthew",
+    "Mark": "Mark",
+    "Luke": "Luke",
+    "John": "John",
+    "Acts": "Acts",
+    "Rom": "Romans",
+    "1Cor": "1 Corinthians",
+    "2Cor": "2 Corinthians",
+    "Gal": "Galatians",
+    "Eph": "Ephesians",
+    "Phi": "Philippians",
+    "Col": "Colossians",
+    "1Th": "1 Thessalonians",
+    "2Th": "2 Thessalonians",
+    "1Tim": "1 Timothy",
+    "2Tim": "2 Timothy",
+    "Titus": "Titus",
+    "Phmn": "Philemon",
+    "Heb": "Hebrews",
+    "Jas": "James",
+    "1Pet": "1 Peter",
+    "2Pet": "2 Peter",
+    "1Jn": "1 John",
+    "2Jn": "2 John",
+    "3Jn": "3 John",
+    "Jude": "Jude",
+    "Rev": "Revelation",
 }
 
 
@@ -183,12 +235,13 @@ def read_fortune_file(path: Path) -> list[str]:
 
 
 def fortune_documents(
-    path: Path, prefix: str, source: str, *, max_chars: int = 1600, max_items: int = 6
+    path: Path, prefix: str, source: str, *, max_chars: int = 1600, max_items: int = 6, alone_words: int = 40
 ) -> list[dict[str, str]]:
     """Group a fortune file's entries, in file order, into documents of a few paragraphs.
 
-    A group closes before it would pass `max_chars` characters or `max_items` fortunes; a single
-    fortune longer than `max_chars` becomes its own document. Ids are `<prefix>-<file>-<n:04d>`.
+    A fortune of `alone_words` words or more is a document of its own (the same long fortune in two
+    files then gives natural duplicate documents); shorter ones are grouped, a group closing before it
+    would pass `max_chars` characters or `max_items` fortunes. Ids are `<prefix>-<file>-<n:04d>`.
     """
     docs: list[dict[str, str]] = []
     group: list[str] = []
@@ -207,6 +260,11 @@ def fortune_documents(
             group.clear()
 
     for fortune in read_fortune_file(path):
+        if len(fortune.split()) >= alone_words:
+            flush()
+            group.append(fortune)
+            flush()
+            continue
         if group and (sum(map(len, group)) + len(fortune) > max_chars or len(group) >= max_items):
             flush()
         group.append(fortune)
