@@ -1,0 +1,189 @@
+"""Spark glue of the tokenize stage (clean_docs -> tokens) and of offline tokenizer training.
+
+Each task encodes its Arrow batches with the tokenizer's own `encode_batch` and writes the Parquet data files
+itself, so a document's text crosses from the JVM to Python once and its tokens never go back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+
+from pipelines import lake
+from pipelines.config import Config
+from pipelines.errors import StageInputError
+from pipelines.report import StageReport
+from pipelines.spark_session import read_table_df
+from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
+from pipelines.train_tokenizer import save_tokenizer, train_bpe
+from schemas.tokens import TABLE as TOKENS
+from sharding.plan import order_hash
+
+log = logging.getLogger(__name__)
+
+TASK_RESULT_SCHEMA = "path string, rows long, tokens long, bytes_in long"
+FILE_TARGET_BYTES = 128 * 1024 * 1024  # tokens bytes per Parquet data file a task writes
+
+
+def tokenizer_spec(cfg: Config) -> TokenizerSpec:
+    t = cfg.tokenize
+    return load_spec(
+        t.tokenizer, kind=t.format, eod_token=t.eod_token, bos_token=t.bos_token,
+        tiktoken_pattern=t.tiktoken_pattern, tiktoken_eod_id=t.tiktoken_eod_id,
+    )
+
+
+def _source_column(batch: pa.RecordBatch) -> pa.Array:
+    stype = pc.fill_null(batch.column("source_type").cast(pa.large_string()), "")
+    suri = pc.fill_null(batch.column("source_uri").cast(pa.large_string()), "")
+    return pc.binary_join_element_wise(stype, suri, ":")
+
+
+def _tokenize_partition(
+    spec: TokenizerSpec, *, bos: bool, eos: bool, batch_size: int, directory: str, prefix: str
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    schema = TOKENS.arrow_schema
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        encoder = cached_encoder(spec)
+        pieces: list[pa.Table] = []
+        held = rows = tokens = bytes_in = 0
+        paths: list[str | None] = []
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            text = pc.fill_null(batch.column("text").cast(pa.large_string()), "")
+            bytes_in += int(pc.sum(pc.binary_length(text)).as_py() or 0)
+            ids, n_tokens = encode_texts(encoder, text.to_pylist(), bos=bos, eos=eos, batch_size=batch_size)
+            out = pa.Table.from_arrays(
+                [batch.column("doc_id").cast(pa.large_string()), ids, pa.array(n_tokens, pa.int32()),
+                 _source_column(batch)],
+                schema=schema,
+            )
+            pieces.append(out)
+            held += ids.nbytes
+            rows += out.num_rows
+            tokens += int(n_tokens.sum(dtype=np.int64))
+            if held >= FILE_TARGET_BYTES:
+                paths.append(lake.write_data_file(directory, pa.concat_tables(pieces), prefix=prefix))
+                pieces, held = [], 0
+        if pieces:
+            paths.append(lake.write_data_file(directory, pa.concat_tables(pieces), prefix=prefix))
+        files = [p for p in paths if p]
+        # Counts ride on the first row; a partition with no data still reports its zeros.
+        yield pa.RecordBatch.from_pydict({
+            "path": files or [None],
+            "rows": [rows] + [0] * (max(len(files), 1) - 1),
+            "tokens": [tokens] + [0] * (max(len(files), 1) - 1),
+            "bytes_in": [bytes_in] + [0] * (max(len(files), 1) - 1),
+        })
+
+    return run
+
+
+def _clean_docs(spark: SparkSession, cfg: Config) -> DataFrame:
+    catalog = lake.open_catalog(cfg.lake)
+    table = lake.load_table(catalog, cfg.lake.namespace, "clean_docs")
+    if table is None:
+        raise StageInputError(f"table {cfg.lake.namespace}.clean_docs does not exist; run curate first")
+    return read_table_df(spark, table)
+
+
+def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, directory: str, prefix: str) -> DataFrame:
+    """The per-task results (data file path, rows, tokens, bytes_in) of tokenizing clean_docs rows `df`."""
+    df = df.select("doc_id", "text", "source_type", "source_uri")
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    if df.rdd.getNumPartitions() < cores:
+        df = df.repartition(cores)  # a small table is one file; spread it over the cores
+    t = cfg.tokenize
+    return df.mapInArrow(
+        _tokenize_partition(spec, bos=t.bos, eos=t.eos, batch_size=t.batch_size, directory=directory,
+                            prefix=prefix),
+        TASK_RESULT_SCHEMA,
+    )
+
+
+def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
+    """clean_docs -> tokens (replacing the table's rows), tokenizer identity in snapshot summary and properties.
+
+    Counts: docs, tokens, bytes_in (UTF-8 bytes of text). MissingDependencyError when the tokenizer file is
+    missing, StageInputError when clean_docs does not exist.
+    """
+    start = time.monotonic()
+    run_id = uuid.uuid4().hex
+    spec = tokenizer_spec(cfg)
+    info = tokenizer_info(Encoder(spec))
+    catalog = lake.open_catalog(cfg.lake)
+    docs = _clean_docs(spark, cfg)
+    table = lake.ensure_table(catalog, cfg.lake.namespace, TOKENS)
+    results = tokenize_df(docs, spec, cfg, lake.data_dir(table), f"tokens-{run_id[:8]}").collect()
+    files = [r["path"] for r in results if r["path"]]
+    counts = {
+        "docs": sum(r["rows"] for r in results),
+        "tokens": sum(r["tokens"] for r in results),
+        "bytes_in": sum(r["bytes_in"] for r in results),
+    }
+    extra = {f"{lake.SUMMARY_PREFIX}{k}": str(v) for k, v in info.items()}
+    extra[f"{lake.SUMMARY_PREFIX}bos"] = str(cfg.tokenize.bos).lower()
+    extra[f"{lake.SUMMARY_PREFIX}eos"] = str(cfg.tokenize.eos).lower()
+    summary = lake.snapshot_summary(cfg, "tokenize", run_id, extra)
+    snapshot = lake.commit_files(table, files, summary, overwrite=True)
+    with table.transaction() as tx:
+        tx.set_properties({k: str(v) for k, v in info.items()})
+    log.info("tokenize: %d docs, %d tokens (%s, tokenizer %s)", counts["docs"], counts["tokens"],
+             info["token_dtype"], spec.sha256[:12])
+    return StageReport(
+        stage="tokenize", counts=counts, snapshots={"tokens": snapshot},
+        outputs={"table": f"{cfg.lake.namespace}.tokens", "tokenizer": cfg.tokenize.tokenizer},
+        seconds=time.monotonic() - start,
+    )
+
+
+def _with_order_hash(seed: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            h = order_hash(batch.column("doc_id").cast(pa.large_string()), seed)
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("doc_id"), batch.column("text"), pa.array(h, pa.int64())], ["doc_id", "text", "h"]
+            )
+
+    return run
+
+
+def train_tokenizer(spark: SparkSession, cfg: Config) -> StageReport:
+    """Train a byte-level BPE on clean_docs texts and write tokenizer.json to `tokenize.tokenizer`.
+
+    Documents are taken in the seeded hash order of their doc_id, at most `tokenize.train.max_docs` of them,
+    so the same table and config give the same file. StageInputError when clean_docs is missing or empty.
+    """
+    start = time.monotonic()
+    tc = cfg.tokenize.train
+    df = _clean_docs(spark, cfg).select("doc_id", "text")
+    df = df.mapInArrow(_with_order_hash(tc.seed), "doc_id string, text string, h long").orderBy("h", "doc_id")
+    if tc.max_docs is not None:
+        df = df.limit(tc.max_docs)
+    n_docs = 0
+
+    def texts() -> Iterator[str]:
+        nonlocal n_docs
+        for row in df.select("text").toLocalIterator():
+            n_docs += 1
+            yield row["text"] or ""
+
+    tok = train_bpe(texts(), vocab_size=tc.vocab_size, min_frequency=tc.min_frequency,
+                    eod_token=cfg.tokenize.eod_token)
+    if n_docs == 0:
+        raise StageInputError(f"table {cfg.lake.namespace}.clean_docs is empty: nothing to train a tokenizer on")
+    path = save_tokenizer(tok, cfg.tokenize.tokenizer)
+    log.info("trained a %d-token byte-level BPE on %d docs -> %s", tok.get_vocab_size(), n_docs, path)
+    return StageReport(
+        stage="train-tokenizer", counts={"docs": n_docs, "vocab_size": tok.get_vocab_size()},
+        outputs={"tokenizer": str(path)}, seconds=time.monotonic() - start,
+    )
