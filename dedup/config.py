@@ -16,8 +16,10 @@ class DedupConfig(BaseModel):
     num_perm: int = Field(default=128, gt=0)
     bands: int | None = Field(default=None, description="default: chosen from threshold and weights")
     rows: int | None = None
-    false_positive_weight: float = 0.5
-    false_negative_weight: float = 0.5
+    # Candidates are verified by signature Jaccard, so false positives are cheap and false negatives are lost
+    # recall: the defaults give 16 bands x 8 rows at 0.8 (P(candidate | J=0.8) = 0.95, see dedup/lsh.py).
+    false_positive_weight: float = Field(default=0.05, ge=0.0)
+    false_negative_weight: float = Field(default=0.95, ge=0.0)
     ngram: int = Field(default=5, gt=0, description="shingle size in words (or characters)")
     shingle: Literal["word", "char"] = "word"
     seed: int = 42
