@@ -103,5 +103,7 @@ class IngestConfig(BaseModel):
 
     max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="larger records are quarantined")
     quarantine_raw_bytes: int = Field(default=4096, ge=0, description="raw bytes kept per quarantine row")
-    parallelism: int | None = Field(default=None, description="Spark tasks; default: one per work unit")
-    rows_per_file: int = Field(default=500_000, gt=0, description="a task rolls its data file after this many rows")
+    parallelism: int | None = Field(
+        default=None, gt=0, description="Spark tasks; default: one per work unit, at most 8 per core (units packed by size)"
+    )
+    file_bytes: int = Field(default=128 * 1024 * 1024, gt=0, description="a task rolls its data file at this much Arrow data")

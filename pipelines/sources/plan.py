@@ -1,0 +1,162 @@
+"""Driver side of an ingest run, without Spark: turn sources + committed state into work units, and task
+results back into the files to commit, the counts and the next state.
+
+Objects are skipped when the ledger holds the same URI with the same size and ETag; a changed object is read
+again (its old rows stay: ingest appends). Kafka partitions start at the stored next offset, else at
+`starting_offsets`; a stored offset below the partition's earliest (lost to retention) jumps forward and the
+gap is counted as `kafka_offsets_lost`. Chunks of one partition are accepted in offset order up to the first
+incomplete one, so the stored offset never passes a record that is not committed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.sources import kafka as kafka_source
+from pipelines.sources import objects as object_source
+from pipelines.sources.config import KafkaSource, LocalSource, S3Source
+from pipelines.sources.state import IngestState
+
+log = logging.getLogger(__name__)
+
+Source = LocalSource | S3Source | KafkaSource
+
+
+@dataclass
+class Plan:
+    """The work units of a run and what is needed to account for them afterwards."""
+
+    units: list[dict[str, Any]] = field(default_factory=list)
+    objects_skipped: int = 0
+    objects_changed: int = 0
+    offsets: dict[str, dict[str, int]] = field(default_factory=dict)  # baseline next offsets, before reading
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def tp_key(topic: str, partition: int) -> str:
+    return f"{topic}/{partition}"
+
+
+def plan_objects(index: int, refs: list[object_source.ObjectRef], state: IngestState, plan: Plan) -> None:
+    """Add one unit per object not in the ledger (or changed since); count the skipped ones."""
+    for ref in refs:
+        known = state.ledger.get(ref.uri)
+        if known == (ref.size, ref.etag):
+            plan.objects_skipped += 1
+            continue
+        if known is not None:
+            plan.objects_changed += 1
+            log.warning("object changed since it was ingested, reading it again: %s", ref.uri)
+        plan.units.append({"kind": "object", "source": index, **ref.as_dict()})
+
+
+def plan_kafka(index: int, src: KafkaSource, earliest: dict[tuple[str, int], int], ends: dict[tuple[str, int], int],
+               state: IngestState, plan: Plan) -> None:
+    """Add offset-range units for one Kafka source and record its baseline offsets in `plan.offsets`."""
+    label = src.label()
+    stored = state.offsets.get(label, {})
+    baseline = dict(stored)
+    starts: dict[tuple[str, int], int] = {}
+    for key in sorted(ends):
+        first, k = earliest.get(key, 0), tp_key(*key)
+        if k in stored:
+            start = stored[k]
+            if start < first:
+                log.warning("kafka %s: offsets %d..%d were deleted by retention before ingest", k, start, first - 1)
+                plan.counts["kafka_offsets_lost"] += first - start
+                start = baseline[k] = first
+        elif src.starting_offsets == "latest":
+            start = baseline[k] = ends[key]
+        else:
+            start = first
+        starts[key] = start
+    plan.offsets[label] = baseline
+    ranges = kafka_source.plan_ranges(starts, ends, max_records=src.max_records,
+                                      records_per_task=src.records_per_task)
+    share = -(-src.max_bytes // len(ranges)) if src.max_bytes and ranges else None
+    for r in ranges:
+        plan.units.append({"kind": "kafka", "source": index, **r.as_dict(), "max_bytes": share})
+
+
+def plan_run(sources: list[Source], state: IngestState) -> Plan:
+    """List every source (objects on the driver, Kafka watermarks) and build the run's units."""
+    plan = Plan(offsets=copy.deepcopy(state.offsets))
+    for i, src in enumerate(sources):
+        if isinstance(src, KafkaSource):
+            earliest, ends = kafka_source.partition_offsets(src)
+            plan_kafka(i, src, earliest, ends, state, plan)
+        elif isinstance(src, S3Source):
+            plan_objects(i, object_source.list_s3(src), state, plan)
+        else:
+            plan_objects(i, object_source.list_local(src), state, plan)
+    return plan
+
+
+@dataclass
+class Outcome:
+    """What the driver commits: files per table, counts, and the state after the run."""
+
+    raw_files: list[str]
+    quarantine_files: list[str]
+    counts: dict[str, int]
+    state: IngestState
+    changed: bool
+
+
+def settle(plan: Plan, results: list[dict[str, Any]], sources: list[Source], state: IngestState, run_id: str
+           ) -> Outcome:
+    """Accept task results: every object unit, and Kafka chunks in offset order up to the first incomplete one.
+
+    Returns the files to commit, the counts (records_read = raw_docs + quarantined over accepted units) and the
+    new state (ledger plus the accepted objects, offsets advanced to where accepted chunks stopped).
+    """
+    new = IngestState(ledger=dict(state.ledger), ledger_runs=dict(state.ledger_runs),
+                      offsets=copy.deepcopy(plan.offsets), committed_runs=set(state.committed_runs))
+    accepted: list[dict[str, Any]] = []
+    by_partition: dict[tuple[int, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for res in results:
+        unit = res["unit"]
+        if unit["kind"] == "object":
+            accepted.append(res)
+            new.ledger[unit["uri"]] = (unit["size"], unit["etag"])
+            new.ledger_runs[unit["uri"]] = run_id
+        else:
+            by_partition[(unit["source"], unit["topic"], unit["partition"])].append(res)
+    for (index, topic, partition), chunks in sorted(by_partition.items()):
+        label = sources[index].label()
+        chunks.sort(key=lambda r: r["unit"]["start"])
+        offsets = new.offsets.setdefault(label, {})
+        k = tp_key(topic, partition)
+        expected = chunks[0]["unit"]["start"]
+        for res in chunks:
+            if res["unit"]["start"] != expected:
+                break
+            accepted.append(res)
+            expected = res["next_offset"]
+            offsets[k] = expected
+            if not res["complete"]:
+                break
+    counts: Counter[str] = Counter({"records_read": 0, "raw_docs": 0, "quarantined": 0, "objects_read": 0,
+                                    "objects_skipped": plan.objects_skipped, "bytes_read": 0})
+    counts.update(plan.counts)
+    if plan.objects_changed:
+        counts["objects_changed"] = plan.objects_changed
+    for res in accepted:
+        counts["raw_docs"] += res["raw_docs"]
+        counts["quarantined"] += res["quarantined"]
+        counts["records_read"] += res["raw_docs"] + res["quarantined"]
+        counts["bytes_read"] += res["bytes_read"]
+        counts["objects_read"] += res["unit"]["kind"] == "object"
+        for code, n in res["errors"].items():
+            counts[f"quarantine_{code}"] += n
+    dropped = len(results) - len(accepted)
+    if dropped:
+        log.warning("%d Kafka chunk(s) follow an incomplete one; their records are left for the next run", dropped)
+    changed = bool(accepted) or new.offsets != state.offsets
+    return Outcome(raw_files=[f for r in accepted for f in r["raw_files"]],
+                   quarantine_files=[f for r in accepted for f in r["quarantine_files"]],
+                   counts=dict(counts), state=new, changed=changed)

@@ -1,0 +1,143 @@
+"""Ingest state kept in Iceberg: Kafka offsets and the ledger of ingested objects, plus crash recovery.
+
+Protocol (pyiceberg has no multi-table transaction, so raw_docs is the single point of truth):
+
+1. Tasks write Parquet files; nothing is visible yet.
+2. The driver commits the run's quarantine files (snapshot summary: stage=ingest, run_id).
+3. The driver commits the run's raw_docs files; the same snapshot's summary carries the run_id, the counts,
+   the cumulative Kafka offsets (`tokenmill.ingest.kafka_offsets`, JSON) and a pointer to the cumulative
+   ledger of objects (`tokenmill.ingest.ledger`: a Parquet file in the table's metadata folder, with its
+   sha256 and row count beside it, so the summary stays small however many objects there are).
+
+A run is committed iff step 3 landed. Before planning, every run deletes the quarantine rows of runs that
+appended to quarantine but never reached raw_docs (a kill between 2 and 3); the delete is one commit whose
+summary lists the runs it cleaned. A kill anywhere therefore leaves either the whole run or nothing, and
+the next run re-reads exactly what was not committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.expressions import In
+from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
+
+from pipelines import lake
+from pipelines.errors import TokenmillError
+
+log = logging.getLogger(__name__)
+
+KEY_STAGE = lake.SUMMARY_PREFIX + "stage"
+KEY_RUN = lake.SUMMARY_PREFIX + "run_id"
+KEY_LEDGER = lake.SUMMARY_PREFIX + "ingest.ledger"
+KEY_LEDGER_SHA = lake.SUMMARY_PREFIX + "ingest.ledger_sha256"
+KEY_LEDGER_ROWS = lake.SUMMARY_PREFIX + "ingest.ledger_objects"
+KEY_OFFSETS = lake.SUMMARY_PREFIX + "ingest.kafka_offsets"
+KEY_CLEANED = lake.SUMMARY_PREFIX + "ingest.cleaned_runs"
+STAGE = "ingest"
+
+LEDGER_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()),
+                           ("run_id", pa.string())])
+
+
+class LedgerError(TokenmillError):
+    """The ledger file a raw_docs snapshot points at is missing or does not match its recorded sha256."""
+
+
+@dataclass
+class IngestState:
+    """What earlier committed runs ingested: object ledger (uri -> (size, etag)) and Kafka next offsets
+    (source label -> "topic/partition" -> next offset)."""
+
+    ledger: dict[str, tuple[int, str]] = field(default_factory=dict)
+    ledger_runs: dict[str, str] = field(default_factory=dict)
+    offsets: dict[str, dict[str, int]] = field(default_factory=dict)
+    committed_runs: set[str] = field(default_factory=set)
+
+
+def _props(snap: Snapshot) -> dict[str, str]:
+    return snap.summary.additional_properties if snap.summary else {}
+
+
+def _ingest_snapshots(table: Table) -> list[Snapshot]:
+    """Ingest snapshots of the current snapshot's ancestry, newest first."""
+    snap = table.current_snapshot()
+    if snap is None:
+        return []
+    return [s for s in ancestors_of(snap, table.metadata) if _props(s).get(KEY_STAGE) == STAGE]
+
+
+def load_state(raw_docs: Table) -> IngestState:
+    """The state recorded by the newest ingest commit of raw_docs (empty before the first).
+
+    Raises LedgerError when the ledger file it points at is gone or altered.
+    """
+    snaps = _ingest_snapshots(raw_docs)
+    state = IngestState(committed_runs={_props(s)[KEY_RUN] for s in snaps if KEY_RUN in _props(s)})
+    if not snaps:
+        return state
+    props = _props(snaps[0])
+    state.offsets = json.loads(props.get(KEY_OFFSETS, "{}"))
+    uri = props.get(KEY_LEDGER)
+    if uri:
+        fs, path = lake.filesystem_for(uri)
+        try:
+            with fs.open_input_stream(path) as f:
+                data = f.read()
+        except (FileNotFoundError, OSError) as exc:
+            raise LedgerError(f"ingest ledger {uri} cannot be read: {exc}") from None
+        if hashlib.sha256(data).hexdigest() != props.get(KEY_LEDGER_SHA):
+            raise LedgerError(f"ingest ledger {uri} does not match the sha256 in its snapshot summary")
+        table = pq.read_table(io.BytesIO(data))
+        for uri_, size, etag, run in zip(*(table.column(c).to_pylist() for c in LEDGER_SCHEMA.names), strict=True):
+            state.ledger[uri_] = (size, etag)
+            state.ledger_runs[uri_] = run
+    return state
+
+
+def write_ledger(raw_docs: Table, state: IngestState, run_id: str) -> dict[str, str]:
+    """Write the cumulative ledger as Parquet next to the table metadata; return its summary properties."""
+    uris = sorted(state.ledger)
+    table = pa.table({"uri": uris, "size": [state.ledger[u][0] for u in uris],
+                      "etag": [state.ledger[u][1] for u in uris],
+                      "run_id": [state.ledger_runs.get(u, run_id) for u in uris]}, schema=LEDGER_SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    data = buf.getvalue()
+    uri = f"{raw_docs.location().rstrip('/')}/metadata/ingest-ledger-{run_id}.parquet"
+    fs, path = lake.filesystem_for(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+    return {KEY_LEDGER: uri, KEY_LEDGER_SHA: hashlib.sha256(data).hexdigest(), KEY_LEDGER_ROWS: str(len(uris))}
+
+
+def offsets_property(offsets: dict[str, dict[str, int]]) -> dict[str, str]:
+    return {KEY_OFFSETS: json.dumps(offsets, sort_keys=True, separators=(",", ":"))} if offsets else {}
+
+
+def orphan_runs(raw_docs: Table, quarantine: Table) -> list[str]:
+    """Runs that appended quarantine rows but never committed raw_docs, and were not cleaned yet."""
+    committed = {_props(s).get(KEY_RUN) for s in _ingest_snapshots(raw_docs)}
+    appended, cleaned = set(), set()
+    for snap in _ingest_snapshots(quarantine):
+        props = _props(snap)
+        if KEY_CLEANED in props:
+            cleaned |= set(json.loads(props[KEY_CLEANED]))
+        elif snap.summary is not None and snap.summary.operation == Operation.APPEND and KEY_RUN in props:
+            appended.add(props[KEY_RUN])
+    return sorted(appended - committed - cleaned)
+
+
+def delete_orphans(quarantine: Table, runs: list[str], summary: dict[str, str]) -> None:
+    """Delete the quarantine rows of `runs` in one commit that records them as cleaned."""
+    log.warning("removing quarantine rows of %d interrupted ingest run(s): %s", len(runs), ", ".join(runs))
+    quarantine.delete(In("run_id", runs), snapshot_properties={**summary, KEY_CLEANED: json.dumps(runs)})
+    quarantine.refresh()

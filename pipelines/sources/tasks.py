@@ -1,0 +1,151 @@
+"""Work units of an ingest run and what a task does with them (no Spark here: `spark_ingest` ships these).
+
+A unit is a small JSON-able dict: one object (`kind="object"`: uri, size, etag) or one Kafka offset range
+(`kind="kafka"`: topic, partition, start, end, max_bytes), with the index of its source in `cfg.sources`.
+A task reads its units, writes raw_docs and quarantine Parquet files (rolled at `file_bytes`) and returns,
+per unit, the files and counts; it commits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines import lake
+from pipelines.sources.config import KafkaSource, LocalSource, S3Source
+from pipelines.sources.failpoints import failpoint
+from pipelines.sources.kafka import OffsetRange, RangeResult, read_range
+from pipelines.sources.objects import ObjectRef, ReadOptions, read_object
+from schemas import quarantine as quarantine_schema
+from schemas import raw_docs as raw_docs_schema
+
+log = logging.getLogger(__name__)
+
+Source = LocalSource | S3Source | KafkaSource
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Everything a task needs besides its units; plain values so it pickles cheaply."""
+
+    sources: tuple[Source, ...]
+    run_id: str
+    ingested_at: datetime
+    raw_dir: str
+    quarantine_dir: str
+    max_record_bytes: int
+    raw_limit: int
+    file_bytes: int
+
+
+class RollingWriter:
+    """Collects column batches of one table and writes them as Parquet data files of about `file_bytes`."""
+
+    def __init__(self, directory: str, schema: pa.Schema, ctx: TaskContext, prefix: str) -> None:
+        self.directory, self.schema, self.ctx, self.prefix = directory, schema, ctx, prefix
+        self.pending: list[pa.Table] = []
+        self.pending_bytes = 0
+        self.paths: list[str] = []
+
+    def add(self, batch: pa.Table) -> None:
+        if batch.num_rows == 0:
+            return
+        self.pending.append(batch)
+        self.pending_bytes += batch.nbytes
+        if self.pending_bytes >= self.ctx.file_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        n = table.num_rows
+        table = table.append_column("ingested_at", pa.array([self.ctx.ingested_at] * n, pa.timestamp("us", "UTC")))
+        table = table.append_column("run_id", pa.array([self.ctx.run_id] * n, pa.large_string()))
+        path = lake.write_data_file(self.directory, table.select(self.schema.names).cast(self.schema),
+                                    prefix=self.prefix)
+        if path:
+            self.paths.append(path)
+        self.pending, self.pending_bytes = [], 0
+
+
+def _read_options(src: LocalSource | S3Source, ctx: TaskContext) -> ReadOptions:
+    s3 = isinstance(src, S3Source)
+    return ReadOptions(format=src.format, id_field=src.id_field, text_field=src.text_field,
+                       max_record_bytes=ctx.max_record_bytes, raw_limit=ctx.raw_limit,
+                       endpoint=src.endpoint if s3 else None, region=src.region if s3 else None,
+                       anonymous=src.anonymous if s3 else False)
+
+
+def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Read one unit to data files; returns {unit, raw_files, quarantine_files, raw_docs, quarantined,
+    errors: {code: n}, bytes_read, next_offset/complete (Kafka)}."""
+    src = ctx.sources[unit["source"]]
+    prefix = f"ingest-{ctx.run_id[:8]}"
+    raw_w = RollingWriter(ctx.raw_dir, raw_docs_schema.TABLE.arrow_schema, ctx, prefix)
+    q_w = RollingWriter(ctx.quarantine_dir, quarantine_schema.TABLE.arrow_schema, ctx, prefix)
+    errors: Counter[str] = Counter()
+    n_raw = 0
+    result: dict[str, Any] = {"unit": unit}
+    batches: Iterator[tuple[pa.Table, pa.Table]]
+    if unit["kind"] == "kafka":
+        assert isinstance(src, KafkaSource)
+        rng = OffsetRange(unit["topic"], unit["partition"], unit["start"], unit["end"])
+        rr = RangeResult(next_offset=rng.start)
+        batches = read_range(src, rng, rr, max_bytes=unit.get("max_bytes"), max_record_bytes=ctx.max_record_bytes,
+                             raw_limit=ctx.raw_limit)
+    else:
+        assert not isinstance(src, KafkaSource)
+        obj = ObjectRef(unit["uri"], unit["size"], unit["etag"])
+        batches = read_object(obj, src.type, _read_options(src, ctx))
+    for docs, bad in batches:
+        raw_w.add(docs)
+        q_w.add(bad)
+        n_raw += docs.num_rows
+        if bad.num_rows:
+            errors.update(bad.column("error_code").to_pylist())
+    raw_w.flush()
+    q_w.flush()
+    failpoint("ingest.task_written")
+    result.update(raw_files=raw_w.paths, quarantine_files=q_w.paths, raw_docs=n_raw,
+                  quarantined=sum(errors.values()), errors=dict(errors))
+    if unit["kind"] == "kafka":
+        result.update(next_offset=rr.next_offset, complete=rr.complete, bytes_read=rr.bytes_read)
+    else:
+        result.update(bytes_read=unit["size"])
+    return result
+
+
+def run_units(units: Iterable[dict[str, Any]], ctx: TaskContext) -> Iterator[dict[str, Any]]:
+    for unit in units:
+        yield run_unit(unit, ctx)
+
+
+def pack_units(units: list[dict[str, Any]], n_tasks: int) -> list[list[dict[str, Any]]]:
+    """Greedy largest-first packing of units into at most `n_tasks` groups of similar weight.
+
+    Weight: object size in bytes, or 1 KiB per Kafka offset. Deterministic; every unit lands in exactly one
+    group; no group is empty.
+    """
+    if n_tasks <= 0:
+        raise ValueError(f"n_tasks={n_tasks}")
+    n = min(n_tasks, len(units))
+    if n == 0:
+        return []
+
+    def weight(u: dict[str, Any]) -> int:
+        return int(u["size"]) if u["kind"] == "object" else (int(u["end"]) - int(u["start"])) * 1024
+
+    groups: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    loads = [0] * n
+    for u in sorted(units, key=lambda u: -weight(u)):
+        i = loads.index(min(loads))
+        groups[i].append(u)
+        loads[i] += weight(u)
+    return groups

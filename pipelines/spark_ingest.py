@@ -1,0 +1,113 @@
+"""The ingest stage: sources (local, S3, Kafka) -> raw_docs + quarantine, exactly once.
+
+The driver recovers from an interrupted run, plans work units (objects not in the ledger, Kafka offset
+ranges past the stored offsets), ships them to tasks through a small DataFrame and `mapInArrow`, and commits
+the files the tasks wrote: quarantine first, then raw_docs with the ledger and offsets in the same snapshot
+summary (see `pipelines.sources.state` for why that order is safe under SIGKILL at any point).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import SparkSession
+
+from pipelines import lake
+from pipelines.config import Config
+from pipelines.report import StageReport
+from pipelines.sources import state as ingest_state
+from pipelines.sources.failpoints import failpoint
+from pipelines.sources.plan import plan_run, settle
+from pipelines.sources.tasks import TaskContext, pack_units, run_units
+
+log = logging.getLogger(__name__)
+
+STAGE = "ingest"
+UNITS_PER_CORE = 8
+
+
+def _execute(spark: SparkSession, groups: list[list[dict[str, Any]]], ctx: TaskContext) -> list[dict[str, Any]]:
+    """Run each group of units as one Spark task; return every unit's result."""
+    sc = spark.sparkContext
+    rows = sc.parallelize([(json.dumps(g),) for g in groups], len(groups))
+    df = spark.createDataFrame(rows, "units string")
+
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for payload in batch.column("units").to_pylist():
+                out = [json.dumps(r) for r in run_units(json.loads(payload), ctx)]
+                yield pa.RecordBatch.from_pydict({"result": out}, schema=pa.schema([("result", pa.string())]))
+
+    sc.setJobDescription(f"ingest: {sum(len(g) for g in groups)} units in {len(groups)} tasks")
+    return [json.loads(r["result"]) for r in df.mapInArrow(task, "result string").collect()]
+
+
+def _summary(cfg: Config, run_id: str, counts: dict[str, int], extra: dict[str, str] | None = None) -> dict[str, str]:
+    props = {f"{lake.SUMMARY_PREFIX}{k}": str(v) for k, v in sorted(counts.items())}
+    return lake.snapshot_summary(cfg, STAGE, run_id, {**props, **(extra or {})})
+
+
+def run_ingest(spark: SparkSession, cfg: Config) -> StageReport:
+    """Read every source in `cfg.sources` into raw_docs and quarantine, appending only what is new.
+
+    Counts: records_read (= raw_docs + quarantined), raw_docs, quarantined, quarantine_<code> each,
+    objects_read, objects_skipped, bytes_read (object bytes as stored, Kafka value bytes). A run with nothing
+    new commits nothing and reports zeros.
+    """
+    run_id = uuid.uuid4().hex
+    catalog = lake.open_catalog(cfg.lake)
+    raw = lake.ensure_table(catalog, cfg.lake.namespace, "raw_docs")
+    quarantine = lake.ensure_table(catalog, cfg.lake.namespace, "quarantine")
+    report = StageReport(stage=STAGE)
+
+    orphans = ingest_state.orphan_runs(raw, quarantine)
+    if orphans:
+        ingest_state.delete_orphans(quarantine, orphans, _summary(cfg, run_id, {}))
+        report.counts["recovered_runs"] = len(orphans)
+    state = ingest_state.load_state(raw)
+    plan = plan_run(list(cfg.sources), state)
+    log.info("ingest %s: %d units, %d objects already ingested", run_id[:8], len(plan.units), plan.objects_skipped)
+
+    results: list[dict[str, Any]] = []
+    if plan.units:
+        ctx = TaskContext(
+            sources=tuple(cfg.sources), run_id=run_id, ingested_at=datetime.now(UTC),
+            raw_dir=lake.data_dir(raw), quarantine_dir=lake.data_dir(quarantine),
+            max_record_bytes=cfg.ingest.max_record_bytes, raw_limit=cfg.ingest.quarantine_raw_bytes,
+            file_bytes=cfg.ingest.file_bytes,
+        )
+        n_tasks = cfg.ingest.parallelism or spark.sparkContext.defaultParallelism * UNITS_PER_CORE
+        results = _execute(spark, pack_units(plan.units, n_tasks), ctx)
+    failpoint("ingest.after_tasks")
+    outcome = settle(plan, results, list(cfg.sources), state, run_id)
+    report.counts.update(outcome.counts)
+    if not outcome.changed:
+        log.info("ingest: nothing new")
+        report.snapshots = {"raw_docs": _snapshot_id(raw), "quarantine": _snapshot_id(quarantine)}
+        return report
+
+    if outcome.quarantine_files:
+        report.snapshots["quarantine"] = lake.commit_files(
+            quarantine, outcome.quarantine_files, _summary(cfg, run_id, outcome.counts))
+        failpoint("ingest.after_quarantine_commit")
+    else:
+        report.snapshots["quarantine"] = _snapshot_id(quarantine)
+    extra = {**ingest_state.write_ledger(raw, outcome.state, run_id),
+             **ingest_state.offsets_property(outcome.state.offsets)}
+    failpoint("ingest.before_raw_commit")
+    report.snapshots["raw_docs"] = lake.commit_files(raw, outcome.raw_files, _summary(cfg, run_id, outcome.counts, extra))
+    failpoint("ingest.after_raw_commit")
+    report.outputs = {"raw_docs": f"{cfg.lake.namespace}.raw_docs", "quarantine": f"{cfg.lake.namespace}.quarantine"}
+    log.info("ingest %s: %s", run_id[:8], outcome.counts)
+    return report
+
+
+def _snapshot_id(table: Any) -> int | None:
+    snap = table.current_snapshot()
+    return snap.snapshot_id if snap else None
