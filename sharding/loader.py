@@ -1,0 +1,189 @@
+"""TokenLoader: deterministic, resumable, topology-independent streaming of packed token windows.
+
+The global sequence of batches is a pure function of (sources, weights, seed, seq_len, global
+batch): each global step holds ``batch_size * world_size`` windows of ``seq_len + 1`` tokens, and
+rank ``r`` reads the ``r``-th run of ``batch_size`` of them. Ranks therefore see disjoint data and
+the same number of steps by construction (no collective at an epoch's end), and the state of a
+loader is a few integers: resuming on any topology with the same global batch continues exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sharding.loader_manifest import RemoteOptions, is_remote, read_manifest
+from sharding.loader_plan import HostBatcher, LoaderPlan
+from sharding.loader_store import OnCorrupt
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+Source = str | Path | Sequence[str | Path] | Mapping[str, float]
+
+
+def _resolve(name: str, resolver: Callable[[str], str] | None) -> str:
+    if is_remote(name) or Path(name).exists():
+        return name
+    if resolver is None:
+        raise ValueError(f"source {name!r} is neither an existing path nor an s3:// URI, and no resolver was given")
+    return str(resolver(name))
+
+
+def _sources(source: Source) -> tuple[list[str], list[float] | None]:
+    if isinstance(source, str | Path):
+        return [str(source)], None
+    if isinstance(source, Mapping):
+        return [str(k) for k in source], [float(v) for v in source.values()]
+    names = [str(s) for s in source]
+    if not names:
+        raise ValueError("source is an empty list")
+    return names, None
+
+
+class TokenLoader:
+    """Iterate packed token batches from one or more shard manifests.
+
+    ``source``: a manifest path or folder, an s3:// URI, a dataset-version name (given to
+    ``resolver``, which returns a manifest path/URI), a list of them (mixed in proportion to their
+    tokens) or a dict ``{source: weight}``. ``batch_size`` is per rank; rank and world size come
+    from torch.distributed when not given (0 and 1 without it). Each item is a dict of
+    ``input_ids``, ``labels``, ``position_ids`` (int64 ``[batch_size, seq_len]``), ``cu_seqlens``
+    (int32), ``max_seqlen`` and ``step`` (the global step number), as CPU tensors or on ``device``.
+
+    One ``for`` loop runs to the end of the current epoch (``len(loader)`` steps); stopping early
+    and iterating again continues where it stopped. ``state_dict()`` / ``load_state_dict()`` give
+    bit-identical continuation, also onto a different world size with the same global batch.
+    ``on_corrupt="skip"`` masks a corrupt shard's documents (EOD filler, labels ignored) instead
+    of raising, which keeps every rank's layout identical.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        seq_len: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        num_workers: int = 0,
+        device: Any = None,
+        resolver: Callable[[str], str] | None = None,
+        steps_per_epoch: int | None = None,
+        block_shards: int = 4,
+        on_corrupt: OnCorrupt = "raise",
+        verify: bool = True,
+        remote: RemoteOptions | None = None,
+        prefetch: int = 4,
+        mask_cross_document: bool = True,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        if num_workers < 0 or prefetch <= 0:
+            raise ValueError(f"num_workers must be >= 0 and prefetch > 0, got {num_workers} and {prefetch}")
+        rank, world_size = self._topology(rank, world_size)
+        names, weights = _sources(source)
+        manifests = [read_manifest(_resolve(n, resolver), remote) for n in names]
+        if weights is None:
+            weights = [float(m.stream_tokens.sum()) for m in manifests]
+        self.plan = LoaderPlan.build(
+            manifests,
+            weights,
+            seq_len=seq_len,
+            global_batch=batch_size * world_size,
+            seed=seed,
+            block_shards=block_shards,
+            steps_per_epoch=steps_per_epoch,
+        )
+        self.batcher = HostBatcher(self.plan, rank=rank, world_size=world_size, verify=verify,
+                                   on_corrupt=on_corrupt, remote=remote, mask_cross_document=mask_cross_document)
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.num_workers = num_workers
+        self.prefetch = prefetch
+        self.device = device
+        self._hash = self.plan.config_hash()
+        self.epoch = 0
+        self.step = 0
+        self._active: Iterator[dict[str, Any]] | None = None
+
+    @staticmethod
+    def _topology(rank: int | None, world_size: int | None) -> tuple[int, int]:
+        if rank is None or world_size is None:
+            import torch.distributed as dist
+
+            ready = dist.is_available() and dist.is_initialized()
+            rank = rank if rank is not None else (dist.get_rank() if ready else 0)
+            world_size = world_size if world_size is not None else (dist.get_world_size() if ready else 1)
+        if world_size <= 0 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        return rank, world_size
+
+    def __len__(self) -> int:
+        return self.plan.steps_per_epoch
+
+    @property
+    def global_step(self) -> int:
+        return self.epoch * self.plan.steps_per_epoch + self.step
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # one live iteration at a time: its prefetch thread or workers hold the batcher
+        if self._active is not None:
+            self._active.close()  # type: ignore[attr-defined]
+        self._active = self._batches()
+        return self._active
+
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        import torch
+
+        from sharding import loader_torch as lt
+
+        first = self.global_step
+        stop = (self.epoch + 1) * self.plan.steps_per_epoch
+        if self.num_workers > 0:
+            host = lt.worker_batches(self.batcher, first, stop, self.num_workers)
+        else:
+            host = lt.threaded(lambda: (self.batcher.batch(k) for k in range(first, stop)), self.prefetch)
+        device = None if self.device is None else torch.device(self.device)
+        expected = first
+        for batch in lt.to_device(host, device, self.prefetch):
+            if int(batch["step"]) != expected:
+                raise RuntimeError(f"loader produced step {int(batch['step'])} where {expected} was due")
+            expected += 1
+            self.step += 1
+            if self.step == self.plan.steps_per_epoch:
+                self.epoch, self.step = self.epoch + 1, 0
+            yield batch
+
+    def state_dict(self) -> dict[str, int | str]:
+        """Position after the batches handed out so far: epoch, step, global batch, seed, config hash."""
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "step": self.step,
+            "global_batch": self.plan.global_batch,
+            "seed": self.plan.seed,
+            "config_hash": self._hash,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state``. Raises ValueError when it was saved with other data, seed, seq_len,
+        weights or global batch (the message names the first difference found)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r} is not {STATE_VERSION}")
+        for key, mine in (("global_batch", self.plan.global_batch), ("seed", self.plan.seed), ("config_hash", self._hash)):
+            if state.get(key) != mine:
+                raise ValueError(f"state {key}={state.get(key)!r} does not match this loader's {mine!r}")
+        epoch, step = int(state["epoch"]), int(state["step"])
+        if epoch < 0 or not 0 <= step < self.plan.steps_per_epoch:
+            raise ValueError(f"state position epoch={epoch}, step={step} is out of range")
+        self.epoch, self.step = epoch, step
+
+    def close(self) -> None:
+        """Release shard maps and stop background fetches."""
+        if self._active is not None:
+            self._active.close()  # type: ignore[attr-defined]
+            self._active = None
+        self.batcher.close()

@@ -1,0 +1,16 @@
+"""Errors the streaming loader raises. Both derive from ValueError: they describe bad input data."""
+
+from __future__ import annotations
+
+
+class ManifestError(ValueError):
+    """A shard manifest is missing, malformed, or inconsistent with its shards or with other sources."""
+
+
+class CorruptShardError(ValueError):
+    """A shard (or its index) fails its checksum or its tar layout check. The message names the shard."""
+
+    def __init__(self, shard: str, reason: str) -> None:
+        super().__init__(f"corrupt shard {shard}: {reason}")
+        self.shard = shard
+        self.reason = reason

@@ -1,0 +1,167 @@
+"""What a loader reads, independent of torch: sources, the global window plan, and host-side batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from sharding.loader_manifest import RemoteOptions, ShardManifest, check_compatible
+from sharding.loader_pack import pack_windows
+from sharding.loader_store import OnCorrupt, ShardStore
+from sharding.loader_stream import MixSchedule, SourceStream
+from sharding.shuffle import normalize_weights, rank_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoaderPlan:
+    """Everything that fixes the global sequence of batches, whatever the topology.
+
+    ``global_batch`` windows per step; ``steps_per_epoch`` steps per epoch (default: the sources'
+    total stream tokens divided by ``seq_len * global_batch``, at least 1). The stream is continuous,
+    so the windows an epoch leaves over start the next one: nothing is dropped.
+    """
+
+    manifests: tuple[ShardManifest, ...]
+    weights: tuple[float, ...]
+    seq_len: int
+    global_batch: int
+    seed: int
+    block_shards: int
+    mix_block_windows: int
+    steps_per_epoch: int
+
+    @classmethod
+    def build(
+        cls,
+        manifests: list[ShardManifest],
+        weights: list[float],
+        *,
+        seq_len: int,
+        global_batch: int,
+        seed: int,
+        block_shards: int = 4,
+        mix_block_windows: int = 1024,
+        steps_per_epoch: int | None = None,
+    ) -> LoaderPlan:
+        """Validate and build a plan. Raises ValueError naming a bad value, ManifestError for sources
+        that cannot be mixed."""
+        for name, value in (("seq_len", seq_len), ("global_batch", global_batch), ("block_shards", block_shards),
+                            ("mix_block_windows", mix_block_windows)):
+            if int(value) <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if len(manifests) != len(weights):
+            raise ValueError(f"{len(manifests)} sources but {len(weights)} weights")
+        check_compatible(manifests)
+        w = normalize_weights(weights)
+        if steps_per_epoch is None:
+            total = sum(int(m.stream_tokens.sum()) for m in manifests)
+            steps_per_epoch = max(1, total // (seq_len * global_batch))
+        elif steps_per_epoch <= 0:
+            raise ValueError(f"steps_per_epoch must be > 0, got {steps_per_epoch}")
+        return cls(tuple(manifests), tuple(float(x) for x in w), seq_len, global_batch, seed, block_shards,
+                   mix_block_windows, int(steps_per_epoch))
+
+    @property
+    def eod_id(self) -> int:
+        return self.manifests[0].eod_id
+
+    def config_hash(self) -> str:
+        """sha256 of what a resumed loader must share with the saved one: data, weights, seq_len,
+        global batch, seed, block sizes and epoch length. Per-rank batch size and world size are not
+        in it: a state resumes on any topology with the same global batch."""
+        doc = {
+            "sources": [m.identity() for m in self.manifests],
+            "weights": [round(x, 12) for x in self.weights],
+            "seq_len": self.seq_len,
+            "global_batch": self.global_batch,
+            "seed": self.seed,
+            "block_shards": self.block_shards,
+            "mix_block_windows": self.mix_block_windows,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+class HostBatcher:
+    """Builds one rank's batches as numpy arrays: ``batch(step)`` for a global step number (epochs
+    run on: step ``k`` of epoch ``e`` is global step ``e * steps_per_epoch + k``). Picklable, so
+    DataLoader workers each hold their own copy."""
+
+    def __init__(
+        self,
+        plan: LoaderPlan,
+        *,
+        rank: int,
+        world_size: int,
+        verify: bool = True,
+        on_corrupt: OnCorrupt = "raise",
+        remote: RemoteOptions | None = None,
+        mask_cross_document: bool = True,
+        ignore_index: int = -100,
+    ) -> None:
+        if world_size <= 0 or plan.global_batch % world_size:
+            raise ValueError(f"global_batch {plan.global_batch} is not divisible by world_size {world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.plan = plan
+        self.rank = rank
+        self.world_size = world_size
+        self.batch_size = plan.global_batch // world_size
+        self.mask_cross_document = mask_cross_document
+        self.ignore_index = ignore_index
+        self.streams = [
+            SourceStream(
+                ShardStore(m, verify=verify, on_corrupt=on_corrupt, remote=remote),
+                seed=plan.seed,
+                stream=i,
+                block_shards=plan.block_shards,
+            )
+            for i, m in enumerate(plan.manifests)
+        ]
+        self.schedule = MixSchedule(list(plan.weights), seed=plan.seed, block_windows=plan.mix_block_windows)
+
+    def windows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw ``[batch_size, seq_len + 1]`` windows (tokens, doc_start, valid) of global step ``step``."""
+        s = self.plan.seq_len
+        b = self.batch_size
+        g0, g1 = rank_windows(step, rank=self.rank, batch_size=b, world_size=self.world_size)
+        src, idx = self.schedule.lookup(g0, g1)
+        tokens = np.empty((b, s + 1), dtype=np.int64)
+        starts = np.empty((b, s + 1), dtype=bool)
+        valid = np.empty((b, s + 1), dtype=bool)
+        row = 0
+        while row < b:
+            # a run of rows from one source with consecutive window indexes is one contiguous read
+            end = row + 1
+            while end < b and src[end] == src[row] and idx[end] == idx[end - 1] + 1:
+                end += 1
+            n = end - row
+            lo = int(idx[row]) * s
+            flat_t = np.empty(n * s + 1, dtype=np.int64)
+            flat_s = np.empty(n * s + 1, dtype=bool)
+            flat_v = np.empty(n * s + 1, dtype=bool)
+            self.streams[int(src[row])].read(lo, lo + n * s + 1, flat_t, flat_s, flat_v)
+            for out, flat in ((tokens, flat_t), (starts, flat_s), (valid, flat_v)):
+                out[row:end] = np.lib.stride_tricks.sliding_window_view(flat, s + 1)[::s]
+            row = end
+        return tokens, starts, valid
+
+    def batch(self, step: int) -> dict[str, np.ndarray | int]:
+        """Packed inputs of global step ``step`` for this rank (see loader_pack.pack_windows)."""
+        tokens, starts, valid = self.windows(step)
+        out = pack_windows(tokens, starts, valid, ignore_index=self.ignore_index,
+                           mask_cross_document=self.mask_cross_document)
+        out["step"] = step
+        return out
+
+    def close(self) -> None:
+        for s in self.streams:
+            s.store.close()

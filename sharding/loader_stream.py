@@ -1,0 +1,199 @@
+"""The token stream of one source, and the mixing schedule that interleaves several sources.
+
+A source's stream is its documents (each followed by one EOD) in the epoch's order, epochs end to
+end. :class:`SourceStream` copies any token range ``[start, stop)`` of it into caller-provided numpy
+buffers. Only the current block's metadata is held in memory: a few int64 arrays, no Python
+object per sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from sharding.loader_store import ShardStore
+from sharding.shuffle import (
+    block_starts,
+    block_token_offsets,
+    document_permutation,
+    mixture_block_counts,
+    mixture_block_sources,
+    shard_permutation,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Block:
+    shards: np.ndarray  # shard id of each document, in stream order
+    byte_offset: np.ndarray  # byte offset of each document's tokens in its shard
+    n_tokens: np.ndarray
+    start: np.ndarray  # stream offset of each document within the block, plus the block length at the end
+
+
+class SourceStream:
+    """Reads ranges of one source's infinite token stream (see sharding.shuffle for the order).
+
+    ``stream`` tells apart sources mixed under one seed. Memory: the per-epoch shard order and up to
+    two blocks of per-document int64 arrays.
+    """
+
+    def __init__(self, store: ShardStore, *, seed: int, stream: int, block_shards: int) -> None:
+        if block_shards <= 0:
+            raise ValueError(f"block_shards must be > 0, got {block_shards}")
+        self.store = store
+        self.seed = seed
+        self.stream = stream
+        self.block_shards = block_shards
+        m = store.manifest
+        self.eod_id = m.eod_id
+        self.dtype = m.token_dtype
+        self.epoch_tokens = int(m.stream_tokens.sum())
+        self._starts = block_starts(m.n_shards, block_shards)
+        self._epochs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._blocks: OrderedDict[tuple[int, int], _Block] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_epochs"], state["_blocks"] = OrderedDict(), OrderedDict()
+        return state
+
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        got = self._epochs.get(epoch)
+        if got is None:
+            m = self.store.manifest
+            order = shard_permutation(m.n_shards, seed=self.seed, epoch=epoch, stream=self.stream)
+            got = (order, block_token_offsets(m.stream_tokens, order, self.block_shards))
+            self._epochs[epoch] = got
+            while len(self._epochs) > 2:
+                self._epochs.popitem(last=False)
+        return got
+
+    def _block(self, epoch: int, block: int) -> _Block:
+        got = self._blocks.get((epoch, block))
+        if got is not None:
+            return got
+        order, _ = self._epoch(epoch)
+        shards = order[self._starts[block] : self._starts[block + 1]]
+        indexes = [self.store.index(int(s)) for s in shards]
+        shard_of = np.repeat(shards, [len(i) for i in indexes])
+        cat = np.concatenate(indexes)
+        perm = document_permutation(len(cat), seed=self.seed, epoch=epoch, block=block, stream=self.stream)
+        n_tok = cat[perm, 1]
+        start = np.concatenate([[0], np.cumsum(n_tok + 1)]).astype(np.int64)
+        got = _Block(shards=shard_of[perm], byte_offset=cat[perm, 0], n_tokens=n_tok, start=start)
+        self._blocks[(epoch, block)] = got
+        while len(self._blocks) > 2:
+            self._blocks.popitem(last=False)
+        self.store.prefetch(self._upcoming_shards(epoch, block))
+        return got
+
+    def _upcoming_shards(self, epoch: int, block: int) -> list[int]:
+        n_blocks = len(self._starts) - 1
+        nxt_epoch, nxt = (epoch, block + 1) if block + 1 < n_blocks else (epoch + 1, 0)
+        order, _ = self._epoch(nxt_epoch)
+        return [int(s) for s in order[self._starts[nxt] : self._starts[nxt + 1]]]
+
+    def read(self, start: int, stop: int, tokens: np.ndarray, doc_start: np.ndarray, valid: np.ndarray) -> None:
+        """Copy stream tokens ``[start, stop)`` into ``tokens`` (int64, length ``stop - start``).
+
+        ``doc_start[i]`` is set True where a document begins; ``valid[i]`` False where the token comes
+        from a skipped corrupt shard (filled with EOD). Raises CorruptShardError for a corrupt shard
+        under the "raise" policy, ValueError for a bad range.
+        """
+        if not 0 <= start <= stop or len(tokens) != stop - start:
+            raise ValueError(f"bad range [{start}, {stop}) for a buffer of {len(tokens)} tokens")
+        doc_start[:] = False
+        valid[:] = True
+        pos, out = start, 0
+        while pos < stop:
+            epoch, off = divmod(pos, self.epoch_tokens)
+            _, boffs = self._epoch(epoch)
+            b = int(np.searchsorted(boffs, off, side="right")) - 1
+            blk = self._block(epoch, b)
+            inner = off - int(boffs[b])
+            d = int(np.searchsorted(blk.start, inner, side="right")) - 1
+            n_docs = len(blk.n_tokens)
+            while pos < stop and d < n_docs:
+                at = inner - int(blk.start[d])
+                ntok = int(blk.n_tokens[d])
+                take = min(ntok + 1 - at, stop - pos)
+                real = max(0, min(take, ntok - at))
+                if at == 0:
+                    doc_start[out] = True
+                if real:
+                    buf = self.store.tokens(int(blk.shards[d]))
+                    if buf is None:
+                        tokens[out : out + real] = self.eod_id
+                        valid[out : out + real] = False
+                    else:
+                        lo = int(blk.byte_offset[d]) + at * self.dtype.itemsize
+                        tokens[out : out + real] = buf[lo : lo + real * self.dtype.itemsize].view(self.dtype)
+                if take > real:
+                    tokens[out + real] = self.eod_id
+                pos += take
+                out += take
+                inner += take
+                d += 1
+
+
+class MixSchedule:
+    """Which source each global window comes from, and its window index within that source.
+
+    One source: window ``g`` is source 0's window ``g``. Several: blocks of ``block_windows`` global
+    windows are split among sources by :func:`sharding.shuffle.mixture_block_counts` and ordered by
+    :func:`sharding.shuffle.mixture_block_sources`; a source's windows are consumed in order, so its
+    window index at ``g`` is the number of earlier windows given to it. Pure in ``(weights, seed, g)``.
+    """
+
+    def __init__(self, weights: list[float], *, seed: int, block_windows: int = 1024) -> None:
+        self.weights = weights
+        self.seed = seed
+        self.block_windows = block_windows
+        self._prefix = np.zeros((1, len(weights)), dtype=np.int64)  # windows per source before block i
+        self._order: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def _prefix_at(self, block: int) -> np.ndarray:
+        have = len(self._prefix) - 1
+        if block > have:
+            n = max(block - have, have)  # grow geometrically
+            counts = mixture_block_counts(
+                self.weights, block_windows=self.block_windows, seed=self.seed, first_block=have, n_blocks=n
+            )
+            self._prefix = np.concatenate([self._prefix, self._prefix[-1] + np.cumsum(counts, axis=0)])
+        return self._prefix[block]
+
+    def _block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        got = self._order.get(block)
+        if got is None:
+            counts = self._prefix_at(block + 1) - self._prefix_at(block)
+            src = mixture_block_sources(counts, seed=self.seed, block=block)
+            rank_in_block = np.empty_like(src)
+            for s in range(len(counts)):
+                hit = src == s
+                rank_in_block[hit] = np.arange(int(hit.sum()))
+            got = (src, self._prefix_at(block)[src] + rank_in_block)
+            self._order[block] = got
+            while len(self._order) > 2:
+                self._order.popitem(last=False)
+        return got
+
+    def lookup(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(source id, source window index) of global windows ``[start, stop)``, int64 arrays."""
+        if len(self.weights) == 1:
+            g = np.arange(start, stop, dtype=np.int64)
+            return np.zeros_like(g), g
+        srcs, idxs = [], []
+        g = start
+        while g < stop:
+            b, q = divmod(g, self.block_windows)
+            n = min(stop - g, self.block_windows - q)
+            src, idx = self._block(b)
+            srcs.append(src[q : q + n])
+            idxs.append(idx[q : q + n])
+            g += n
+        return np.concatenate(srcs), np.concatenate(idxs)

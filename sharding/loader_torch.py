@@ -1,0 +1,167 @@
+"""The torch side of the loader: DataLoader workers, a prefetch thread, and the device copy ring.
+
+Imported only when a TokenLoader is iterated, so ``import sharding`` does not need torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from sharding.loader_plan import HostBatcher
+from sharding.shuffle import worker_steps
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+
+class StepDataset(IterableDataset):
+    """Global steps ``[first, stop)`` of one rank; DataLoader worker ``w`` of ``n`` makes every
+    ``n``-th step from ``first + w``, so the DataLoader's in-order round robin yields step order."""
+
+    def __init__(self, batcher: HostBatcher, first: int, stop: int) -> None:
+        self.batcher = batcher
+        self.first = first
+        self.stop = stop
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, n = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in worker_steps(self.first, self.stop, worker=worker, num_workers=n):
+            yield self.batcher.batch(step)
+
+
+def worker_batches(batcher: HostBatcher, first: int, stop: int, num_workers: int) -> Iterator[Batch]:
+    """Batches for steps ``[first, stop)`` made by ``num_workers`` DataLoader worker processes."""
+    loader = DataLoader(
+        StepDataset(batcher, first, stop),
+        batch_size=None,
+        num_workers=num_workers,
+        prefetch_factor=2,
+        persistent_workers=False,
+        multiprocessing_context="fork",
+    )
+    return iter(loader)
+
+
+def threaded(make: Callable[[], Iterator[Batch]], depth: int) -> Iterator[Batch]:
+    """Run ``make()`` in a background thread, ``depth`` items ahead of the consumer. Errors are
+    re-raised in the consumer; closing the generator stops the thread."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in make():
+                if not put(("item", item)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(("error", exc))
+
+    thread = threading.Thread(target=run, name="token-loader-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "item":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def as_tensors(batch: Batch) -> Batch:
+    """numpy arrays -> CPU tensors sharing their memory; other values pass through."""
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
+class CudaRing:
+    """Copies host batches to a CUDA device on a dedicated stream, ``depth`` batches ahead.
+
+    Each batch goes host -> pinned slot (one of ``depth`` reused pinned buffers) -> device with a
+    non-blocking copy on the copy stream, followed by an event. A batch is handed out only after the
+    consumer's current stream waits on that event, and its tensors are recorded on that stream so the
+    caching allocator does not reuse them early. A pinned slot is refilled only after its previous
+    copy's event has completed.
+    """
+
+    def __init__(self, device: torch.device, depth: int) -> None:
+        if depth <= 0:
+            raise ValueError(f"depth must be > 0, got {depth}")
+        self.device = device
+        self.depth = depth
+        self.stream = torch.cuda.Stream(device=device)
+        self.slots: list[dict[str, torch.Tensor]] = [{} for _ in range(depth)]
+        self.events: list[torch.cuda.Event | None] = [None] * depth
+
+    def _pinned(self, slot: int, key: str, t: torch.Tensor) -> torch.Tensor:
+        buf = self.slots[slot].get(key)
+        if buf is None or buf.numel() < t.numel() or buf.dtype != t.dtype:
+            buf = torch.empty(max(t.numel(), 1 if buf is None else buf.numel()), dtype=t.dtype, pin_memory=True)
+            self.slots[slot][key] = buf
+        view = buf[: t.numel()].view(t.shape)
+        view.copy_(t)
+        return view
+
+    def __call__(self, host: Iterator[Batch]) -> Iterator[Batch]:
+        pending: deque[tuple[Batch, torch.cuda.Event]] = deque()
+        slot = 0
+        for batch in host:
+            ev = self.events[slot]
+            if ev is not None:
+                ev.synchronize()
+            out: Batch = {}
+            staged = {k: self._pinned(slot, k, v) for k, v in as_tensors(batch).items() if isinstance(v, torch.Tensor)}
+            with torch.cuda.stream(self.stream):
+                for k, v in batch.items():
+                    out[k] = staged[k].to(self.device, non_blocking=True) if k in staged else v
+                done = torch.cuda.Event()
+                done.record(self.stream)
+            self.events[slot] = done
+            slot = (slot + 1) % self.depth
+            pending.append((out, done))
+            if len(pending) >= self.depth:
+                yield self._hand_out(*pending.popleft())
+        while pending:
+            yield self._hand_out(*pending.popleft())
+
+    def _hand_out(self, batch: Batch, done: torch.cuda.Event) -> Batch:
+        current = torch.cuda.current_stream(self.device)
+        current.wait_event(done)
+        for v in batch.values():
+            if isinstance(v, torch.Tensor):
+                v.record_stream(current)
+        return batch
+
+
+def to_device(host: Iterator[Batch], device: torch.device | None, depth: int) -> Iterator[Batch]:
+    """Host batches as tensors on ``device``: CPU tensors when None or CPU, the CUDA ring for CUDA,
+    a plain ``.to(device)`` otherwise."""
+    if device is None or device.type == "cpu":
+        return (as_tensors(b) for b in host)
+    if device.type == "cuda":
+        return CudaRing(device, depth)(host)
+    return ({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in as_tensors(b).items()} for b in host)

@@ -1,0 +1,127 @@
+"""Integrity checks run on a shard before its first use: checksum, index, and tar layout.
+
+Nothing here unpickles: indexes load with ``allow_pickle=False`` and tar headers are parsed as bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from sharding.loader_manifest import INDEX_FIELDS
+
+BLOCK = 512
+_CHUNK = 8 * 1024 * 1024
+_HEADER_ROWS = 16384  # tar headers checked per vectorised pass (bounded memory)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 8 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_index(data: bytes) -> np.ndarray:
+    """Parse a shard index (.npy of a structured array) without pickle. Returns an int64 array of shape
+    ``[n_samples, 4]`` with columns tokens_offset, n_tokens, json_offset, json_nbytes. Raises ValueError
+    when the fields are missing or negative."""
+    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    names = arr.dtype.names or ()
+    missing = [f for f in INDEX_FIELDS if f not in names]
+    if arr.ndim != 1 or missing:
+        raise ValueError(f"index must be a 1-D structured array with {INDEX_FIELDS}; missing {missing}")
+    out = np.stack([arr[f].astype(np.int64) for f in INDEX_FIELDS], axis=1)
+    if out.size and out.min() < 0:
+        raise ValueError("index has negative offsets or sizes")
+    return out
+
+
+def _padded(n: np.ndarray) -> np.ndarray:
+    return (n + BLOCK - 1) // BLOCK * BLOCK
+
+
+def _octal_fields(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parse ustar numeric fields (rows of ASCII octal, optionally space-led and NUL/space-ended).
+    Returns (values int64, ok bool) per row."""
+    isd = (f >= 48) & (f <= 55)
+    idx = np.arange(f.shape[1])
+    cnt = isd.sum(axis=1)
+    last = np.where(isd, idx, -1).max(axis=1)
+    first = np.where(isd, idx, f.shape[1]).min(axis=1)
+    before = idx[None, :] < first[:, None]
+    after = idx[None, :] > last[:, None]
+    ok = (cnt > 0) & (last - first + 1 == cnt)
+    ok &= np.all(~before | (f == 32), axis=1) & np.all(~after | (f == 0) | (f == 32), axis=1)
+    exp = np.where(isd, last[:, None] - idx[None, :], 0)
+    vals = ((f.astype(np.int64) - 48) * isd * (np.int64(8) ** exp)).sum(axis=1)
+    return vals, ok
+
+
+def check_tar_layout(buf: np.ndarray, index: np.ndarray, itemsize: int) -> str | None:
+    """Check that a shard's bytes are exactly the tar the index describes. Returns None when sound,
+    else the first problem found, in words.
+
+    ``buf`` is the whole shard as uint8; ``index`` comes from :func:`load_index`. Checks: members
+    alternate ``.tokens`` / ``.json`` and tile the file from byte 0 with no gaps or extra members;
+    each header is a regular-file ustar header whose size matches the index; no member name (with its
+    ustar prefix) is absolute or contains ``..``; the tail after the last member is zero blocks (two
+    at least).
+    """
+    n = len(index)
+    tok_off, n_tok, js_off, js_n = (index[:, i] for i in range(4))
+    tok_size = n_tok * itemsize
+    hdr = np.empty(2 * n, dtype=np.int64)
+    hdr[0::2] = tok_off - BLOCK
+    hdr[1::2] = js_off - BLOCK
+    data_end = np.empty(2 * n, dtype=np.int64)
+    data_end[0::2] = tok_off + _padded(tok_size)
+    data_end[1::2] = js_off + _padded(js_n)
+    if n == 0 or hdr[0] != 0:
+        return "the first member does not start at byte 0"
+    if np.any(hdr % BLOCK) or np.any(hdr[1:] != data_end[:-1]):
+        bad = int(np.flatnonzero((hdr % BLOCK != 0)[1:] | (hdr[1:] != data_end[:-1]))[0]) + 1
+        return f"member {bad} does not follow the previous one (gap, overlap or unindexed member)"
+    end = int(data_end[-1])
+    if end + 2 * BLOCK > len(buf):
+        return f"file is {len(buf)} bytes, shorter than its members plus the end-of-archive blocks"
+    if np.any(buf[end:]):
+        return "bytes after the last member are not zero (unindexed member or trailing garbage)"
+    sizes = np.empty(2 * n, dtype=np.int64)
+    sizes[0::2] = tok_size
+    sizes[1::2] = js_n
+    for lo in range(0, 2 * n, _HEADER_ROWS):
+        rows = hdr[lo : lo + _HEADER_ROWS]
+        headers = buf[rows[:, None] + np.arange(BLOCK)[None, :]]
+        problem = _check_headers(headers, sizes[lo : lo + _HEADER_ROWS])
+        if problem is not None:
+            i, what = problem
+            return f"member {lo + i}: {what}"
+    return None
+
+
+def _check_headers(headers: np.ndarray, sizes: np.ndarray) -> tuple[int, str] | None:
+    name = headers[:, 0:100]
+    prefix = headers[:, 345:500]
+    flag = headers[:, 156]
+    if not np.all((flag == 48) | (flag == 0)):
+        return int(np.flatnonzero((flag != 48) & (flag != 0))[0]), "not a regular file"
+    for field, what in ((name, "name"), (prefix, "prefix")):
+        absolute = field[:, 0] == 47
+        dotdot = np.any((field[:, :-1] == 46) & (field[:, 1:] == 46), axis=1)
+        if np.any(absolute | dotdot):
+            i = int(np.flatnonzero(absolute | dotdot)[0])
+            text = bytes(field[i]).split(b"\0", 1)[0].decode("utf-8", "replace")
+            return i, f"unsafe {what} {text!r} (absolute or contains '..')"
+    if not np.all(name[:, 0] != 0):
+        return int(np.flatnonzero(name[:, 0] == 0)[0]), "empty member name"
+    vals, ok = _octal_fields(headers[:, 124:136])
+    if not np.all(ok & (vals == sizes)):
+        i = int(np.flatnonzero(~ok | (vals != sizes))[0])
+        return i, f"header size {int(vals[i]) if ok[i] else 'unreadable'} does not match the index ({int(sizes[i])})"
+    return None
