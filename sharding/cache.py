@@ -147,4 +147,9 @@ class ShardCache:
             total -= size
             log.debug("evicted %s (%d bytes)", p.name, size)
         if total + incoming > self.max_bytes:
-            log.warning("shard cache %s holds %d bytes in use; exceeding its %d byte limit", self.root, total, self.max_bytes)
+            log.warning(
+                "shard cache %s holds %d bytes in use; exceeding its %d byte limit",
+                self.root,
+                total,
+                self.max_bytes,
+            )

@@ -28,7 +28,9 @@ def _resolve(name: str, resolver: Callable[[str], str] | None) -> str:
     if is_remote(name) or Path(name).exists():
         return name
     if resolver is None:
-        raise ValueError(f"source {name!r} is neither an existing path nor an s3:// URI, and no resolver was given")
+        raise ValueError(
+            f"source {name!r} is neither an existing path nor an s3:// URI, and no resolver was given"
+        )
     return str(resolver(name))
 
 
@@ -98,8 +100,15 @@ class TokenLoader:
             block_shards=block_shards,
             steps_per_epoch=steps_per_epoch,
         )
-        self.batcher = HostBatcher(self.plan, rank=rank, world_size=world_size, verify=verify,
-                                   on_corrupt=on_corrupt, remote=remote, mask_cross_document=mask_cross_document)
+        self.batcher = HostBatcher(
+            self.plan,
+            rank=rank,
+            world_size=world_size,
+            verify=verify,
+            on_corrupt=on_corrupt,
+            remote=remote,
+            mask_cross_document=mask_cross_document,
+        )
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.num_workers = num_workers
         self.prefetch = prefetch
@@ -173,7 +182,11 @@ class TokenLoader:
         weights or global batch (the message names the first difference found)."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state version {state.get('version')!r} is not {STATE_VERSION}")
-        for key, mine in (("global_batch", self.plan.global_batch), ("seed", self.plan.seed), ("config_hash", self._hash)):
+        for key, mine in (
+            ("global_batch", self.plan.global_batch),
+            ("seed", self.plan.seed),
+            ("config_hash", self._hash),
+        ):
             if state.get(key) != mine:
                 raise ValueError(f"state {key}={state.get(key)!r} does not match this loader's {mine!r}")
         epoch, step = int(state["epoch"]), int(state["step"])

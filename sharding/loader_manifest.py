@@ -169,7 +169,11 @@ def parse_manifest(text: str | bytes, uri: str) -> ShardManifest:
     n_tokens = np.asarray(ntok, dtype=np.int64)
     if n_samples.min() <= 0 or n_tokens.min() < 0:
         raise ManifestError(f"{uri}: every shard needs n_samples > 0 and n_tokens >= 0")
-    for key, total in (("n_shards", len(shards)), ("n_samples", int(n_samples.sum())), ("n_tokens", int(n_tokens.sum()))):
+    for key, total in (
+        ("n_shards", len(shards)),
+        ("n_samples", int(n_samples.sum())),
+        ("n_tokens", int(n_tokens.sum())),
+    ):
         if key in doc and doc[key] != total:
             raise ManifestError(f"{uri}: {key}={doc[key]} but the shards add up to {total}")
     eod_id = _require(doc, "eod_id", int, uri)

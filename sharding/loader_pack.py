@@ -32,7 +32,9 @@ def pack_windows(
     if windows.ndim != 2 or windows.shape[1] < 2:
         raise ValueError(f"windows must be [B, seq_len + 1] with seq_len >= 1, got shape {windows.shape}")
     if doc_start.shape != windows.shape or valid.shape != windows.shape:
-        raise ValueError(f"doc_start {doc_start.shape} and valid {valid.shape} must match windows {windows.shape}")
+        raise ValueError(
+            f"doc_start {doc_start.shape} and valid {valid.shape} must match windows {windows.shape}"
+        )
     b, s1 = windows.shape
     s = s1 - 1
     input_ids = np.ascontiguousarray(windows[:, :s])

@@ -51,8 +51,12 @@ class LoaderPlan:
     ) -> LoaderPlan:
         """Validate and build a plan. Raises ValueError naming a bad value, ManifestError for sources
         that cannot be mixed."""
-        for name, value in (("seq_len", seq_len), ("global_batch", global_batch), ("block_shards", block_shards),
-                            ("mix_block_windows", mix_block_windows)):
+        for name, value in (
+            ("seq_len", seq_len),
+            ("global_batch", global_batch),
+            ("block_shards", block_shards),
+            ("mix_block_windows", mix_block_windows),
+        ):
             if int(value) <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if seed < 0:
@@ -66,8 +70,16 @@ class LoaderPlan:
             steps_per_epoch = max(1, total // (seq_len * global_batch))
         elif steps_per_epoch <= 0:
             raise ValueError(f"steps_per_epoch must be > 0, got {steps_per_epoch}")
-        return cls(tuple(manifests), tuple(float(x) for x in w), seq_len, global_batch, seed, block_shards,
-                   mix_block_windows, int(steps_per_epoch))
+        return cls(
+            tuple(manifests),
+            tuple(float(x) for x in w),
+            seq_len,
+            global_batch,
+            seed,
+            block_shards,
+            mix_block_windows,
+            int(steps_per_epoch),
+        )
 
     @property
     def eod_id(self) -> int:
@@ -157,8 +169,13 @@ class HostBatcher:
     def batch(self, step: int) -> dict[str, np.ndarray | int]:
         """Packed inputs of global step ``step`` for this rank (see loader_pack.pack_windows)."""
         tokens, starts, valid = self.windows(step)
-        out = pack_windows(tokens, starts, valid, ignore_index=self.ignore_index,
-                           mask_cross_document=self.mask_cross_document)
+        out = pack_windows(
+            tokens,
+            starts,
+            valid,
+            ignore_index=self.ignore_index,
+            mask_cross_document=self.mask_cross_document,
+        )
         out["step"] = step
         return out
 

@@ -49,7 +49,9 @@ class ShardStore:
         self.cache: ShardCache | None = None
         if manifest.remote:
             root = self.remote.cache_dir or str(
-                Path(tempfile.gettempdir()) / "tokenmill-shard-cache" / hashlib.sha1(manifest.base.encode()).hexdigest()[:12]
+                Path(tempfile.gettempdir())
+                / "tokenmill-shard-cache"
+                / hashlib.sha1(manifest.base.encode()).hexdigest()[:12]
             )
             self.cache = ShardCache(root, max_bytes=self.remote.cache_limit_bytes, filesystem=None)
         self._reset()

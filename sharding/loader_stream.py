@@ -98,7 +98,9 @@ class SourceStream:
         order, _ = self._epoch(nxt_epoch)
         return [int(s) for s in order[self._starts[nxt] : self._starts[nxt + 1]]]
 
-    def read(self, start: int, stop: int, tokens: np.ndarray, doc_start: np.ndarray, valid: np.ndarray) -> None:
+    def read(
+        self, start: int, stop: int, tokens: np.ndarray, doc_start: np.ndarray, valid: np.ndarray
+    ) -> None:
         """Copy stream tokens ``[start, stop)`` into ``tokens`` (int64, length ``stop - start``).
 
         ``doc_start[i]`` is set True where a document begins; ``valid[i]`` False where the token comes

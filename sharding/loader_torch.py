@@ -120,7 +120,9 @@ class CudaRing:
     def _pinned(self, slot: int, key: str, t: torch.Tensor) -> torch.Tensor:
         buf = self.slots[slot].get(key)
         if buf is None or buf.numel() < t.numel() or buf.dtype != t.dtype:
-            buf = torch.empty(max(t.numel(), 1 if buf is None else buf.numel()), dtype=t.dtype, pin_memory=True)
+            buf = torch.empty(
+                max(t.numel(), 1 if buf is None else buf.numel()), dtype=t.dtype, pin_memory=True
+            )
             self.slots[slot][key] = buf
         view = buf[: t.numel()].view(t.shape)
         view.copy_(t)
@@ -134,7 +136,11 @@ class CudaRing:
             if ev is not None:
                 ev.synchronize()
             out: Batch = {}
-            staged = {k: self._pinned(slot, k, v) for k, v in as_tensors(batch).items() if isinstance(v, torch.Tensor)}
+            staged = {
+                k: self._pinned(slot, k, v)
+                for k, v in as_tensors(batch).items()
+                if isinstance(v, torch.Tensor)
+            }
             with torch.cuda.stream(self.stream):
                 for k, v in batch.items():
                     out[k] = staged[k].to(self.device, non_blocking=True) if k in staged else v
@@ -164,4 +170,7 @@ def to_device(host: Iterator[Batch], device: torch.device | None, depth: int) ->
         return (as_tensors(b) for b in host)
     if device.type == "cuda":
         return CudaRing(device, depth)(host)
-    return ({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in as_tensors(b).items()} for b in host)
+    return (
+        {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in as_tensors(b).items()}
+        for b in host
+    )

@@ -123,5 +123,8 @@ def _check_headers(headers: np.ndarray, sizes: np.ndarray) -> tuple[int, str] | 
     vals, ok = _octal_fields(headers[:, 124:136])
     if not np.all(ok & (vals == sizes)):
         i = int(np.flatnonzero(~ok | (vals != sizes))[0])
-        return i, f"header size {int(vals[i]) if ok[i] else 'unreadable'} does not match the index ({int(sizes[i])})"
+        return (
+            i,
+            f"header size {int(vals[i]) if ok[i] else 'unreadable'} does not match the index ({int(sizes[i])})",
+        )
     return None

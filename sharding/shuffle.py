@@ -109,7 +109,9 @@ def worker_steps(first_step: int, stop_step: int, *, worker: int, num_workers: i
     """
     _check_nonneg(first_step=first_step, worker=worker)
     if num_workers <= 0 or worker >= num_workers:
-        raise ValueError(f"worker must be in [0, num_workers), got worker={worker}, num_workers={num_workers}")
+        raise ValueError(
+            f"worker must be in [0, num_workers), got worker={worker}, num_workers={num_workers}"
+        )
     return range(first_step + worker, max(first_step, stop_step), num_workers)
 
 
@@ -157,7 +159,9 @@ def mixture_block_counts(
     frac = ideal - base
     blocks = np.arange(first_block, first_block + n_blocks, dtype=np.uint64)[:, None]
     src = np.arange(len(w), dtype=np.uint64)[None, :]
-    key = _splitmix64(_splitmix64(np.uint64(seed) ^ np.uint64(_SALT_MIX << 56)) ^ (blocks << np.uint64(20)) ^ src)
+    key = _splitmix64(
+        _splitmix64(np.uint64(seed) ^ np.uint64(_SALT_MIX << 56)) ^ (blocks << np.uint64(20)) ^ src
+    )
     u = (key >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
     u = np.clip(u, 1e-300, 1.0 - 1e-16)
     with np.errstate(divide="ignore"):

@@ -91,7 +91,9 @@ def write_shards(
     return path
 
 
-def id_docs(n_docs: int, *, seed: int, min_len: int = 1, max_len: int = 40, first_id: int = 1) -> list[np.ndarray]:
+def id_docs(
+    n_docs: int, *, seed: int, min_len: int = 1, max_len: int = 40, first_id: int = 1
+) -> list[np.ndarray]:
     """Documents whose every token is the document's id (``first_id + i``), so any window can be
     traced back to the documents it came from; lengths drawn from ``[min_len, max_len]``."""
     rng = np.random.default_rng(seed)
