@@ -95,12 +95,13 @@ def write_shards(folder: Path, kept: list[dict[str, Any]], per_shard: int) -> di
         tmp = folder / f".{name}.tmp"
         tmp.write_bytes(data)
         tmp.replace(folder / name)
-        np.save(folder / f"shard-{s:06d}.idx.npy", np.array(rows, dtype=INDEX_DTYPE))
-        entries.append({"path": name, "index": s, "bytes": len(data), "n_samples": len(rows),
+        index_file = folder / f"shard-{s:06d}.idx.npy"
+        np.save(index_file, np.array(rows, dtype=INDEX_DTYPE))
+        entries.append({"path": name, "index": index_file.name, "bytes": len(data), "n_samples": len(rows),
                         "n_tokens": sum(r[1] for r in rows), "sha256": hashlib.sha256(data).hexdigest(),
-                        "index_sha256": ""})
+                        "index_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest()})
     manifest = {"format": "tokenmill-shards/1", "token_dtype": "uint16", "eod_id": 0, "vocab_size": 8192,
-                "tokenizer_sha256": "0" * 64, "n_shards": len(entries), "n_samples": len(kept),
+                "tokenizer_sha256": "0" * 64, "target_bytes": 1 << 20, "n_shards": len(entries), "n_samples": len(kept),
                 "n_tokens": sum(e["n_tokens"] for e in entries),
                 "total_bytes": sum(e["bytes"] for e in entries), "params_hash": "p", "shards": entries}
     tmp = folder / ".manifest.json.tmp"
@@ -130,7 +131,7 @@ def build_lake(cfg: Config, docs: list[dict[str, Any]], *, per_shard: int = 3) -
     manifest = write_shards(folder, kept, per_shard)
     muri = f"file://{folder / 'manifest.json'}"
     sh = manifest["shards"]
-    shards = _table("shards", [], {"shard_index": [e["index"] for e in sh], "path": [e["path"] for e in sh],
+    shards = _table("shards", [], {"shard_index": list(range(len(sh))), "path": [e["path"] for e in sh],
                                    "uri": [f"file://{folder / e['path']}" for e in sh],
                                    "bytes": [e["bytes"] for e in sh], "n_samples": [e["n_samples"] for e in sh],
                                    "n_tokens": [e["n_tokens"] for e in sh], "sha256": [e["sha256"] for e in sh],
