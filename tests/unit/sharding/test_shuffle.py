@@ -92,7 +92,9 @@ def test_mixture_counts_are_exact_per_block_and_proportional_overall() -> None:
     # a window of blocks computed alone matches the same blocks computed in one go
     tail = mixture_block_counts(w, block_windows=97, seed=5, first_block=123, n_blocks=10)
     assert np.array_equal(tail, counts[123:133])
-    assert not np.array_equal(counts, mixture_block_counts(w, block_windows=97, seed=6, first_block=0, n_blocks=400))
+    assert not np.array_equal(
+        counts, mixture_block_counts(w, block_windows=97, seed=6, first_block=0, n_blocks=400)
+    )
 
 
 def test_mixture_block_sources_is_the_counted_multiset() -> None:
