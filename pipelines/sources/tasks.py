@@ -140,7 +140,8 @@ def pack_units(units: list[dict[str, Any]], n_tasks: int) -> list[list[dict[str,
         return []
 
     def weight(u: dict[str, Any]) -> int:
-        return int(u["size"]) if u["kind"] == "object" else (int(u["end"]) - int(u["start"])) * 1024
+        # +1: empty objects still cost a task some work, and spread over groups
+        return 1 + (int(u["size"]) if u["kind"] == "object" else (int(u["end"]) - int(u["start"])) * 1024)
 
     groups: list[list[dict[str, Any]]] = [[] for _ in range(n)]
     loads = [0] * n

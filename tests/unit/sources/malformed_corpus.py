@@ -1,0 +1,94 @@
+"""A corpus of bad input, one file per kind of fault, plus a few good records; shared by the unit tests of
+the object reader and the Spark ingest test. `build_corpus(folder)` returns what each file must produce."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+MAX_RECORD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Case:
+    """File `name` must yield `docs` documents and the quarantine error codes `errors` (in order)."""
+
+    name: str
+    data: bytes
+    docs: int
+    errors: tuple[str, ...]
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def cases() -> list[Case]:
+    good = b'{"id": "ok", "text": "fine"}\n'
+    gz = gzip.compress(b'{"text": "a"}\n' * 50)
+    zs = zstandard.ZstdCompressor().compress(b'{"text": "a"}\n' * 50)
+    good_parquet = _parquet(pa.table({"id": [1, 2], "text": ["x", "y"]}))
+    return [
+        Case("truncated_line.jsonl", good + b'{"id": 1, "text": "x"', 1, ("malformed_json",)),
+        Case("trailing_garbage.jsonl", b'{"text": "a"} tail\n', 0, ("malformed_json",)),
+        Case("nan.jsonl", b'{"text": "a", "score": NaN}\n', 0, ("malformed_json",)),
+        Case("nested.jsonl", b'{"text": "a", "m": ' + b"[" * 1500 + b"]" * 1500 + b"}\n", 0, ("malformed_json",)),
+        Case("bad_utf8.jsonl", b'{"text": "caf\xe9"}\n' + good, 1, ("invalid_utf8",)),
+        Case("surrogate.jsonl", b'{"text": "\\ud800 alone"}\n', 0, ("invalid_unicode",)),
+        Case("surrogate_meta.jsonl", b'{"text": "a", "title": "\\udfff"}\n', 0, ("invalid_unicode",)),
+        Case("array.jsonl", b"[1, 2]\n", 0, ("not_an_object",)),
+        Case("string.jsonl", b'"just text"\n', 0, ("not_an_object",)),
+        Case("no_text.jsonl", b'{"id": 1}\n', 0, ("missing_text",)),
+        Case("null_text.jsonl", b'{"id": 1, "text": null}\n', 0, ("missing_text",)),
+        Case("int_text.jsonl", b'{"text": 5}\n', 0, ("wrong_type_text",)),
+        Case("list_text.jsonl", b'{"text": ["a"]}\n', 0, ("wrong_type_text",)),
+        Case("float_id.jsonl", b'{"id": 1.5, "text": "a"}\n', 0, ("wrong_type_id",)),
+        Case("bool_id.jsonl", b'{"id": true, "text": "a"}\n', 0, ("wrong_type_id",)),
+        Case("huge_line.jsonl", b'{"text": "' + b"x" * (3 * MAX_RECORD_BYTES) + b'"}\n' + good, 1, ("too_large",)),
+        Case("plain_named_gz.jsonl.gz", good, 0, ("mislabelled_compression",)),
+        Case("gzip_named_plain.jsonl", gzip.compress(good), 0, ("mislabelled_compression",)),
+        Case("zstd_named_gz.jsonl.gz", zstandard.ZstdCompressor().compress(good), 0, ("mislabelled_compression",)),
+        Case("truncated.jsonl.gz", gz[: len(gz) // 2], 0, ("truncated_compression",)),
+        Case("truncated.jsonl.zst", zs[: len(zs) - 6], 0, ("truncated_compression",)),
+        Case("corrupt.jsonl.gz", gz[:10] + b"\x00garbage" * 20, 0, ("corrupt_compression",)),
+        Case("garbage.parquet", b"PAR1 this is not parquet at all", 0, ("unreadable_parquet",)),
+        Case("truncated.parquet", good_parquet[: len(good_parquet) - 20], 0, ("unreadable_parquet",)),
+        Case("no_text_column.parquet", _parquet(pa.table({"id": [1, 2], "body": ["x", "y"]})), 0,
+             ("missing_text", "missing_text")),
+        Case("int_text_column.parquet", _parquet(pa.table({"text": [1, 2]})), 0,
+             ("wrong_type_text", "wrong_type_text")),
+        Case("null_text_row.parquet", _parquet(pa.table({"id": ["p", "q"], "text": ["x", None]})), 1,
+             ("missing_text",)),
+        Case("bad_utf8.txt", b"caf\xe9 au lait", 0, ("invalid_utf8",)),
+        Case("huge.txt", b"y" * (2 * MAX_RECORD_BYTES), 0, ("too_large",)),
+        Case("notes.csv", b"a,b\n1,2\n", 0, ("unknown_format",)),
+        # good inputs that look odd
+        Case("bom_crlf_blank.jsonl", b'\xef\xbb\xbf{"text": "bom"}\r\n\r\n\n{"id": 7, "text": "crlf"}\r\n', 2, ()),
+        Case("multi_member.jsonl.gz", gzip.compress(good) + gzip.compress(good), 2, ()),
+        Case("good.jsonl.zst", zs, 50, ()),
+        Case("good.parquet", good_parquet, 2, ()),
+        Case("doc.txt", "one whole document\nwith two lines".encode(), 1, ()),
+        Case("empty.jsonl", b"", 0, ()),
+    ]
+
+
+def build_corpus(folder: Path) -> list[Case]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = cases()
+    for case in out:
+        (folder / case.name).write_bytes(case.data)
+    return out
+
+
+def fault_kinds() -> set[tuple[str, str]]:
+    """(file, error code) pairs: distinct kinds of fault in the corpus."""
+    return {(c.name, e) for c in cases() for e in c.errors}
+
