@@ -1,6 +1,6 @@
 """The keep rule: which member of a duplicate cluster survives.
 
-A rule is a list of column names, each optionally prefixed with '-' for descending order; nulls sort last
+A rule is a list of column names, each optionally prefixed with '-' for descending ('+' ascending); nulls sort last
 in either direction; `doc_id` (ascending) is appended as the final tie-break when absent, so the choice is
 a total order and does not depend on partitioning, batch boundaries or run. The first document in that
 order is kept. Default: best `quality_score`, then longest (`n_chars`), then smallest `doc_id`.
@@ -23,7 +23,7 @@ def parse_keep_rule(keep: list[str]) -> list[tuple[str, bool]]:
     column given twice."""
     out: list[tuple[str, bool]] = []
     for item in keep:
-        name = item[1:] if item.startswith("-") else item
+        name = item[1:] if item.startswith(("-", "+")) else item
         if not name:
             raise ValueError(f"keep rule entry {item!r} names no column")
         if name in (c for c, _ in out):

@@ -1,0 +1,240 @@
+"""Spark adapter of the dedup engine: exact and MinHash-LSH near duplicates of a DataFrame.
+
+Both functions return DataFrame(doc_id, cluster_id, kept_doc_id) with one row per *removed* document;
+cluster_id is the cluster's smallest doc_id and kept_doc_id its keep-rule winner (dedup.keep). Plan:
+signatures and band keys through mapInArrow (numba kernels) -> per (band, key) bucket the smallest doc_id
+(a combiner-side aggregate, so hot buckets never gather in one task) -> star edges member -> bucket
+minimum (m - 1 edges for m members, never all pairs) -> verification of each edge by signature Jaccard
+-> connected components by alternating large-star / small-star rounds, bounded by cfg.max_iterations and
+checkpointed every cfg.checkpoint_every rounds -> keep rule as a min over a struct per cluster. Every step
+is a function of the data alone, so the result is the same for any partitioning, executor count or run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+
+from dedup.config import DedupConfig
+from dedup.errors import DedupError
+from dedup.keep import parse_keep_rule
+from dedup.lsh import band_keys, resolve_bands
+from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ["doc_id", "cluster_id", "kept_doc_id"]
+SIGNATURE_SCHEMA = "doc_id string, signature binary, band_keys array<bigint>"
+SIGNATURE_ARROW = pa.schema(
+    [("doc_id", pa.string()), ("signature", pa.binary()), ("band_keys", pa.list_(pa.int64()))]
+)
+
+
+def _keep_order(df: DataFrame, keep: list[str]) -> Column:
+    """A struct whose minimum over a cluster is its kept member (nulls last, '-' descending, doc_id last)."""
+    fields: list[Column] = []
+    types = {f.name: f.dataType for f in df.schema.fields}
+    for i, (name, desc) in enumerate(parse_keep_rule(keep)):
+        if name not in types:
+            raise ValueError(f"keep rule column {name!r} is not in the input (columns: {sorted(types)})")
+        if desc and not isinstance(types[name], NumericType):
+            raise ValueError(f"keep rule '-{name}': descending order needs a numeric column, got {types[name]}")
+        value = -F.col(name) if desc else F.col(name)
+        fields += [F.col(name).isNull().alias(f"n{i}"), value.alias(f"v{i}")]
+    return F.struct(*fields, F.col("doc_id").alias("id"))
+
+
+def _resolve_clusters(members: DataFrame, df: DataFrame, keep: list[str]) -> DataFrame:
+    """members(doc_id, cluster_id) -> removed rows (doc_id, cluster_id, kept_doc_id)."""
+    ranked = members.join(df, "doc_id").select("doc_id", "cluster_id", _keep_order(df, keep).alias("k"))
+    kept = ranked.groupBy("cluster_id").agg(F.min("k").getField("id").alias("kept_doc_id"))
+    return ranked.join(kept, "cluster_id").where(F.col("doc_id") != F.col("kept_doc_id")).select(*RESULT_COLUMNS)
+
+
+def exact_duplicates(df: DataFrame, *, keep: list[str]) -> DataFrame:
+    """Documents sharing `exact_hash` (the 128-bit hex key of dedup.exact) with another, less the kept one.
+
+    Input columns: doc_id (unique), exact_hash, the keep-rule columns. Rows with a null exact_hash take no
+    part. Output: (doc_id, cluster_id, kept_doc_id) of the removed documents.
+    """
+    _keep_order(df, keep)  # validate the rule against the schema before any work
+    hashed = df.where(F.col("exact_hash").isNotNull())
+    groups = (
+        hashed.groupBy("exact_hash")
+        .agg(F.count(F.lit(1)).alias("n"), F.min("doc_id").alias("cluster_id"))
+        .where(F.col("n") > 1)
+        .select("exact_hash", "cluster_id")
+    )
+    members = hashed.select("doc_id", "exact_hash").join(groups, "exact_hash").select("doc_id", "cluster_id")
+    return _resolve_clusters(members, df, keep)
+
+
+def _signature_partitions(cfg: DedupConfig, bands: int, rows: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    num_perm, ngram, mode, seed = cfg.num_perm, cfg.ngram, cfg.shingle, cfg.seed
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            sig = minhash_signatures(batch.column("text"), num_perm=num_perm, ngram=ngram, mode=mode, seed=seed)
+            keep = ~is_empty(sig)  # documents without shingles cannot be near duplicates
+            sig = np.ascontiguousarray(sig[keep])
+            keys = band_keys(sig, bands, rows).reshape(-1)
+            n = len(sig)
+            width = sig.shape[1] * 4
+            sig_arr = pa.Array.from_buffers(
+                pa.binary(), n, [None, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * width), pa.py_buffer(sig)]
+            )
+            key_arr = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * bands), pa.array(keys))
+            ids = batch.column("doc_id").filter(pa.array(keep))
+            yield pa.RecordBatch.from_arrays([ids.cast(pa.string()), sig_arr, key_arr], schema=SIGNATURE_ARROW)
+
+    return run
+
+
+def signatures(df: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """DataFrame(doc_id, signature binary (num_perm little-endian uint32), band_keys array<bigint>) for the
+    documents of `df` that have at least one shingle."""
+    bands, rows = resolve_bands(
+        cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight, cfg.false_negative_weight
+    )
+    return df.select("doc_id", "text").mapInArrow(_signature_partitions(cfg, bands, rows), SIGNATURE_SCHEMA)
+
+
+def fixed_width_rows(column: pa.Array, num_perm: int) -> np.ndarray:
+    """An (n, num_perm) uint32 view of a binary/large_binary column of signatures (no copy).
+
+    Raises ValueError when a value is not exactly 4 * num_perm bytes long.
+    """
+    n = len(column)
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int64 if pa.types.is_large_binary(column.type) else np.int32,
+                            count=column.offset + n + 1)[column.offset :]
+    if np.any(np.diff(offsets) != 4 * num_perm):
+        raise ValueError(f"signatures must be {4 * num_perm} bytes each (num_perm={num_perm})")
+    data = np.frombuffer(column.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.view(np.uint32).reshape(n, num_perm)
+
+
+def _verify_partitions(num_perm: int, floor: float) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            sim = signature_jaccard(fixed_width_rows(batch.column("sig_a"), num_perm),
+                                    fixed_width_rows(batch.column("sig_b"), num_perm))
+            keep = pa.array(sim >= floor)
+            yield pa.RecordBatch.from_arrays([batch.column("a").filter(keep), batch.column("b").filter(keep)],
+                                             names=["a", "b"])
+
+    return run
+
+
+def candidate_edges(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """Star edges (a, b), a > b: each member of an LSH bucket to the bucket's smallest doc_id, verified by
+    signature Jaccard >= cfg.resolved_verify_threshold() when cfg.verify."""
+    keyed = sigs.select("doc_id", F.posexplode("band_keys").alias("band", "key"))
+    roots = (
+        keyed.groupBy("band", "key")
+        .agg(F.min("doc_id").alias("root"), F.count(F.lit(1)).alias("n"))
+        .where(F.col("n") > 1)
+        .select("band", "key", "root")
+    )
+    edges = (
+        keyed.join(roots, ["band", "key"]).where(F.col("doc_id") != F.col("root"))
+        .select(F.col("doc_id").alias("a"), F.col("root").alias("b")).distinct()
+    )
+    if not cfg.verify:
+        return edges
+    sig = sigs.select("doc_id", "signature")
+    paired = (
+        edges.join(sig.withColumnRenamed("doc_id", "a").withColumnRenamed("signature", "sig_a"), "a")
+        .join(sig.withColumnRenamed("doc_id", "b").withColumnRenamed("signature", "sig_b"), "b")
+        .select("a", "b", "sig_a", "sig_b")
+    )
+    return paired.mapInArrow(_verify_partitions(cfg.num_perm, cfg.resolved_verify_threshold()), "a string, b string")
+
+
+def _large_star(edges: DataFrame) -> DataFrame:
+    sym = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
+    mins = sym.groupBy("a").agg(F.least(F.min("b"), F.col("a")).alias("m"))
+    return (
+        sym.where(F.col("b") > F.col("a")).join(mins, "a")
+        .select(F.col("b").alias("a"), F.col("m").alias("b")).distinct()
+    )
+
+
+def _small_star(edges: DataFrame) -> DataFrame:
+    oriented = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b"))
+    mins = oriented.groupBy("a").agg(F.min("b").alias("m"))
+    joined = oriented.join(mins, "a")
+    return (
+        joined.select(F.col("b").alias("a"), F.col("m").alias("b"))
+        .unionByName(joined.select("a", F.col("m").alias("b")))
+        .where(F.col("a") != F.col("b")).distinct()
+    )
+
+
+def _is_star_forest(edges: DataFrame) -> bool:
+    """True when every node has one edge, to a node with no outgoing edge: each component is a star whose
+    centre is its smallest node."""
+    multi = edges.groupBy("a").count().where(F.col("count") > 1).limit(1).count()
+    if multi:
+        return False
+    return edges.select(F.col("b").alias("a")).join(edges.select("a"), "a", "left_semi").limit(1).count() == 0
+
+
+def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_every: int = 1,
+                         checkpoint_dir: str | None = None) -> DataFrame:
+    """(doc_id, cluster_id) for every node of `edges` (a, b): cluster_id = the component's smallest node.
+
+    Alternates large-star and small-star (Kiveris et al. 2014) until the graph is a forest of stars; the
+    plan is truncated every `checkpoint_every` rounds (reliable checkpoint under `checkpoint_dir`, else a
+    local one). Raises DedupError when `max_iterations` rounds do not converge.
+    """
+    spark = edges.sparkSession
+    if checkpoint_dir:
+        spark.sparkContext.setCheckpointDir(checkpoint_dir)
+    current = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b")).distinct()
+    current = current.checkpoint() if checkpoint_dir else current.localCheckpoint()
+    for round_no in range(1, max_iterations + 1):
+        if _is_star_forest(current):
+            log.info("connected components converged after %d rounds", round_no - 1)
+            break
+        current = _small_star(_large_star(current))
+        if round_no % checkpoint_every == 0:
+            current = current.checkpoint() if checkpoint_dir else current.localCheckpoint()
+    else:
+        if not _is_star_forest(current):
+            raise DedupError(f"connected components did not converge in max_iterations={max_iterations} rounds")
+    roots = current.select(F.col("b").alias("doc_id")).distinct().select("doc_id", F.col("doc_id").alias("cluster_id"))
+    return current.select(F.col("a").alias("doc_id"), F.col("b").alias("cluster_id")).unionByName(roots)
+
+
+def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None) -> DataFrame:
+    """MinHash-LSH near duplicates of `df` (doc_id unique, text normalized, keep-rule columns of cfg.keep).
+
+    Returns (doc_id, cluster_id, kept_doc_id) of the removed documents. The verified edge list and the
+    components are materialized (checkpointed) here; the returned frame only joins them with `df`.
+    """
+    _keep_order(df, cfg.keep)
+    sigs = signatures(df, cfg).persist()
+    try:
+        edges = candidate_edges(sigs, cfg)
+        edges = edges.checkpoint() if checkpoint_dir and _set_dir(df, checkpoint_dir) else edges.localCheckpoint()
+    finally:
+        sigs.unpersist()
+    members = connected_components(edges, max_iterations=cfg.max_iterations,
+                                   checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
+    members = members.checkpoint() if checkpoint_dir else members.localCheckpoint()
+    return _resolve_clusters(members, df, cfg.keep)
+
+
+def _set_dir(df: DataFrame, checkpoint_dir: str) -> bool:
+    df.sparkSession.sparkContext.setCheckpointDir(checkpoint_dir)
+    return True

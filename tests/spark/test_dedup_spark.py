@@ -1,0 +1,99 @@
+"""The Spark dedup path: contract columns, agreement with the local path, independence from partitioning."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from dedup.config import DedupConfig
+from dedup.exact import text_hash128_hex
+from dedup.local import exact_duplicates_local, near_duplicates_local
+from dedup.spark import connected_components, exact_duplicates, near_duplicates
+
+pytestmark = pytest.mark.spark
+
+BASE = [
+    "the quick brown fox jumps over the lazy dog while the farmer sleeps in the warm afternoon sun "
+    "and the cows wander slowly across the green field towards the old red barn by the river",
+    "in the beginning god created the heaven and the earth and the earth was without form and void "
+    "and darkness was upon the face of the deep and the spirit moved upon the face of the waters",
+    "a hacker is a person who enjoys exploring the details of programmable systems and how to stretch "
+    "their capabilities as opposed to most users who prefer to learn only the minimum necessary",
+]
+
+
+def _corpus() -> pa.Table:
+    texts, ids, quality = [], [], []
+    for i, base in enumerate(BASE):
+        words = base.split()
+        variants = [base, base + " indeed", " ".join(words[:-1]), " ".join(words[1:]) + " again"]
+        for j, text in enumerate(variants):
+            ids.append(f"doc-{i}-{j}")
+            texts.append(text)
+            quality.append(float(j == 2))
+    ids.append("doc-9-0")
+    texts.append(BASE[0])  # an exact copy of doc-0-0
+    quality.append(None)
+    ids.append("doc-9-1")
+    texts.append("")  # no shingles: never a near duplicate
+    quality.append(0.5)
+    table = pa.table({"doc_id": ids, "text": texts, "quality_score": pa.array(quality, pa.float64())})
+    return table.append_column("n_chars", pa.array([len(t) for t in texts], pa.int64())).append_column(
+        "exact_hash", text_hash128_hex(table["text"])
+    )
+
+
+def _rows(df) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return sorted((r["doc_id"], r["cluster_id"], r["kept_doc_id"]) for r in df.collect())
+
+
+def test_exact_duplicates_contract(spark) -> None:  # type: ignore[no-untyped-def]
+    df = spark.createDataFrame(_corpus().to_pandas())
+    rows = _rows(exact_duplicates(df, keep=DedupConfig().keep))
+    # doc-0-0 (quality 0.0) beats doc-9-0 (null quality sorts last)
+    assert rows == [("doc-9-0", "doc-0-0", "doc-0-0")]
+    assert exact_duplicates(df, keep=["doc_id"]).columns == ["doc_id", "cluster_id", "kept_doc_id"]
+
+
+def test_near_duplicates_clusters_and_keep_rule(spark) -> None:  # type: ignore[no-untyped-def]
+    df = spark.createDataFrame(_corpus().to_pandas())
+    rows = _rows(near_duplicates(df, cfg=DedupConfig()))
+    removed = {r[0] for r in rows}
+    # each base has four variants; the one with quality 1.0 (j == 2) is kept, the empty doc is never touched
+    assert {r[2] for r in rows} == {"doc-0-2", "doc-1-2", "doc-2-2"}
+    assert "doc-9-1" not in removed and not removed & {"doc-0-2", "doc-1-2", "doc-2-2"}
+    assert {r[1] for r in rows} == {"doc-0-0", "doc-1-0", "doc-2-0"}
+    assert len(rows) == 10  # 3 clusters x 3 removed + the exact copy doc-9-0
+
+
+def test_near_duplicates_independent_of_partitioning_and_equal_to_local(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    table = _corpus()
+    cfg = DedupConfig()
+    expected = near_duplicates_local(table.to_batches(max_chunksize=3), cfg=cfg)
+    want = sorted(zip(*(expected[c].to_pylist() for c in ("doc_id", "cluster_id", "kept_doc_id")), strict=True))
+    df = spark.createDataFrame(table.to_pandas())
+    for parts in (1, 3, 7):
+        got = _rows(near_duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}")))
+        assert got == want
+    exact = exact_duplicates_local([table], keep=cfg.keep)
+    assert exact["doc_id"].to_pylist() == ["doc-9-0"]
+
+
+def test_connected_components_long_chain(spark) -> None:  # type: ignore[no-untyped-def]
+    # a path 0-1-2-...-39 (zero-padded ids) plus a separate pair: one round of label propagation would need 39
+    edges = [(f"n{i:02d}", f"n{i + 1:02d}") for i in range(39)] + [("x1", "x2")]
+    df = spark.createDataFrame(edges, "a string, b string")
+    comps = dict((r["doc_id"], r["cluster_id"]) for r in
+                 connected_components(df, max_iterations=20, checkpoint_every=2).collect())
+    assert set(comps) == {f"n{i:02d}" for i in range(40)} | {"x1", "x2"}
+    assert {comps[f"n{i:02d}"] for i in range(40)} == {"n00"}
+    assert comps["x1"] == comps["x2"] == "x1"
+
+
+def test_connected_components_iteration_bound(spark) -> None:  # type: ignore[no-untyped-def]
+    from dedup.errors import DedupError
+
+    edges = [(f"n{i:02d}", f"n{i + 1:02d}") for i in range(39)]
+    df = spark.createDataFrame(edges, "a string, b string")
+    with pytest.raises(DedupError, match="max_iterations=1"):
+        connected_components(df, max_iterations=1).collect()
