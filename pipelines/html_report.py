@@ -1,0 +1,288 @@
+"""`tokenmill report --output FILE.html`: one self-contained HTML page about a dataset version.
+
+Headline numbers, then figures (PNG embedded as data URIs, so the file can be mailed or attached to a CI run):
+outcomes and drop reasons, quality-signal distributions of kept vs dropped documents, duplicate cluster
+sizes, language mix, document length in tokens, shard sizes, and the change against the previous version
+(documents added and removed by reason, and the monitoring checks). Counts are exact; histograms use an
+evenly spaced sample of at most `sample_rows` documents.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines import report_plots as plots
+from pipelines.config import Config
+from pipelines.monitor import Check, compare, language_counts, monitor_config, stage_metrics
+from pipelines.versions import (
+    VersionInfo,
+    previous_version,
+    read_manifest,
+    read_version_table,
+    resolve_version,
+)
+from pipelines.versions_diff import VersionDiff, diff_versions
+from schemas.signals import SIGNAL_FIELDS
+
+log = logging.getLogger(__name__)
+
+NUMERIC = ("int", "long", "float", "double")
+
+
+def cluster_sizes(cluster_ids: pa.Array, doc_ids: pa.Array, kept_doc_ids: pa.Array) -> np.ndarray:
+    """Members per duplicate cluster: the distinct documents that carry the cluster id, plus its kept document.
+
+    Inputs are equal-length arrays of doc_decisions columns; rows with a null cluster id are ignored.
+    Returns int64 sizes (>= 2 for a real cluster), sorted ascending. ValueError when lengths differ.
+
+    >>> cluster_sizes(pa.array(["a", "a", None]), pa.array(["b", "c", "a"]), pa.array(["a", "a", None])).tolist()
+    [3]
+    """
+    if not len(cluster_ids) == len(doc_ids) == len(kept_doc_ids):
+        raise ValueError(f"cluster_sizes needs equal lengths, got {len(cluster_ids)}, {len(doc_ids)}, "
+                         f"{len(kept_doc_ids)}")
+    members = pa.table({"cluster": pa.concat_arrays([pc.cast(cluster_ids, pa.string())] * 2),
+                        "doc": pa.concat_arrays([pc.cast(doc_ids, pa.string()), pc.cast(kept_doc_ids, pa.string())])})
+    members = members.filter(pc.and_(pc.is_valid(members.column("cluster")), pc.is_valid(members.column("doc"))))
+    if members.num_rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    counts = members.group_by("cluster").aggregate([("doc", "count_distinct")]).column("doc_count_distinct")
+    return np.sort(counts.to_numpy().astype(np.int64))
+
+
+def _sample(t: pa.Table, max_rows: int) -> pa.Table:
+    if t.num_rows <= max_rows:
+        return t
+    return t.take(np.linspace(0, t.num_rows - 1, max_rows).astype(np.int64))
+
+
+def _floats(t: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(pc.cast(t.column(name), pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def outcome_counts(decisions: pa.Table) -> dict[str, int]:
+    """Documents per `kept` / `filtered:<reason>` / `duplicate:<reason>` from doc_decisions columns."""
+    if decisions.num_rows == 0:
+        return {}
+    grouped = decisions.select(["decision", "reason"]).group_by(["decision", "reason"]).aggregate(
+        [("decision", "count")])
+    out: dict[str, int] = {}
+    for r in grouped.to_pylist():
+        label = r["decision"] if r["decision"] == "kept" or r["reason"] is None else f"{r['decision']}:{r['reason']}"
+        out[label] = out.get(label, 0) + int(r["decision_count"])
+    return out
+
+
+@dataclass
+class ReportData:
+    """Everything the page shows, gathered from one version (and the previous one, when there is one)."""
+
+    version: VersionInfo
+    previous: VersionInfo | None
+    outcomes: dict[str, int]
+    quarantine: dict[str, int]
+    signals: dict[str, tuple[np.ndarray, np.ndarray]]
+    cluster_sizes: np.ndarray
+    languages: dict[str, int]
+    previous_languages: dict[str, int] | None
+    n_tokens: np.ndarray
+    previous_n_tokens: np.ndarray | None
+    shard_sizes: list[int]
+    target_bytes: int | None
+    diff: VersionDiff | None = None
+    checks: list[Check] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def collect_report(cfg: Config, version: str = "current", against: str | None = None,
+                   sample_rows: int = 1_000_000) -> ReportData:
+    """Read what the report needs at `version`, and compare with `against` (default: the previous version)."""
+    info = resolve_version(cfg, version)
+    prev = resolve_version(cfg, against) if against else previous_version(cfg, version)
+    numeric = [f.name for f in SIGNAL_FIELDS if str(f.field_type) in NUMERIC]
+    cols = ("doc_id", "decision", "reason", "cluster_id", "kept_doc_id", "language", *numeric)
+    dec = read_version_table(cfg, info, "doc_decisions", cols)
+    sample = _sample(dec, sample_rows)
+    kept_mask = pc.equal(sample.column("decision"), "kept").to_numpy(zero_copy_only=False)
+    signals = {}
+    for name in numeric:
+        if name in sample.column_names:
+            values = _floats(sample, name)
+            signals[name] = (values[kept_mask], values[~kept_mask])
+    kept = dec.filter(pc.equal(dec.column("decision"), "kept")) if dec.num_rows else dec
+    quarantine = read_version_table(cfg, info, "quarantine", ("error_code",))
+    q_counts = ({r["values"]: int(r["counts"]) for r in pc.value_counts(quarantine.column("error_code")).to_pylist()}
+                if quarantine.num_rows else {})
+    tokens = _sample(read_version_table(cfg, info, "tokens", ("n_tokens",)), sample_rows)
+    manifest = read_manifest(cfg, info) or {}
+    data = ReportData(
+        version=info, previous=prev, outcomes=outcome_counts(dec), quarantine=q_counts, signals=signals,
+        cluster_sizes=cluster_sizes(dec.column("cluster_id").combine_chunks(), dec.column("doc_id").combine_chunks(),
+                                    dec.column("kept_doc_id").combine_chunks()) if dec.num_rows else np.zeros(0),
+        languages=language_counts(kept), previous_languages=None,
+        n_tokens=tokens.column("n_tokens").to_numpy(zero_copy_only=False) if tokens.num_rows else np.zeros(0),
+        previous_n_tokens=None, shard_sizes=[int(s["bytes"]) for s in manifest.get("shards", [])],
+        target_bytes=manifest.get("target_bytes", cfg.shard.target_bytes),
+    )
+    if prev is not None:
+        pdec = read_version_table(cfg, prev, "doc_decisions", ("decision", "language"))
+        data.previous_languages = language_counts(pdec.filter(pc.equal(pdec.column("decision"), "kept"))
+                                                  if pdec.num_rows else pdec)
+        ptok = _sample(read_version_table(cfg, prev, "tokens", ("n_tokens",)), sample_rows)
+        data.previous_n_tokens = ptok.column("n_tokens").to_numpy(zero_copy_only=False)
+        data.diff = diff_versions(cfg, prev, info)
+        data.checks = compare(cfg, prev, info, monitor_config(cfg))
+    if info.name == "current":
+        data.stages = stage_metrics(cfg.lake.metrics_dir or Path(cfg.lake.root) / "metrics")
+    return data
+
+
+# ---- rendering -------------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1f2933}
+main{max-width:1080px;margin:0 auto;padding:24px 28px 48px}
+h1{font-size:26px;margin:8px 0 4px} h2{font-size:19px;margin:34px 0 6px;border-bottom:1px solid #d9dee4;
+padding-bottom:4px} .meta{color:#52606d;font-size:13px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:12px;margin:18px 0}
+.card{background:#fff;border-radius:8px;padding:12px 14px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.card b{display:block;font-size:22px;color:#2b7bba} .card span{font-size:12px;color:#52606d}
+figure{background:#fff;margin:10px 0;padding:12px;border-radius:8px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+figure img{max-width:100%} figcaption{font-size:13px;color:#52606d;margin-top:6px}
+table{border-collapse:collapse;background:#fff;font-size:13px;margin:8px 0;width:100%}
+th,td{text-align:left;padding:5px 9px;border-bottom:1px solid #e4e7eb} th{background:#eef1f4}
+td.num{text-align:right;font-variant-numeric:tabular-nums} .ok{color:#1e7e34;font-weight:600}
+.warn{color:#c0392b;font-weight:600} code{font-size:12px}
+"""
+
+
+def _e(v: object) -> str:
+    return html.escape(str(v))
+
+
+def _n(v: int | float) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.4g}"
+
+
+def _table(headers: list[str], rows: list[list[object]], numeric: frozenset[int] | set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td class='num'>{_e(c)}</td>" if i in numeric else f"<td>{c}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figure(png: str, alt: str, caption: str) -> str:
+    return (f"<figure><img alt='{_e(alt)}' src='data:image/png;base64,{png}'>"
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _cards(d: ReportData) -> str:
+    v = d.version
+    raw = v.table_rows.get("raw_docs", 0)
+    kept = d.outcomes.get("kept", 0)
+    dup = sum(c for k, c in d.outcomes.items() if k.startswith("duplicate"))
+    filt = sum(c for k, c in d.outcomes.items() if k.startswith("filtered"))
+    items = [("raw documents", _n(raw)), ("kept", f"{_n(kept)} ({kept / raw:.1%})" if raw else _n(kept)),
+             ("filtered", _n(filt)), ("duplicates", _n(dup)), ("quarantined", _n(sum(d.quarantine.values()))),
+             ("tokens", _n(v.shards.get("n_tokens", int(d.n_tokens.sum()) if d.n_tokens.size else 0))),
+             ("shards", _n(v.shards.get("n_shards", 0))),
+             ("shard bytes", f"{v.shards.get('total_bytes', 0) / 2**20:,.1f} MiB")]
+    return "<div class='cards'>" + "".join(f"<div class='card'><b>{_e(val)}</b><span>{_e(k)}</span></div>"
+                                           for k, val in items) + "</div>"
+
+
+def _change_section(d: ReportData) -> str:
+    if d.previous is None or d.diff is None:
+        return "<h2>Change against the previous version</h2><p class='meta'>No earlier version to compare with.</p>"
+    p, diff = d.previous, d.diff
+    parts = [f"<h2>Change against {_e(p.name)}</h2>",
+             f"<p class='meta'>{_n(diff.total('added'))} documents added ({_n(diff.total('added', 'tokens'))} "
+             f"tokens), {_n(diff.total('removed'))} removed ({_n(diff.total('removed', 'tokens'))} tokens)"
+             + ("; the config changed (params hash differs)." if diff.params_changed else "; same config.") + "</p>",
+             _figure(plots.change_bars(diff.changes), "documents added and removed by reason",
+                     f"Kept documents added (up) and removed (down) going from {p.name} to {d.version.name}.")]
+    if diff.changes:
+        parts.append(_table(["change", "source", "reason", "documents", "tokens"],
+                            [[_e(r["change"]), f"<code>{_e(r['source'])}</code>", _e(r["reason"]), _n(r["docs"]),
+                              _n(r["tokens"])] for r in diff.changes], {3, 4}))
+    parts.append(_table(["table", p.name, d.version.name, "change"],
+                        [[_e(t), _n(a), _n(b), f"{b - a:+,}"] for t, (a, b) in diff.tables.items()], {1, 2, 3}))
+    if d.checks:
+        parts.append("<h2>Monitoring checks</h2>")
+        parts.append(_table(["check", "value", "threshold", "result", "detail"],
+                            [[_e(c.name), "" if c.value is None else _n(c.value),
+                              "" if c.threshold is None else _n(c.threshold),
+                              "<span class='ok'>ok</span>" if c.ok else "<span class='warn'>WARNING</span>",
+                              _e(c.detail)] for c in d.checks], {1, 2}))
+    return "".join(parts)
+
+
+def render_html(d: ReportData) -> str:
+    """The whole page as one string (figures inline)."""
+    v = d.version
+    names = (v.name, d.previous.name if d.previous else "previous")
+    snaps = ", ".join(f"{t}@{s}" for t, s in v.snapshots.items() if s is not None)
+    body = [f"<h1>tokenmill dataset report: {_e(v.name)}</h1>",
+            f"<p class='meta'>created {_e(v.created_at)} · params {_e((v.params_hash or '')[:12])} · git "
+            f"{_e((v.git_sha or 'unknown')[:12])}" + (f" · {_e(v.message)}" if v.message else "") + "</p>",
+            f"<p class='meta'>snapshots: <code>{_e(snaps)}</code><br>manifest: <code>{_e(v.manifest_uri)}</code></p>",
+            _cards(d), "<h2>Document outcomes</h2>",
+            _figure(plots.decisions_bar(d.outcomes), "documents per outcome",
+                    "Every raw document ends kept, filtered (with the filter's reason code) or a duplicate "
+                    "(exact or near)."),
+            ]
+    if d.quarantine:
+        body.append(_table(["quarantine error", "records"], [[_e(k), _n(c)] for k, c in
+                                                             sorted(d.quarantine.items(), key=lambda x: -x[1])], {1}))
+    if d.signals:
+        body += ["<h2>Quality signals</h2>",
+                 _figure(plots.signal_histograms(d.signals), "quality signal distributions",
+                         "Distribution of each numeric quality signal over kept (blue) and dropped (orange) "
+                         "documents.")]
+    body += ["<h2>Duplicate clusters</h2>",
+             _figure(plots.cluster_size_hist(d.cluster_sizes), "duplicate cluster sizes",
+                     f"{_n(int(d.cluster_sizes.size))} clusters; largest {_n(int(d.cluster_sizes.max())) if d.cluster_sizes.size else 0}"
+                     " documents. Each cluster keeps one document."),
+             "<h2>Language mix</h2>",
+             _figure(plots.language_bars(d.languages, d.previous_languages, labels=names), "language mix",
+                     "Share of kept documents per language (fastText lid.176), next to the previous version."),
+             "<h2>Document length</h2>",
+             _figure(plots.token_length_hist(d.n_tokens, d.previous_n_tokens, labels=names), "tokens per document",
+                     "Tokens per kept document (log scale); the outline is the previous version."),
+             "<h2>Shards</h2>",
+             _figure(plots.shard_size_bars(d.shard_sizes, d.target_bytes), "shard sizes",
+                     f"{len(d.shard_sizes)} shards; dashed line: the target size. Only the last shard should be "
+                     "well short of it."),
+             _change_section(d)]
+    if d.stages:
+        body += ["<h2>Last stage runs</h2>",
+                 _table(["stage", "seconds", "counts"],
+                        [[_e(s["stage"]), _n(float(s.get("seconds", 0))),
+                          _e(", ".join(f"{k}={v:,}" for k, v in s.get("counts", {}).items()))] for s in d.stages],
+                        {1})]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body.append(f"<p class='meta'>written by tokenmill at {stamp}</p>")
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>tokenmill report: {_e(v.name)}</title><style>{CSS}</style></head>"
+            f"<body><main>{''.join(body)}</main></body></html>\n")
+
+
+def write_report(cfg: Config, output: str | Path, version: str = "current", against: str | None = None) -> Path:
+    """Collect, render and write the report atomically; returns the path written."""
+    data = collect_report(cfg, version, against)
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(render_html(data), encoding="utf-8")
+    tmp.replace(out)
+    log.info("report: %s (%d bytes)", out, out.stat().st_size)
+    return out
