@@ -35,25 +35,70 @@ def pack_windows(
         raise ValueError(
             f"doc_start {doc_start.shape} and valid {valid.shape} must match windows {windows.shape}"
         )
-    b, s1 = windows.shape
-    s = s1 - 1
-    input_ids = np.ascontiguousarray(windows[:, :s])
-    labels = windows[:, 1:].copy()
-    drop = ~valid[:, 1:]
+    return _pack(
+        np.ascontiguousarray(windows[:, :-1]),
+        windows[:, 1:],
+        np.ascontiguousarray(doc_start[:, :-1]),
+        doc_start[:, 1:],
+        valid[:, 1:],
+        ignore_index,
+        mask_cross_document,
+    )
+
+
+def pack_stream(
+    tokens: np.ndarray,
+    doc_start: np.ndarray,
+    valid: np.ndarray,
+    *,
+    batch: int,
+    ignore_index: int = -100,
+    mask_cross_document: bool = True,
+) -> dict[str, np.ndarray | int]:
+    """:func:`pack_windows` for ``batch`` consecutive windows given as one flat stream slice of
+    ``batch * seq_len + 1`` tokens (row ``i`` is ``tokens[i * seq_len : (i + 1) * seq_len + 1]``),
+    without materialising the overlapping windows. Raises ValueError on a length that does not fit."""
+    n = len(tokens) - 1
+    if batch <= 0 or n <= 0 or n % batch or len(doc_start) != n + 1 or len(valid) != n + 1:
+        raise ValueError(f"stream of {len(tokens)} tokens does not hold {batch} windows plus one token")
+    s = n // batch
+    return _pack(
+        tokens[:-1].reshape(batch, s),
+        tokens[1:].reshape(batch, s),
+        doc_start[:-1].reshape(batch, s),
+        doc_start[1:].reshape(batch, s),
+        valid[1:].reshape(batch, s),
+        ignore_index,
+        mask_cross_document,
+    )
+
+
+def _pack(
+    x: np.ndarray,
+    nxt: np.ndarray,
+    start_x: np.ndarray,
+    start_nxt: np.ndarray,
+    valid_nxt: np.ndarray,
+    ignore_index: int,
+    mask_cross_document: bool,
+) -> dict[str, np.ndarray | int]:
+    b, s = x.shape
+    labels = nxt.copy()
+    drop = ~valid_nxt
     if mask_cross_document:
-        drop |= doc_start[:, 1:]
+        drop = drop | start_nxt
     labels[drop] = ignore_index
-    starts = doc_start[:, :s].copy()
-    starts[:, 0] = True
-    cols = np.broadcast_to(np.arange(s, dtype=np.int64), (b, s))
-    last_start = np.maximum.accumulate(np.where(starts, cols, 0), axis=1)
-    position_ids = cols - last_start
-    flat = np.flatnonzero(starts.reshape(-1))
+    starts = start_x.reshape(-1).copy()
+    starts[::s] = True  # every row starts a segment
+    idx = np.arange(b * s, dtype=np.int64)
+    # flattened, so the running maximum is one fast 1-D pass
+    position_ids = (idx - np.maximum.accumulate(np.where(starts, idx, 0))).reshape(b, s)
+    flat = np.flatnonzero(starts)
     cu = np.empty(len(flat) + 1, dtype=np.int32)
     cu[:-1] = flat
     cu[-1] = b * s
     return {
-        "input_ids": input_ids,
+        "input_ids": np.ascontiguousarray(x),
         "labels": labels,
         "position_ids": position_ids,
         "cu_seqlens": cu,

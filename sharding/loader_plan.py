@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sharding.loader_manifest import RemoteOptions, ShardManifest, check_compatible
-from sharding.loader_pack import pack_windows
+from sharding.loader_pack import pack_stream, pack_windows
 from sharding.loader_store import OnCorrupt, ShardStore
 from sharding.loader_stream import MixSchedule, SourceStream
 from sharding.shuffle import normalize_weights, rank_windows
@@ -140,42 +140,46 @@ class HostBatcher:
         ]
         self.schedule = MixSchedule(list(plan.weights), seed=plan.seed, block_windows=plan.mix_block_windows)
 
-    def windows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw ``[batch_size, seq_len + 1]`` windows (tokens, doc_start, valid) of global step ``step``."""
+    def windows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, ...]:
+        """Raw data of global step ``step``: ``(tokens, doc_start, valid)``, either flat
+        (``batch_size * seq_len + 1`` stream tokens, when all rows are consecutive windows of one
+        source) or ``[batch_size, seq_len + 1]`` windows (when mixing interleaves sources)."""
         s = self.plan.seq_len
         b = self.batch_size
         g0, g1 = rank_windows(step, rank=self.rank, batch_size=b, world_size=self.world_size)
         src, idx = self.schedule.lookup(g0, g1)
-        tokens = np.empty((b, s + 1), dtype=np.int64)
-        starts = np.empty((b, s + 1), dtype=bool)
-        valid = np.empty((b, s + 1), dtype=bool)
-        row = 0
-        while row < b:
+        runs = np.flatnonzero((src[1:] != src[:-1]) | (idx[1:] != idx[:-1] + 1)) + 1
+        bounds = [0, *runs.tolist(), b]
+        flats = []
+        for row, end in zip(bounds[:-1], bounds[1:], strict=True):
             # a run of rows from one source with consecutive window indexes is one contiguous read
-            end = row + 1
-            while end < b and src[end] == src[row] and idx[end] == idx[end - 1] + 1:
-                end += 1
             n = end - row
             lo = int(idx[row]) * s
-            flat_t = np.empty(n * s + 1, dtype=np.int64)
-            flat_s = np.empty(n * s + 1, dtype=bool)
-            flat_v = np.empty(n * s + 1, dtype=bool)
-            self.streams[int(src[row])].read(lo, lo + n * s + 1, flat_t, flat_s, flat_v)
-            for out, flat in ((tokens, flat_t), (starts, flat_s), (valid, flat_v)):
-                out[row:end] = np.lib.stride_tricks.sliding_window_view(flat, s + 1)[::s]
-            row = end
-        return tokens, starts, valid
+            flat = (
+                np.empty(n * s + 1, dtype=np.int64),
+                np.empty(n * s + 1, dtype=bool),
+                np.empty(n * s + 1, dtype=bool),
+            )
+            self.streams[int(src[row])].read(lo, lo + n * s + 1, *flat)
+            flats.append(flat)
+        if len(flats) == 1:
+            return flats[0]
+        out = tuple(np.empty((b, s + 1), dtype=dt) for dt in (np.int64, bool, bool))
+        for (row, end), flat in zip(zip(bounds[:-1], bounds[1:], strict=True), flats, strict=True):
+            for o, f in zip(out, flat, strict=True):
+                o[row:end] = np.lib.stride_tricks.as_strided(
+                    f, shape=(end - row, s + 1), strides=(s * f.itemsize, f.itemsize)
+                )
+        return out
 
     def batch(self, step: int) -> dict[str, np.ndarray | int]:
         """Packed inputs of global step ``step`` for this rank (see loader_pack.pack_windows)."""
         tokens, starts, valid = self.windows(step)
-        out = pack_windows(
-            tokens,
-            starts,
-            valid,
-            ignore_index=self.ignore_index,
-            mask_cross_document=self.mask_cross_document,
-        )
+        opts = {"ignore_index": self.ignore_index, "mask_cross_document": self.mask_cross_document}
+        if tokens.ndim == 1:
+            out = pack_stream(tokens, starts, valid, batch=self.batch_size, **opts)
+        else:
+            out = pack_windows(tokens, starts, valid, **opts)
         out["step"] = step
         return out
 

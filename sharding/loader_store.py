@@ -155,7 +155,8 @@ class ShardStore:
         if self.verify and shard not in self._verified:
             if sha256_file(path) != m.sha256[shard]:
                 raise CorruptShardError(name, "sha256 does not match the manifest")
-        buf = np.memmap(path, dtype=np.uint8, mode="r")
+        # a plain ndarray view of the map: slicing a np.memmap subclass costs more per document
+        buf = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
         if self.verify and shard not in self._verified:
             problem = check_tar_layout(buf, self.index(shard), m.token_dtype.itemsize)
             if problem is not None:

@@ -111,36 +111,49 @@ class SourceStream:
             raise ValueError(f"bad range [{start}, {stop}) for a buffer of {len(tokens)} tokens")
         doc_start[:] = False
         valid[:] = True
-        pos, out = start, 0
+        pos = start
         while pos < stop:
             epoch, off = divmod(pos, self.epoch_tokens)
             _, boffs = self._epoch(epoch)
             b = int(np.searchsorted(boffs, off, side="right")) - 1
             blk = self._block(epoch, b)
-            inner = off - int(boffs[b])
-            d = int(np.searchsorted(blk.start, inner, side="right")) - 1
-            n_docs = len(blk.n_tokens)
-            while pos < stop and d < n_docs:
-                at = inner - int(blk.start[d])
-                ntok = int(blk.n_tokens[d])
-                take = min(ntok + 1 - at, stop - pos)
-                real = max(0, min(take, ntok - at))
-                if at == 0:
-                    doc_start[out] = True
-                if real:
-                    buf = self.store.tokens(int(blk.shards[d]))
-                    if buf is None:
-                        tokens[out : out + real] = self.eod_id
-                        valid[out : out + real] = False
-                    else:
-                        lo = int(blk.byte_offset[d]) + at * self.dtype.itemsize
-                        tokens[out : out + real] = buf[lo : lo + real * self.dtype.itemsize].view(self.dtype)
-                if take > real:
-                    tokens[out + real] = self.eod_id
-                pos += take
-                out += take
-                inner += take
-                d += 1
+            lo = off - int(boffs[b])
+            hi = min(lo + (stop - pos), int(blk.start[-1]))
+            self._copy_span(
+                blk, lo, hi, tokens[pos - start :], doc_start[pos - start :], valid[pos - start :]
+            )
+            pos += hi - lo
+
+    def _copy_span(
+        self, blk: _Block, lo: int, hi: int, tokens: np.ndarray, doc_start: np.ndarray, valid: np.ndarray
+    ) -> None:
+        """Copy block offsets ``[lo, hi)`` to the front of the output arrays, vectorised per shard."""
+        d0 = int(np.searchsorted(blk.start, lo, side="right")) - 1
+        d1 = int(np.searchsorted(blk.start, hi, side="left"))
+        begin = blk.start[d0:d1]
+        tok_end = begin + blk.n_tokens[d0:d1]  # the EOD sits at tok_end
+        seg_lo = np.maximum(begin, lo)
+        real = np.maximum(np.minimum(tok_end, hi) - seg_lo, 0)
+        dst = seg_lo - lo
+        doc_start[(begin[begin >= lo] - lo)] = True
+        eod = tok_end < hi
+        tokens[tok_end[eod] - lo] = self.eod_id
+        src = blk.byte_offset[d0:d1] // self.dtype.itemsize + (seg_lo - begin)
+        shards = blk.shards[d0:d1]
+        for shard in np.unique(shards):
+            m = (shards == shard) & (real > 0)
+            if not m.any():
+                continue
+            n = real[m]
+            total = int(n.sum())
+            within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+            dst_idx = np.repeat(dst[m], n) + within
+            buf = self.store.tokens(int(shard))
+            if buf is None:
+                tokens[dst_idx] = self.eod_id
+                valid[dst_idx] = False
+            else:
+                tokens[dst_idx] = buf.view(self.dtype)[np.repeat(src[m], n) + within]
 
 
 class MixSchedule:

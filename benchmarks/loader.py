@@ -1,0 +1,256 @@
+"""TokenLoader against WebDataset, Mosaic Streaming (MDS) and LitData on the same tokenized corpus.
+
+One run: build a synthetic tokenized corpus (seeded document lengths and token ids), write it as
+tokenmill shards, MDS shards and LitData chunks, then time each loader in its own fresh process
+delivering int64 ``[batch, seq_len]`` batches: tokens/s after the first batch, time to the first
+batch, and peak RSS summed over the loader's processes. Each figure is the median of ``--repeats``
+runs; ratios are TokenLoader over each anchor.
+
+    .venv/bin/python benchmarks/loader.py --tokens 20000000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+EOD = 0
+VOCAB = 50_000
+LOADERS = ("tokenmill", "webdataset", "mosaic-mds", "litdata")
+
+
+def make_corpus(n_tokens: int, seed: int) -> list[np.ndarray]:
+    """Documents with log-normal lengths (median ~450 tokens) and uniform token ids in [1, VOCAB)."""
+    rng = np.random.default_rng(seed)
+    docs, total = [], 0
+    while total < n_tokens:
+        n = int(np.clip(rng.lognormal(6.1, 1.0), 8, 16_384))
+        docs.append(rng.integers(1, VOCAB, size=n, dtype=np.uint16))
+        total += n
+    return docs
+
+
+def write_tokenmill(docs: list[np.ndarray], out: Path, target_bytes: int) -> Path:
+    from sharding.tarformat import END_OF_ARCHIVE, INDEX_DTYPE, encode_sample, index_bytes, sample_json
+
+    out.mkdir(parents=True)
+    shards, rows, parts, size = [], [], [], 0
+
+    def flush() -> None:
+        nonlocal rows, parts, size
+        s = len(shards)
+        data = b"".join(parts) + END_OF_ARCHIVE
+        idx = index_bytes(np.array(rows, dtype=INDEX_DTYPE))
+        (out / f"shard-{s:06d}.tar").write_bytes(data)
+        (out / f"shard-{s:06d}.idx.npy").write_bytes(idx)
+        shards.append({"path": f"shard-{s:06d}.tar", "index": f"shard-{s:06d}.idx.npy", "bytes": len(data),
+                       "n_samples": len(rows), "n_tokens": sum(r[1] for r in rows),
+                       "sha256": hashlib.sha256(data).hexdigest(), "index_sha256": hashlib.sha256(idx).hexdigest()})
+        rows, parts, size = [], [], 0
+
+    for i, doc in enumerate(docs):
+        meta = sample_json(f"d{i}", len(doc), "bench")
+        blob = encode_sample(i, doc.tobytes(), meta)
+        if parts and size + len(blob) + 1024 > target_bytes:
+            flush()
+        tok_off = size + 512
+        json_off = tok_off + -(-doc.nbytes // 512) * 512 + 512
+        rows.append((tok_off, len(doc), json_off, len(meta)))
+        parts.append(blob)
+        size += len(blob)
+    flush()
+    manifest = {"format": "tokenmill-shards/1", "token_dtype": "uint16", "eod_id": EOD, "vocab_size": VOCAB,
+                "tokenizer_sha256": "0" * 64, "target_bytes": target_bytes, "n_shards": len(shards),
+                "n_samples": len(docs), "n_tokens": int(sum(len(d) for d in docs)),
+                "total_bytes": sum(s["bytes"] for s in shards), "params_hash": "bench", "shards": shards}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out / "manifest.json"
+
+
+def _import_streaming():
+    # mosaicml-streaming imports its vision datasets (torchvision) eagerly; token loading needs none of it
+    sys.modules.setdefault("streaming.vision", types.ModuleType("streaming.vision"))
+    import streaming
+
+    return streaming
+
+
+def write_mds(docs: list[np.ndarray], out: Path, target_bytes: int) -> None:
+    streaming = _import_streaming()
+    with streaming.MDSWriter(out=str(out), columns={"tokens": "ndarray:uint16"}, size_limit=target_bytes) as w:
+        for doc in docs:
+            w.write({"tokens": doc})
+
+
+def _litdata_item(doc: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.append(doc, np.uint16(EOD)).astype(np.int32))
+
+
+def write_litdata(docs: list[np.ndarray], out: Path, target_bytes: int) -> None:
+    from litdata import TokensLoader, optimize
+
+    optimize(fn=_litdata_item, inputs=docs, output_dir=str(out), chunk_bytes=target_bytes,
+             item_loader=TokensLoader(), num_workers=1, mode="overwrite")
+
+
+def pack(docs: Iterable[np.ndarray], seq_len: int, batch: int) -> Iterator[np.ndarray]:
+    """Reference packer for the anchors: documents + EOD concatenated, cut into [batch, seq_len]."""
+    need = batch * seq_len
+    parts: list[np.ndarray] = []
+    have = 0
+    for doc in docs:
+        parts.append(doc)
+        parts.append(np.array([EOD], dtype=doc.dtype))
+        have += len(doc) + 1
+        if have >= need:
+            flat = np.concatenate(parts).astype(np.int64)
+            yield flat[:need].reshape(batch, seq_len)
+            parts, have = [flat[need:]], len(flat) - need
+
+
+def open_loader(name: str, data: Path, seq_len: int, batch: int, workers: int) -> Iterator:
+    import torch
+
+    if name == "tokenmill":
+        from sharding import TokenLoader
+
+        loader = TokenLoader(data / "tokenmill", seq_len=seq_len, batch_size=batch, seed=0, num_workers=workers)
+        return (b["input_ids"] for b in loader)
+    if name == "webdataset":
+        import webdataset as wds
+
+        urls = sorted(str(p) for p in (data / "tokenmill").glob("shard-*.tar"))
+        ds = wds.WebDataset(urls, shardshuffle=len(urls), seed=0, empty_check=False).shuffle(1000)
+        ds = ds.map(lambda s: np.frombuffer(s["tokens"], dtype="<u2"))
+        it = (torch.from_numpy(b) for b in pack(ds, seq_len, batch))
+        return it
+    if name == "mosaic-mds":
+        streaming = _import_streaming()
+        streaming.base.util.clean_stale_shared_memory()
+        ds = streaming.StreamingDataset(local=str(data / "mds"), shuffle=True, shuffle_seed=0, batch_size=batch)
+        return (torch.from_numpy(b) for b in pack((s["tokens"] for s in ds), seq_len, batch))
+    if name == "litdata":
+        from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
+
+        ds = StreamingDataset(str(data / "litdata"), item_loader=TokensLoader(block_size=seq_len), shuffle=True, seed=0)
+        dl = StreamingDataLoader(ds, batch_size=batch, num_workers=workers)
+        return (b.to(torch.int64) for b in dl)
+    raise ValueError(f"unknown loader {name!r}")
+
+
+def _rss_tree(pid: int) -> int:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_one(name: str, data: Path, seq_len: int, batch: int, workers: int, max_tokens: int) -> dict:
+    """Measured inside a fresh process: first-batch latency, steady tokens/s, peak RSS of the tree."""
+    import os
+
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_tree(os.getpid()))
+            time.sleep(0.02)
+
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    it = open_loader(name, data, seq_len, batch, workers)
+    first = next(it)
+    t_first = time.perf_counter() - t0
+    assert first.dtype.is_floating_point is False and tuple(first.shape) == (batch, seq_len), first.shape
+    tokens = 0
+    t1 = time.perf_counter()
+    for b in it:
+        tokens += b.numel()
+        if tokens >= max_tokens:
+            break
+    dt = time.perf_counter() - t1
+    done.set()
+    return {"first_batch_s": t_first, "tokens_per_s": tokens / dt, "peak_rss_mb": peak[0] / 2**20, "tokens": tokens}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=20_000_000, help="corpus size in tokens")
+    ap.add_argument("--seq-len", type=int, default=2048)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for loaders that take them")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--shard-bytes", type=int, default=32 * 2**20)
+    ap.add_argument("--only", default=",".join(LOADERS))
+    ap.add_argument("--data", type=Path, default=None, help="reuse a corpus folder written by an earlier run")
+    ap.add_argument("--run", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    max_tokens = int(args.tokens * 0.9)  # stay inside one epoch for every loader
+    if args.run:
+        print(json.dumps(run_one(args.run, args.data, args.seq_len, args.batch, args.workers, max_tokens)))
+        return
+    data = args.data or Path(tempfile.mkdtemp(prefix="tokenmill-bench-"))
+    if not (data / "tokenmill").exists():
+        docs = make_corpus(args.tokens, seed=0)
+        print(f"corpus: {len(docs)} documents, {sum(len(d) for d in docs)} tokens -> {data}")
+        for label, fn, sub in (("tokenmill", write_tokenmill, "tokenmill"), ("mds", write_mds, "mds"),
+                               ("litdata", write_litdata, "litdata")):
+            t = time.perf_counter()
+            fn(docs, data / sub, args.shard_bytes)
+            print(f"  wrote {label} in {time.perf_counter() - t:.1f}s")
+    results: dict[str, dict[str, float]] = {}
+    for name in args.only.split(","):
+        runs = []
+        for _ in range(args.repeats):
+            cmd = [sys.executable, __file__, "--run", name, "--data", str(data), "--seq-len", str(args.seq_len),
+                   "--batch", str(args.batch), "--workers", str(args.workers), "--tokens", str(args.tokens)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{name}: failed\n{proc.stderr[-2000:]}")
+                break
+            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if runs:
+            results[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(f"\nseq_len={args.seq_len} batch={args.batch} workers={args.workers} repeats={args.repeats} (medians)")
+    print(f"{'loader':<12} {'tokens/s':>14} {'first batch s':>14} {'peak RSS MB':>12}")
+    for name, r in results.items():
+        print(f"{name:<12} {r['tokens_per_s']:>14,.0f} {r['first_batch_s']:>14.3f} {r['peak_rss_mb']:>12.0f}")
+    ours = results.get("tokenmill")
+    anchors = {k: v for k, v in results.items() if k != "tokenmill"}
+    if ours and anchors:
+        best = max(anchors, key=lambda k: anchors[k]["tokens_per_s"])
+        ratio = ours["tokens_per_s"] / anchors[best]["tokens_per_s"]
+        print(f"\ntokenmill / best anchor ({best}) tokens/s: {ratio:.2f}x (target >= 1.5x)")
+        for k, v in anchors.items():
+            print(f"  vs {k}: {ours['tokens_per_s'] / v['tokens_per_s']:.2f}x tokens/s, "
+                  f"{ours['peak_rss_mb'] / v['peak_rss_mb']:.2f}x peak RSS")
+        print(f"tokenmill first batch: {ours['first_batch_s']:.3f}s (target <= 1 s)")
+
+
+if __name__ == "__main__":
+    main()
