@@ -1,0 +1,243 @@
+"""Subcommands `version`, `lineage`, `report` and `monitor`, registered into the `tokenmill` parser by
+pipelines.cli through `register(sub, add_common_args, load_cfg)`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.config import Config
+
+log = logging.getLogger(__name__)
+
+AddArgs = Callable[[argparse.ArgumentParser], None]
+LoadCfg = Callable[[argparse.Namespace], Config]
+
+_console = Console(width=140, highlight=False)
+
+
+def _n(v: int) -> str:
+    return f"{v:,}"
+
+
+# ---- version ---------------------------------------------------------------------------------------------
+
+def _print_checks(checks: list[Any], base: str, new: str) -> None:
+    if not checks:
+        return
+    table = Table(title=f"checks {base} -> {new}")
+    for col in ("check", "value", "threshold", "result", "detail"):
+        table.add_column(col)
+    for c in checks:
+        table.add_row(c.name, "" if c.value is None else f"{c.value:.4g}",
+                      "" if c.threshold is None else f"{c.threshold:g}",
+                      "[green]ok[/green]" if c.ok else "[red]WARNING[/red]", c.detail)
+    _console.print(table)
+
+
+def cmd_version_create(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.monitor import run_monitor
+    from pipelines.versions import check_name, create_version
+
+    check_name(args.name)
+    # checks run before anything is tagged, so --strict leaves no half-made version behind
+    base, checks = run_monitor(cfg, "current", strict=args.strict)
+    if base is not None:
+        _print_checks(checks, base.name, args.name)
+    info = create_version(cfg, args.name, message=args.message, pin=args.pin)
+    snaps = ", ".join(f"{t}@{s}" for t, s in info.snapshots.items() if s is not None)
+    _console.print(f"version [bold]{info.name}[/bold]: {snaps}")
+    _console.print(f"manifest: {info.manifest_uri or 'none (no shards yet)'} (pinned: {info.pinned})")
+    return 0
+
+
+def cmd_version_list(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.versions import list_versions
+
+    versions = list_versions(cfg)
+    if args.json:
+        print(json.dumps([json.loads(v.to_json()) for v in versions], indent=2))
+        return 0
+    table = Table(title="tokenmill versions")
+    for col in ("name", "created", "raw docs", "kept", "tokens", "shards", "params", "message"):
+        table.add_column(col, justify="right" if col in ("raw docs", "kept", "tokens", "shards") else "left")
+    for v in versions:
+        table.add_row(v.name, v.created_at[:19].replace("T", " "), _n(v.table_rows.get("raw_docs", 0)),
+                      _n(v.table_rows.get("clean_docs", 0)), _n(v.shards.get("n_tokens", 0)),
+                      _n(v.shards.get("n_shards", 0)), (v.params_hash or "")[:12], v.message)
+    _console.print(table if versions else "no versions yet: `tokenmill version create NAME`")
+    return 0
+
+
+def cmd_version_show(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.versions import resolve_version
+
+    info = resolve_version(cfg, args.name)
+    if args.json:
+        print(info.to_json())
+        return 0
+    _console.print(f"[bold]{info.name}[/bold] created {info.created_at}" + (f": {info.message}" if info.message else ""))
+    _console.print(f"params hash {info.params_hash}  git {info.git_sha or 'unknown'}")
+    _console.print(f"manifest {info.manifest_uri} (pinned: {info.pinned}, sha256 {info.manifest_sha256})")
+    table = Table()
+    table.add_column("table")
+    table.add_column("snapshot", justify="right")
+    table.add_column("rows", justify="right")
+    for t, s in info.snapshots.items():
+        table.add_row(t, str(s) if s is not None else "-", _n(info.table_rows.get(t, 0)))
+    _console.print(table)
+    if info.shards:
+        _console.print(", ".join(f"{k}={_n(v)}" for k, v in info.shards.items()))
+    return 0
+
+
+def cmd_version_diff(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.versions import resolve_version
+    from pipelines.versions_diff import diff_versions
+
+    d = diff_versions(cfg, resolve_version(cfg, args.a), resolve_version(cfg, args.b))
+    if args.json:
+        print(json.dumps({"a": d.a, "b": d.b, "changes": d.changes, "tables": d.tables, "shards": d.shards,
+                          "params_changed": d.params_changed}, indent=2))
+        return 0
+    _console.print(f"{d.a} -> {d.b}: +{_n(d.total('added'))} documents (+{_n(d.total('added', 'tokens'))} tokens), "
+                   f"-{_n(d.total('removed'))} documents (-{_n(d.total('removed', 'tokens'))} tokens)"
+                   + ("; config changed (see `dvc params diff`)" if d.params_changed else ""))
+    if d.changes:
+        table = Table(title="documents added and removed")
+        for col in ("change", "source", "reason", "documents", "tokens"):
+            table.add_column(col, justify="right" if col in ("documents", "tokens") else "left")
+        for r in d.changes:
+            table.add_row(r["change"], r["source"], r["reason"], _n(r["docs"]), _n(r["tokens"]))
+        _console.print(table)
+    totals = Table(title="totals")
+    for col in ("", d.a, d.b, "change"):
+        totals.add_column(col, justify="left" if not col else "right")
+    for name, (a, b) in [*d.tables.items(), *d.shards.items()]:
+        totals.add_row(name, _n(a), _n(b), f"{b - a:+,}")
+    _console.print(totals)
+    return 0
+
+
+def cmd_version_delete(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.versions import delete_version
+
+    delete_version(cfg, args.name)
+    _console.print(f"deleted version {args.name} (its tags, pinned shards and record)")
+    return 0
+
+
+# ---- lineage, report, monitor ----------------------------------------------------------------------------
+
+def cmd_lineage(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.errors import LineageError
+    from pipelines.lineage import doc_at_member, trace_document
+
+    doc_id = args.doc_id
+    if args.shard is not None or args.member is not None:
+        if args.shard is None or args.member is None:
+            raise LineageError("--shard and --member go together")
+        doc_id = doc_at_member(cfg, args.shard, args.member, version=args.version)
+    if doc_id is None:
+        raise LineageError("give a DOC_ID, or --shard and --member")
+    trace = trace_document(cfg, doc_id, version=args.version)
+    print(json.dumps(trace.to_dict(), indent=2, default=str) if args.json else "\n".join(trace.lines()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.html_report import write_report
+
+    out = write_report(cfg, args.output, version=args.version, against=args.against)
+    _console.print(f"report written to {out}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.monitor import monitor_config, run_monitor, stage_metrics, write_prometheus
+
+    base, checks = run_monitor(cfg, args.version, args.against, strict=False)
+    if base is None:
+        _console.print(f"no earlier version to compare {args.version} with")
+    else:
+        _print_checks(checks, base.name, args.version)
+    prom = args.prometheus or monitor_config(cfg).prometheus_file
+    if prom:
+        from pathlib import Path
+
+        reports = stage_metrics(cfg.lake.metrics_dir or Path(cfg.lake.root) / "metrics")
+        _console.print(f"prometheus metrics written to {write_prometheus(prom, reports, checks)}")
+    failed = [c for c in checks if not c.ok]
+    if failed and args.strict:
+        from pipelines.errors import MonitorError
+
+        raise MonitorError(f"{len(failed)} check(s) failed: " + "; ".join(c.name for c in failed))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, add_common_args: AddArgs, load_cfg: LoadCfg) -> None:  # type: ignore[type-arg]
+    """Add `version`, `lineage`, `report` and `monitor` to the tokenmill subcommands."""
+
+    def bind(fn: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
+        return lambda args: fn(args, load_cfg(args))
+
+    version = sub.add_parser("version", help="create, list, show, diff and delete dataset versions",
+                             description="Dataset versions: Iceberg tags on every table plus the pinned shards.")
+    actions = version.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("create", help="tag the current snapshot of every table and pin the shards")
+    p.add_argument("name", help="version name: letters, digits, '.', '_', '-'")
+    p.add_argument("--message", "-m", default="", help="what this version is")
+    p.add_argument("--pin", choices=("link", "copy", "none"), default="link",
+                   help="keep local shards: hard links (default), copies, or none (reference only)")
+    p.add_argument("--strict", action="store_true", help="refuse to create it when a monitoring check fails")
+    p.set_defaults(func=bind(cmd_version_create))
+    p_list = actions.add_parser("list", help="all versions, oldest first")
+    p_list.set_defaults(func=bind(cmd_version_list))
+    p_show = actions.add_parser("show", help="a version's snapshots, manifest and counts")
+    p_show.add_argument("name", help="version name, or 'current'")
+    p_show.set_defaults(func=bind(cmd_version_show))
+    p_diff = actions.add_parser("diff", help="documents added and removed from A to B, by source and reason")
+    p_diff.add_argument("a", help="earlier version")
+    p_diff.add_argument("b", nargs="?", default="current", help="later version (default: current)")
+    p_diff.set_defaults(func=bind(cmd_version_diff))
+    p_del = actions.add_parser("delete", help="remove a version's tags, pinned shards and record")
+    p_del.add_argument("name")
+    p_del.set_defaults(func=bind(cmd_version_delete))
+    for q in (p_list, p_show, p_diff):
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+    for q in (p, p_list, p_show, p_diff, p_del):
+        add_common_args(q)
+
+    p = sub.add_parser("lineage", help="trace a document (or a shard member) back to its source",
+                       description="Source coordinates, snapshots, decisions and shard position of a document.")
+    p.add_argument("doc_id", nargs="?", help="document id")
+    p.add_argument("--shard", help="shard file name or number (with --member)")
+    p.add_argument("--member", help="member key, e.g. 000000000042 or 000000000042.json (with --shard)")
+    p.add_argument("--version", default="current", help="version to read (default: current)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_common_args(p)
+    p.set_defaults(func=bind(cmd_lineage))
+
+    p = sub.add_parser("report", help="write a static HTML report with plots",
+                       description="One self-contained HTML file about a version and its change since the last.")
+    p.add_argument("--output", "-o", required=True, help="HTML file to write")
+    p.add_argument("--version", default="current", help="version to report on (default: current)")
+    p.add_argument("--against", help="version to compare with (default: the one before)")
+    add_common_args(p)
+    p.set_defaults(func=bind(cmd_report))
+
+    p = sub.add_parser("monitor", help="data-quality checks between versions (--strict fails on a warning)",
+                       description="Volume drop, schema change, signal drift and language-mix shift between "
+                                   "versions, against thresholds in the config's `monitor` section.")
+    p.add_argument("--version", default="current", help="version to check (default: current)")
+    p.add_argument("--against", help="version to compare with (default: the one before)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when any check fails")
+    p.add_argument("--prometheus", metavar="FILE", help="also write stage metrics and checks as a Prometheus text file")
+    add_common_args(p)
+    p.set_defaults(func=bind(cmd_monitor))
