@@ -43,7 +43,7 @@ def tokenizer_spec(cfg: Config) -> TokenizerSpec:
 def _source_column(batch: pa.RecordBatch) -> pa.Array:
     stype = pc.fill_null(batch.column("source_type").cast(pa.large_string()), "")
     suri = pc.fill_null(batch.column("source_uri").cast(pa.large_string()), "")
-    return pc.binary_join_element_wise(stype, suri, ":")
+    return pc.binary_join_element_wise(stype, suri, pa.scalar(":", pa.large_string()))
 
 
 def _tokenize_partition(

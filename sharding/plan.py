@@ -13,7 +13,9 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from sharding.tarformat import END_NBYTES
+from sharding.tarformat import BLOCK, END_NBYTES
+
+MIN_SAMPLE_NBYTES = 4 * BLOCK
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 
@@ -148,7 +150,8 @@ def assign_shards(
     if lookahead < 1:
         raise ValueError(f"lookahead must be >= 1, got {lookahead}")
     capacity = target_bytes - END_NBYTES
-    low = int(np.ceil(fill * target_bytes)) - END_NBYTES
+    # Once less room is left than the smallest possible sample (two headers, two data blocks), close.
+    low = min(int(np.ceil(fill * target_bytes)) - END_NBYTES, capacity - MIN_SAMPLE_NBYTES + 1)
     return _assign(sizes, capacity, low, lookahead)
 
 

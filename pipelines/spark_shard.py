@@ -1,0 +1,302 @@
+"""Spark glue of the shard stage: tokens -> tar shards + per-shard index + manifest (local or S3) + shards table.
+
+Two passes over the tokens table. Pass 1 ships only each document's order key and sample size to the
+driver (grouped by hash-prefix bucket, sorted within the bucket), which packs the whole dataset into shards
+(`sharding.dataset_plan`). Pass 2 tags every document with its shard, shuffles once by shard, sorts by key
+within the shard and lets each task stream whole shards to their final place. The bytes depend only on the
+tokens rows and the config, never on how Spark partitioned them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+
+from pipelines import lake
+from pipelines.config import Config
+from pipelines.errors import StageInputError
+from pipelines.report import StageReport
+from pipelines.spark_session import read_table_df
+from schemas.shards import TABLE as SHARDS
+from sharding.dataset_plan import (
+    BUCKET_BITS,
+    DatasetPlan,
+    DuplicateSampleError,
+    bucket_of,
+    collision_mask,
+    json_members,
+    order_keys,
+    plan_dataset,
+    sample_sizes,
+)
+from sharding.manifest import MANIFEST_NAME, build_manifest, index_name, manifest_bytes, shard_name
+from sharding.tarformat import index_bytes
+from sharding.writer import ShardStats, ShardWriter, delete_names, list_names, open_sink, write_object
+
+log = logging.getLogger(__name__)
+
+META_SCHEMA = "bucket int, h long, doc_id string, ch long, nbytes long"
+BUCKET_SCHEMA = "bucket int, h binary, nbytes binary, coll_pos binary, coll_doc_ids array<string>, coll_ch binary"
+TAGGED_SCHEMA = "shard int, h long, doc_id string, ch long, tokens binary, n_tokens int, source string"
+WRITTEN_SCHEMA = "shard int, bytes long, n_samples long, n_tokens long, sha256 string, index_sha256 string"
+INFO_KEYS = ("token_dtype", "eod_id", "vocab_size", "tokenizer_sha256")
+
+
+def _str(col: pa.Array) -> pa.Array:
+    return pc.fill_null(col.cast(pa.large_string()), "")
+
+
+def _meta(seed: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            doc_ids, tokens, sources = _str(b.column("doc_id")), b.column("tokens"), _str(b.column("source"))
+            h, ch = order_keys(doc_ids, tokens, sources, seed)
+            sizes = sample_sizes(doc_ids, tokens, b.column("n_tokens"), sources)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(bucket_of(h)), pa.array(h), doc_ids.cast(pa.string()), pa.array(ch), pa.array(sizes)],
+                ["bucket", "h", "doc_id", "ch", "nbytes"],
+            )
+
+    return run
+
+
+def _bucket_summaries(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Per bucket of a partition sorted by (bucket, h, doc_id, ch): keys and sizes as raw int64 bytes,
+    plus doc_id/ch of the rows whose h collides."""
+    pieces = [b for b in batches if b.num_rows]
+    if not pieces:
+        return
+    t = pa.Table.from_batches(pieces)
+    bucket = t.column("bucket").to_numpy()
+    h, ch, nbytes = (t.column(c).to_numpy() for c in ("h", "ch", "nbytes"))
+    doc_ids = t.column("doc_id")
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], bucket.size]
+    rows: dict[str, list[Any]] = {k: [] for k in ("bucket", "h", "nbytes", "coll_pos", "coll_doc_ids", "coll_ch")}
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        hb = h[s:e]
+        coll = np.flatnonzero(collision_mask(hb))
+        rows["bucket"].append(int(bucket[s]))
+        rows["h"].append(hb.tobytes())
+        rows["nbytes"].append(nbytes[s:e].tobytes())
+        rows["coll_pos"].append(coll.astype(np.int64).tobytes())
+        rows["coll_doc_ids"].append(doc_ids.slice(s, e - s).take(pa.array(coll)).to_pylist())
+        rows["coll_ch"].append(ch[s:e][coll].tobytes())
+    yield pa.RecordBatch.from_pydict(rows, schema=pa.schema([
+        ("bucket", pa.int32()), ("h", pa.binary()), ("nbytes", pa.binary()), ("coll_pos", pa.binary()),
+        ("coll_doc_ids", pa.list_(pa.string())), ("coll_ch", pa.binary()),
+    ]))
+
+
+def plan_shards(meta: DataFrame, cfg: Config, partitions: int) -> DatasetPlan:
+    """Pass 1: collect keys and sizes in key order and pack them into shards on the driver."""
+    rows = (
+        meta.repartition(partitions, "bucket")
+        .sortWithinPartitions("bucket", "h", "doc_id", "ch")
+        .mapInArrow(_bucket_summaries, BUCKET_SCHEMA)
+        .collect()
+    )
+    rows.sort(key=lambda r: r["bucket"])
+    h_parts, size_parts, pos_parts, ch_parts, coll_ids = [], [], [], [], []
+    offset = 0
+    for r in rows:
+        hb = np.frombuffer(r["h"], dtype=np.int64)
+        h_parts.append(hb)
+        size_parts.append(np.frombuffer(r["nbytes"], dtype=np.int64))
+        pos_parts.append(np.frombuffer(r["coll_pos"], dtype=np.int64) + offset)
+        ch_parts.append(np.frombuffer(r["coll_ch"], dtype=np.int64))
+        coll_ids += list(r["coll_doc_ids"])
+        offset += hb.size
+    cat = lambda parts: np.concatenate(parts) if parts else np.empty(0, np.int64)  # noqa: E731
+    s = cfg.shard
+    return plan_dataset(
+        cat(h_parts), cat(size_parts), (cat(pos_parts), coll_ids, cat(ch_parts)),
+        target_bytes=s.target_bytes, fill=s.fill, lookahead=s.lookahead,
+    )
+
+
+def _tag(seed: int, plan: DatasetPlan) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            doc_ids, tokens, sources = _str(b.column("doc_id")), b.column("tokens"), _str(b.column("source"))
+            h, ch = order_keys(doc_ids, tokens, sources, seed)
+            shard = plan.shard_of(h, doc_ids.to_pylist() if plan.collided else [], ch)
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(shard), pa.array(h), doc_ids.cast(pa.string()), pa.array(ch),
+                 tokens.cast(pa.binary()), b.column("n_tokens").cast(pa.int32()), sources.cast(pa.string())],
+                ["shard", "h", "doc_id", "ch", "tokens", "n_tokens", "source"],
+            )
+
+    return run
+
+
+def _write_shards(
+    out: str, endpoint: str | None, plan: DatasetPlan, itemsize: int
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def finish(writer: ShardWriter) -> dict[str, Any]:
+        stats = writer.finish()
+        s = stats.shard_index
+        if stats.n_samples != plan.shard_samples[s] or stats.bytes != plan.shard_bytes[s]:
+            raise RuntimeError(
+                f"shard {s}: wrote {stats.n_samples} samples / {stats.bytes} bytes, planned "
+                f"{plan.shard_samples[s]} / {plan.shard_bytes[s]} (tokens table changed during the run?)"
+            )
+        idx = index_bytes(stats.index)
+        write_object(out, index_name(s), idx, endpoint=endpoint)
+        return {"shard": s, "bytes": stats.bytes, "n_samples": stats.n_samples, "n_tokens": stats.n_tokens,
+                "sha256": stats.sha256, "index_sha256": hashlib.sha256(idx).hexdigest()}
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        writer: ShardWriter | None = None
+        done: list[dict[str, Any]] = []
+        try:
+            for b in batches:
+                shard = b.column("shard").to_numpy()
+                n_tokens = b.column("n_tokens").to_numpy(zero_copy_only=False)
+                tokens = b.column("tokens").to_pylist()
+                metas = json_members(_str(b.column("doc_id")), b.column("n_tokens"), _str(b.column("source")))
+                for i, s in enumerate(shard.tolist()):
+                    if writer is None or writer.stats.shard_index != s:
+                        if writer is not None:
+                            done.append(finish(writer))
+                        sink = open_sink(out, shard_name(s), endpoint=endpoint)
+                        writer = ShardWriter(sink, s, int(plan.first_index[s]))
+                    data = tokens[i] or b""
+                    if len(data) != n_tokens[i] * itemsize:
+                        raise ValueError(f"doc_id {metas[i][:80]!r}: {len(data)} token bytes but n_tokens={n_tokens[i]}")
+                    writer.add(data, metas[i], int(n_tokens[i]))
+            if writer is not None:
+                done.append(finish(writer))
+                writer = None
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if done:
+            yield pa.RecordBatch.from_pylist(done, schema=pa.schema([
+                ("shard", pa.int32()), ("bytes", pa.int64()), ("n_samples", pa.int64()), ("n_tokens", pa.int64()),
+                ("sha256", pa.string()), ("index_sha256", pa.string()),
+            ]))
+
+    return run
+
+
+def tokens_info(table: Any) -> dict[str, str]:
+    """Tokenizer facts of the tokens table: its current snapshot's summary, else its table properties."""
+    summary = lake.last_summary(table)
+    info = {k: summary.get(f"{lake.SUMMARY_PREFIX}{k}") or table.properties.get(k) for k in INFO_KEYS}
+    missing = [k for k, v in info.items() if v is None]
+    if missing:
+        raise StageInputError(f"tokens table records no {', '.join(missing)}; run tokenize first")
+    return {k: str(v) for k, v in info.items()}
+
+
+def _remove_stale(out: str, keep: set[str], endpoint: str | None) -> int:
+    """Delete shard files (and temporary leftovers) of earlier runs that the new manifest does not list."""
+    stale = [
+        n for n in list_names(out, endpoint=endpoint)
+        if n not in keep and (n.startswith("shard-") or (n.startswith(".shard-") and ".tmp-" in n))
+    ]
+    delete_names(out, stale, endpoint=endpoint)
+    return len(stale)
+
+
+def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
+    """tokens -> shards + manifest under `cfg.shards_uri()`, and the shards table's rows replaced.
+
+    Counts: shards, samples, tokens, bytes, oversized_docs. Outputs: {"manifest": uri}. An empty tokens table
+    gives an empty manifest. StageInputError when tokens is missing or records no tokenizer.
+    """
+    start = time.monotonic()
+    run_id = uuid.uuid4().hex
+    s = cfg.shard
+    out = cfg.shards_uri().rstrip("/")
+    catalog = lake.open_catalog(cfg.lake)
+    tokens = lake.load_table(catalog, cfg.lake.namespace, "tokens")
+    if tokens is None:
+        raise StageInputError(f"table {cfg.lake.namespace}.tokens does not exist; run tokenize first")
+    info = tokens_info(tokens)
+    itemsize = 2 if info["token_dtype"] == "uint16" else 4
+    df = read_table_df(spark, tokens).select("doc_id", "tokens", "n_tokens", "source")
+    cores = spark.sparkContext.defaultParallelism
+    meta = df.mapInArrow(_meta(s.seed), META_SCHEMA)
+    try:
+        plan = plan_shards(meta, cfg, min(1 << BUCKET_BITS, max(cores, 1)))
+    except DuplicateSampleError as exc:
+        raise StageInputError(f"tokens: {exc}") from None
+    written: list[dict[str, Any]] = []
+    if plan.n_shards:
+        tasks = min(plan.n_shards, s.write_tasks or cores)
+        written = [
+            r.asDict() for r in (
+                df.mapInArrow(_tag(s.seed, plan), TAGGED_SCHEMA)
+                .repartition(tasks, "shard")
+                .sortWithinPartitions("shard", "h", "doc_id", "ch")
+                .mapInArrow(_write_shards(out, s.endpoint, plan, itemsize), WRITTEN_SCHEMA)
+                .collect()
+            )
+        ]
+    stats = [
+        ShardStats(shard_index=r["shard"], bytes=r["bytes"], n_samples=r["n_samples"], n_tokens=r["n_tokens"],
+                   sha256=r["sha256"], index_sha256=r["index_sha256"])
+        for r in written
+    ]
+    manifest = build_manifest(
+        stats, token_dtype=info["token_dtype"], eod_id=int(info["eod_id"]), vocab_size=int(info["vocab_size"]),
+        tokenizer_sha256=info["tokenizer_sha256"], target_bytes=s.target_bytes, params_hash=cfg.params_hash(),
+    )
+    if manifest["n_shards"] != plan.n_shards:
+        raise RuntimeError(f"planned {plan.n_shards} shards but {manifest['n_shards']} were written")
+    blob = manifest_bytes(manifest)
+    write_object(out, MANIFEST_NAME, blob, endpoint=s.endpoint)
+    keep = {MANIFEST_NAME} | {e["path"] for e in manifest["shards"]} | {e["index"] for e in manifest["shards"]}
+    removed = _remove_stale(out, keep, s.endpoint)
+    manifest_uri = f"{out}/{MANIFEST_NAME}"
+    snapshot = _commit_shards_table(catalog, cfg, run_id, manifest, out, manifest_uri, blob)
+    if plan.oversized.size:
+        log.warning("%d documents are larger than a shard and got shards of their own: %s",
+                    plan.oversized.size, [shard_name(int(i)) for i in plan.oversized[:10]])
+    log.info("shard: %d shards, %d samples, %d tokens -> %s (%d stale files removed)", manifest["n_shards"],
+             manifest["n_samples"], manifest["n_tokens"], manifest_uri, removed)
+    return StageReport(
+        stage="shard",
+        counts={"shards": manifest["n_shards"], "samples": manifest["n_samples"], "tokens": manifest["n_tokens"],
+                "bytes": manifest["total_bytes"], "oversized_docs": int(plan.oversized.size)},
+        snapshots={"shards": snapshot}, outputs={"manifest": manifest_uri}, seconds=time.monotonic() - start,
+    )
+
+
+def _commit_shards_table(
+    catalog: Any, cfg: Config, run_id: str, manifest: dict[str, Any], out: str, manifest_uri: str, blob: bytes
+) -> int | None:
+    table = lake.ensure_table(catalog, cfg.lake.namespace, SHARDS)
+    entries = manifest["shards"]
+    rows = pa.Table.from_pydict(
+        {
+            "shard_index": list(range(len(entries))),
+            "path": [e["path"] for e in entries],
+            "uri": [f"{out}/{e['path']}" for e in entries],
+            "bytes": [e["bytes"] for e in entries],
+            "n_samples": [e["n_samples"] for e in entries],
+            "n_tokens": [e["n_tokens"] for e in entries],
+            "sha256": [e["sha256"] for e in entries],
+            "manifest_uri": [manifest_uri] * len(entries),
+        },
+        schema=SHARDS.arrow_schema,
+    )
+    path = lake.write_data_file(lake.data_dir(table), rows, prefix=f"shards-{run_id[:8]}")
+    summary = lake.snapshot_summary(cfg, "shard", run_id, {
+        f"{lake.SUMMARY_PREFIX}manifest_uri": manifest_uri,
+        f"{lake.SUMMARY_PREFIX}manifest_sha256": hashlib.sha256(blob).hexdigest(),
+        f"{lake.SUMMARY_PREFIX}tokenizer_sha256": manifest["tokenizer_sha256"],
+    })
+    return lake.commit_files(table, [path] if path else [], summary, overwrite=True)

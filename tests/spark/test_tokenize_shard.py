@@ -1,0 +1,245 @@
+"""tokenize and shard stages on a local[2] Spark session: clean_docs -> tokens -> shards + manifest + table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipelines import lake
+from pipelines.config import Config
+from pipelines.tokenize_config import GPT2_PATTERN
+from pipelines.train_tokenizer import tiktoken_ranks_from_bpe
+from schemas.clean_docs import TABLE as CLEAN_DOCS
+from schemas.tokens import TABLE as TOKENS
+
+pytestmark = pytest.mark.spark
+
+WORDS = ("the river ran past old stone walls while merchants argued about prices of grain salt and wool; "
+         "children laughed, dogs barked, and the bells rang twelve times before noon ended. Über café naïve 東京").split()
+
+
+def make_texts(n: int, seed: int = 7) -> list[str]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(5, 400, size=n)
+    return [" ".join(rng.choice(WORDS, size=int(k))) for k in lengths]
+
+
+def write_clean_docs(cfg: Config, texts: list[str], files: int = 3) -> None:
+    catalog = lake.open_catalog(cfg.lake)
+    table = lake.ensure_table(catalog, cfg.lake.namespace, CLEAN_DOCS)
+    schema = CLEAN_DOCS.arrow_schema
+    n = len(texts)
+    cols = {name: pa.nulls(n, schema.field(name).type) for name in schema.names}
+    cols["doc_id"] = pa.array([f"doc-{i:05d}" for i in range(n)], schema.field("doc_id").type)
+    cols["text"] = pa.array(texts, schema.field("text").type)
+    cols["source_type"] = pa.array(["local"] * n, schema.field("source_type").type)
+    cols["source_uri"] = pa.array([f"/data/part-{i % 4}.jsonl" for i in range(n)], schema.field("source_uri").type)
+    full = pa.table(cols, schema=schema)
+    bounds = np.linspace(0, n, files + 1).astype(int)
+    paths = [lake.write_data_file(lake.data_dir(table), full.slice(a, b - a), prefix="t")
+             for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    lake.commit_files(table, [p for p in paths if p], lake.snapshot_summary(cfg, "curate", "test"), overwrite=True)
+
+
+def configure(cfg: Config, tmp_path: Path, **shard: object) -> Config:
+    data = cfg.model_dump()
+    data["tokenize"]["tokenizer"] = str(tmp_path / "tok" / "tokenizer.json")
+    data["tokenize"]["train"] = {"vocab_size": 600, "min_frequency": 2, "max_docs": None, "seed": 0}
+    data["shard"].update({"target_bytes": 256 * 1024, **shard})
+    return Config.model_validate(data)
+
+
+def tokens_rows(cfg: Config) -> dict[str, tuple[bytes, int, str]]:
+    table = lake.load_table(lake.open_catalog(cfg.lake), cfg.lake.namespace, "tokens")
+    t = lake.read_table(table).to_pylist()
+    return {r["doc_id"]: (r["tokens"], r["n_tokens"], r["source"]) for r in t}
+
+
+def corpus_texts() -> list[str]:
+    rng = np.random.default_rng(3)
+    # the last document is larger than a 256 KiB shard
+    return make_texts(400) + [" ".join(rng.choice(WORDS, size=150_000))]
+
+
+@pytest.fixture(scope="module")
+def corpus_cfg(spark, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """One trained tokenizer and tokens table shared by the module's tests (they leave it as they found it)."""
+    from pipelines.config import load_config
+    from pipelines.spark_tokenize import run_tokenize, train_tokenizer
+
+    tmp_path = tmp_path_factory.mktemp("corpus")
+    cfg = configure(load_config(None, [f"lake.root={tmp_path / 'lake'}"]), tmp_path)
+    texts = corpus_texts()
+    write_clean_docs(cfg, texts)
+    report = train_tokenizer(spark, cfg)
+    assert report.counts["docs"] == 401
+    report = run_tokenize(spark, cfg)
+    assert report.counts["docs"] == 401
+    return cfg
+
+
+def test_tokenize_writes_tokens_with_tokenizer_identity(spark, corpus_cfg: Config) -> None:
+    from tokenizers import Tokenizer
+
+    tok_path = Path(corpus_cfg.tokenize.tokenizer)
+    tok = Tokenizer.from_file(str(tok_path))
+    assert tok.token_to_id("<|endoftext|>") == 0
+    table = lake.load_table(lake.open_catalog(corpus_cfg.lake), corpus_cfg.lake.namespace, "tokens")
+    assert table.properties["token_dtype"] == "uint16"
+    assert table.properties["tokenizer_sha256"] == hashlib.sha256(tok_path.read_bytes()).hexdigest()
+    assert table.properties["eod_id"] == "0"
+    summary = lake.last_summary(table)
+    assert summary["tokenmill.tokenizer_sha256"] == table.properties["tokenizer_sha256"]
+    rows = tokens_rows(corpus_cfg)
+    assert len(rows) == 401
+    texts = corpus_texts()
+    for i in (0, 17, 399, 400):
+        data, n, source = rows[f"doc-{i:05d}"]
+        ids = np.frombuffer(data, "<u2")
+        assert ids.size == n
+        assert ids.tolist() == tok.encode(texts[i], add_special_tokens=False).ids
+        assert tok.decode(ids.tolist()) == texts[i]
+        assert source == f"local:/data/part-{i % 4}.jsonl"
+
+
+def test_tokenize_eos_and_tiktoken_file_give_same_ids(spark, corpus_cfg: Config, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from pipelines.spark_tokenize import run_tokenize
+
+    hf_rows = tokens_rows(corpus_cfg)
+    ranks = tmp_path / "tok.tiktoken"
+    ranks.write_bytes(tiktoken_ranks_from_bpe(Tokenizer.from_file(corpus_cfg.tokenize.tokenizer)))
+    data = corpus_cfg.model_dump()
+    data["tokenize"].update(tokenizer=str(ranks), tiktoken_pattern=GPT2_PATTERN, tiktoken_eod_id=0, eos=True)
+    data["lake"]["namespace"] = "tiktoken"
+    cfg = Config.model_validate(data)
+    write_clean_docs(cfg, corpus_texts())
+    report = run_tokenize(spark, cfg)
+    tt_rows = tokens_rows(cfg)
+    assert report.counts["tokens"] == sum(n for _, n, _ in hf_rows.values()) + 401
+    for doc_id, (data_hf, n_hf, _) in hf_rows.items():
+        ids = np.frombuffer(tt_rows[doc_id][0], "<u2")
+        assert ids[-1] == 0 and tt_rows[doc_id][1] == n_hf + 1
+        assert ids[:-1].tobytes() == data_hf
+
+
+def read_manifest(cfg: Config) -> tuple[Path, dict]:
+    out = Path(cfg.shards_uri())
+    return out, json.loads((out / "manifest.json").read_text())
+
+
+def test_shard_writes_full_checked_shards_that_webdataset_reads(spark, corpus_cfg: Config) -> None:
+    import webdataset as wds
+
+    from pipelines.spark_shard import run_shard
+
+    report = run_shard(spark, corpus_cfg)
+    out, m = read_manifest(corpus_cfg)
+    assert report.outputs["manifest"] == str(out / "manifest.json")
+    rows = tokens_rows(corpus_cfg)
+    assert m["n_samples"] == report.counts["samples"] == 401
+    assert m["n_tokens"] == sum(n for _, n, _ in rows.values())
+    assert report.counts["oversized_docs"] == 1
+    target = corpus_cfg.shard.target_bytes
+    sizes = [s["bytes"] for s in m["shards"]]
+    oversized = [s for s in m["shards"] if s["bytes"] > target]
+    assert len(oversized) == 1 and oversized[0]["n_samples"] == 1
+    regular = [b for s, b in zip(m["shards"], sizes, strict=True) if s["bytes"] <= target]
+    assert all(b >= 0.98 * target for b in regular[:-1])
+    assert sum(sizes) == m["total_bytes"]
+    for s in m["shards"]:
+        blob = (out / s["path"]).read_bytes()
+        assert len(blob) == s["bytes"] and hashlib.sha256(blob).hexdigest() == s["sha256"]
+        idx = np.load(out / s["index"], allow_pickle=False)
+        assert hashlib.sha256((out / s["index"]).read_bytes()).hexdigest() == s["index_sha256"]
+        assert len(idx) == s["n_samples"] and int(idx["n_tokens"].sum()) == s["n_tokens"]
+        for rec in idx[:3]:
+            meta = json.loads(blob[rec["json_offset"] : rec["json_offset"] + rec["json_nbytes"]])
+            start = int(rec["tokens_offset"])
+            assert blob[start : start + 2 * int(rec["n_tokens"])] == rows[meta["doc_id"]][0]
+    urls = [str(out / s["path"]) for s in m["shards"]]
+    seen = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        meta = json.loads(sample["json"])
+        seen[meta["doc_id"]] = (sample["__key__"], sample["tokens"], meta)
+    assert len(seen) == 401
+    for doc_id, (data, n, source) in rows.items():
+        key, tokens, meta = seen[doc_id]
+        assert tokens == data and meta == {"doc_id": doc_id, "n_tokens": n, "source": source}
+    assert sorted(k for k, _, _ in seen.values()) == [f"{i:012d}" for i in range(401)]
+    table = lake.load_table(lake.open_catalog(corpus_cfg.lake), corpus_cfg.lake.namespace, "shards")
+    shard_rows = lake.read_table(table).sort_by("shard_index").to_pylist()
+    assert [r["sha256"] for r in shard_rows] == [s["sha256"] for s in m["shards"]]
+
+
+def test_shard_bytes_do_not_depend_on_partitioning(spark, corpus_cfg: Config, tmp_path: Path) -> None:
+    from pipelines.spark_shard import run_shard
+
+    run_shard(spark, corpus_cfg)
+    _, first = read_manifest(corpus_cfg)
+    # Rewrite the tokens table as 7 files in reverse order, write with one task, into another folder.
+    catalog = lake.open_catalog(corpus_cfg.lake)
+    table = lake.load_table(catalog, corpus_cfg.lake.namespace, "tokens")
+    rows = lake.read_table(table)
+    rows = rows.take(pa.array(np.arange(rows.num_rows)[::-1])).cast(TOKENS.arrow_schema)
+    bounds = np.linspace(0, rows.num_rows, 8).astype(int)
+    paths = [lake.write_data_file(lake.data_dir(table), rows.slice(a, b - a), prefix="r")
+             for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    summary = lake.snapshot_summary(corpus_cfg, "tokenize", "x", {
+        f"tokenmill.{k}": v for k, v in table.properties.items() if k in ("token_dtype", "eod_id", "vocab_size",
+                                                                         "tokenizer_sha256")})
+    lake.commit_files(table, paths, summary, overwrite=True)
+    data = corpus_cfg.model_dump()
+    data["shard"].update(output=str(tmp_path / "again"), write_tasks=1)
+    second_cfg = Config.model_validate(data)
+    run_shard(spark, second_cfg)
+    _, second = read_manifest(second_cfg)
+    assert [s["sha256"] for s in second["shards"]] == [s["sha256"] for s in first["shards"]]
+    assert [s["index_sha256"] for s in second["shards"]] == [s["index_sha256"] for s in first["shards"]]
+    # A different seed orders documents differently.
+    data["shard"].update(output=str(tmp_path / "seeded"), seed=1)
+    third_cfg = Config.model_validate(data)
+    run_shard(spark, third_cfg)
+    _, third = read_manifest(third_cfg)
+    assert third["n_samples"] == first["n_samples"]
+    assert [s["sha256"] for s in third["shards"]] != [s["sha256"] for s in first["shards"]]
+
+
+def test_rerun_with_bigger_shards_replaces_them_and_removes_stale_files(
+    spark, corpus_cfg: Config, tmp_path: Path
+) -> None:
+    from pipelines.spark_shard import run_shard
+
+    data = corpus_cfg.model_dump()
+    data["shard"]["output"] = str(tmp_path / "rerun")
+    run_shard(spark, Config.model_validate(data))
+    out, before = read_manifest(Config.model_validate(data))
+    data["shard"]["target_bytes"] = 4 << 20
+    cfg = Config.model_validate(data)
+    report = run_shard(spark, cfg)
+    _, after = read_manifest(cfg)
+    assert after["n_shards"] < before["n_shards"] and report.counts["samples"] == 401
+    on_disk = sorted(p.name for p in out.iterdir())
+    expected = sorted(["manifest.json"] + [s["path"] for s in after["shards"]] + [s["index"] for s in after["shards"]])
+    assert on_disk == expected
+
+
+def test_empty_corpus_gives_empty_manifest(spark, lake_config: Config, tmp_path: Path) -> None:
+    from pipelines.spark_shard import run_shard
+    from pipelines.spark_tokenize import run_tokenize
+    from pipelines.train_tokenizer import save_tokenizer, train_bpe
+
+    cfg = configure(lake_config, tmp_path)
+    save_tokenizer(train_bpe(make_texts(50), vocab_size=300), cfg.tokenize.tokenizer)
+    write_clean_docs(cfg, [], files=1)
+    assert run_tokenize(spark, cfg).counts == {"docs": 0, "tokens": 0, "bytes_in": 0}
+    report = run_shard(spark, cfg)
+    _, m = read_manifest(cfg)
+    assert report.counts["shards"] == 0 and m["n_shards"] == 0 and m["shards"] == [] and m["n_samples"] == 0
+    assert m["token_dtype"] == "uint16"
