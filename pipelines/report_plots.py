@@ -62,9 +62,9 @@ def decisions_bar(counts: Mapping[str, int]) -> str:
 def signal_histograms(signals: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
     """Small multiples, one per numeric signal: distribution over kept vs dropped documents."""
     names = list(signals)
-    ncols = 3
+    ncols = 4
     nrows = max(1, -(-len(names) // ncols))
-    fig, axes = _figure(9.0, 2.3 * nrows, ncols=ncols, nrows=nrows)
+    fig, axes = _figure(9.5, 1.9 * nrows, ncols=ncols, nrows=nrows)
     for ax, name in zip(axes, names, strict=False):
         kept, dropped = (v[~np.isnan(v)] for v in signals[name])
         both = np.concatenate([kept, dropped])
@@ -76,8 +76,8 @@ def signal_histograms(signals: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> s
         ax.hist(kept, bins=bins, color=KEPT, alpha=0.75, label="kept")
         if dropped.size:
             ax.hist(dropped, bins=bins, color=DROPPED, alpha=0.6, label="dropped")
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(labelsize=7)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=6)
     for ax in axes[len(names):]:
         ax.set_visible(False)
     if names:
