@@ -35,7 +35,9 @@ def normalize_text(text: pa.Array | pa.ChunkedArray, config: NormalizeConfig) ->
         out = pc.replace_substring_regex(out, _LINE_BREAKS, "\n")
     if config.strip_control:
         # \x0b and \x0c are controls too; without the line-ending step they are removed here
-        out = pc.replace_substring_regex(out, _CONTROLS if config.line_endings else "[\x0b\x0c]|" + _CONTROLS, "")
+        out = pc.replace_substring_regex(
+            out, _CONTROLS if config.line_endings else "[\x0b\x0c]|" + _CONTROLS, ""
+        )
     if config.unicode_form != "none":
         out = pc.utf8_normalize(out, form=config.unicode_form)
     if config.collapse_whitespace:

@@ -11,14 +11,22 @@ from __future__ import annotations
 from pyiceberg.types import BooleanType, DoubleType, IntegerType, LongType, NestedField, StringType
 
 SIGNAL_FIELDS: tuple[NestedField, ...] = (
-    NestedField(100, "n_chars", LongType(), required=False, doc="characters of the final (normalized, edited) text"),
-    NestedField(101, "n_words", LongType(), required=False, doc="words that are not only punctuation/symbols"),
+    NestedField(
+        100, "n_chars", LongType(), required=False, doc="characters of the final (normalized, edited) text"
+    ),
+    NestedField(
+        101, "n_words", LongType(), required=False, doc="words that are not only punctuation/symbols"
+    ),
     NestedField(102, "n_lines", IntegerType(), required=False),
     NestedField(103, "mean_word_length", DoubleType(), required=False),
     NestedField(104, "language", StringType(), required=False, doc="ISO 639 code from fastText lid.176"),
     NestedField(105, "language_score", DoubleType(), required=False),
-    NestedField(106, "quality_score", DoubleType(), required=False, doc="heuristic in [0,1], higher is better"),
-    NestedField(107, "alpha_words_ratio", DoubleType(), required=False, doc="tokens with a letter / all tokens"),
+    NestedField(
+        106, "quality_score", DoubleType(), required=False, doc="heuristic in [0,1], higher is better"
+    ),
+    NestedField(
+        107, "alpha_words_ratio", DoubleType(), required=False, doc="tokens with a letter / all tokens"
+    ),
     NestedField(108, "hash_word_ratio", DoubleType(), required=False, doc="'#' per token"),
     NestedField(109, "ellipsis_word_ratio", DoubleType(), required=False, doc="'...' and '…' per token"),
     NestedField(110, "bullet_lines_ratio", DoubleType(), required=False),
@@ -37,9 +45,13 @@ SIGNAL_FIELDS: tuple[NestedField, ...] = (
     NestedField(123, "dup_8_gram_char_frac", DoubleType(), required=False),
     NestedField(124, "dup_9_gram_char_frac", DoubleType(), required=False),
     NestedField(125, "dup_10_gram_char_frac", DoubleType(), required=False),
-    NestedField(126, "line_punct_ratio", DoubleType(), required=False, doc="non-blank lines ending a sentence"),
+    NestedField(
+        126, "line_punct_ratio", DoubleType(), required=False, doc="non-blank lines ending a sentence"
+    ),
     NestedField(127, "short_line_ratio", DoubleType(), required=False),
-    NestedField(128, "char_dup_ratio", DoubleType(), required=False, doc="duplicated line chars / non-newline chars"),
+    NestedField(
+        128, "char_dup_ratio", DoubleType(), required=False, doc="duplicated line chars / non-newline chars"
+    ),
     NestedField(129, "newline_word_ratio", DoubleType(), required=False, doc="newlines per token"),
     NestedField(130, "c4_sentences", IntegerType(), required=False, doc="sentences in lines C4 kept"),
     NestedField(131, "has_bad_words", BooleanType(), required=False),

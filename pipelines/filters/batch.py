@@ -35,6 +35,7 @@ from pipelines.filters.config import (
 from pipelines.filters.textual import detect_languages, has_bad_words, keep_draws, redact_pii
 from pipelines.filters.words import ABBREVIATIONS, decode_utf8, split_words
 from pipelines.normalize import normalize_text
+from schemas.base import TableDef, make_schema
 from schemas.signals import SIGNAL_FIELDS
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,21 @@ def _word_list(words: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     return codepoints(words)
 
 
+@lru_cache(maxsize=1)
+def _signal_schema() -> pa.Schema:
+    """Arrow fields of the signal columns, exactly as the clean_docs/doc_decisions data files have them."""
+    return TableDef(name="signals", schema=make_schema(*SIGNAL_FIELDS)).arrow_schema
+
+
 class TextCounts:
     """Code points, word tokens and counts of one version of a batch's text, each computed on first use."""
 
     def __init__(self, text: pa.Array) -> None:
         self.text = text.cast(pa.large_string())
         n = len(self.text)
-        offsets = np.frombuffer(self.text.buffers()[1], dtype=np.int64)[self.text.offset : self.text.offset + n + 1]
+        offsets = np.frombuffer(self.text.buffers()[1], dtype=np.int64)[
+            self.text.offset : self.text.offset + n + 1
+        ]
         data = self.text.buffers()[2]
         buf = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
         self.fl = char_flags()
@@ -79,7 +88,9 @@ class TextCounts:
         if key not in self._stats:
             ts, te, to = self.tokens
             sw, sw_off = _word_list(key[0])
-            self._stats[key] = S.word_line_stats(self.cps, self.cp_off, ts, te, to, self.fl, sw, sw_off, short_line)
+            self._stats[key] = S.word_line_stats(
+                self.cps, self.cp_off, ts, te, to, self.fl, sw, sw_off, short_line
+            )
         return self._stats[key]
 
     def repetition(self, top_ns: Sequence[int], dup_ns: Sequence[int]) -> np.ndarray:
@@ -112,7 +123,9 @@ def _run_c4(tc: TextCounts, spec: C4QualityFilter) -> tuple[np.ndarray, np.ndarr
     return names[reasons], sentences, text
 
 
-def curate_batch(batch: pa.RecordBatch, *, normalize: NormalizeConfig, filters: list[FilterSpec]) -> pa.RecordBatch:
+def curate_batch(
+    batch: pa.RecordBatch, *, normalize: NormalizeConfig, filters: list[FilterSpec]
+) -> pa.RecordBatch:
     """Normalize `batch.text`, run `filters` in order and add `reason` and the signal columns.
 
     Output: the same rows in the same order, `text` replaced by the normalized (and, for c4_quality/pii,
@@ -175,7 +188,9 @@ def curate_batch(batch: pa.RecordBatch, *, normalize: NormalizeConfig, filters: 
             )  # fmt: skip
             sig.update(counts)
             total = counts["pii_emails"] + counts["pii_ips"] + counts["pii_phones"]
-            got = rules.first_reason(n, [("pii", total > spec.max_matches if spec.max_matches is not None else None)])
+            got = rules.first_reason(
+                n, [("pii", total > spec.max_matches if spec.max_matches is not None else None)]
+            )
             if (total > 0).any():
                 tc = TextCounts(pc.if_else(pa.array(alive), redacted, tc.text))
         elif isinstance(spec, LanguageFilter):
@@ -186,7 +201,9 @@ def curate_batch(batch: pa.RecordBatch, *, normalize: NormalizeConfig, filters: 
             score_col = np.full(n, np.nan)
             lang_col[idx] = langs
             score_col[idx] = scores
-            ok = np.array([lg is not None and (spec.languages is None or lg in spec.languages) for lg in lang_col])
+            ok = np.array(
+                [lg is not None and (spec.languages is None or lg in spec.languages) for lg in lang_col]
+            )
             with np.errstate(invalid="ignore"):
                 ok &= score_col > spec.min_score
             got = rules.first_reason(n, [("language", ~ok)])
@@ -194,7 +211,11 @@ def curate_batch(batch: pa.RecordBatch, *, normalize: NormalizeConfig, filters: 
         elif isinstance(spec, BadWordsFilter):
             found = has_bad_words(tc.text)
             if spec.keep_fraction > 0 and found.any():
-                ids = batch.column("doc_id") if "doc_id" in batch.schema.names else pa.array(range(n)).cast(pa.string())
+                ids = (
+                    batch.column("doc_id")
+                    if "doc_id" in batch.schema.names
+                    else pa.array(range(n)).cast(pa.string())
+                )
                 found &= keep_draws(ids, spec.seed) >= spec.keep_fraction
             sig["has_bad_words"] = found
             got = rules.first_reason(n, [("bad_words", found)])
@@ -218,9 +239,8 @@ def _assemble(batch: pa.RecordBatch, text_type: pa.DataType, text: pa.Array, rea
     arrays = list(batch.columns)
     arrays[names.index("text")] = text.cast(text_type if not pa.types.is_null(text_type) else pa.string())
     extra: dict[str, pa.Array] = {"reason": pa.array(reasons.tolist(), type=pa.string())}
-    for field in SIGNAL_FIELDS:
-        arrow_type = {"long": pa.int64(), "int": pa.int32(), "double": pa.float64(),
-                      "string": pa.string(), "boolean": pa.bool_()}[str(field.field_type)]  # fmt: skip
+    for field in _signal_schema():
+        arrow_type = field.type
         values = sig.get(field.name)
         if values is None:
             extra[field.name] = pa.nulls(batch.num_rows, type=arrow_type)
@@ -228,7 +248,7 @@ def _assemble(batch: pa.RecordBatch, text_type: pa.DataType, text: pa.Array, rea
             extra[field.name] = pa.array(values.tolist(), type=arrow_type)
         else:
             mask = np.isnan(values) if values.dtype.kind == "f" else None
-            if arrow_type in (pa.int64(), pa.int32()) and values.dtype.kind == "f":
+            if pa.types.is_integer(arrow_type) and values.dtype.kind == "f":
                 values = np.nan_to_num(values).astype(np.int64)
             extra[field.name] = pa.array(values, type=arrow_type, mask=mask)
     for name, arr in extra.items():

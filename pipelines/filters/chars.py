@@ -54,9 +54,7 @@ _TERMINAL_RANGES = (
 
 # Marks the word splitter splits off a chunk's start and end (spaCy's punctuation, quote and dash lists);
 # currency signs (Sc) and other symbols (So) are split as well. '.' and '-' have rules of their own.
-_SPLIT_MARKS = (
-    "…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪%'\"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧—–"
-)
+_SPLIT_MARKS = "…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪%'\"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧—–"
 _LINEBREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 

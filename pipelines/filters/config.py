@@ -48,7 +48,9 @@ class GopherQualityFilter(_Filter):
     max_ellipsis_lines_ratio: float | None = 0.3
     min_alpha_words_ratio: float | None = 0.8
     min_stop_words: int | None = 2
-    stop_words: list[str] = Field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])
+    stop_words: list[str] = Field(
+        default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"]
+    )
 
 
 class GopherRepetitionFilter(_Filter):
@@ -107,7 +109,9 @@ class LanguageFilter(_Filter):
     name: Literal["language"] = "language"
     languages: list[str] | None = Field(default_factory=lambda: ["en"])
     min_score: float = Field(default=0.65, ge=0.0, le=1.0)
-    max_input_chars: int = Field(default=2000, gt=0, description="characters of each document given to the model")
+    max_input_chars: int = Field(
+        default=2000, gt=0, description="characters of each document given to the model"
+    )
 
 
 class PIIFilter(_Filter):

@@ -59,7 +59,9 @@ def gopher_quality_reasons(
     return first_reason(len(st), checks)
 
 
-def repetition_fractions(st: np.ndarray, rep: np.ndarray, top_ns: Sequence[int], dup_ns: Sequence[int]) -> dict:
+def repetition_fractions(
+    st: np.ndarray, rep: np.ndarray, top_ns: Sequence[int], dup_ns: Sequence[int]
+) -> dict:
     """Named fractions of a `repetition_stats` matrix: element fractions per element, char fractions per char."""
     chars = st[:, S.N_CHARS]
     out = {

@@ -59,9 +59,7 @@ def _token_equals(cps, a, b, words, w_off, j) -> bool:
 
 
 @njit(cache=True)
-def word_line_stats(
-    cps, cp_off, ts, te, tok_off, fl, stop_words, stop_off, short_line_length
-) -> np.ndarray:
+def word_line_stats(cps, cp_off, ts, te, tok_off, fl, stop_words, stop_off, short_line_length) -> np.ndarray:
     """Per-document counts (float64 matrix, columns named by this module's constants).
 
     Words are the tokens of `split_words`; a symbol word has only SYMBOL characters; stop words match
@@ -125,7 +123,9 @@ def word_line_stats(
             e = j
             while e > i and has(fl, cps[e - 1], SPACE):
                 e -= 1
-            if (e > i and cps[e - 1] == 0x2026) or (e - i >= 3 and cps[e - 1] == 46 and cps[e - 2] == 46 and cps[e - 3] == 46):
+            if (e > i and cps[e - 1] == 0x2026) or (
+                e - i >= 3 and cps[e - 1] == 46 and cps[e - 2] == 46 and cps[e - 3] == 46
+            ):
                 out[d, N_ELLIPSIS_LINES] += 1
             if j < b0 and cps[j] == 13 and j + 1 < b0 and cps[j + 1] == 10:
                 j += 1

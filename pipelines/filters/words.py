@@ -48,11 +48,17 @@ def decode_utf8(buf: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.nd
                 out[k] = b
                 i += 1
             elif b >= 0xF0 and i + 3 < end:
-                out[k] = ((b & 0x07) << 18) | ((np.int32(buf[i + 1]) & 0x3F) << 12) | (
-                    (np.int32(buf[i + 2]) & 0x3F) << 6) | (np.int32(buf[i + 3]) & 0x3F)
+                out[k] = (
+                    ((b & 0x07) << 18)
+                    | ((np.int32(buf[i + 1]) & 0x3F) << 12)
+                    | ((np.int32(buf[i + 2]) & 0x3F) << 6)
+                    | (np.int32(buf[i + 3]) & 0x3F)
+                )
                 i += 4
             elif b >= 0xE0 and i + 2 < end:
-                out[k] = ((b & 0x0F) << 12) | ((np.int32(buf[i + 1]) & 0x3F) << 6) | (np.int32(buf[i + 2]) & 0x3F)
+                out[k] = (
+                    ((b & 0x0F) << 12) | ((np.int32(buf[i + 1]) & 0x3F) << 6) | (np.int32(buf[i + 2]) & 0x3F)
+                )
                 i += 3
             elif b >= 0xC0 and i + 1 < end:
                 out[k] = ((b & 0x1F) << 6) | (np.int32(buf[i + 1]) & 0x3F)
@@ -106,10 +112,22 @@ def _is_abbreviation(cps, a, b, abbr, abbr_off) -> bool:
 def _contraction_start(cps, a, b, fl) -> int:
     """Start of a trailing contraction (n't, 's, 'm, 'd, 'll, 're, 've) in cps[a:b], or b if none."""
     n = b - a
-    if n == 6 and (cps[a] | 32) == 99 and (cps[a + 1] | 32) == 97 and (cps[a + 2] | 32) == 110 and (
-        cps[a + 3] | 32) == 110 and (cps[a + 4] | 32) == 111 and (cps[a + 5] | 32) == 116:
+    if (
+        n == 6
+        and (cps[a] | 32) == 99
+        and (cps[a + 1] | 32) == 97
+        and (cps[a + 2] | 32) == 110
+        and (cps[a + 3] | 32) == 110
+        and (cps[a + 4] | 32) == 111
+        and (cps[a + 5] | 32) == 116
+    ):
         return a + 3  # "cannot" -> "can", "not"
-    if n >= 4 and (cps[b - 1] | 32) == 116 and (cps[b - 2] == 39 or cps[b - 2] == 0x2019) and (cps[b - 3] | 32) == 110:
+    if (
+        n >= 4
+        and (cps[b - 1] | 32) == 116
+        and (cps[b - 2] == 39 or cps[b - 2] == 0x2019)
+        and (cps[b - 3] | 32) == 110
+    ):
         if has(fl, cps[b - 4], ALPHA):
             return b - 3
     if n >= 3 and (cps[b - 2] == 39 or cps[b - 2] == 0x2019) and has(fl, cps[b - 3], ALPHA):
@@ -141,6 +159,8 @@ def _split_core(cps, a, b, fl, ts, te, n) -> int:
         nxt = cps[i + 1] if i + 1 < b else -1
         if c == 0x2014 or c == 0x2026:  # em dash and the ellipsis character always split
             cut = 1
+        elif c == 45 and i == a + 1 and i + 2 == b and 48 <= cps[i - 1] <= 57 and 48 <= nxt <= 57:
+            cut = 1  # "1-2" splits, longer numbers with hyphens ("1732-1799", dates) stay whole
         elif _is_hyphen(c) and prev_ok:
             j = i
             while j < b and _is_hyphen(cps[j]):
@@ -152,7 +172,12 @@ def _split_core(cps, a, b, fl, ts, te, n) -> int:
             while j < b and cps[j] == 46:
                 j += 1
             cut = j - i
-        elif (c == 47 or c == 58 or c == 60 or c == 62 or c == 61) and prev_ok and nxt >= 0 and has(fl, nxt, ALPHA):
+        elif (
+            (c == 47 or c == 58 or c == 60 or c == 62 or c == 61)
+            and prev_ok
+            and nxt >= 0
+            and has(fl, nxt, ALPHA)
+        ):
             cut = 1
         elif c == 44 and i > start and has(fl, cps[i - 1], ALPHA) and nxt >= 0 and has(fl, nxt, ALPHA):
             cut = 1
@@ -160,8 +185,6 @@ def _split_core(cps, a, b, fl, ts, te, n) -> int:
             cut = 1
         elif (c == 43 or c == 42 or c == 94) and i > start and 48 <= cps[i - 1] <= 57 and 48 <= nxt <= 57:
             cut = 1
-        elif c == 45 and i == start + 1 and i + 2 == b and 48 <= cps[i - 1] <= 57 and 48 <= nxt <= 57:
-            cut = 1  # "1-2" splits, longer numbers with hyphens ("1732-1799", dates) stay whole
         if cut:
             if i > start:
                 ts[n] = start
@@ -221,8 +244,12 @@ def _split_chunk(cps, a, b, fl, abbr, abbr_off, ts, te, n, stack) -> int:
     # prefixes
     while a < b:
         c = cps[a]
-        if (c == 46 and a + 1 < b and cps[a + 1] == 46) or has(fl, c, SPLIT) or c == 0xA7 or c == 61 or (
-            c == 43 and not (a + 1 < b and 48 <= cps[a + 1] <= 57)
+        if (
+            (c == 46 and a + 1 < b and cps[a + 1] == 46)
+            or has(fl, c, SPLIT)
+            or c == 0xA7
+            or c == 61
+            or (c == 43 and not (a + 1 < b and 48 <= cps[a + 1] <= 57))
         ):
             j = _run_end(cps, a, 1, b)
             ts[n] = a

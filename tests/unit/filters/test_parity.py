@@ -13,8 +13,8 @@ that follows its main rules but not its whole exception table):
 from __future__ import annotations
 
 import pytest
-
 from parity import corpus_batch, datatrove_decisions, load_corpus
+
 from pipelines.filters import curate_batch
 from pipelines.filters.config import (
     BadWordsFilter,
@@ -26,7 +26,12 @@ from pipelines.filters.config import (
 )
 
 RAW = NormalizeConfig(unicode_form="none", strip_control=False, line_endings=False, collapse_whitespace=False)
-KNOWN_GOPHER_DIFFERENCES = {"fortunes-group-0254", "jargon-0453", "debian-reference-0539", "debian-reference-0564"}
+KNOWN_GOPHER_DIFFERENCES = {
+    "fortunes-group-0254",
+    "jargon-0453",
+    "debian-reference-0539",
+    "debian-reference-0564",
+}
 # datatrove names the bad-words reason differently; everything else uses the same codes
 REASON_ALIASES = {"document_removed_with_badwords": "bad_words"}
 
@@ -38,7 +43,13 @@ def corpus() -> list[dict]:
 
 @pytest.mark.parametrize(
     "spec",
-    [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(), FineWebQualityFilter(), BadWordsFilter()],
+    [
+        GopherQualityFilter(),
+        GopherRepetitionFilter(),
+        C4QualityFilter(),
+        FineWebQualityFilter(),
+        BadWordsFilter(),
+    ],
     ids=lambda s: s.name,
 )
 def test_decisions_agree_with_datatrove(corpus, spec):
@@ -47,7 +58,7 @@ def test_decisions_agree_with_datatrove(corpus, spec):
     theirs, their_text = datatrove_decisions(spec.name, [d["text"] for d in corpus])
     theirs = [REASON_ALIASES.get(r, r) if r else None for r in theirs]
 
-    differ = {d["id"] for d, a, b in zip(corpus, ours, theirs) if a != b}
+    differ = {d["id"] for d, a, b in zip(corpus, ours, theirs, strict=True) if a != b}
     agreement = 1 - len(differ) / len(corpus)
     assert agreement >= 0.99, sorted(differ)
     expected = KNOWN_GOPHER_DIFFERENCES if spec.name == "gopher_quality" else set()

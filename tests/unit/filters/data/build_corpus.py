@@ -34,7 +34,9 @@ def bible_passages(n: int) -> list[str]:
         first = rng.randint(1, 12)
         last = first + rng.choice([2, 5, 8, 12])
         flag = ["-f"] if rng.random() < 0.5 else []
-        res = subprocess.run(["bible", *flag, f"{book}{chapter}:{first}-{last}"], capture_output=True, text=True)
+        res = subprocess.run(
+            ["bible", *flag, f"{book}{chapter}:{first}-{last}"], capture_output=True, text=True
+        )
         if res.returncode == 0 and res.stdout.strip():
             out.append(res.stdout.strip("\n"))
     return out
@@ -79,7 +81,9 @@ def main() -> None:
     add("jargon", jargon_entries(140))
     add("debian-reference", debian_reference(70))
     for lang, sub in (("de", "de"), ("es", "es"), ("it", "it"), ("ru", "ru")):
-        files = sorted(p for p in (FORTUNES / sub).iterdir() if p.is_file() and not p.name.endswith((".dat", ".u8")))
+        files = sorted(
+            p for p in (FORTUNES / sub).iterdir() if p.is_file() and not p.name.endswith((".dat", ".u8"))
+        )
         pool = [f for p in files for f in fortunes(p)]
         add(f"fortunes-{lang}", rng.sample(pool, 15))
     with open(HERE / "parity_corpus.jsonl", "w", encoding="utf-8") as fh:
