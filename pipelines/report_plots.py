@@ -91,7 +91,8 @@ def cluster_size_hist(sizes: np.ndarray) -> str:
     if sizes.size:
         values, counts = np.unique(sizes, return_counts=True)
         ax.bar(values.astype(str) if values.size <= 30 else values, counts, color=DROPPED)
-        ax.set_yscale("log")
+        if counts.max() >= 20:
+            ax.set_yscale("log")
     else:
         ax.text(0.5, 0.5, "no duplicate clusters", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("cluster size (documents)")
@@ -152,6 +153,7 @@ def shard_size_bars(sizes: Sequence[int], target_bytes: int | None) -> str:
             ax.legend(fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no shards", ha="center", va="center", transform=ax.transAxes)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("shard")
     ax.set_ylabel("MiB")
     return to_png_base64(fig)
