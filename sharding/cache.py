@@ -63,16 +63,17 @@ class ShardCache:
         return self.root / f"{digest}-{Path(remote).name}"
 
     def get(self, remote: str, nbytes: int) -> Path:
-        """Local path of ``remote`` (``nbytes`` long), downloading it first if it is not cached."""
+        """Local path of ``remote`` (``nbytes`` long), downloading it first if it is not cached. The
+        file stays exempt from this process's evictions until :meth:`release`."""
         with self._lock:
+            self._in_use.add(self.local_path(remote).name)  # before the fetch: no eviction in between
             pending = self._pending.pop(remote, None)
         if pending is not None:
-            path = pending.result()
-        else:
-            path = self._fetch(remote, nbytes)
-        with self._lock:
-            self._in_use.add(path.name)
-        return path
+            try:
+                pending.result()
+            except OSError as exc:
+                log.warning("prefetch of %s failed (%s); fetching again", remote, exc)
+        return self._fetch(remote, nbytes)  # returns at once when the file is in place
 
     def release(self, remote: str) -> None:
         """Let ``remote``'s local copy be evicted again by this process."""
@@ -110,31 +111,49 @@ class ShardCache:
                 if path.exists() and path.stat().st_size == nbytes:
                     os.utime(path)
                     return path
-                self._evict(nbytes)
                 tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-                got = 0
-                with self.fs.open_input_stream(remote) as src, open(tmp, "wb") as dst:
-                    while chunk := src.read(_COPY_CHUNK):
-                        dst.write(chunk)
-                        got += len(chunk)
-                if got != nbytes:
+                self._reserve(tmp, nbytes)
+                try:
+                    got = 0
+                    with self.fs.open_input_stream(remote) as src, open(tmp, "r+b") as dst:
+                        while chunk := src.read(_COPY_CHUNK):
+                            dst.write(chunk)
+                            got += len(chunk)
+                        dst.truncate(got)
+                    if got != nbytes:
+                        raise OSError(f"{remote}: fetched {got} bytes, the manifest says {nbytes}")
+                    os.replace(tmp, path)
+                finally:
                     tmp.unlink(missing_ok=True)
-                    raise OSError(f"{remote}: fetched {got} bytes, the manifest says {nbytes}")
-                os.replace(tmp, path)
                 log.debug("cached %s (%d bytes)", remote, nbytes)
                 return path
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _reserve(self, tmp: Path, nbytes: int) -> None:
+        """Under the cache-wide lock, evict until ``nbytes`` fit (downloads under way count at their
+        full size), then claim the space with a sparse file of that size."""
+        with open(self.root / ".cache.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._evict(nbytes)
+                with open(tmp, "wb") as f:
+                    f.truncate(nbytes)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _evict(self, incoming: int) -> None:
-        entries = []
-        for p in self._entries():
+        entries, total = [], 0
+        for p in self.root.iterdir():
+            if p.name.endswith(".lock"):
+                continue
             try:
                 st = p.stat()
             except FileNotFoundError:
                 continue
-            entries.append((st.st_mtime_ns, st.st_size, p))
-        total = sum(size for _, size, _ in entries)
+            total += st.st_size
+            if not p.name.endswith(".part"):
+                entries.append((st.st_mtime_ns, st.st_size, p))
         entries.sort()
         for _, size, p in entries:
             if total + incoming <= self.max_bytes:
@@ -148,7 +167,7 @@ class ShardCache:
             log.debug("evicted %s (%d bytes)", p.name, size)
         if total + incoming > self.max_bytes:
             log.warning(
-                "shard cache %s holds %d bytes in use; exceeding its %d byte limit",
+                "shard cache %s: %d bytes in use or under way; exceeding its %d byte limit",
                 self.root,
                 total,
                 self.max_bytes,

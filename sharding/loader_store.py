@@ -47,6 +47,7 @@ class ShardStore:
         self.on_corrupt = on_corrupt
         self.remote = remote or RemoteOptions()
         self.cache: ShardCache | None = None
+        self.keep_open = _OPEN_SHARDS  # shard maps kept per process (and exempt from cache eviction)
         if manifest.remote:
             root = self.remote.cache_dir or str(
                 Path(tempfile.gettempdir())
@@ -122,14 +123,9 @@ class ShardStore:
             return self._maps[shard]
         m = self.manifest
         name = m.location(m.paths[shard])
-        if self.cache is not None:
-            remote = s3_path(name)
-            path = self._cache().get(remote, int(m.nbytes[shard]))
-        else:
-            path = Path(name)
         buf: np.ndarray | None
         try:
-            buf = self._open_verified(shard, path, name)
+            buf = self._open_verified(shard, name)
         except CorruptShardError:
             if self.on_corrupt == "raise":
                 raise
@@ -138,18 +134,31 @@ class ShardStore:
                 self._bad.add(shard)
             buf = None
         self._maps[shard] = buf
-        while len(self._maps) > _OPEN_SHARDS:
+        while len(self._maps) > self.keep_open:
             old, _ = self._maps.popitem(last=False)
             if self.cache is not None:
                 self.cache.release(s3_path(m.location(m.paths[old])))
         return buf
 
-    def _open_verified(self, shard: int, path: Path, name: str) -> np.ndarray:
+    def _local_file(self, shard: int, name: str) -> tuple[Path, int]:
+        """Local path and size of a shard, fetching it through the cache when remote. Another process
+        sharing the cache may evict a file between fetch and open: fetch again, a few times."""
+        for _ in range(3):
+            path = (
+                Path(name)
+                if self.cache is None
+                else self._cache().get(s3_path(name), int(self.manifest.nbytes[shard]))
+            )
+            try:
+                return path, path.stat().st_size
+            except FileNotFoundError:
+                if self.cache is None:
+                    break
+        raise CorruptShardError(name, "file is missing")
+
+    def _open_verified(self, shard: int, name: str) -> np.ndarray:
         m = self.manifest
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError as exc:
-            raise CorruptShardError(name, "file is missing") from exc
+        path, size = self._local_file(shard, name)
         if size != m.nbytes[shard]:
             raise CorruptShardError(name, f"{size} bytes, the manifest says {int(m.nbytes[shard])}")
         if self.verify and shard not in self._verified:

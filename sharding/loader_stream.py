@@ -54,8 +54,26 @@ class SourceStream:
         self.dtype = m.token_dtype
         self.epoch_tokens = int(m.stream_tokens.sum())
         self._starts = block_starts(m.n_shards, block_shards)
+        if store.cache is not None:
+            self._fit_cache(store, block_shards)
         self._epochs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._blocks: OrderedDict[tuple[int, int], _Block] = OrderedDict()
+
+    @staticmethod
+    def _fit_cache(store: ShardStore, block_shards: int) -> None:
+        """The cache must hold the block being read; the rest holds the prefetched next block."""
+        assert store.cache is not None
+        biggest = int(store.manifest.nbytes.max())
+        per_block = min(block_shards, store.manifest.n_shards)
+        limit = store.cache.max_bytes
+        if limit < per_block * biggest:
+            raise ValueError(
+                f"cache_limit_bytes {limit} cannot hold one block of {per_block} shards of up to {biggest} bytes"
+            )
+        fits = limit // biggest
+        if fits < 2 * per_block:
+            log.warning("shard cache holds %d shards, fewer than two blocks: prefetch is limited", fits)
+        store.keep_open = max(per_block, fits - per_block)
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
