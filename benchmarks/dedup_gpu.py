@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--num-perm", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time the torch.compile-fused kernel")
     args = parser.parse_args()
     import torch
 
@@ -87,14 +88,19 @@ def main() -> None:
     numba.set_num_threads(threads)
     t_sh, (hashes, offsets) = timed(lambda: shingle_hashes(arr), args.repeats)
 
-    def on_device() -> np.ndarray:
-        out = minhash_from_hashes_torch(hashes, offsets, num_perm=k, device=dev)
+    def on_device(compiled: bool) -> np.ndarray:
+        out = minhash_from_hashes_torch(hashes, offsets, num_perm=k, device=dev, compile=compiled)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return out
 
-    on_device()  # warm up
-    t_dev, dev_sig = timed(on_device, args.repeats)
+    on_device(False)  # warm up
+    t_eager, eager_sig = timed(lambda: on_device(False), args.repeats)
+    t_dev, dev_sig = t_eager, eager_sig
+    if args.compile:
+        on_device(True)  # compile
+        t_dev, dev_sig = timed(lambda: on_device(True), args.repeats)
+        print(f"{name} MinHash, eager torch (incl. copies): {mb / t_eager:9.1f} MB/s; torch.compile below")
     n_sh = len(hashes)
     print(f"CPU text -> signatures, {threads} threads: {mb / t_cpu:9.1f} MB/s")
     print(f"CPU text -> signatures, 1 thread:  {one_mb / t_one:9.1f} MB/s per core")
@@ -103,7 +109,7 @@ def main() -> None:
           f"({n_sh / t_dev / 1e6:.1f} M shingles/s, {n_sh * k / t_dev / 1e9:.1f} G hash-permutations/s)")
     print(f"CPU shingling + {name} MinHash: {mb / (t_sh + t_dev):9.1f} MB/s; "
           f"device MinHash vs CPU full kernel ({threads} threads): {t_cpu / t_dev:.2f}x")
-    same = bool(np.array_equal(cpu_sig, dev_sig))
+    same = bool(np.array_equal(cpu_sig, dev_sig)) and bool(np.array_equal(cpu_sig, eager_sig))
     print(f"bit-identical to the CPU kernel: {same} ({cpu_sig.shape[0]} signatures x {k})")
     if not same:
         raise SystemExit(1)

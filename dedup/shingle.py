@@ -134,28 +134,22 @@ def doc_shingles(
     return nt - ngram + 1
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(parallel=True, nogil=True, cache=True)
 def _count_shingles(data, offsets, ngram, mode, sep):  # type: ignore[no-untyped-def]
     n = offsets.shape[0] - 1
     counts = np.zeros(n, dtype=np.int64)
-    longest = 0
-    for d in range(n):
-        longest = max(longest, offsets[d + 1] - offsets[d])
-    tok = np.empty(longest + 1, dtype=np.uint64)
-    for d in range(n):
+    for d in nb.prange(n):
+        tok = np.empty(offsets[d + 1] - offsets[d] + 1, dtype=np.uint64)
         nt = _tokens(data, offsets[d], offsets[d + 1], mode, sep, tok)
         counts[d] = 0 if nt == 0 else max(nt - ngram + 1, 1)
     return counts
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(parallel=True, nogil=True, cache=True)
 def _fill_shingles(data, offsets, ngram, mode, sep, out_offsets, out):  # type: ignore[no-untyped-def]
     n = offsets.shape[0] - 1
-    longest = 0
-    for d in range(n):
-        longest = max(longest, offsets[d + 1] - offsets[d])
-    tok = np.empty(longest + 1, dtype=np.uint64)
-    for d in range(n):
+    for d in nb.prange(n):
+        tok = np.empty(offsets[d + 1] - offsets[d] + 1, dtype=np.uint64)
         doc_shingles(data, offsets[d], offsets[d + 1], ngram, mode, sep, tok, out[out_offsets[d] :])
 
 
