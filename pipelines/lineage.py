@@ -141,7 +141,7 @@ def locate_in_shards(manifest: dict[str, Any], manifest_uri: str, doc_id: str,
     needle = json.dumps(doc_id).encode()
     shards = manifest.get("shards", [])
     first_key = 0
-    for number, entry in enumerate(tqdm(shards, desc="searching shards", unit="shard", disable=len(shards) < 8)):
+    for number, entry in enumerate(tqdm(shards, desc="searching shards", unit="shard", disable=None if len(shards) >= 8 else True)):
         shard_path = f"{folder}/{entry['path']}"
         try:
             with fs.open_input_stream(f"{folder}/{_index_name(entry)}") as f:

@@ -72,14 +72,18 @@ def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
     >>> ks_distance(np.array([1.0, 2.0]), np.array([5.0, 6.0]))
     1.0
     """
-    x = np.sort(np.asarray(a, dtype=np.float64)[~np.isnan(np.asarray(a, dtype=np.float64))])
-    y = np.sort(np.asarray(b, dtype=np.float64)[~np.isnan(np.asarray(b, dtype=np.float64))])
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    x, y = np.sort(x[~np.isnan(x)]), np.sort(y[~np.isnan(y)])
     if x.size == 0 or y.size == 0:
         raise ValueError(f"ks_distance needs values on both sides, got {x.size} and {y.size}")
-    grid = np.concatenate([x, y])
-    cdf_x = np.searchsorted(x, grid, side="right") / x.size
-    cdf_y = np.searchsorted(y, grid, side="right") / y.size
-    return float(np.max(np.abs(cdf_x - cdf_y)))
+    # the CDF gap peaks at a sample value; querying each sorted sample on its own keeps the binary
+    # searches cache-friendly (sorted keys) instead of searching one unsorted concatenated grid
+    gap = 0.0
+    for grid in (x, y):
+        cdf_x = np.searchsorted(x, grid, side="right") / x.size
+        cdf_y = np.searchsorted(y, grid, side="right") / y.size
+        gap = max(gap, float(np.max(np.abs(cdf_x - cdf_y))))
+    return gap
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:
