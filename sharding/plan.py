@@ -50,8 +50,12 @@ def hash64(values: pa.Array, seed: int) -> np.ndarray:
     """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
-            or pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+    if not (
+        pa.types.is_string(values.type)
+        or pa.types.is_large_string(values.type)
+        or pa.types.is_binary(values.type)
+        or pa.types.is_large_binary(values.type)
+    ):
         raise ValueError(f"hash64 takes string or binary arrays, got {values.type}")
     if not 0 <= seed < 1 << 64:
         raise ValueError(f"seed {seed} is outside 0..2**64-1")
@@ -62,8 +66,9 @@ def hash64(values: pa.Array, seed: int) -> np.ndarray:
     data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
     out = _hash_ranges(data, offsets.astype(np.int64), np.uint64(seed))
     if values.null_count:
-        out[np.asarray(values.is_null())] = _hash_ranges(np.empty(0, np.uint8), np.zeros(2, np.int64),
-                                                         np.uint64(seed))[0]
+        out[np.asarray(values.is_null())] = _hash_ranges(
+            np.empty(0, np.uint8), np.zeros(2, np.int64), np.uint64(seed)
+        )[0]
     return out
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,11 @@ from schemas.clean_docs import TABLE as CLEAN_DOCS
 from schemas.tokens import TABLE as TOKENS
 
 pytestmark = pytest.mark.spark
+
+# Spark's Python workers keep the environment they started with, which happens before any test runs: the
+# S3 tests' dummy credentials (moto accepts any) must be in place at collection time.
+for _key, _value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}.items():
+    os.environ.setdefault(_key, _value)
 
 WORDS = ("the river ran past old stone walls while merchants argued about prices of grain salt and wool; "
          "children laughed, dogs barked, and the bells rang twelve times before noon ended. Über café naïve 東京").split()
@@ -243,3 +251,72 @@ def test_empty_corpus_gives_empty_manifest(spark, lake_config: Config, tmp_path:
     _, m = read_manifest(cfg)
     assert report.counts["shards"] == 0 and m["n_shards"] == 0 and m["shards"] == [] and m["n_samples"] == 0
     assert m["token_dtype"] == "uint16"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str) -> str:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    try:
+        client.create_bucket(Bucket="shards")
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    return s3_endpoint
+
+
+@pytest.mark.integration
+def test_s3_multipart_sink_appears_only_on_commit(s3_env: str) -> None:
+    import sharding.writer as writer_mod
+    from sharding.writer import delete_names, list_names, open_sink, read_object, write_object
+
+    out = "s3://shards/run1"
+    client = writer_mod.s3_client(s3_env)
+    sink = writer_mod.S3MultipartSink(client, "shards", "run1/big.bin", part_bytes=5 * 1024 * 1024)
+    payload = bytes(range(256)) * (50 * 1024)  # 12.5 MiB
+    sink.write(payload[:7_000_000])
+    sink.write(payload[7_000_000:])
+    assert "big.bin" not in list_names(out, endpoint=s3_env)
+    sink.commit()
+    assert len(sink.parts) == 3
+    assert read_object(out, "big.bin", endpoint=s3_env) == payload
+    aborted = open_sink(out, "never.tar", endpoint=s3_env)
+    aborted.write(b"x" * 100)
+    aborted.abort()
+    write_object(out, "manifest.json", b"{}", endpoint=s3_env)
+    assert sorted(list_names(out, endpoint=s3_env)) == ["big.bin", "manifest.json"]
+    delete_names(out, ["big.bin"], endpoint=s3_env)
+    assert list_names(out, endpoint=s3_env) == ["manifest.json"]
+
+
+@pytest.mark.integration
+def test_shard_to_s3_gives_the_same_bytes_as_local(spark, corpus_cfg: Config, s3_env: str) -> None:
+    from pipelines.spark_shard import run_shard
+    from sharding.writer import list_names, read_object
+
+    run_shard(spark, corpus_cfg)
+    _, local = read_manifest(corpus_cfg)
+    data = corpus_cfg.model_dump()
+    data["shard"].update(output="s3://shards/dataset/v1", endpoint=s3_env)
+    cfg = Config.model_validate(data)
+    report = run_shard(spark, cfg)
+    assert report.outputs["manifest"] == "s3://shards/dataset/v1/manifest.json"
+    remote = json.loads(read_object(cfg.shards_uri(), "manifest.json", endpoint=s3_env))
+    assert remote["shards"] == local["shards"]
+    for entry in remote["shards"][:2]:
+        blob = read_object(cfg.shards_uri(), entry["path"], endpoint=s3_env)
+        assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
+    assert len(list_names(cfg.shards_uri(), endpoint=s3_env)) == 2 * remote["n_shards"] + 1
