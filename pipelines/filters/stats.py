@@ -184,14 +184,44 @@ def _split_runs(cps, a, b, min_run, hashes, lengths) -> int:
     return n + 1
 
 
+_BASE = np.uint64(0x100000001B3)
+
+
 @njit(cache=True)
-def _ngram_hash(cps, ts, te, k, n, sep) -> np.uint64:
-    h = FNV_OFFSET
-    for t in range(k, k + n):
-        if sep and t > k:
-            h = (h ^ np.uint64(32)) * np.uint64(0x100000001B3)
-        h = fnv(cps, ts[t], te[t], h)
-    return h
+def _token_hashes(cps, ts, te, k0, k1) -> tuple[np.ndarray, np.ndarray]:
+    """Polynomial hash of each token and BASE**len(token) (mod 2**64), so that the hash of a concatenation
+    is hash(x) * BASE**len(y) + hash(y): n-gram hashes then cost O(n) multiply-adds, not O(characters)."""
+    th = np.empty(k1 - k0, dtype=np.uint64)
+    tp = np.empty(k1 - k0, dtype=np.uint64)
+    for k in range(k0, k1):
+        h = np.uint64(0)
+        p = np.uint64(1)
+        for i in range(ts[k], te[k]):
+            h = h * _BASE + np.uint64(cps[i])
+            p = p * _BASE
+        th[k - k0] = h
+        tp[k - k0] = p
+    return th, tp
+
+
+@njit(cache=True)
+def _ngram_hash(th, tp, k, n, sep) -> np.int64:
+    h = th[k]
+    for t in range(k + 1, k + n):
+        if sep:
+            h = h * _BASE + np.uint64(32)
+        h = h * tp[t] + th[t]
+    return np.int64(h)
+
+
+@njit(cache=True)
+def _table_slot(keys, used, h) -> int:
+    """Open-addressing slot of `h` in a power-of-two table: its slot if present, else the free one to use."""
+    mask = keys.shape[0] - 1
+    i = (h ^ (h >> 29)) & mask
+    while used[i] and keys[i] != h:
+        i = (i + 1) & mask
+    return i
 
 
 @njit(cache=True)
@@ -225,45 +255,51 @@ def repetition_stats(cps, cp_off, ts, te, tok_off, fl, top_ns, dup_ns) -> np.nda
 
         k0, k1 = tok_off[d], tok_off[d + 1]
         nw = k1 - k0
+        th, tp = _token_hashes(cps, ts, te, k0, k1)
+        size = 1
+        while size < 2 * nw + 2:
+            size *= 2
+        keys = np.empty(size, dtype=np.int64)
+        used = np.zeros(size, dtype=np.bool_)
+        counts = np.zeros(size, dtype=np.int64)
+        firsts = np.zeros(size, dtype=np.int64)
         for q in range(n_top):
             n = top_ns[q]
             m = nw - n + 1
             if m <= 0:
                 continue
-            hs = np.empty(m, dtype=np.int64)
+            used[:] = False
+            best_count, best_first = 0, m
             for k in range(m):
-                hs[k] = np.int64(_ngram_hash(cps, ts, te, k0 + k, n, True))
-            order = np.argsort(hs, kind="mergesort")
-            best_count, best_first, best_k = 0, m, 0
-            g = 0
-            while g < m:
-                h = g
-                while h + 1 < m and hs[order[h + 1]] == hs[order[g]]:
-                    h += 1
-                count = h - g + 1
-                first = order[g]  # stable sort: the group's first occurrence
-                if count > best_count or (count == best_count and first < best_first):
-                    best_count, best_first, best_k = count, first, order[g]
-                g = h + 1
+                h = _ngram_hash(th, tp, k, n, True)
+                i = _table_slot(keys, used, h)
+                if not used[i]:
+                    used[i] = True
+                    keys[i] = h
+                    counts[i] = 0
+                    firsts[i] = k
+                counts[i] += 1
+                if counts[i] > best_count or (counts[i] == best_count and firsts[i] < best_first):
+                    best_count, best_first = counts[i], firsts[i]
             chars = n - 1
-            for t in range(k0 + best_k, k0 + best_k + n):
+            for t in range(k0 + best_first, k0 + best_first + n):
                 chars += te[t] - ts[t]
             out[d, N_REP_FIXED + q] = chars * best_count
         for q in range(dup_ns.shape[0]):
             n = dup_ns[q]
-            seen = set()
-            seen.add(np.int64(0))
-            seen.discard(np.int64(0))
+            used[:] = False
             repeated = 0
             k = 0
             while k < nw - n + 1:
-                h = np.int64(_ngram_hash(cps, ts, te, k0 + k, n, False))
-                if h in seen:
+                h = _ngram_hash(th, tp, k, n, False)
+                i = _table_slot(keys, used, h)
+                if used[i]:
                     for t in range(k0 + k, k0 + k + n):
                         repeated += te[t] - ts[t]
                     k += n
                 else:
-                    seen.add(h)
+                    used[i] = True
+                    keys[i] = h
                     k += 1
             out[d, N_REP_FIXED + n_top + q] = repeated
     return out
