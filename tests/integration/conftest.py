@@ -3,6 +3,7 @@ server, each started once per test session on a free 127.0.0.1 port and stopped 
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -10,6 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+# Spark's Python workers inherit the environment of the JVM, which the session-scoped `spark` fixture may
+# start before any S3 fixture runs: moto's dummy credentials must be in place from collection on.
+MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+for _key, _value in MOTO_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 def free_port() -> int:
@@ -60,18 +69,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """http://127.0.0.1:PORT of a moto S3 server; AWS credentials for it are set in the environment."""
+    """http://127.0.0.1:PORT of a moto S3 server (moto accepts the dummy credentials set above)."""
     server_mod = pytest.importorskip("moto.server", reason="moto[server] is a test dependency")
     port = free_port()
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    mp = pytest.MonkeyPatch()
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        mp.setenv(key, value)
     try:
         _wait_port(port, None)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-        mp.undo()
