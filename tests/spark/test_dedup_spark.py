@@ -72,7 +72,7 @@ def test_near_duplicates_independent_of_partitioning_and_equal_to_local(spark, t
     expected = near_duplicates_local(table.to_batches(max_chunksize=3), cfg=cfg)
     want = sorted(zip(*(expected[c].to_pylist() for c in ("doc_id", "cluster_id", "kept_doc_id")), strict=True))
     df = spark.createDataFrame(table.to_pandas())
-    for parts in (1, 3, 7):
+    for parts in (1, 5):
         got = _rows(near_duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}")))
         assert got == want
     exact = exact_duplicates_local([table], keep=cfg.keep)
