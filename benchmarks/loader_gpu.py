@@ -2,8 +2,8 @@
 
 The consumer stands in for a training step: an embedding lookup of ``input_ids`` followed by
 ``--matmuls`` bf16 matmuls of ``[batch * seq_len, hidden] x [hidden, hidden]`` on the default
-stream. Stall time is the wall time the training loop spends waiting in ``next(loader)``; with the
-copy ring working it should be a small fraction of the step time. Runs the same consumer on
+stream, ending in a device synchronisation (as a step that logs its loss does). So the GPU idles
+exactly while the loop waits in ``next(loader)``: that wait is the stall time. Runs the same consumer on
 ``device="cuda"`` (pinned ring, copy stream) and on plain CPU batches moved with a synchronous
 ``.to("cuda")``, side by side; medians of ``--repeats``.
 
@@ -65,7 +65,7 @@ def run(
         h = emb[ids.reshape(-1)]
         for _ in range(matmuls):
             h = torch.tanh(h @ w)
-    torch.cuda.synchronize()
+        torch.cuda.synchronize()
     wall = time.perf_counter() - start
     assert first["input_ids"].shape == (batch, seq_len)
     return {
@@ -84,8 +84,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--matmuls", type=int, default=4)
-    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--matmuls", type=int, default=8)
+    ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
@@ -132,7 +132,7 @@ def main() -> None:
         h = emb[ids]
         for _ in range(args.matmuls):
             h = torch.tanh(h @ w)
-    torch.cuda.synchronize()
+        torch.cuda.synchronize()
     print(f"{'consumer alone':<22} {steps * args.batch * args.seq_len / (time.perf_counter() - t):>14,.0f}")
 
 

@@ -48,7 +48,8 @@ def worker_batches(batcher: HostBatcher, first: int, stop: int, num_workers: int
         num_workers=num_workers,
         prefetch_factor=2,
         persistent_workers=False,
-        multiprocessing_context="fork",
+        # fork starts fast, but a process that has initialised CUDA must not fork
+        multiprocessing_context="spawn" if torch.cuda.is_initialized() else "fork",
     )
     return iter(loader)
 
