@@ -118,12 +118,11 @@ class CudaRing:
         self.slots: list[dict[str, torch.Tensor]] = [{} for _ in range(depth)]
         self.events: list[torch.cuda.Event | None] = [None] * depth
 
-    def _pinned(self, slot: int, key: str, t: torch.Tensor) -> torch.Tensor:
+    def _pinned(self, slot: int, key: str, t: torch.Tensor, capacity: int) -> torch.Tensor:
         buf = self.slots[slot].get(key)
         if buf is None or buf.numel() < t.numel() or buf.dtype != t.dtype:
-            buf = torch.empty(
-                max(t.numel(), 1 if buf is None else buf.numel()), dtype=t.dtype, pin_memory=True
-            )
+            # pinned allocation is slow and synchronising: size variable-length tensors for the worst case
+            buf = torch.empty(max(t.numel(), capacity), dtype=t.dtype, pin_memory=True)
             self.slots[slot][key] = buf
         view = buf[: t.numel()].view(t.shape)
         view.copy_(t)
@@ -137,11 +136,9 @@ class CudaRing:
             if ev is not None:
                 ev.synchronize()
             out: Batch = {}
-            staged = {
-                k: self._pinned(slot, k, v)
-                for k, v in as_tensors(batch).items()
-                if isinstance(v, torch.Tensor)
-            }
+            tensors = {k: v for k, v in as_tensors(batch).items() if isinstance(v, torch.Tensor)}
+            capacity = max(v.numel() for v in tensors.values()) + 1
+            staged = {k: self._pinned(slot, k, v, capacity) for k, v in tensors.items()}
             with torch.cuda.stream(self.stream):
                 for k, v in batch.items():
                     out[k] = staged[k].to(self.device, non_blocking=True) if k in staged else v
