@@ -152,12 +152,18 @@ class TokenLoader:
         first = self.global_step
         stop = (self.epoch + 1) * self.plan.steps_per_epoch
         if self.num_workers > 0:
-            host = lt.worker_batches(self.batcher, first, stop, self.num_workers)
+            batcher, nw = self.batcher, self.num_workers
+
+            def make() -> Iterator[dict[str, Any]]:
+                return lt.worker_batches(batcher, first, stop, nw)
         else:
-            host = lt.threaded(lambda: (self.batcher.batch(k) for k in range(first, stop)), self.prefetch)
+
+            def make() -> Iterator[dict[str, Any]]:
+                return (self.batcher.batch(k) for k in range(first, stop))
+
         device = None if self.device is None else torch.device(self.device)
         expected = first
-        for batch in lt.to_device(host, device, self.prefetch):
+        for batch in lt.device_batches(make, device, self.prefetch, background=self.num_workers == 0):
             if int(batch["step"]) != expected:
                 raise RuntimeError(f"loader produced step {int(batch['step'])} where {expected} was due")
             expected += 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -100,23 +99,22 @@ def as_tensors(batch: Batch) -> Batch:
 
 
 class CudaRing:
-    """Copies host batches to a CUDA device on a dedicated stream, ``depth`` batches ahead.
+    """Copies host batches to a CUDA device on a dedicated copy stream, ahead of the consumer.
 
-    Each batch goes host -> pinned slot (one of ``depth`` reused pinned buffers) -> device with a
-    non-blocking copy on the copy stream, followed by an event. A batch is handed out only after the
-    consumer's current stream waits on that event, and its tensors are recorded on that stream so the
-    caching allocator does not reuse them early. A pinned slot is refilled only after its previous
-    copy's event has completed.
+    :meth:`stage` runs in the prefetch thread: each batch goes host -> pinned slot (one of
+    ``slots`` reused pinned buffers) -> device with non-blocking copies on the copy stream, then an
+    event is recorded. :meth:`hand_out` runs in the consumer's thread: its current stream waits on
+    the event (no host block) and the tensors are recorded on that stream, so the caching allocator
+    does not reuse them early. A pinned slot is refilled only after its previous copy has completed.
     """
 
-    def __init__(self, device: torch.device, depth: int) -> None:
-        if depth <= 0:
-            raise ValueError(f"depth must be > 0, got {depth}")
+    def __init__(self, device: torch.device, slots: int) -> None:
+        if slots <= 0:
+            raise ValueError(f"slots must be > 0, got {slots}")
         self.device = device
-        self.depth = depth
         self.stream = torch.cuda.Stream(device=device)
-        self.slots: list[dict[str, torch.Tensor]] = [{} for _ in range(depth)]
-        self.events: list[torch.cuda.Event | None] = [None] * depth
+        self.slots: list[dict[str, torch.Tensor]] = [{} for _ in range(slots)]
+        self.events: list[torch.cuda.Event | None] = [None] * slots
 
     def _pinned(self, slot: int, key: str, t: torch.Tensor, capacity: int) -> torch.Tensor:
         buf = self.slots[slot].get(key)
@@ -128,31 +126,28 @@ class CudaRing:
         view.copy_(t)
         return view
 
-    def __call__(self, host: Iterator[Batch]) -> Iterator[Batch]:
-        pending: deque[tuple[Batch, torch.cuda.Event]] = deque()
+    def stage(self, host: Iterator[Batch]) -> Iterator[tuple[Batch, torch.cuda.Event]]:
+        """Device copies of ``host``'s batches, each with the event that marks its copy done."""
         slot = 0
-        for batch in host:
-            ev = self.events[slot]
-            if ev is not None:
-                ev.synchronize()
-            out: Batch = {}
-            tensors = {k: v for k, v in as_tensors(batch).items() if isinstance(v, torch.Tensor)}
-            capacity = max(v.numel() for v in tensors.values()) + 1
-            staged = {k: self._pinned(slot, k, v, capacity) for k, v in tensors.items()}
-            with torch.cuda.stream(self.stream):
-                for k, v in batch.items():
-                    out[k] = staged[k].to(self.device, non_blocking=True) if k in staged else v
-                done = torch.cuda.Event()
-                done.record(self.stream)
-            self.events[slot] = done
-            slot = (slot + 1) % self.depth
-            pending.append((out, done))
-            if len(pending) >= self.depth:
-                yield self._hand_out(*pending.popleft())
-        while pending:
-            yield self._hand_out(*pending.popleft())
+        with torch.cuda.device(self.device):
+            for batch in host:
+                ev = self.events[slot]
+                if ev is not None:
+                    ev.synchronize()
+                tensors = {k: v for k, v in as_tensors(batch).items() if isinstance(v, torch.Tensor)}
+                capacity = max(v.numel() for v in tensors.values()) + 1
+                staged = {k: self._pinned(slot, k, v, capacity) for k, v in tensors.items()}
+                out: Batch = {}
+                with torch.cuda.stream(self.stream):
+                    for k, v in batch.items():
+                        out[k] = staged[k].to(self.device, non_blocking=True) if k in staged else v
+                    done = torch.cuda.Event()
+                    done.record(self.stream)
+                self.events[slot] = done
+                slot = (slot + 1) % len(self.slots)
+                yield out, done
 
-    def _hand_out(self, batch: Batch, done: torch.cuda.Event) -> Batch:
+    def hand_out(self, batch: Batch, done: torch.cuda.Event) -> Batch:
         current = torch.cuda.current_stream(self.device)
         current.wait_event(done)
         for v in batch.values():
@@ -161,14 +156,20 @@ class CudaRing:
         return batch
 
 
-def to_device(host: Iterator[Batch], device: torch.device | None, depth: int) -> Iterator[Batch]:
-    """Host batches as tensors on ``device``: CPU tensors when None or CPU, the CUDA ring for CUDA,
-    a plain ``.to(device)`` otherwise."""
-    if device is None or device.type == "cpu":
-        return (as_tensors(b) for b in host)
-    if device.type == "cuda":
-        return CudaRing(device, depth)(host)
-    return (
-        {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in as_tensors(b).items()}
-        for b in host
-    )
+def device_batches(
+    make_host: Callable[[], Iterator[Batch]], device: torch.device | None, depth: int, *, background: bool
+) -> Iterator[Batch]:
+    """Batches from ``make_host()`` as tensors: CPU tensors when ``device`` is None or CPU (made in a
+    prefetch thread ``depth`` ahead when ``background``); on CUDA, staged through a :class:`CudaRing`
+    in a prefetch thread, ``depth`` batches in flight; other devices by a plain ``.to(device)``."""
+    if device is not None and device.type == "cuda":
+        ring = CudaRing(device, slots=depth + 2)  # queued batches, one being handed out, one being staged
+        for out, done in threaded(lambda: ring.stage(make_host()), depth):
+            yield ring.hand_out(out, done)
+        return
+    host = threaded(make_host, depth) if background else make_host()
+    for b in host:
+        t = as_tensors(b)
+        if device is not None and device.type != "cpu":
+            t = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+        yield t
