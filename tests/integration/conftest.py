@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 # Spark's Python workers inherit the environment of the JVM, which the session-scoped `spark` fixture may
 # start before any S3 fixture runs: moto's dummy credentials must be in place from collection on.
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",

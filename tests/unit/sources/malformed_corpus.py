@@ -75,7 +75,7 @@ def cases() -> list[Case]:
         Case("multi_member.jsonl.gz", gzip.compress(good) + gzip.compress(good), 2, ()),
         Case("good.jsonl.zst", zs, 50, ()),
         Case("good.parquet", good_parquet, 2, ()),
-        Case("doc.txt", "one whole document\nwith two lines".encode(), 1, ()),
+        Case("doc.txt", b"one whole document\nwith two lines", 1, ()),
         Case("empty.jsonl", b"", 0, ()),
     ]
 

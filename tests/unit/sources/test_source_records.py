@@ -5,7 +5,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipelines.sources.records import decode_json_values, decode_parquet_batch, decode_text_values, split_decoded
+from pipelines.sources.records import (
+    decode_json_values,
+    decode_parquet_batch,
+    decode_text_values,
+    split_decoded,
+)
 
 
 def test_json_ids_are_strings_and_other_fields_are_metadata() -> None:
