@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from dedup.config import DedupConfig
 from pipelines.errors import ConfigError
 from pipelines.filters.config import FilterSpec, LengthFilter, NormalizeConfig
+from pipelines.monitor_config import MonitorConfig
 from pipelines.sources.config import IngestConfig, SourceConfig
 from pipelines.tokenize_config import TokenizeConfig
 from sharding.config import ShardConfig
@@ -77,6 +78,7 @@ class Config(BaseModel):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     def shards_uri(self) -> str:
         """Where shards and the manifest go: `shard.output`, else `<lake.root>/shards`."""

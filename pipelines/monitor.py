@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import MonitorError
+from pipelines.monitor_config import MonitorConfig
 from pipelines.report import StageReport
 from pipelines.versions import VersionInfo, previous_version, read_version_table, resolve_version
 from schemas import TABLES
@@ -35,28 +35,9 @@ from schemas.signals import SIGNAL_FIELDS
 log = logging.getLogger(__name__)
 
 
-class MonitorConfig(BaseModel):
-    """Thresholds of the checks between versions (config key `monitor`); fractions are in [0, 1]."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_volume_drop: float = Field(default=0.2, ge=0, le=1,
-                                   description="largest relative drop of kept documents, and of tokens")
-    max_signal_drift: float = Field(default=0.2, ge=0, le=1,
-                                    description="largest KS distance of a numeric quality signal of kept docs")
-    max_language_shift: float = Field(default=0.1, ge=0, le=1,
-                                      description="largest total-variation distance of the language mix")
-    allow_schema_change: bool = Field(default=False, description="a changed table schema passes when true")
-    min_docs: int = Field(default=100, ge=1, description="drift checks need this many kept docs on both sides")
-    signals: list[str] | None = Field(default=None, description="signals to check; default: every numeric one")
-    prometheus_file: str | None = Field(default=None,
-                                        description="also write stage metrics here (Prometheus text format)")
-
-
 def monitor_config(cfg: Config) -> MonitorConfig:
-    """`cfg.monitor` once the root config has it, else the defaults."""
-    value = getattr(cfg, "monitor", None)
-    return value if isinstance(value, MonitorConfig) else MonitorConfig()
+    """`cfg.monitor`."""
+    return cfg.monitor
 
 
 # ---- kernels ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ STAGES: dict[str, str] = {
     "shard": "pipelines.spark_shard:run_shard",
 }
 EXTRA: dict[str, str] = {
-    "train-tokenizer": "pipelines.train_tokenizer:train_tokenizer",
+    "train-tokenizer": "pipelines.spark_tokenize:train_tokenizer",
 }
 PIPELINE = ("ingest", "curate", "tokenize", "shard")
 
@@ -67,6 +67,10 @@ def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> Stag
     p = pointer_path(cfg, name)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(pointer, indent=2, sort_keys=True) + "\n")
+    if cfg.monitor.prometheus_file:
+        from pipelines.monitor import stage_metrics, write_prometheus
+
+        write_prometheus(cfg.monitor.prometheus_file, stage_metrics(metrics_path(cfg, name).parent))
     log.info("stage %s: done in %.1fs %s", name, report.seconds, report.counts)
     return report
 

@@ -32,6 +32,7 @@ def built(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict
         "curate.filters=[{name: length, min_words: 5, max_chars: 10000}]",
         f"tokenize.tokenizer={root}/tokenizer.json",
         "tokenize.train.vocab_size=600",
+        "curate.dedup.keep=[-n_chars, doc_id]",  # copies are shorter: the original must win
         "shard.target_bytes=16384",
     ])
     reports = {}
