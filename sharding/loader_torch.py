@@ -161,10 +161,12 @@ def device_batches(
 ) -> Iterator[Batch]:
     """Batches from ``make_host()`` as tensors: CPU tensors when ``device`` is None or CPU (made in a
     prefetch thread ``depth`` ahead when ``background``); on CUDA, staged through a :class:`CudaRing`
-    in a prefetch thread, ``depth`` batches in flight; other devices by a plain ``.to(device)``."""
+    in a second thread, ``depth`` batches in flight; other devices by a plain ``.to(device)``."""
     if device is not None and device.type == "cuda":
         ring = CudaRing(device, slots=depth + 2)  # queued batches, one being handed out, one being staged
-        for out, done in threaded(lambda: ring.stage(make_host()), depth):
+        # two threads: making batches and staging copies overlap instead of taking turns
+        source = (lambda: threaded(make_host, depth)) if background else make_host
+        for out, done in threaded(lambda: ring.stage(source()), depth):
             yield ring.hand_out(out, done)
         return
     host = threaded(make_host, depth) if background else make_host()
