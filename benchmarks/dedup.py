@@ -29,7 +29,9 @@ import numpy as np
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # before benchmarks/ (the script folder), whose dedup.py would shadow the package
+# the repository root goes before benchmarks/, whose dedup.py (this script) would shadow the dedup package
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+sys.path.append(str(ROOT / "benchmarks"))
 
 from dedup_quality import base_documents, source_texts, word_stream  # noqa: E402
 
