@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class ShardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_bytes: int = Field(default=134_217_728, ge=4096, description="shard size limit, tar headers included")
+    target_bytes: int = Field(
+        default=134_217_728, ge=4096, description="shard size limit, tar headers included"
+    )
     output: str | None = Field(default=None, description="local dir or s3:// URI; default <lake.root>/shards")
     endpoint: str | None = Field(default=None, description="S3 endpoint override for an s3:// output")
     seed: int = Field(default=0, ge=0, lt=1 << 64, description="order of documents within the dataset")
@@ -16,8 +18,12 @@ class ShardConfig(BaseModel):
         default=0.99, gt=0.5, le=1.0, description="a shard closes once it holds this fraction of target_bytes"
     )
     lookahead: int = Field(
-        default=1024, ge=1, description="documents that may wait for the next shard while smaller ones fill a gap"
+        default=1024,
+        ge=1,
+        description="documents that may wait for the next shard while smaller ones fill a gap",
     )
     write_tasks: int | None = Field(
-        default=None, ge=1, description="Spark tasks writing shards; default: one per core, at most one per shard"
+        default=None,
+        ge=1,
+        description="Spark tasks writing shards; default: one per core, at most one per shard",
     )

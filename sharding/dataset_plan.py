@@ -48,7 +48,9 @@ def sample_sizes(doc_ids: pa.Array, tokens: pa.Array, n_tokens: pa.Array, source
     return sample_nbytes(tok_nbytes, js)
 
 
-def order_keys(doc_ids: pa.Array, tokens: pa.Array, sources: pa.Array, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def order_keys(
+    doc_ids: pa.Array, tokens: pa.Array, sources: pa.Array, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(h, ch) int64 order keys of each document."""
     return order_hash(doc_ids, seed), content_hash(tokens, sources, seed)
 
@@ -125,6 +127,12 @@ def plan_dataset(
     capacity = target_bytes - END_NBYTES
     big = np.unique(shard_ids[sizes > capacity]) if sizes.size else np.empty(0, np.int64)
     return DatasetPlan(
-        target_bytes=target_bytes, run_keys=run_keys, run_shards=run_shards, collided=collided,
-        first_index=first, shard_samples=counts, shard_bytes=nbytes, oversized=big,
+        target_bytes=target_bytes,
+        run_keys=run_keys,
+        run_shards=run_shards,
+        collided=collided,
+        first_index=first,
+        shard_samples=counts,
+        shard_bytes=nbytes,
+        oversized=big,
     )

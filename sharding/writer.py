@@ -156,8 +156,10 @@ def list_names(out_uri: str, *, endpoint: str | None = None) -> list[str]:
         client = s3_client(endpoint)
         base = f"{prefix}/" if prefix else ""
         names: list[str] = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base, Delimiter="/"):
-            names += [obj["Key"][len(base):] for obj in page.get("Contents", [])]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=base, Delimiter="/"
+        ):
+            names += [obj["Key"][len(base) :] for obj in page.get("Contents", [])]
         return names
     d = local_dir(out_uri)
     return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
