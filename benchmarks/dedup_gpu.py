@@ -21,7 +21,10 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# benchmarks/ holds scripts named like modules (dedup.py, tokenize.py): keep the folder off the front
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.append(str(_HERE))
 
 from dedup.gpu import minhash_from_hashes_torch  # noqa: E402
 from dedup.minhash import minhash_signatures  # noqa: E402

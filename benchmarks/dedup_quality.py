@@ -29,7 +29,9 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# benchmarks/ holds scripts named like modules (dedup.py, tokenize.py): keep the folder off the front
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from dedup.config import DedupConfig  # noqa: E402
 from dedup.local import near_duplicates_local  # noqa: E402
