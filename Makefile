@@ -9,7 +9,7 @@ PIP = $(VENV)/bin/pip
 CONSTRAINTS = .ci/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all check-java lint bench clean help
+.PHONY: demo test test-all check-java chromium-present lint bench clean help
 
 help:
 	@echo "make demo  - run the whole pipeline on data/sample (installs into $(VENV) first)"
@@ -34,10 +34,16 @@ $(VENV)/.test-installed: $(VENV)/.demo-installed pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e ".[loader,test,bench,dvc,report]"
 	touch $@
 
+# the HTML report test renders in Debian's headless Chromium
+chromium-present:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null); } || \
+	  echo "warning: chromium is missing and could not be installed; the report rendering test will fail" >&2
+
 demo: check-java $(VENV)/.demo-installed
 	$(VENV)/bin/tokenmill demo
 
-test: check-java $(VENV)/.test-installed
+test: check-java $(VENV)/.test-installed chromium-present
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-all: check-java $(VENV)/.test-installed
