@@ -33,8 +33,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
 
+def _stage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-version", metavar="NAME", default=None,
+                   help="read the input tables at this dataset version (same as --set lake.read_version=NAME)")
+
+
 def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Config:
-    return load_config(args.config, [*extra, *args.overrides])
+    version = getattr(args, "from_version", None)
+    return load_config(args.config, [*extra, *args.overrides, *([f"lake.read_version={version}"] if version else [])])
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -127,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, func in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _common(p)
+        if name in ("curate", "tokenize", "shard", "train-tokenizer", "run"):
+            _stage_args(p)
         if name == "demo":
             p.add_argument("--keep", action="store_true", help="keep the previous demo lake instead of starting fresh")
         p.set_defaults(func=func)

@@ -36,6 +36,8 @@ class LakeConfig(BaseModel):
     )
     warehouse: str | None = Field(default=None, description="default: <root>/warehouse")
     metrics_dir: str | None = Field(default=None, description="per-stage metrics JSON; default: <root>/metrics")
+    read_version: str | None = Field(
+        default=None, description="stages read their input tables at this dataset version (`tokenmill version`)")
 
     def catalog_properties(self) -> dict[str, str]:
         """Properties for `pyiceberg.catalog.load_catalog`, with the embedded SQLite default filled in."""

@@ -13,8 +13,8 @@ from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 
 from pipelines import lake
-from pipelines.config import SparkConfig
-from pipelines.errors import MissingDependencyError
+from pipelines.config import Config, SparkConfig
+from pipelines.errors import MissingDependencyError, StageInputError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,20 @@ def read_table_df(spark: SparkSession, table: Table, snapshot_id: int | None = N
 
         return spark.createDataFrame([], from_arrow_schema(schema))
     return spark.read.parquet(*files)
+
+
+def read_input_df(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
+    """A stage's input table: its current snapshot, or the snapshot tagged by `lake.read_version`."""
+    if not cfg.lake.read_version:
+        return read_table_df(spark, table)
+    from pipelines.versions import resolve_version
+
+    name = table.name()[-1]
+    snapshot_id = resolve_version(cfg, cfg.lake.read_version).snapshot_id(name)
+    if snapshot_id is None:
+        raise StageInputError(f"version {cfg.lake.read_version!r} has no snapshot of table {name}")
+    log.info("reading %s at version %s (snapshot %s)", name, cfg.lake.read_version, snapshot_id)
+    return read_table_df(spark, table, snapshot_id)
 
 
 FILES_SCHEMA = "path string, rows long"

@@ -25,7 +25,7 @@ from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError
 from pipelines.report import StageReport
-from pipelines.spark_session import read_table_df
+from pipelines.spark_session import read_input_df
 from schemas.shards import TABLE as SHARDS
 from sharding.dataset_plan import (
     BUCKET_BITS,
@@ -226,7 +226,7 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
         raise StageInputError(f"table {cfg.lake.namespace}.tokens does not exist; run tokenize first")
     info = tokens_info(tokens)
     itemsize = 2 if info["token_dtype"] == "uint16" else 4
-    df = read_table_df(spark, tokens).select("doc_id", "tokens", "n_tokens", "source")
+    df = read_input_df(spark, cfg, tokens).select("doc_id", "tokens", "n_tokens", "source")
     cores = spark.sparkContext.defaultParallelism
     meta = df.mapInArrow(_meta(s.seed), META_SCHEMA)
     try:

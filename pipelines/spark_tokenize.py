@@ -20,7 +20,7 @@ from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError
 from pipelines.report import StageReport
-from pipelines.spark_session import read_table_df
+from pipelines.spark_session import read_input_df
 from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
 from pipelines.train_tokenizer import save_tokenizer, train_bpe
 from schemas.tokens import TABLE as TOKENS
@@ -93,7 +93,7 @@ def _clean_docs(spark: SparkSession, cfg: Config) -> DataFrame:
     table = lake.load_table(catalog, cfg.lake.namespace, "clean_docs")
     if table is None:
         raise StageInputError(f"table {cfg.lake.namespace}.clean_docs does not exist; run curate first")
-    return read_table_df(spark, table)
+    return read_input_df(spark, cfg, table)
 
 
 def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, directory: str, prefix: str) -> DataFrame:
