@@ -24,7 +24,10 @@ import types
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
+# benchmarks/ holds modules named like stdlib ones (tokenize.py): keep this script's folder off the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
 
 EOD = 0
 VOCAB = 50_000

@@ -19,9 +19,21 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loader import make_corpus, write_tokenmill  # noqa: E402  (sibling benchmark module)
+def _sibling(name: str):
+    # loaded by path: putting benchmarks/ on sys.path would shadow stdlib modules (benchmarks/tokenize.py)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", Path(__file__).resolve().parent / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_bench = _sibling("loader")
+make_corpus, write_tokenmill = _bench.make_corpus, _bench.write_tokenmill
 
 
 def run(

@@ -105,7 +105,7 @@ class ShardStore:
         if len(idx) != m.n_samples[shard] or int(idx[:, 1].sum()) != m.n_tokens[shard]:
             raise CorruptShardError(name, "index sample or token counts disagree with the manifest")
         self._indexes[shard] = idx
-        while len(self._indexes) > 4 * _OPEN_SHARDS:
+        while len(self._indexes) > _OPEN_SHARDS:
             self._indexes.popitem(last=False)
         return idx
 
