@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from pipelines import lake
-from pipelines.config import Config
+from pipelines.config import Config, load_config
 from pipelines.errors import VersionError
 from schemas import TABLES
 
@@ -333,3 +334,20 @@ def delete_version(cfg: Config, name: str) -> None:
             table.manage_snapshots().remove_tag(name).commit()
     shutil.rmtree(versions_dir(cfg) / name, ignore_errors=True)
     record_path(cfg, name).unlink()
+
+
+def manifest_resolver(config: Config | str | Path = "params.yaml", overrides: Sequence[str] = ()
+                      ) -> Callable[[str], str]:
+    """A `TokenLoader` resolver: a dataset version name -> the manifest URI pinned by that version.
+
+    `config` is a Config or the YAML file describing the lake (default params.yaml in the working directory).
+    """
+    cfg = config if isinstance(config, Config) else load_config(config, list(overrides))
+
+    def resolve(name: str) -> str:
+        info = resolve_version(cfg, name)
+        if info.manifest_uri is None:
+            raise VersionError(f"version {name!r} has no shard manifest (no shard stage had run when it was made)")
+        return info.manifest_uri
+
+    return resolve

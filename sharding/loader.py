@@ -28,10 +28,20 @@ def _resolve(name: str, resolver: Callable[[str], str] | None) -> str:
     if is_remote(name) or Path(name).exists():
         return name
     if resolver is None:
-        raise ValueError(
-            f"source {name!r} is neither an existing path nor an s3:// URI, and no resolver was given"
-        )
+        resolver = _project_resolver(name)
     return str(resolver(name))
+
+
+def _project_resolver(name: str) -> Callable[[str], str]:
+    """Dataset version names resolve through the tokenmill project in the working directory (params.yaml)."""
+    if not Path("params.yaml").exists():
+        raise ValueError(
+            f"source {name!r} is neither an existing path nor an s3:// URI; to use it as a dataset version, run "
+            "from the project folder (params.yaml) or pass resolver=pipelines.versions.manifest_resolver(...)"
+        )
+    from pipelines.versions import manifest_resolver
+
+    return manifest_resolver("params.yaml")
 
 
 def _sources(source: Source) -> tuple[list[str], list[float] | None]:

@@ -132,3 +132,14 @@ def test_stage_reads_its_input_at_a_version(built, spark, tmp_path: Path) -> Non
     second = json.loads(Path(report.outputs["manifest"].removeprefix("file://")).read_text())
     assert [s["sha256"] for s in second["shards"]] == [s["sha256"] for s in first["shards"]]
     assert second["n_samples"] == first["n_samples"] > 0
+
+
+def test_loader_reads_a_dataset_version(built) -> None:
+    from pipelines.versions import manifest_resolver
+    from sharding import TokenLoader
+
+    cfg, _ = built
+    loader = TokenLoader("v1", seq_len=64, batch_size=2, rank=0, world_size=1, resolver=manifest_resolver(cfg))
+    batch = next(iter(loader))
+    assert tuple(batch["input_ids"].shape) == (2, 64)
+    assert int(batch["input_ids"].max()) < json.loads(Path(manifest_resolver(cfg)("v1")).read_text())["vocab_size"]
