@@ -1,7 +1,10 @@
 """The curate stage on Spark: normalize and filter raw_docs (whole Arrow batches in mapInArrow), exact then
 near dedup among the documents that pass, and one doc_decisions row per raw document.
 
-Both output tables are replaced as a whole, so a re-run gives the same tables (the keep rule is deterministic).
+Full mode replaces both output tables as a whole, so a re-run gives the same tables (the keep rule is
+deterministic), and rebuilds dedup_index (signatures and band keys of the kept documents). Incremental mode
+(`curate.dedup.incremental`) appends decisions for the raw docs that have none, deduplicated against the
+documents kept before (see `run_curate_incremental`).
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from dedup.exact import text_hash128_hex
+from dedup.incremental import dedup_index_params
 from dedup.spark import exact_duplicates, near_duplicates
+from dedup.spark_incremental import exact_duplicates_incremental, index_rows, near_duplicates_incremental
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
+from pipelines.errors import StageInputError
 from pipelines.filters import curate_batch
 from pipelines.report import StageReport
 from pipelines.spark_session import read_table_df, write_df_files
@@ -31,6 +38,10 @@ from schemas.signals import SIGNAL_FIELDS
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMNS = [f.name for f in SOURCE_FIELDS]
+# links between the three commits of a run (snapshot summary keys), see run_curate_incremental
+DECISIONS_LINK = "tokenmill.decisions_snapshot_id"
+CLEAN_LINK = "tokenmill.clean_snapshot_id"
+INDEX_PARAMS = "tokenmill.dedup_index.params"
 SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
 
 
@@ -55,13 +66,18 @@ def _filter_partitions(cfg: CurateConfig):
             for name in SOURCE_COLUMNS:
                 columns[name] = batch.column(name)
             arrays = [columns[f.name] if f.name in columns else pa.nulls(batch.num_rows, f.type) for f in schema]
-            yield pa.RecordBatch.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema)], schema=schema)
+            yield pa.RecordBatch.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
 
     return run
 
 
-def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str) -> DataFrame:
-    """(doc_id, cluster_id, kept_doc_id, dup_reason) for every document removed as an exact or near duplicate."""
+def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
+                old: tuple[DataFrame, DataFrame] | None = None) -> DataFrame:
+    """(doc_id, cluster_id, kept_doc_id, dup_reason) for every document removed as an exact or near duplicate.
+
+    `old` = (clean_docs (doc_id, exact_hash), dedup_index rows) of earlier kept documents: the documents of
+    `passed` are then deduplicated against those too, and the old ones always stay kept.
+    """
     keep_cols = [k.lstrip("-+") for k in cfg.dedup.keep]
     cols = list(dict.fromkeys(["doc_id", "text", "exact_hash", *keep_cols]))
     candidates = passed.select(*cols)
@@ -69,62 +85,207 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str) -> Da
         [], "doc_id string, cluster_id string, kept_doc_id string, dup_reason string")
     result = empty
     if cfg.dedup.exact:
-        exact = exact_duplicates(candidates, keep=cfg.dedup.keep).withColumn("dup_reason", F.lit("exact"))
+        exact = (exact_duplicates(candidates, keep=cfg.dedup.keep) if old is None
+                 else exact_duplicates_incremental(candidates, old[0], keep=cfg.dedup.keep))
+        exact = exact.withColumn("dup_reason", F.lit("exact"))
         result = result.unionByName(exact)
         candidates = candidates.join(exact.select("doc_id"), "doc_id", "left_anti")
     if cfg.dedup.near:
-        near = near_duplicates(candidates, cfg=cfg.dedup, checkpoint_dir=checkpoint_dir)
+        near = (near_duplicates(candidates, cfg=cfg.dedup, checkpoint_dir=checkpoint_dir) if old is None
+                else near_duplicates_incremental(candidates, old[1], cfg=cfg.dedup, checkpoint_dir=checkpoint_dir))
         result = result.unionByName(near.withColumn("dup_reason", F.lit("near")))
     return result
 
 
 def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
-    """raw_docs -> clean_docs (kept, normalized, with signals) and doc_decisions (every raw doc's fate)."""
+    """raw_docs -> clean_docs (kept, normalized, with signals) and doc_decisions (every raw doc's fate).
+
+    Full mode (default) recomputes both tables from all of raw_docs and rebuilds dedup_index from the kept
+    documents. With `curate.dedup.incremental`, see `run_curate_incremental`.
+    """
+    if cfg.curate.dedup.incremental:
+        return run_curate_incremental(spark, cfg)
     run_id = uuid.uuid4().hex
-    catalog = lake.open_catalog(cfg.lake)
-    ns = cfg.lake.namespace
-    raw = lake.ensure_table(catalog, ns, "raw_docs")
-    decisions_t = lake.ensure_table(catalog, ns, "doc_decisions")
-    clean_t = lake.ensure_table(catalog, ns, "clean_docs")
+    tables = _open_tables(cfg)
     scratch = Path(cfg.lake.root).absolute() / "tmp" / f"curate-{run_id}"
     try:
-        raw_df = read_table_df(spark, raw).select("doc_id", "text", *SOURCE_COLUMNS)
-        schema = curated_schema()
-        curated = raw_df.mapInArrow(_filter_partitions(cfg.curate), from_arrow_schema(schema))
-        # materialize once: filters are the expensive step and both dedup and the outputs read the result
-        curated.write.parquet(str(scratch / "curated"))
-        curated = spark.read.parquet(str(scratch / "curated"))
+        raw_df = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+        curated = _filtered(spark, raw_df, cfg.curate, scratch)
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"))
-        decided = (
-            curated.join(dups, "doc_id", "left")
-            .withColumn("decision", F.when(F.col("reason").isNotNull(), "filtered")
-                        .when(F.col("dup_reason").isNotNull(), "duplicate").otherwise("kept"))
-            .withColumn("reason", F.coalesce("reason", "dup_reason"))
-        )
-        decided.write.parquet(str(scratch / "decided"))
-        decided = spark.read.parquet(str(scratch / "decided"))
-
-        dec_schema = TABLES["doc_decisions"].arrow_schema
-        clean_schema = TABLES["clean_docs"].arrow_schema
-        dec_files, n_dec = write_df_files(decided.select(*dec_schema.names), decisions_t, dec_schema,
-                                          prefix=f"curate-{run_id[:8]}")
-        kept = decided.filter(F.col("decision") == "kept").select(*clean_schema.names)
-        clean_files, n_clean = write_df_files(kept, clean_t, clean_schema, prefix=f"curate-{run_id[:8]}")
-        counts = _decision_counts(decided)
-        summary = lake.snapshot_summary(cfg, "curate", run_id, {
-            "tokenmill.raw_snapshot_id": str(raw.current_snapshot().snapshot_id if raw.current_snapshot() else ""),
-            **{f"tokenmill.count.{k}": str(v) for k, v in counts.items()},
-        })
-        snapshots = {
-            "doc_decisions": lake.commit_files(decisions_t, dec_files, summary, overwrite=True),
-            "clean_docs": lake.commit_files(clean_t, clean_files, summary, overwrite=True),
-        }
+        decided = _decide(spark, curated, dups, scratch)
+        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return _report(cfg, counts, snapshots)
+
+
+def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
+    """Curate only the raw docs without a decision, deduplicated among themselves and against the documents
+    earlier runs kept (clean_docs.exact_hash, dedup_index); earlier decisions never change.
+
+    Appends, in order, the new decisions, clean docs and index rows; each commit records the snapshot of the
+    previous one (`tokenmill.decisions_snapshot_id`, `tokenmill.clean_snapshot_id`). A run first checks those
+    links and completes what an interrupted run left undone (kept decisions without clean rows are re-derived
+    from raw_docs; a stale index is rebuilt from clean_docs), so a crash between the commits is repaired by
+    re-running. A run with nothing new commits nothing. `counts` describe this run's new documents.
+    """
+    run_id = uuid.uuid4().hex
+    tables = _open_tables(cfg)
+    scratch = Path(cfg.lake.root).absolute() / "tmp" / f"curate-{run_id}"
+    try:
+        repaired = _repair_clean(spark, cfg, tables, run_id, scratch)
+        if cfg.curate.dedup.near:
+            repaired |= _repair_index(spark, cfg, tables, run_id)
+        decided_ids = read_table_df(spark, tables["doc_decisions"]).select("doc_id")
+        raw_df = (read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+                  .join(decided_ids, "doc_id", "left_anti"))
+        curated = _filtered(spark, raw_df, cfg.curate, scratch)
+        if curated.isEmpty():
+            log.info("curate: no raw docs without a decision%s", "; repaired the outputs" if repaired else "")
+            report = _report(cfg, {"raw_docs": 0, "kept": 0, "filtered": 0, "duplicate": 0},
+                             {name: _snapshot_id(t) for name, t in tables.items() if name != "raw_docs"})
+            report.skipped = not repaired
+            return report
+        old = (read_table_df(spark, tables["clean_docs"]).select("doc_id", "exact_hash"),
+               read_table_df(spark, tables["dedup_index"]))
+        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"),
+                           old=old)
+        decided = _decide(spark, curated, dups, scratch)
+        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _report(cfg, counts, snapshots)
+
+
+def _open_tables(cfg: Config) -> dict[str, Table]:
+    catalog = lake.open_catalog(cfg.lake)
+    names = ("raw_docs", "doc_decisions", "clean_docs", "dedup_index")
+    return {name: lake.ensure_table(catalog, cfg.lake.namespace, name) for name in names}
+
+
+def _snapshot_id(table: Table) -> int | None:
+    snap = table.current_snapshot()
+    return snap.snapshot_id if snap else None
+
+
+def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch: Path) -> DataFrame:
+    """Normalized and filtered rows (curated_schema), materialized once under `scratch`: filters are the
+    expensive step and dedup and the outputs all read the result."""
+    curated = raw_df.mapInArrow(_filter_partitions(cfg), from_arrow_schema(curated_schema()))
+    curated.write.parquet(str(scratch / "curated"))
+    return spark.read.parquet(str(scratch / "curated"))
+
+
+def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: Path) -> DataFrame:
+    decided = (
+        curated.join(dups, "doc_id", "left")
+        .withColumn("decision", F.when(F.col("reason").isNotNull(), "filtered")
+                    .when(F.col("dup_reason").isNotNull(), "duplicate").otherwise("kept"))
+        .withColumn("reason", F.coalesce("reason", "dup_reason"))
+    )
+    decided.write.parquet(str(scratch / "decided"))
+    return spark.read.parquet(str(scratch / "decided"))
+
+
+def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided: DataFrame, run_id: str, *,
+            overwrite: bool) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Write and commit decisions, then clean docs, then (near dedup on) index rows of the kept documents,
+    each commit naming the snapshot of the one before. `overwrite` replaces the tables, else appends."""
+    raw = tables["raw_docs"]
+    dec_schema = TABLES["doc_decisions"].arrow_schema
+    clean_schema = TABLES["clean_docs"].arrow_schema
+    prefix = f"curate-{run_id[:8]}"
+    dec_files, n_dec = write_df_files(decided.select(*dec_schema.names), tables["doc_decisions"], dec_schema,
+                                      prefix=prefix)
+    kept = decided.filter(F.col("decision") == "kept").select(*clean_schema.names)
+    clean_files, n_clean = write_df_files(kept, tables["clean_docs"], clean_schema, prefix=prefix)
+    counts = _decision_counts(decided)
     if n_dec != counts["raw_docs"] or n_clean != counts["kept"]:
         raise RuntimeError(f"curate wrote {n_dec} decisions / {n_clean} clean docs for {counts}")
+    summary = lake.snapshot_summary(cfg, "curate", run_id, {
+        "tokenmill.raw_snapshot_id": str(_snapshot_id(raw) or ""),
+        "tokenmill.curate.mode": "full" if overwrite else "incremental",
+        **{f"tokenmill.count.{k}": str(v) for k, v in counts.items()},
+    })
+    snapshots: dict[str, int | None] = {}
+    snapshots["doc_decisions"] = _commit_linked(tables["doc_decisions"], dec_files, summary, overwrite)
+    snapshots["clean_docs"] = _commit_linked(
+        tables["clean_docs"], clean_files, {**summary, DECISIONS_LINK: str(snapshots["doc_decisions"])}, overwrite)
+    if cfg.curate.dedup.near:
+        snapshots["dedup_index"] = _write_index(
+            kept, tables["dedup_index"], cfg, summary, snapshots["clean_docs"], prefix, overwrite=overwrite)
+    return counts, snapshots
+
+
+def _commit_linked(table: Table, files: list[str], summary: dict[str, str], overwrite: bool) -> int | None:
+    # an empty table is appended to even when overwriting, so that the commit (and its link) always lands
+    return lake.commit_files(table, files, summary, overwrite=overwrite and table.current_snapshot() is not None)
+
+
+def _write_index(kept: DataFrame, index_t: Table, cfg: Config, summary: dict[str, str], clean_snapshot: int | None,
+                 prefix: str, *, overwrite: bool) -> int | None:
+    """Index rows of `kept` (doc_id, text) committed to dedup_index, linked to the clean_docs snapshot."""
+    rows = index_rows(kept.select("doc_id", "text"), cfg.curate.dedup)
+    schema = TABLES["dedup_index"].arrow_schema
+    files, n = write_df_files(rows, index_t, schema, prefix=prefix)
+    log.info("dedup_index: %d rows (%s)", n, "rebuilt" if overwrite else "appended")
+    return _commit_linked(index_t, files, {
+        **summary, CLEAN_LINK: str(clean_snapshot or ""), INDEX_PARAMS: dedup_index_params(cfg.curate.dedup),
+    }, overwrite)
+
+
+def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], run_id: str, scratch: Path) -> bool:
+    """Give every kept decision its clean_docs row when the last decisions commit has no matching clean_docs
+    commit (a run stopped between the two). True when something was committed.
+
+    Raises StageInputError when clean_docs holds documents that are not kept (a full run stopped midway):
+    a full curate must rebuild the tables.
+    """
+    decisions, clean = tables["doc_decisions"], tables["clean_docs"]
+    dec_snap = _snapshot_id(decisions)
+    if dec_snap is None and clean.current_snapshot() is None:
+        return False
+    if dec_snap is not None and lake.last_summary(clean).get(DECISIONS_LINK) == str(dec_snap):
+        return False
+    kept_ids = read_table_df(spark, decisions).where(F.col("decision") == "kept").select("doc_id")
+    clean_ids = read_table_df(spark, clean).select("doc_id")
+    extra = [r["doc_id"] for r in clean_ids.join(kept_ids, "doc_id", "left_anti").limit(5).collect()]
+    if extra:
+        raise StageInputError(f"clean_docs holds documents without a 'kept' decision (e.g. {extra}); an earlier "
+                              "full curate did not finish: run curate with curate.dedup.incremental=false")
+    missing = kept_ids.join(clean_ids, "doc_id", "left_anti")
+    raw_df = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+    rows = _filtered(spark, raw_df.join(missing, "doc_id", "left_semi"), cfg.curate, scratch / "repair")
+    clean_schema = TABLES["clean_docs"].arrow_schema
+    files, n = write_df_files(rows.select(*clean_schema.names), clean, clean_schema, prefix=f"curate-{run_id[:8]}")
+    log.warning("curate: completing an interrupted run: %d kept documents had no clean_docs row", n)
+    summary = lake.snapshot_summary(cfg, "curate", run_id, {
+        "tokenmill.curate.mode": "repair", DECISIONS_LINK: str(dec_snap or "")})
+    _commit_linked(clean, files, summary, overwrite=False)
+    return True
+
+
+def _repair_index(spark: SparkSession, cfg: Config, tables: dict[str, Table], run_id: str) -> bool:
+    """Rebuild dedup_index from clean_docs when its last commit does not match the current clean_docs
+    snapshot or was made with other dedup parameters. True when it was rebuilt."""
+    index, clean = tables["dedup_index"], tables["clean_docs"]
+    last = lake.last_summary(index)
+    params = dedup_index_params(cfg.curate.dedup)
+    if last.get(INDEX_PARAMS) == params and last.get(CLEAN_LINK) == str(_snapshot_id(clean) or ""):
+        return False
+    log.warning("curate: rebuilding dedup_index from clean_docs (%s)",
+                "parameters changed" if INDEX_PARAMS in last and last[INDEX_PARAMS] != params else "out of date")
+    summary = lake.snapshot_summary(cfg, "curate", run_id, {"tokenmill.curate.mode": "repair"})
+    _write_index(read_table_df(spark, clean), index, cfg, summary, _snapshot_id(clean), f"curate-{run_id[:8]}",
+                 overwrite=True)
+    return True
+
+
+def _report(cfg: Config, counts: dict[str, int], snapshots: dict[str, int | None]) -> StageReport:
+    ns = cfg.lake.namespace
     return StageReport(stage="curate", counts=counts, snapshots=snapshots,
-                       outputs={"clean_docs": f"{ns}.clean_docs", "doc_decisions": f"{ns}.doc_decisions"})
+                       outputs={"clean_docs": f"{ns}.clean_docs", "doc_decisions": f"{ns}.doc_decisions",
+                                "dedup_index": f"{ns}.dedup_index"})
 
 
 def _decision_counts(decided: DataFrame) -> dict[str, int]:

@@ -1,0 +1,108 @@
+"""Spark adapter of incremental dedup: a new batch against itself and against earlier kept documents.
+
+Earlier kept documents come as clean_docs (doc_id, exact_hash) for exact dedup and as dedup_index rows
+(doc_id, signature, band_keys) for near dedup. The keep rule of dedup/incremental.py applies: old documents
+always stay kept; a new document clustered with old ones becomes a duplicate of the smallest old doc_id in
+its cluster; clusters of new documents only use cfg.keep. Both functions return DataFrame(doc_id, cluster_id,
+kept_doc_id) with one row per removed *new* document, cluster_id being the cluster's smallest doc_id.
+
+Cost: exact dedup joins the batch's hashes with the old ones (a semi-join, then a group by); near dedup
+explodes the index's band keys once, keeps the old documents sharing a bucket with a new one, and runs the
+ordinary candidate_edges / connected_components on the batch plus those few old documents.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from dedup.config import DedupConfig
+from dedup.spark import RESULT_COLUMNS, _keep_order, candidate_edges, connected_components, signatures
+
+log = logging.getLogger(__name__)
+
+
+def resolve_against_old(members: DataFrame, new: DataFrame, keep: list[str]) -> DataFrame:
+    """members(doc_id, cluster_id) over new and old documents -> removed new rows (RESULT_COLUMNS).
+
+    `new` holds the new documents (doc_id, keep-rule columns); every member not in `new` is old. Each
+    cluster keeps its smallest old doc_id when it has an old member, else its keep-rule winner.
+    """
+    ranked_new = new.select("doc_id", F.lit(True).alias("is_new"), _keep_order(new, keep).alias("k"))
+    ranked = (
+        members.join(ranked_new, "doc_id", "left")
+        .withColumn("is_new", F.coalesce("is_new", F.lit(False)))
+        # False < True: an old member wins before the keep rule is looked at; old members tie on k (null)
+        .withColumn("r", F.struct("is_new", "k", F.col("doc_id").alias("id")))
+    )
+    winners = ranked.groupBy("cluster_id").agg(F.min("r").getField("id").alias("kept_doc_id"))
+    return (
+        ranked.where(F.col("is_new")).join(winners, "cluster_id")
+        .where(F.col("doc_id") != F.col("kept_doc_id")).select(*RESULT_COLUMNS)
+    )
+
+
+def exact_duplicates_incremental(new: DataFrame, old: DataFrame, *, keep: list[str]) -> DataFrame:
+    """New documents sharing exact_hash with an old kept document or with another new one, less the kept.
+
+    `new`: doc_id, exact_hash, keep-rule columns; `old`: doc_id, exact_hash of earlier kept documents (ids
+    disjoint from `new`). Null hashes take no part.
+    """
+    _keep_order(new, keep)  # validate the rule before any work
+    hashed = new.where(F.col("exact_hash").isNotNull()).select("doc_id", "exact_hash")
+    old_hit = (
+        old.where(F.col("exact_hash").isNotNull()).select("doc_id", "exact_hash")
+        .join(hashed.select("exact_hash").distinct(), "exact_hash", "left_semi")
+    )
+    both = hashed.unionByName(old_hit)
+    groups = (
+        both.groupBy("exact_hash")
+        .agg(F.count(F.lit(1)).alias("n"), F.min("doc_id").alias("cluster_id"))
+        .where(F.col("n") > 1).select("exact_hash", "cluster_id")
+    )
+    members = both.join(groups, "exact_hash").select("doc_id", "cluster_id")
+    return resolve_against_old(members, new, keep)
+
+
+def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupConfig,
+                                checkpoint_dir: str | None = None) -> DataFrame:
+    """MinHash-LSH near duplicates of `new` (doc_id, text, keep-rule columns) among themselves and against
+    `index` (dedup_index rows of earlier kept documents, same parameters, ids disjoint from `new`).
+
+    Edges between two old documents are dropped: old documents were settled when they were kept and must
+    not be merged into one cluster with each other. Edges and components are checkpointed here.
+    """
+    _keep_order(new, cfg.keep)
+    spark = new.sparkSession
+    if checkpoint_dir:
+        spark.sparkContext.setCheckpointDir(checkpoint_dir)
+    new_sigs = signatures(new, cfg)
+    new_sigs = new_sigs.checkpoint() if checkpoint_dir else new_sigs.localCheckpoint()
+    new_keys = new_sigs.select(F.posexplode("band_keys").alias("band", "key")).distinct()
+    old_ids = (
+        index.select("doc_id", F.posexplode("band_keys").alias("band", "key"))
+        .join(new_keys, ["band", "key"], "left_semi").select("doc_id").distinct()
+    )
+    old_ids = old_ids.checkpoint() if checkpoint_dir else old_ids.localCheckpoint()
+    old_sigs = index.join(old_ids, "doc_id", "left_semi").select("doc_id", "signature", "band_keys")
+    edges = candidate_edges(new_sigs.unionByName(old_sigs), cfg)
+    old_a = old_ids.select(F.col("doc_id").alias("a"), F.lit(True).alias("a_old"))
+    old_b = old_ids.select(F.col("doc_id").alias("b"), F.lit(True).alias("b_old"))
+    edges = (
+        edges.join(old_a, "a", "left").join(old_b, "b", "left")
+        .where(~(F.coalesce("a_old", F.lit(False)) & F.coalesce("b_old", F.lit(False))))
+        .select("a", "b")
+    )
+    edges = edges.checkpoint() if checkpoint_dir else edges.localCheckpoint()
+    members = connected_components(edges, max_iterations=cfg.max_iterations,
+                                   checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
+    members = members.checkpoint() if checkpoint_dir else members.localCheckpoint()
+    return resolve_against_old(members, new, cfg.keep)
+
+
+def index_rows(kept: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """dedup_index rows (doc_id, signature, band_keys) of kept documents (doc_id, text); documents without
+    any shingle get no row."""
+    return signatures(kept, cfg)

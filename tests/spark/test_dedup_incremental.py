@@ -1,0 +1,209 @@
+"""Incremental curate on real Spark: a new batch is deduplicated against the documents earlier runs kept,
+earlier decisions never change, counts conserve, a run with nothing new commits nothing, and a run stopped
+between its commits is completed by the next one."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines import lake
+from pipelines.audit import audit
+from pipelines.config import Config, load_config
+from pipelines.spark_curate import run_curate
+from pipelines.spark_ingest import run_ingest
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "tiny" / "input"
+TABLE_NAMES = ("doc_decisions", "clean_docs", "dedup_index")
+
+pytestmark = pytest.mark.spark
+
+
+def _config(root: Path, folder: Path, *, incremental: bool) -> Config:
+    return load_config(None, [
+        f"lake.root={root}",
+        f"sources=[{{type: local, path: '{folder}'}}]",
+        "curate.filters=[{name: length, min_words: 5, max_chars: 10000}]",
+        "curate.dedup.keep=[-n_chars, doc_id]",  # copies are shorter: the original must win
+        f"curate.dedup.incremental={str(incremental).lower()}",
+    ])
+
+
+def _tables(cfg: Config) -> dict:
+    catalog = lake.open_catalog(cfg.lake)
+    return {name: lake.ensure_table(catalog, cfg.lake.namespace, name) for name in TABLE_NAMES}
+
+
+def _rows(cfg: Config, name: str) -> list[dict]:
+    return lake.read_table(_tables(cfg)[name]).to_pylist()
+
+
+def _decisions(cfg: Config) -> dict[str, dict]:
+    rows = _rows(cfg, "doc_decisions")
+    by_id = {r["doc_id"]: r for r in rows}
+    assert len(by_id) == len(rows), "one decision per document"
+    return by_id
+
+
+def _snapshots(cfg: Config) -> dict[str, int | None]:
+    return {name: (t.current_snapshot().snapshot_id if t.current_snapshot() else None)
+            for name, t in _tables(cfg).items()}
+
+
+def _texts(path: Path) -> dict[str, str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = {}
+    with opener(path, "rt") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record.get("text"), str):
+                out[record["id"]] = record["text"]
+    return out
+
+
+def _cut(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text with word ranges [a, b) deleted (words split on single spaces, so newlines survive)."""
+    words = text.split(" ")
+    for a, b in sorted(spans, reverse=True):
+        del words[a:b]
+    return " ".join(words)
+
+
+def _check_consistent(cfg: Config) -> dict[str, dict]:
+    """Audit passes; clean_docs and dedup_index each hold every kept document exactly once."""
+    result = audit(cfg)
+    assert result.ok, [c for c in result.checks if not c.ok]
+    dec = _decisions(cfg)
+    kept = sorted(d for d, r in dec.items() if r["decision"] == "kept")
+    assert sorted(r["doc_id"] for r in _rows(cfg, "clean_docs")) == kept
+    assert sorted(r["doc_id"] for r in _rows(cfg, "dedup_index")) == kept  # every kept doc here has >= 5 words
+    return dec
+
+
+@pytest.fixture(scope="module")
+def batches(spark, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """docs-a curated in full mode, then a new file curated incrementally, then a curate with nothing new."""
+    tmp = tmp_path_factory.mktemp("incr")
+    folder = tmp / "in"
+    folder.mkdir()
+    shutil.copy(TINY / "docs-a.jsonl", folder)
+    full, incr = _config(tmp / "lake", folder, incremental=False), _config(tmp / "lake", folder, incremental=True)
+    run_ingest(spark, full)
+    first = run_curate(spark, full)
+    before = _decisions(full)
+    index_before = {r["doc_id"]: r for r in _rows(full, "dedup_index")}
+
+    old = _texts(TINY / "docs-a.jsonl")
+    tao = _texts(TINY / "docs-b.jsonl.gz")["fortune-tao-0025"]
+    new_docs = [
+        {"id": "new-exact-vms", "text": old["jargon-vms"]},  # byte-identical copy of an old doc
+        {"id": "new-near-jonah-004", "text": _cut(old["kjv-jonah-004"], [(40, 44), (250, 254)])},
+        {"id": "new-fresh-tao", "text": tao},
+        {"id": "new-fresh-tao-copy", "text": tao},
+        {"id": "new-fresh-tao-near", "text": _cut(tao, [(60, 61)])},
+    ]
+    (folder / "docs-new.jsonl").write_text("".join(json.dumps(d) + "\n" for d in new_docs))
+    run_ingest(spark, incr)
+    second = run_curate(spark, incr)
+    after = _check_consistent(incr)
+    snaps = _snapshots(incr)
+    third = run_curate(spark, incr)
+    return {"cfg": incr, "first": first, "second": second, "third": third, "before": before,
+            "after": after, "index_before": index_before, "snapshots_after_second": snaps}
+
+
+def test_full_curate_builds_the_index(batches) -> None:
+    before, index = batches["before"], batches["index_before"]
+    kept = {d for d, r in before.items() if r["decision"] == "kept"}
+    assert set(index) == kept
+    assert all(len(r["signature"]) == 4 * 128 and len(r["band_keys"]) == 16 for r in index.values())
+    assert batches["first"].snapshots["dedup_index"] is not None
+
+
+def test_new_batch_is_deduplicated_against_earlier_versions(batches) -> None:
+    after = batches["after"]
+    got = {d: (after[d]["decision"], after[d]["reason"], after[d]["kept_doc_id"]) for d in after if d.startswith("new-")}
+    assert got == {
+        "new-exact-vms": ("duplicate", "exact", "jargon-vms"),
+        "new-near-jonah-004": ("duplicate", "near", "kjv-jonah-004"),
+        "new-fresh-tao": ("kept", None, None),
+        "new-fresh-tao-copy": ("duplicate", "exact", "new-fresh-tao"),
+        "new-fresh-tao-near": ("duplicate", "near", "new-fresh-tao"),
+    }
+    assert after["new-exact-vms"]["cluster_id"] == "jargon-vms"
+    assert after["new-near-jonah-004"]["cluster_id"] == "kjv-jonah-004"
+    assert batches["second"].counts == {"raw_docs": 5, "kept": 1, "filtered": 0, "duplicate": 4,
+                                        "duplicate_exact": 2, "duplicate_near": 2}
+
+
+def test_earlier_decisions_are_unchanged(batches) -> None:
+    before, after = batches["before"], batches["after"]
+    assert {d: r for d, r in after.items() if d in before} == before
+    assert set(after) - set(before) == {"new-exact-vms", "new-near-jonah-004", "new-fresh-tao",
+                                        "new-fresh-tao-copy", "new-fresh-tao-near"}
+    index = {r["doc_id"]: r for r in _rows(batches["cfg"], "dedup_index")}
+    assert set(index) == set(batches["index_before"]) | {"new-fresh-tao"}
+    assert all(index[d] == r for d, r in batches["index_before"].items())
+
+
+def test_a_run_with_nothing_new_commits_nothing(batches) -> None:
+    third = batches["third"]
+    assert third.skipped
+    assert third.counts["raw_docs"] == 0
+    assert _snapshots(batches["cfg"]) == batches["snapshots_after_second"]
+    assert _decisions(batches["cfg"]) == batches["after"]
+
+
+def test_interrupted_runs_are_completed(spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Incremental from an empty lake; the second batch's run stops after its decisions commit, the next
+    one stops after completing clean_docs (before the index), the third finishes: the tables end as if
+    nothing had failed, and the near copy in the second batch is a duplicate of the first batch's doc."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(TINY / "docs-a.jsonl", folder)
+    cfg = _config(tmp_path / "lake", folder, incremental=True)
+    run_ingest(spark, cfg)
+    run_curate(spark, cfg)
+    first = _check_consistent(cfg)
+    shutil.copy(TINY / "docs-b.jsonl.gz", folder)
+    run_ingest(spark, cfg)
+
+    real_commit = lake.commit_files
+
+    def crash_on(table_name: str):
+        def commit(table, files, summary, *, overwrite=False):
+            if table.name()[-1] == table_name:
+                raise RuntimeError(f"simulated crash before the {table_name} commit")
+            return real_commit(table, files, summary, overwrite=overwrite)
+        return commit
+
+    monkeypatch.setattr(lake, "commit_files", crash_on("clean_docs"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_curate(spark, cfg)
+    dec = _decisions(cfg)
+    assert "zz-near-kjv-jonah-003" in dec and "zz-near-kjv-jonah-003" not in {
+        r["doc_id"] for r in _rows(cfg, "clean_docs")}
+    assert not audit(cfg).ok  # kept docs of the second batch have no clean_docs rows yet
+
+    monkeypatch.setattr(lake, "commit_files", crash_on("dedup_index"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_curate(spark, cfg)
+    monkeypatch.setattr(lake, "commit_files", real_commit)
+    report = run_curate(spark, cfg)
+    assert not report.skipped and report.counts["raw_docs"] == 0  # it repaired, nothing new was left
+
+    final = _check_consistent(cfg)
+    assert {d: r for d, r in final.items() if d in first} == first
+    assert (final["zz-near-kjv-jonah-003"]["decision"], final["zz-near-kjv-jonah-003"]["reason"],
+            final["zz-near-kjv-jonah-003"]["kept_doc_id"]) == ("duplicate", "near", "kjv-jonah-003")
+    assert (final["tiny-long-1"]["decision"], final["tiny-long-1"]["reason"]) == ("filtered", "too_long")
+    assert {r["doc_id"] for r in _rows(cfg, "clean_docs")} >= {"fortune-tao-0025", "fortune-fortunes-0036"}
+    snaps = _snapshots(cfg)
+    assert run_curate(spark, cfg).skipped and _snapshots(cfg) == snaps
