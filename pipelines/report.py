@@ -23,7 +23,9 @@ class StageReport:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     def write_metrics(self, path: str | Path) -> None:
-        """Write this report as a metrics JSON (what `dvc metrics show` reads)."""
+        """Write the numbers of this report (stage, counts, seconds) as the metrics JSON `dvc metrics` reads;
+        snapshot ids and output locations go to the stage's pointer file instead."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(self.to_json() + "\n")
+        data = {"stage": self.stage, "counts": self.counts, "seconds": self.seconds}
+        p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
