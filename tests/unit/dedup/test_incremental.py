@@ -1,0 +1,114 @@
+"""Pure parts of incremental dedup: index parameters, the keep rule with old documents pinned, and the
+single-machine engine against an index of earlier kept documents."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dedup.config import DedupConfig
+from dedup.incremental import (
+    dedup_index_params,
+    index_params,
+    kept_against_index,
+    near_duplicates_against_index_local,
+    signature_matrix,
+)
+from dedup.lsh import band_keys
+from dedup.minhash import minhash_signatures
+
+CFG = DedupConfig(keep=["-n_chars", "doc_id"])
+
+BASE = ("the quick brown fox jumps over the lazy dog while the farmer sleeps in the warm afternoon sun "
+        "and the children play by the river near the old mill where the water runs clear and cold")
+OTHER = ("a completely different sentence about compilers registers and instruction scheduling in modern "
+         "processors with deep pipelines branch predictors and large caches shared between many cores")
+
+
+def _index(ids: list[str], texts: list[str], cfg: DedupConfig = CFG) -> pa.Table:
+    sig = minhash_signatures(pa.array(texts), num_perm=cfg.num_perm, ngram=cfg.ngram, seed=cfg.seed)
+    keys = band_keys(sig, 16, 8)
+    return pa.table({
+        "doc_id": pa.array(ids, pa.string()),
+        "signature": pa.array([row.astype("<u4").tobytes() for row in sig], pa.binary()),
+        "band_keys": pa.array([row.tolist() for row in keys], pa.list_(pa.int64())),
+    })
+
+
+def _batch(ids: list[str], texts: list[str]) -> pa.Table:
+    return pa.table({"doc_id": ids, "text": texts, "n_chars": [len(t) for t in texts]})
+
+
+def test_index_params_is_canonical_and_checked() -> None:
+    assert dedup_index_params(CFG) == "num_perm=128,bands=16,rows=8,ngram=5,shingle=word,seed=42"
+    assert dedup_index_params(CFG.model_copy(update={"seed": 7})) != dedup_index_params(CFG)
+    with pytest.raises(ValueError, match="bands \\* rows"):
+        index_params(num_perm=64, bands=16, rows=8, ngram=5, shingle="word", seed=1)
+    with pytest.raises(ValueError, match="ngram"):
+        index_params(num_perm=64, bands=8, rows=8, ngram=0, shingle="word", seed=1)
+
+
+def test_kept_against_index_pins_old_nodes() -> None:
+    # component 0: new 0, old 1, new 2, old 3; component 4: new 4, 5; component 6: old 6 alone
+    labels = np.array([0, 0, 0, 0, 4, 4, 6])
+    is_old = np.array([False, True, False, True, False, False, True])
+    ranks = np.array([0, 5, 1, 2, 4, 3, 6])
+    kept = kept_against_index(labels, is_old, ranks)
+    # new nodes of component 0 go to the old node of smallest rank (3), never to the better-ranked new node 0;
+    # old node 1 stays itself; component 4 follows the ranks (5 beats 4)
+    assert kept.tolist() == [3, 1, 3, 3, 5, 5, 6]
+
+
+def test_kept_against_index_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        kept_against_index(np.zeros(3), np.zeros(2, bool), np.zeros(3))
+
+
+def test_signature_matrix_round_trips_and_checks_width() -> None:
+    index = _index(["a"], [BASE])
+    sig = minhash_signatures(pa.array([BASE]))
+    assert np.array_equal(signature_matrix(index["signature"], 128), sig)
+    with pytest.raises(ValueError, match="512 bytes"):
+        signature_matrix(pa.array([b"abc"], pa.binary()), 128)
+
+
+def test_new_copy_of_an_old_doc_is_its_duplicate_even_when_longer() -> None:
+    index = _index(["old-1", "old-2"], [BASE, OTHER])
+    longer = BASE + " again"  # a better keep rank than the old doc would have: the old one still wins
+    shorter = BASE.replace("warm ", "")
+    new = _batch(["new-a", "new-b", "new-c"], [longer, shorter, "nothing like the others at all, just a short note"])
+    out = near_duplicates_against_index_local([new], index, cfg=CFG)
+    assert out.to_pylist() == [
+        {"doc_id": "new-a", "cluster_id": "new-a", "kept_doc_id": "old-1"},
+        {"doc_id": "new-b", "cluster_id": "new-a", "kept_doc_id": "old-1"},
+    ]
+
+
+def test_new_only_clusters_follow_the_keep_rule_and_old_pairs_stay() -> None:
+    # two old docs that are near copies of each other (e.g. kept before near dedup was on) stay as they are
+    index = _index(["old-1", "old-2"], [BASE, BASE.replace("cold", "clear")])
+    fresh = OTHER + " today"
+    new = _batch(["x-short", "x-long"], [OTHER, fresh])
+    out = near_duplicates_against_index_local([new], index, cfg=CFG)
+    assert out.to_pylist() == [{"doc_id": "x-short", "cluster_id": "x-long", "kept_doc_id": "x-long"}]
+
+
+def test_batches_split_any_way_give_the_same_result() -> None:
+    index = _index(["old-1"], [BASE])
+    texts = [BASE.replace("lazy ", ""), OTHER, OTHER + " indeed", "short text with few words here"]
+    new = _batch(["n1", "n2", "n3", "n4"], texts)
+    whole = near_duplicates_against_index_local([new], index, cfg=CFG)
+    split = near_duplicates_against_index_local([new.slice(0, 1), new.slice(1, 2), new.slice(3)], index, cfg=CFG)
+    assert whole.equals(split)
+    assert whole.to_pylist() == [{"doc_id": "n1", "cluster_id": "n1", "kept_doc_id": "old-1"},
+                                 {"doc_id": "n2", "cluster_id": "n2", "kept_doc_id": "n3"}]
+
+
+def test_overlapping_ids_and_foreign_index_are_rejected() -> None:
+    index = _index(["a"], [BASE])
+    with pytest.raises(ValueError, match="must not appear in the index"):
+        near_duplicates_against_index_local([_batch(["a"], [OTHER])], index, cfg=CFG)
+    narrow = CFG.model_copy(update={"bands": 8, "rows": 8})
+    with pytest.raises(ValueError, match="8 keys per row"):
+        near_duplicates_against_index_local([_batch(["b"], [OTHER])], index, cfg=narrow)
