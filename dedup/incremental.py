@@ -85,20 +85,27 @@ def kept_against_index(labels: np.ndarray, is_old: np.ndarray, ranks: np.ndarray
 
 
 def signature_matrix(column: pa.Array | pa.ChunkedArray, num_perm: int) -> np.ndarray:
-    """The (n, num_perm) uint32 matrix of a binary column of signatures (4 * num_perm little-endian bytes each).
+    """The (n, num_perm) uint32 matrix of a binary column of signatures (4 * num_perm little-endian bytes each),
+    read from the Arrow buffers without a per-row copy.
 
     Raises ValueError on a null or a value of another length.
     """
     if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+        column = column.combine_chunks() if column.num_chunks else pa.array([], pa.binary())
     if column.null_count:
         raise ValueError(f"signature column has {column.null_count} nulls")
-    lengths = pc.binary_length(column).to_numpy(zero_copy_only=False)
-    if len(lengths) and np.any(lengths != 4 * num_perm):
+    n = len(column)
+    if n == 0:
+        return np.empty((0, num_perm), dtype=np.uint32)
+    wide = pa.types.is_large_binary(column.type)
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int64 if wide else np.int32,
+                            count=column.offset + n + 1)[column.offset:]
+    lengths = np.diff(offsets)
+    if np.any(lengths != 4 * num_perm):
         raise ValueError(f"signatures must be {4 * num_perm} bytes each (num_perm={num_perm}), "
                          f"got lengths {sorted(set(lengths.tolist()))[:5]}")
-    data = b"".join(column.to_pylist())
-    return np.frombuffer(data, dtype="<u4").reshape(len(column), num_perm).astype(np.uint32)
+    data = np.frombuffer(column.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return data.view("<u4").reshape(n, num_perm).astype(np.uint32)
 
 
 def _band_key_matrix(column: pa.Array | pa.ChunkedArray, bands: int) -> np.ndarray:
