@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from dedup.arrow_buffers import strings_from_fixed_width, utf8_buffers
+from dedup.shingle import fmix64
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
@@ -18,16 +19,6 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 @nb.njit(inline="always")
 def _rotl(x: np.uint64, r: int) -> np.uint64:
     return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
-
-
-@nb.njit(inline="always")
-def _fmix(k: np.uint64) -> np.uint64:
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xFF51AFD7ED558CCD)
-    k ^= k >> np.uint64(33)
-    k *= np.uint64(0xC4CEB9FE1A85EC53)
-    k ^= k >> np.uint64(33)
-    return k
 
 
 @nb.njit(inline="always")
@@ -85,8 +76,8 @@ def _murmur3_128(data: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> None
         h2 ^= np.uint64(length)
         h1 += h2
         h2 += h1
-        h1 = _fmix(h1)
-        h2 = _fmix(h2)
+        h1 = fmix64(h1)
+        h2 = fmix64(h2)
         h1 += h2
         h2 += h1
         for i in range(8):
