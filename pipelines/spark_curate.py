@@ -38,11 +38,11 @@ from schemas.signals import SIGNAL_FIELDS
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMNS = [f.name for f in SOURCE_FIELDS]
+SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
 # links between the three commits of a run (snapshot summary keys), see run_curate_incremental
 DECISIONS_LINK = "tokenmill.decisions_snapshot_id"
 CLEAN_LINK = "tokenmill.clean_snapshot_id"
 INDEX_PARAMS = "tokenmill.dedup_index.params"
-SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
 
 
 def curated_schema() -> pa.Schema:
@@ -243,9 +243,12 @@ def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
     """
     decisions, clean = tables["doc_decisions"], tables["clean_docs"]
     dec_snap = _snapshot_id(decisions)
-    if dec_snap is None and clean.current_snapshot() is None:
+    if dec_snap is None:
+        if lake.read_table(clean, ("doc_id",)).num_rows:
+            raise StageInputError("clean_docs has rows but doc_decisions is empty: run a full curate "
+                                  "(curate.dedup.incremental=false)")
         return False
-    if dec_snap is not None and lake.last_summary(clean).get(DECISIONS_LINK) == str(dec_snap):
+    if lake.last_summary(clean).get(DECISIONS_LINK) == str(dec_snap):
         return False
     kept_ids = read_table_df(spark, decisions).where(F.col("decision") == "kept").select("doc_id")
     clean_ids = read_table_df(spark, clean).select("doc_id")
@@ -260,7 +263,7 @@ def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
     files, n = write_df_files(rows.select(*clean_schema.names), clean, clean_schema, prefix=f"curate-{run_id[:8]}")
     log.warning("curate: completing an interrupted run: %d kept documents had no clean_docs row", n)
     summary = lake.snapshot_summary(cfg, "curate", run_id, {
-        "tokenmill.curate.mode": "repair", DECISIONS_LINK: str(dec_snap or "")})
+        "tokenmill.curate.mode": "repair", DECISIONS_LINK: str(dec_snap)})
     _commit_linked(clean, files, summary, overwrite=False)
     return True
 
