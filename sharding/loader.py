@@ -161,19 +161,24 @@ class TokenLoader:
 
         first = self.global_step
         stop = (self.epoch + 1) * self.plan.steps_per_epoch
+        batcher = self.batcher
         if self.num_workers > 0:
-            batcher, nw = self.batcher, self.num_workers
+            nw = self.num_workers
 
-            def make() -> Iterator[dict[str, Any]]:
-                return lt.worker_batches(batcher, first, stop, nw)
+            def make() -> Iterator[list[dict[str, Any]]]:
+                return ([b] for b in lt.worker_batches(batcher, first, stop, nw))
+
+            depth = self.prefetch
         else:
 
-            def make() -> Iterator[dict[str, Any]]:
-                return (self.batcher.batch(k) for k in range(first, stop))
+            def make() -> Iterator[list[dict[str, Any]]]:
+                return batcher.chunks(first, stop)
+
+            depth = -(-self.prefetch // batcher.chunk_steps)  # queued chunks holding `prefetch` batches
 
         device = None if self.device is None else torch.device(self.device)
         expected = first
-        for batch in lt.device_batches(make, device, self.prefetch, background=self.num_workers == 0):
+        for batch in lt.device_batches(make, device, depth, background=self.num_workers == 0):
             if int(batch["step"]) != expected:
                 raise RuntimeError(f"loader produced step {int(batch['step'])} where {expected} was due")
             expected += 1

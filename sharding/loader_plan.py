@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from sharding.loader_errors import CorruptShardError
+from sharding.loader_gather import cu_seqlens
 from sharding.loader_manifest import RemoteOptions, ShardManifest, check_compatible
 from sharding.loader_pack import pack_stream, pack_windows
 from sharding.loader_store import OnCorrupt, ShardStore
@@ -16,6 +19,11 @@ from sharding.loader_stream import MixSchedule, SourceStream
 from sharding.shuffle import normalize_weights, rank_windows
 
 log = logging.getLogger(__name__)
+
+CHUNK_TOKENS = 1 << 18  # tokens per rank packed by one kernel call (several steps when batches are small)
+CHUNK_SPAN = 1 << 26  # stream tokens a chunk may span (bounds the document table it needs)
+
+Batch = dict[str, np.ndarray | int]
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,13 @@ class LoaderPlan:
 
 class HostBatcher:
     """Builds one rank's batches as numpy arrays: ``batch(step)`` for a global step number (epochs
-    run on: step ``k`` of epoch ``e`` is global step ``e * steps_per_epoch + k``). Picklable, so
-    DataLoader workers each hold their own copy."""
+    run on: step ``k`` of epoch ``e`` is global step ``e * steps_per_epoch + k``), or ``chunks(first,
+    stop)`` for a run of steps, ``chunk_steps`` at a time, each run packed by one kernel call per
+    source. Picklable, so DataLoader workers each hold their own copy.
+
+    Memory: the batches of one chunk are views of shared arrays allocated for that chunk alone and
+    never reused, so every batch stays valid for as long as the caller holds it.
+    """
 
     def __init__(
         self,
@@ -139,6 +152,83 @@ class HostBatcher:
             for i, m in enumerate(plan.manifests)
         ]
         self.schedule = MixSchedule(list(plan.weights), seed=plan.seed, block_windows=plan.mix_block_windows)
+        s = plan.seq_len
+        self.chunk_steps = max(
+            1, min(CHUNK_TOKENS // (self.batch_size * s), CHUNK_SPAN // (plan.global_batch * s))
+        )
+        self._seg: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_seg"] = None
+        return state
+
+    def _window_sources(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(source id, source window index) of each row of ``steps``' batches, row-major."""
+        b = self.batch_size
+        g = ((steps[:, None] * self.world_size + self.rank) * b + np.arange(b, dtype=np.int64)).reshape(-1)
+        if len(self.streams) == 1:
+            return np.zeros_like(g), g
+        looked = [self.schedule.lookup(int(g0), int(g0) + b) for g0 in g[::b]]
+        return np.concatenate([x for x, _ in looked]), np.concatenate([y for _, y in looked])
+
+    def chunk(self, steps: np.ndarray | list[int]) -> list[Batch]:
+        """Packed inputs of global steps ``steps`` for this rank, one dict per step (see
+        :meth:`batch`), made by one fused kernel call per source."""
+        steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        if len(steps) == 0 or int(steps.min()) < 0:
+            raise ValueError(f"steps must be a non-empty list of steps >= 0, got {steps.tolist()}")
+        s, b = self.plan.seq_len, self.batch_size
+        n_rows = len(steps) * b
+        if self._seg is None or self._seg.shape[0] < n_rows:
+            self._seg = np.empty((n_rows, s), dtype=np.int32)  # scratch: copied into cu_seqlens below
+        out = {
+            "input_ids": np.empty((n_rows, s), dtype=np.int64),
+            "labels": np.empty((n_rows, s), dtype=np.int64),
+            "position_ids": np.empty((n_rows, s), dtype=np.int64),
+            "seg": self._seg[:n_rows],
+            "n_seg": np.empty(n_rows, dtype=np.int64),
+        }
+        src, idx = self._window_sources(steps)
+        opts = {"ignore_index": self.ignore_index, "mask_cross_document": self.mask_cross_document}
+        if len(self.streams) == 1:
+            self.streams[0].pack(np.arange(n_rows, dtype=np.int64), idx * s, out, **opts)
+        else:
+            for sid, stream in enumerate(self.streams):
+                rows = np.flatnonzero(src == sid)
+                if len(rows):
+                    stream.pack(rows, idx[rows] * s, out, **opts)
+        cu, ptr, max_len = cu_seqlens(out["seg"], out["n_seg"], n_batches=len(steps), batch=b)
+        batches: list[Batch] = []
+        for i, step in enumerate(steps.tolist()):
+            rows_i = slice(i * b, (i + 1) * b)
+            batches.append(
+                {
+                    "input_ids": out["input_ids"][rows_i],
+                    "labels": out["labels"][rows_i],
+                    "position_ids": out["position_ids"][rows_i],
+                    "cu_seqlens": cu[ptr[i] : ptr[i + 1]],
+                    "max_seqlen": int(max_len[i]),
+                    "step": step,
+                }
+            )
+        return batches
+
+    def chunks(self, first: int, stop: int) -> Iterator[list[Batch]]:
+        """Batches of steps ``[first, stop)`` in order, ``chunk_steps`` per list. When a chunk meets a
+        corrupt shard (under the "raise" policy) its steps are made one at a time, so the error comes
+        after every good batch before the step that needs the shard."""
+        for lo in range(first, stop, self.chunk_steps):
+            steps = np.arange(lo, min(lo + self.chunk_steps, stop), dtype=np.int64)
+            try:
+                got = self.chunk(steps)
+            except CorruptShardError:
+                if len(steps) == 1:
+                    raise
+                for step in steps.tolist():
+                    yield [self.batch(step)]
+                continue
+            yield got
 
     def windows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, ...]:
         """Raw data of global step ``step``: ``(tokens, doc_start, valid)``, either flat
@@ -172,8 +262,15 @@ class HostBatcher:
                 )
         return out
 
-    def batch(self, step: int) -> dict[str, np.ndarray | int]:
-        """Packed inputs of global step ``step`` for this rank (see loader_pack.pack_windows)."""
+    def batch(self, step: int) -> Batch:
+        """Packed inputs of global step ``step`` for this rank: ``input_ids``, ``labels``,
+        ``position_ids`` (int64 ``[batch_size, seq_len]``), ``cu_seqlens`` (int32), ``max_seqlen`` and
+        ``step``, as defined by loader_pack.pack_windows (which :meth:`reference_batch` runs)."""
+        return self.chunk([step])[0]
+
+    def reference_batch(self, step: int) -> Batch:
+        """:meth:`batch` computed by the plain numpy path (:meth:`windows` then loader_pack), which the
+        fused kernel must match exactly; kept as the specification and for tests."""
         tokens, starts, valid = self.windows(step)
         opts = {"ignore_index": self.ignore_index, "mask_cross_document": self.mask_cross_document}
         if tokens.ndim == 1:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sharding.loader_gather import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED, pack_rows
 from sharding.loader_store import ShardStore
 from sharding.shuffle import (
     block_starts,
@@ -33,6 +34,44 @@ class _Block:
     byte_offset: np.ndarray  # byte offset of each document's tokens in its shard
     n_tokens: np.ndarray
     start: np.ndarray  # stream offset of each document within the block, plus the block length at the end
+
+
+class DocTable:
+    """The documents of one stretch of a source's stream, laid out for :func:`sharding.loader_gather.pack_rows`.
+
+    Document ``d`` spans absolute stream offsets ``[start[d], start[d + 1])`` and its tokens lie at
+    token offset ``src[d]`` of ``shards[slot[d]]``. Slots open lazily (:meth:`open`); the table keeps
+    every open shard map alive, since the kernel reads them by address.
+    """
+
+    def __init__(self, store: ShardStore, shards: np.ndarray, src: np.ndarray, start: np.ndarray) -> None:
+        self.store = store
+        self.shards, slot = np.unique(shards, return_inverse=True)
+        self.slot = slot.astype(np.int64).reshape(-1)
+        self.src = src
+        self.start = start
+        n = len(self.shards)
+        self.addr = np.zeros(n, dtype=np.int64)
+        self.length = np.zeros(n, dtype=np.int64)
+        self.state = np.full(n, SLOT_CLOSED, dtype=np.int8)
+        self._maps: list[np.ndarray | None] = [None] * n
+
+    def covers(self, lo: int, hi: int) -> bool:
+        return int(self.start[0]) <= lo and hi <= int(self.start[-1])
+
+    def open(self, need: np.ndarray) -> None:
+        """Open the slots flagged in ``need`` (verifying each shard on first use; CorruptShardError
+        under the "raise" policy)."""
+        itemsize = self.store.manifest.token_dtype.itemsize
+        for sl in np.flatnonzero(need).tolist():
+            buf = self.store.tokens(int(self.shards[sl]))
+            if buf is None:
+                self.state[sl] = SLOT_SKIPPED
+                continue
+            self._maps[sl] = buf
+            self.addr[sl] = buf.ctypes.data
+            self.length[sl] = buf.nbytes // itemsize
+            self.state[sl] = SLOT_OPEN
 
 
 class SourceStream:
@@ -58,6 +97,7 @@ class SourceStream:
             self._fit_cache(store, block_shards)
         self._epochs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._blocks: OrderedDict[tuple[int, int], _Block] = OrderedDict()
+        self._table: DocTable | None = None
 
     @staticmethod
     def _fit_cache(store: ShardStore, block_shards: int) -> None:
@@ -77,7 +117,7 @@ class SourceStream:
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        state["_epochs"], state["_blocks"] = OrderedDict(), OrderedDict()
+        state["_epochs"], state["_blocks"], state["_table"] = OrderedDict(), OrderedDict(), None
         return state
 
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +181,72 @@ class SourceStream:
                 blk, lo, hi, tokens[pos - start :], doc_start[pos - start :], valid[pos - start :]
             )
             pos += hi - lo
+
+    def table(self, lo: int, hi: int) -> DocTable:
+        """A document table covering stream offsets ``[lo, hi)``: the blocks that hold them, end to end
+        (kept while later ranges still fall inside it)."""
+        if self._table is not None and self._table.covers(lo, hi):
+            return self._table
+        if not 0 <= lo < hi:
+            raise ValueError(f"bad stream range [{lo}, {hi})")
+        parts = []
+        pos = lo
+        while True:
+            epoch, off = divmod(pos, self.epoch_tokens)
+            _, boffs = self._epoch(epoch)
+            b = int(np.searchsorted(boffs, off, side="right")) - 1
+            blk = self._block(epoch, b)
+            first = epoch * self.epoch_tokens + int(boffs[b])
+            parts.append((blk, first))
+            pos = first + int(blk.start[-1])
+            if pos >= hi:
+                break
+        itemsize = self.dtype.itemsize
+        shards = np.concatenate([blk.shards for blk, _ in parts])
+        src = np.concatenate([blk.byte_offset // itemsize for blk, _ in parts])
+        start = np.concatenate([blk.start[:-1] + first for blk, first in parts] + [[pos]]).astype(np.int64)
+        self._table = DocTable(self.store, shards, src, start)
+        return self._table
+
+    def pack(
+        self,
+        rows: np.ndarray,
+        offsets: np.ndarray,
+        out: dict[str, np.ndarray],
+        *,
+        ignore_index: int,
+        mask_cross_document: bool,
+    ) -> None:
+        """Fill ``out`` rows ``rows`` with the windows starting at stream offsets ``offsets`` (see
+        :func:`sharding.loader_gather.pack_rows` for ``out``'s arrays). Shards open, and are verified,
+        when a window first needs them. Raises CorruptShardError under the "raise" policy."""
+        s = out["input_ids"].shape[1]
+        table = self.table(int(offsets.min()), int(offsets.max()) + s + 1)
+        while True:
+            need = np.zeros(len(table.state), dtype=np.uint8)
+            missing = pack_rows(
+                table.addr,
+                table.length,
+                table.state,
+                self.dtype,
+                table.slot,
+                table.src,
+                table.start,
+                rows,
+                offsets,
+                eod=self.eod_id,
+                ignore_index=ignore_index,
+                mask_cross_document=mask_cross_document,
+                input_ids=out["input_ids"],
+                labels=out["labels"],
+                position_ids=out["position_ids"],
+                seg=out["seg"],
+                n_seg=out["n_seg"],
+                need=need,
+            )
+            if not missing:
+                return
+            table.open(need)
 
     def _copy_span(
         self, blk: _Block, lo: int, hi: int, tokens: np.ndarray, doc_start: np.ndarray, valid: np.ndarray

@@ -157,21 +157,35 @@ class CudaRing:
 
 
 def device_batches(
-    make_host: Callable[[], Iterator[Batch]], device: torch.device | None, depth: int, *, background: bool
+    make_host: Callable[[], Iterator[list[Batch]]],
+    device: torch.device | None,
+    depth: int,
+    *,
+    background: bool,
 ) -> Iterator[Batch]:
-    """Batches from ``make_host()`` as tensors: CPU tensors when ``device`` is None or CPU (made in a
-    prefetch thread ``depth`` ahead when ``background``); on CUDA, staged through a :class:`CudaRing`
-    in a second thread, ``depth`` batches in flight; other devices by a plain ``.to(device)``."""
+    """Batches from ``make_host()`` (lists of host batches, in order) as tensors: CPU tensors when
+    ``device`` is None or CPU (made in a prefetch thread ``depth`` lists ahead when ``background``);
+    on CUDA, staged through a :class:`CudaRing` in a second thread, ``depth`` batches in flight;
+    other devices by a plain ``.to(device)``."""
+
+    def host_tensors() -> Iterator[list[Batch]]:
+        # the zero-copy tensor wrapping runs in the prefetch thread, off the consumer's path
+        return ([as_tensors(b) for b in chunk] for chunk in make_host())
+
     if device is not None and device.type == "cuda":
         ring = CudaRing(device, slots=depth + 2)  # queued batches, one being handed out, one being staged
         # two threads: making batches and staging copies overlap instead of taking turns
-        source = (lambda: threaded(make_host, depth)) if background else make_host
-        for out, done in threaded(lambda: ring.stage(source()), depth):
+        chunks = (lambda: threaded(host_tensors, depth)) if background else host_tensors
+
+        def flat() -> Iterator[Batch]:
+            return (b for chunk in chunks() for b in chunk)
+
+        for out, done in threaded(lambda: ring.stage(flat()), depth):
             yield ring.hand_out(out, done)
         return
-    host = threaded(make_host, depth) if background else make_host()
-    for b in host:
-        t = as_tensors(b)
-        if device is not None and device.type != "cpu":
-            t = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
-        yield t
+    host = threaded(host_tensors, depth) if background else host_tensors()
+    for chunk in host:
+        for t in chunk:
+            if device is not None and device.type != "cpu":
+                t = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+            yield t

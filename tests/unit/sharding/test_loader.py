@@ -213,10 +213,11 @@ def test_mixing_other_tokenizers_raises(dataset, tmp_path) -> None:
         TokenLoader([manifest_a, other], seq_len=SEQ, batch_size=2)
 
 
-def test_names_go_through_the_resolver(dataset) -> None:
+def test_names_go_through_the_resolver(dataset, tmp_path, monkeypatch) -> None:
     manifest, _ = dataset
     loader = TokenLoader("corpus@v3", seq_len=SEQ, batch_size=2, resolver=lambda name: str(manifest))
     assert len(loader) > 0
+    monkeypatch.chdir(tmp_path)  # outside a project folder (no params.yaml) a name needs a resolver
     with pytest.raises(ValueError, match="resolver"):
         TokenLoader("corpus@v3", seq_len=SEQ, batch_size=2)
 
