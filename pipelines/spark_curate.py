@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 from pyiceberg.table import Table
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -30,7 +30,7 @@ from pipelines.config import Config, CurateConfig
 from pipelines.errors import StageInputError
 from pipelines.filters import curate_batch
 from pipelines.report import StageReport
-from pipelines.spark_session import read_table_df, write_df_files
+from pipelines.spark_session import read_input_df, read_table_df, write_df_files
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
@@ -109,10 +109,11 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
     tables = _open_tables(cfg)
     scratch = Path(cfg.lake.root).absolute() / "tmp" / f"curate-{run_id}"
     try:
-        raw_df = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
-        curated = _filtered(spark, raw_df, cfg.curate, scratch)
+        raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+        primary, repeats = _split_repeated_ids(raw_df)
+        curated = _filtered(spark, primary, cfg.curate, scratch)
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"))
-        decided = _decide(spark, curated, dups, scratch)
+        decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -136,11 +137,12 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
         repaired = _repair_clean(spark, cfg, tables, run_id, scratch)
         if cfg.curate.dedup.near:
             repaired |= _repair_index(spark, cfg, tables, run_id)
-        decided_ids = read_table_df(spark, tables["doc_decisions"]).select("doc_id")
-        raw_df = (read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
-                  .join(decided_ids, "doc_id", "left_anti"))
-        curated = _filtered(spark, raw_df, cfg.curate, scratch)
-        if curated.isEmpty():
+        decided_rows = read_table_df(spark, tables["doc_decisions"]).select("doc_id", *SOURCE_COLUMNS)
+        raw_all = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+        raw_df = raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
+        primary, repeats = _split_repeated_ids(raw_df, decided_rows.select("doc_id").distinct())
+        curated = _filtered(spark, primary, cfg.curate, scratch)
+        if curated.isEmpty() and repeats.isEmpty():
             log.info("curate: no raw docs without a decision%s", "; repaired the outputs" if repaired else "")
             report = _report(cfg, {"raw_docs": 0, "kept": 0, "filtered": 0, "duplicate": 0},
                              {name: _snapshot_id(t) for name, t in tables.items() if name != "raw_docs"})
@@ -150,7 +152,7 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
                read_table_df(spark, tables["dedup_index"]))
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"),
                            old=old)
-        decided = _decide(spark, curated, dups, scratch)
+        decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -176,13 +178,43 @@ def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch
     return spark.read.parquet(str(scratch / "curated"))
 
 
-def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: Path) -> DataFrame:
+def _same_row(left: DataFrame, right: DataFrame) -> Column:
+    """Join condition of one raw record: its doc_id and source coordinates (null-safe)."""
+    cond = left["doc_id"] == right["doc_id"]
+    for name in SOURCE_COLUMNS:
+        cond = cond & left[name].eqNullSafe(right[name])
+    return cond
+
+
+def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+    """(primary, repeats): of the raw rows sharing a doc_id, the first by source coordinates (then text) is
+    curated; the others, and rows whose doc_id already has a decision (`known_ids`), become duplicates with
+    reason `doc_id`. Deterministic for any partitioning."""
+    order = [F.col(c).asc_nulls_first() for c in (*SOURCE_COLUMNS, "text")]
+    ranked = raw_df.withColumn("_rank", F.row_number().over(Window.partitionBy("doc_id").orderBy(*order)))
+    primary = ranked.where(F.col("_rank") == 1).drop("_rank")
+    repeats = ranked.where(F.col("_rank") > 1).drop("_rank")
+    if known_ids is not None:
+        repeats = repeats.unionByName(primary.join(known_ids, "doc_id", "left_semi"))
+        primary = primary.join(known_ids, "doc_id", "left_anti")
+    return primary, repeats
+
+
+def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: Path,
+            repeats: DataFrame) -> DataFrame:
+    """Every raw row's decision: filtered (its reason), duplicate (exact/near, or doc_id for a repeated id),
+    else kept."""
     decided = (
         curated.join(dups, "doc_id", "left")
         .withColumn("decision", F.when(F.col("reason").isNotNull(), "filtered")
                     .when(F.col("dup_reason").isNotNull(), "duplicate").otherwise("kept"))
         .withColumn("reason", F.coalesce("reason", "dup_reason"))
+        .drop("dup_reason")
     )
+    repeated = repeats.select(
+        "doc_id", *SOURCE_COLUMNS, F.lit("duplicate").alias("decision"), F.lit("doc_id").alias("reason"),
+        F.col("doc_id").alias("cluster_id"), F.col("doc_id").alias("kept_doc_id"))
+    decided = decided.unionByName(repeated, allowMissingColumns=True)
     decided.write.parquet(str(scratch / "decided"))
     return spark.read.parquet(str(scratch / "decided"))
 
