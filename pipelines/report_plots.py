@@ -60,22 +60,24 @@ def decisions_bar(counts: Mapping[str, int]) -> str:
 
 
 def signal_histograms(signals: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> str:
-    """Small multiples, one per numeric signal: distribution over kept vs dropped documents."""
-    names = list(signals)
+    """Small multiples, one per numeric signal that has values: distribution over kept vs dropped documents.
+    Heavy-tailed counts (e.g. n_chars) get log-spaced bins on a log axis."""
+    finite = {name: tuple(v[~np.isnan(v)] for v in pair) for name, pair in signals.items()}
+    names = [name for name, (kept, dropped) in finite.items() if kept.size + dropped.size]
     ncols = 4
     nrows = max(1, -(-len(names) // ncols))
     fig, axes = _figure(9.5, 1.9 * nrows, ncols=ncols, nrows=nrows)
     for ax, name in zip(axes, names, strict=False):
-        kept, dropped = (v[~np.isnan(v)] for v in signals[name])
+        kept, dropped = finite[name]
         both = np.concatenate([kept, dropped])
-        if both.size == 0:
-            ax.set_title(f"{name} (no values)", fontsize=9)
-            continue
         lo, hi = float(both.min()), float(both.max())
-        bins = np.linspace(lo, hi if hi > lo else lo + 1, 30)
+        heavy = lo >= 0 and hi > 50 * (float(np.median(both)) + 1)
+        bins = _log_bins(both, 30) if heavy else np.linspace(lo, hi if hi > lo else lo + 1, 30)
         ax.hist(kept, bins=bins, color=KEPT, alpha=0.75, label="kept")
         if dropped.size:
             ax.hist(dropped, bins=bins, color=DROPPED, alpha=0.6, label="dropped")
+        if heavy:
+            ax.set_xscale("log")
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
     for ax in axes[len(names):]:
