@@ -178,12 +178,15 @@ def _decompressor(codec: Codec):  # type: ignore[no-untyped-def]
     raise ValueError(f"unknown codec {codec!r}")
 
 
-def iter_lines(chunks: Iterable[bytes], *, max_line_bytes: int, keep_bytes: int) -> Iterator[tuple[int, bytes, int]]:
-    """Split a byte stream into lines: yields (0-based line number, bytes, size in bytes).
+def iter_line_blocks(chunks: Iterable[bytes], *, max_line_bytes: int, keep_bytes: int
+                     ) -> Iterator[tuple[int, list[bytes], list[int]]]:
+    """Split a byte stream into lines, one block per input chunk that ends at least one line.
 
-    Line ends (`\\n`, `\\r\\n`) are dropped. A line longer than `max_line_bytes` is not kept whole across
-    chunks: its first `keep_bytes` bytes are yielded with its full size, so callers see
-    `size > max_line_bytes`. A final line without a newline is yielded too.
+    Yields (0-based number of the block's first line, lines, sizes in bytes). Line ends (`\\n`, `\\r\\n`) are
+    dropped. A line longer than `max_line_bytes` is not kept whole across chunks: its first `keep_bytes` bytes
+    are yielded with its full size (a `\\r` before its `\\n` counted), so callers see `size > max_line_bytes`.
+    A final line without a newline is yielded too. The lines do not depend on how the stream is chunked.
+    Raises ValueError for non-positive `max_line_bytes` or negative `keep_bytes`.
     """
     if max_line_bytes <= 0 or keep_bytes < 0:
         raise ValueError(f"max_line_bytes={max_line_bytes} keep_bytes={keep_bytes}")
@@ -200,20 +203,31 @@ def iter_lines(chunks: Iterable[bytes], *, max_line_bytes: int, keep_bytes: int)
         carry_size += len(parts[0])
         if len(parts) == 1:
             continue
-        yield _line(line_no, b"".join(carry), carry_size, max_line_bytes, keep_bytes)
-        line_no += 1
-        for part in parts[1:-1]:
-            yield _line(line_no, part, len(part), max_line_bytes, keep_bytes)
-            line_no += 1
-        last = parts[-1]
+        last = parts.pop()
+        parts[0] = b"".join(carry)
+        sizes = list(map(len, parts))
+        sizes[0] = carry_size
+        if max(sizes) > max_line_bytes or b"\r" in chunk or parts[0].endswith(b"\r"):
+            _trim(parts, sizes, max_line_bytes, keep_bytes)
+        yield line_no, parts, sizes
+        line_no += len(parts)
         carry, carry_size = [last if len(last) <= max_line_bytes else last[:keep_bytes]], len(last)
     if carry_size:
-        yield _line(line_no, b"".join(carry), carry_size, max_line_bytes, keep_bytes)
+        lines, sizes = [b"".join(carry)], [carry_size]
+        _trim(lines, sizes, max_line_bytes, keep_bytes)
+        yield line_no, lines, sizes
 
 
-def _line(line_no: int, data: bytes, size: int, max_line_bytes: int, keep_bytes: int) -> tuple[int, bytes, int]:
-    if size > max_line_bytes:
-        return line_no, data[:keep_bytes], size
-    if data.endswith(b"\r"):
-        return line_no, data[:-1], size - 1
-    return line_no, data, size
+def _trim(lines: list[bytes], sizes: list[int], max_line_bytes: int, keep_bytes: int) -> None:
+    """In place: heads of over-long lines, `\\r` line ends dropped (from lines within the limit only)."""
+    for i, (data, size) in enumerate(zip(lines, sizes, strict=True)):
+        if size > max_line_bytes:
+            lines[i] = data[:keep_bytes]
+        elif data.endswith(b"\r"):
+            lines[i], sizes[i] = data[:-1], size - 1
+
+
+def iter_lines(chunks: Iterable[bytes], *, max_line_bytes: int, keep_bytes: int) -> Iterator[tuple[int, bytes, int]]:
+    """The lines of `iter_line_blocks` one at a time: yields (0-based line number, bytes, size in bytes)."""
+    for first, lines, sizes in iter_line_blocks(chunks, max_line_bytes=max_line_bytes, keep_bytes=keep_bytes):
+        yield from zip(range(first, first + len(lines)), lines, sizes, strict=True)

@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from pipelines.errors import StageInputError
 from pipelines.sources.config import KafkaSource
-from pipelines.sources.records import Decoded, decode_json_values, decode_text_values, split_decoded
+from pipelines.sources.records import decode_json_values, decode_text_values, split_decoded
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,18 @@ def plan_ranges(
     return out
 
 
-def consumer(src: KafkaSource, **extra: Any) -> Any:
-    """A kafka-python consumer with no group and no auto commit; `src.client` settings pass through as given."""
+# Fetch sizes of a range reader: a few large fetches instead of many 1 MiB ones (kafka-python's default);
+# a partition's fetch may hold up to this much, so a task holds at most about that in memory.
+RANGE_FETCH = {"max_partition_fetch_bytes": 16 << 20, "fetch_max_bytes": 64 << 20}
+
+
+def consumer(src: KafkaSource, defaults: dict[str, Any] | None = None, **extra: Any) -> Any:
+    """A kafka-python consumer with no group and no auto commit; `src.client` settings pass through as given
+    and take precedence over `defaults` (but not over `extra`)."""
     from kafka import KafkaConsumer
 
     settings: dict[str, Any] = {"bootstrap_servers": src.bootstrap.split(","), "enable_auto_commit": False,
-                                "group_id": None, **src.client, **extra}
+                                "group_id": None, **(defaults or {}), **src.client, **extra}
     return KafkaConsumer(**settings)
 
 
@@ -146,37 +153,49 @@ def kafka_metadata(key: bytes | None, headers: list[tuple[str, bytes]], timestam
     return {"key": _text(key), "headers": [[k, _text(v)] for k, v in headers or []], "timestamp": timestamp}
 
 
+def _json(value: Any) -> str:
+    """`json.dumps(value, ensure_ascii=False, separators=(",", ":"))`, through orjson where it gives the same."""
+    try:
+        return orjson.dumps(value).decode()
+    except (orjson.JSONEncodeError, TypeError):  # e.g. a header name holding a lone surrogate
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def with_kafka_metadata(metadata: str | None, kafka_json: str) -> str:
+    """A document's metadata JSON with `"_kafka": <kafka_json>` set, as parsing `metadata`, setting the key
+    and printing it back compactly would give: appended as the last member, or in place when the record
+    itself has a `_kafka` field."""
+    if metadata is None:
+        return '{"_kafka":' + kafka_json + "}"
+    if '"_kafka"' in metadata:  # maybe a field of its own (or only text inside a value): take the long way
+        meta = json.loads(metadata)
+        meta["_kafka"] = json.loads(kafka_json)
+        return json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+    return metadata[:-1] + ',"_kafka":' + kafka_json + "}"
+
+
 def _batch(records: list[Any], src: KafkaSource, max_record_bytes: int, raw_limit: int
            ) -> tuple[pa.Table, pa.Table]:
+    """One (raw_docs, quarantine) batch of records polled from one topic partition."""
     values = [r.value for r in records]
     sizes = [len(v) if v is not None else 0 for v in values]
     if src.value_format == "text":
         dec = decode_text_values(values, sizes, max_record_bytes=max_record_bytes)
     else:
-        dec = Decoded()
-        present = [v is not None for v in values]
-        sub = decode_json_values([v for v in values if v is not None], [s for s, p in zip(sizes, present, strict=True) if p],
-                                 id_field=src.id_field, text_field=src.text_field, max_record_bytes=max_record_bytes)
-        j = 0
-        for p in present:
-            if not p:
-                dec.add_error("empty_record", "no value")
-                continue
-            if sub.error_code[j] is None:
-                dec.add_doc(sub.doc_id[j], sub.text[j], sub.metadata[j])  # type: ignore[arg-type]
+        dec = decode_json_values(values, sizes, id_field=src.id_field, text_field=src.text_field,
+                                 max_record_bytes=max_record_bytes)
+    for i, (r, code) in enumerate(zip(records, dec.error_code, strict=True)):
+        if code is None:
+            if r.key is None and not r.headers:  # the usual record: no need for a dict
+                kafka_json = '{"key":null,"headers":[],"timestamp":' + _json(r.timestamp) + "}"
             else:
-                dec.add_error(sub.error_code[j], sub.error_detail[j] or "")  # type: ignore[arg-type]
-            j += 1
-    for i, r in enumerate(records):
-        if dec.error_code[i] is None:
-            meta = json.loads(dec.metadata[i]) if dec.metadata[i] else {}
-            meta["_kafka"] = kafka_metadata(r.key, r.headers, r.timestamp)
-            dec.metadata[i] = json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+                kafka_json = _json(kafka_metadata(r.key, r.headers, r.timestamp))
+            dec.metadata[i] = with_kafka_metadata(dec.metadata[i], kafka_json)
+    first = records[0]
     return split_decoded(
-        dec.to_arrow(), source_type="kafka", source_uri=[r.topic for r in records],
-        source_partition=[r.partition for r in records], source_offset=[r.offset for r in records],
-        default_ids=[f"{r.topic}/{r.partition}/{r.offset}" for r in records], raw=values, raw_size=sizes,
-        raw_limit=raw_limit,
+        dec.to_arrow(), source_type="kafka", source_uri=first.topic, source_partition=[first.partition] * len(records),
+        source_offset=[r.offset for r in records], id_prefix=f"{first.topic}/{first.partition}/", raw=values,
+        raw_size=sizes, raw_limit=raw_limit,
     )
 
 
@@ -192,7 +211,7 @@ def read_range(
     from kafka import TopicPartition
 
     tp = TopicPartition(rng.topic, rng.partition)
-    c = consumer(src, max_poll_records=batch_rows)
+    c = consumer(src, RANGE_FETCH, max_poll_records=batch_rows)
     try:
         c.assign([tp])
         c.seek(tp, rng.start)

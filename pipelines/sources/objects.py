@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from pipelines.sources.formats import (
     detect_format,
     glob_regex,
     is_data_file,
-    iter_lines,
+    iter_line_blocks,
     split_glob,
 )
 from pipelines.sources.records import (
@@ -197,31 +197,44 @@ def _object_error(obj: ObjectRef, source_type: str, opts: ReadOptions, code: str
 
 def _read_jsonl(body: Iterator[bytes], head: bytes, obj: ObjectRef, source_type: str, opts: ReadOptions
                 ) -> Iterator[Batch]:
-    lines = iter_lines(body, max_line_bytes=opts.max_record_bytes, keep_bytes=opts.raw_limit)
-    next_line = 0
+    """Decode batches of `opts.batch_rows` lines (blank lines count, but are not records). A fault in the
+    stream quarantines the rest of the object from the first line not yet in a yielded batch."""
+    blocks = iter_line_blocks(body, max_line_bytes=opts.max_record_bytes, keep_bytes=opts.raw_limit)
+    lines: list[bytes] = []
+    sizes: list[int] = []
+    next_line = 0  # the first line not in a yielded batch
     try:
-        while True:
-            batch = [ln for ln in itertools.islice(lines, opts.batch_rows)]
-            if not batch:
-                return
-            next_line = batch[-1][0] + 1
-            batch = [ln for ln in batch if ln[1].strip()]  # blank lines are not records
-            if batch:
-                yield _jsonl_batch(batch, obj, source_type, opts)
+        for _, block_lines, block_sizes in blocks:
+            lines += block_lines
+            sizes += block_sizes
+            while len(lines) >= opts.batch_rows:
+                yield from _jsonl_batch(next_line, lines[: opts.batch_rows], sizes[: opts.batch_rows], obj,
+                                        source_type, opts)
+                del lines[: opts.batch_rows], sizes[: opts.batch_rows]
+                next_line += opts.batch_rows
+        if lines:
+            yield from _jsonl_batch(next_line, lines, sizes, obj, source_type, opts)
     except FormatError as exc:
         yield _object_error(obj, source_type, opts, exc.code, f"{exc.detail} (after line {next_line})", head,
                             offset=next_line)
 
 
-def _jsonl_batch(batch: list[tuple[int, bytes, int]], obj: ObjectRef, source_type: str, opts: ReadOptions) -> Batch:
-    numbers = [ln[0] for ln in batch]
-    values = [ln[1] for ln in batch]
-    sizes = [ln[2] for ln in batch]
+def _jsonl_batch(first: int, values: list[bytes], sizes: list[int], obj: ObjectRef, source_type: str,
+                 opts: ReadOptions) -> Iterator[Batch]:
+    """Lines `first`, `first + 1`, ... as one batch; blank lines are not records (nothing for a blank batch)."""
+    numbers: Sequence[int] = range(first, first + len(values))
+    blank = [i for i, v in enumerate(values) if not v.strip()]
+    if blank:
+        keep = sorted(set(range(len(values))) - set(blank))
+        if not keep:
+            return
+        numbers = [numbers[i] for i in keep]
+        values, sizes = [values[i] for i in keep], [sizes[i] for i in keep]
     dec = decode_json_values(values, sizes, id_field=opts.id_field, text_field=opts.text_field,
                              max_record_bytes=opts.max_record_bytes)
-    return split_decoded(dec.to_arrow(), source_type=source_type, source_uri=obj.uri, source_partition=None,
-                         source_offset=numbers, default_ids=[f"{obj.uri}:{n}" for n in numbers], raw=values,
-                         raw_size=sizes, raw_limit=opts.raw_limit)
+    yield split_decoded(dec.to_arrow(), source_type=source_type, source_uri=obj.uri, source_partition=None,
+                        source_offset=numbers, id_prefix=f"{obj.uri}:", raw=values, raw_size=sizes,
+                        raw_limit=opts.raw_limit)
 
 
 def _read_text(body: Iterator[bytes], head: bytes, obj: ObjectRef, source_type: str, opts: ReadOptions
@@ -261,7 +274,7 @@ def _read_parquet(fs: pafs.FileSystem, path: str, obj: ObjectRef, source_type: s
                 rows = list(range(done, done + batch.num_rows))
                 yield split_decoded(dec.to_arrow(), source_type=source_type, source_uri=obj.uri,
                                     source_partition=None, source_offset=rows,
-                                    default_ids=[f"{obj.uri}:{r}" for r in rows], raw=raws,
+                                    id_prefix=f"{obj.uri}:", raw=raws,
                                     raw_size=[len(r) if r is not None else 0 for r in raws],
                                     raw_limit=opts.raw_limit)
                 done += batch.num_rows

@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from pipelines.sources.plain_json import plain_doc_fields
 
 # Stable quarantine error codes (counted as `quarantine_<code>`).
 ERROR_CODES = (
@@ -125,36 +128,58 @@ def doc_fields(obj: Any, *, id_field: str, text_field: str) -> tuple[str | None,
     return doc_id, text, meta
 
 
+def decode_json_record(value: bytes, *, id_field: str, text_field: str) -> tuple[str | None, str, str | None]:
+    """(doc_id, text, metadata JSON) of one JSON record, read with the standard library's json module.
+
+    This defines what a JSON record becomes. Raises RecordError (`invalid_utf8`, `malformed_json`, or one of
+    `doc_fields`'s codes) for a bad record. A leading UTF-8 BOM is ignored.
+    """
+    try:
+        s = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError("invalid_utf8", f"byte {exc.start}: {exc.reason}") from None
+    try:
+        obj = json.loads(s.removeprefix("\ufeff"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise RecordError("malformed_json", str(exc) or type(exc).__name__) from None
+    return doc_fields(obj, id_field=id_field, text_field=text_field)
+
+
 def decode_json_values(
-    values: Sequence[bytes], sizes: Sequence[int], *, id_field: str, text_field: str, max_record_bytes: int
+    values: Sequence[bytes | None], sizes: Sequence[int], *, id_field: str, text_field: str, max_record_bytes: int
 ) -> Decoded:
     """Decode JSON records; `sizes[i]` is the full size of `values[i]` (which may hold only its head).
 
-    A record over `max_record_bytes` is `too_large` without being parsed. A leading UTF-8 BOM is ignored.
+    A None value is `empty_record`; a record over `max_record_bytes` is `too_large` without being parsed.
+    Each record is tried with `plain_doc_fields` (orjson) first; every record it declines is decoded by
+    `decode_json_record`, so the result is the json module's for every record, only faster.
     """
     if len(values) != len(sizes):
         raise ValueError(f"{len(values)} values but {len(sizes)} sizes")
     if max_record_bytes <= 0:
         raise ValueError(f"max_record_bytes={max_record_bytes}")
     out = Decoded()
+    add_id, add_text, add_meta = out.doc_id.append, out.text.append, out.metadata.append
+    add_code, add_detail = out.error_code.append, out.error_detail.append
     for value, size in zip(values, sizes, strict=True):
+        if value is None:
+            out.add_error("empty_record", "no value")
+            continue
         if size > max_record_bytes:
             out.add_error("too_large", f"{size} bytes > {max_record_bytes}")
             continue
-        try:
-            s = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            out.add_error("invalid_utf8", f"byte {exc.start}: {exc.reason}")
-            continue
-        try:
-            obj = json.loads(s.removeprefix("\ufeff"), parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            out.add_error("malformed_json", str(exc) or type(exc).__name__)
-            continue
-        try:
-            out.add_doc(*doc_fields(obj, id_field=id_field, text_field=text_field))
-        except RecordError as exc:
-            out.add_error(exc.code, exc.detail)
+        doc = plain_doc_fields(value, id_field, text_field)
+        if doc is None:
+            try:
+                doc = decode_json_record(value, id_field=id_field, text_field=text_field)
+            except RecordError as exc:
+                out.add_error(exc.code, exc.detail)
+                continue
+        add_id(doc[0])
+        add_text(doc[1])
+        add_meta(doc[2])
+        add_code(None)
+        add_detail(None)
     return out
 
 
@@ -233,35 +258,54 @@ def split_decoded(
     source_uri: Sequence[str] | str,
     source_partition: Sequence[int | None] | None,
     source_offset: Sequence[int | None],
-    default_ids: Sequence[str],
     raw: Sequence[bytes | None],
     raw_size: Sequence[int],
     raw_limit: int,
+    id_prefix: str = "",
+    default_ids: Sequence[str] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Split a decoded batch into (raw_docs columns, quarantine columns), run_id/ingested_at not yet added.
 
-    Documents without an id take `default_ids[i]`; quarantine rows keep `raw[i][:raw_limit]` and `raw_size[i]`.
-    All sequences have the batch's length.
+    Documents without an id take `default_ids[i]` when given, else `id_prefix` followed by their offset.
+    Quarantine rows keep `raw[i][:raw_limit]` and `raw_size[i]`. All sequences have the batch's length.
     """
     n = decoded.num_rows
     if raw_limit < 0:
         raise ValueError(f"raw_limit={raw_limit}")
     for name, seq in (("source_offset", source_offset), ("default_ids", default_ids), ("raw", raw),
                       ("raw_size", raw_size)):
-        if len(seq) != n:
+        if seq is not None and len(seq) != n:
             raise ValueError(f"{name} has {len(seq)} items for {n} records")
-    uri = pa.array([source_uri] * n if isinstance(source_uri, str) else source_uri, pa.large_string())
-    part = pa.array(source_partition if source_partition is not None else [None] * n, pa.int32())
-    coords = {"source_type": pa.array([source_type] * n, pa.large_string()), "source_uri": uri,
-              "source_partition": part, "source_offset": pa.array(source_offset, pa.int64())}
-    is_doc = pc.is_null(decoded.column("error_code")).combine_chunks() if n else pa.array([], pa.bool_())
-    doc_id = pc.coalesce(decoded.column("doc_id"), pa.array(default_ids, pa.large_string()))
+    offset = pa.array(source_offset, pa.int64())
+    uri = (pa.repeat(pa.scalar(source_uri, pa.large_string()), n) if isinstance(source_uri, str)
+           else pa.array(source_uri, pa.large_string()))
+    part = (pa.nulls(n, pa.int32()) if source_partition is None else pa.array(source_partition, pa.int32()))
+    coords = {"source_type": pa.repeat(pa.scalar(source_type, pa.large_string()), n), "source_uri": uri,
+              "source_partition": part, "source_offset": offset}
+    codes = decoded.column("error_code")
+    n_bad = codes.length() - codes.null_count
+    doc_id = decoded.column("doc_id")
+    if doc_id.null_count > n_bad:  # some documents carry no id
+        fallback = (pa.array(default_ids, pa.large_string()) if default_ids is not None else
+                    pc.binary_join_element_wise(pa.scalar(id_prefix, pa.large_string()),
+                                                 pc.cast(offset, pa.large_string()), _NO_SEP))
+        doc_id = pc.coalesce(doc_id, fallback)
     docs = pa.table({"doc_id": doc_id, "text": decoded.column("text"), **coords,
-                     "metadata": decoded.column("metadata")}).filter(is_doc)
-    bad = pc.invert(is_doc)
-    flags = is_doc.to_pylist()
-    raw_arr = pa.array([None if ok or r is None else r[:raw_limit] for ok, r in zip(flags, raw, strict=True)],
-                       pa.large_binary())
-    quarantine = pa.table({"error_code": decoded.column("error_code"), "error_detail": decoded.column("error_detail"),
-                           **coords, "raw": raw_arr, "raw_size": pa.array(raw_size, pa.int64())}).filter(bad)
-    return docs, quarantine
+                     "metadata": decoded.column("metadata")})
+    if n_bad == 0:
+        return docs, _QUARANTINE_EMPTY
+    is_doc = pc.is_null(codes).combine_chunks()
+    bad_rows = np.flatnonzero(~np.asarray(is_doc.to_numpy(zero_copy_only=False)))
+    raw_bad = pa.array([None if raw[i] is None else raw[i][:raw_limit] for i in bad_rows.tolist()], pa.large_binary())
+    quarantine = pa.table({"error_code": codes, "error_detail": decoded.column("error_detail"), **coords,
+                           "raw_size": pa.array(raw_size, pa.int64())}).take(bad_rows)
+    quarantine = quarantine.add_column(quarantine.schema.get_field_index("raw_size"), "raw", raw_bad)
+    return (docs.filter(is_doc) if n_bad < n else docs.slice(0, 0)), quarantine
+
+
+_NO_SEP = pa.scalar("", pa.large_string())
+_QUARANTINE_EMPTY = pa.schema([
+    ("error_code", pa.large_string()), ("error_detail", pa.large_string()), ("source_type", pa.large_string()),
+    ("source_uri", pa.large_string()), ("source_partition", pa.int32()), ("source_offset", pa.int64()),
+    ("raw", pa.large_binary()), ("raw_size", pa.int64()),
+]).empty_table()
