@@ -63,3 +63,30 @@ def test_split_decoded_conserves_records() -> None:
     assert bad.to_pylist() == [{"error_code": "malformed_json", "error_detail": bad.column("error_detail")[0].as_py(),
                                 "source_type": "s3", "source_uri": "s3://b/k", "source_partition": None,
                                 "source_offset": 1, "raw": b"no", "raw_size": 4}]
+
+
+def test_split_decoded_prefixes_offsets_for_missing_ids() -> None:
+    values = [b'{"text": "a"}', b'{"id": "own", "text": "b"}', b"[]", b'{"text": "c"}']
+    dec = decode_json_values(values, [len(v) for v in values], id_field="id", text_field="text", max_record_bytes=100)
+    docs, bad = split_decoded(dec.to_arrow(), source_type="kafka", source_uri="t", source_partition=[2] * 4,
+                              source_offset=[40, 41, 42, 43], id_prefix="t/2/", raw=values,
+                              raw_size=[len(v) for v in values], raw_limit=100)
+    assert docs.column("doc_id").to_pylist() == ["t/2/40", "own", "t/2/43"]
+    assert bad.column("source_offset").to_pylist() == [42]
+    assert bad.column("raw").to_pylist() == [b"[]"]
+
+
+def test_split_decoded_all_good_and_all_bad_batches_keep_their_schemas() -> None:
+    good, bad_values = [b'{"text": "a"}', b'{"text": "b"}'], [b"x", b"{}"]
+    out = []
+    for values in (good, bad_values):
+        dec = decode_json_values(values, [1, 2], id_field="id", text_field="text", max_record_bytes=100)
+        out.append(split_decoded(dec.to_arrow(), source_type="local", source_uri="file:///f", source_partition=None,
+                                 source_offset=[0, 1], id_prefix="file:///f:", raw=values, raw_size=[1, 2],
+                                 raw_limit=10))
+    (docs_good, bad_good), (docs_bad, bad_bad) = out
+    assert docs_good.num_rows == 2 and bad_good.num_rows == 0 and docs_bad.num_rows == 0
+    assert bad_good.schema == bad_bad.schema and docs_good.schema == docs_bad.schema
+    assert bad_bad.column("error_code").to_pylist() == ["malformed_json", "missing_text"]
+    assert bad_bad.column("raw_size").to_pylist() == [1, 2]
+    assert docs_good.column("doc_id").to_pylist() == ["file:///f:0", "file:///f:1"]
