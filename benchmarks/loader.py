@@ -269,10 +269,13 @@ def main() -> None:
             t = time.perf_counter()
             fn(docs, data / sub, args.shard_bytes)
             print(f"  wrote {label} in {time.perf_counter() - t:.1f}s")
-    results: dict[str, dict[str, float]] = {}
-    for name in args.only.split(","):
-        runs = []
-        for _ in range(args.repeats):
+    names = args.only.split(",")
+    runs: dict[str, list[dict] | None] = {name: [] for name in names}
+    # repeats interleave the loaders, so a change in load on a shared machine hits each of them alike
+    for _ in range(args.repeats):
+        for name in names:
+            if runs[name] is None:
+                continue
             cmd = [
                 sys.executable,
                 __file__,
@@ -292,10 +295,12 @@ def main() -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{name}: failed\n{proc.stderr[-2000:]}")
-                break
-            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        if runs:
-            results[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                runs[name] = None
+                continue
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = {
+        name: {k: statistics.median(r[k] for r in got) for k in got[0]} for name, got in runs.items() if got
+    }
     print(
         f"\nseq_len={args.seq_len} batch={args.batch} workers={args.workers} repeats={args.repeats} (medians)"
     )

@@ -10,10 +10,12 @@ loader is a few integers: resuming on any topology with the same global batch co
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sharding.loader_gather import load_kernels
 from sharding.loader_manifest import RemoteOptions, is_remote, read_manifest
 from sharding.loader_plan import HostBatcher, LoaderPlan
 from sharding.loader_store import OnCorrupt
@@ -96,6 +98,7 @@ class TokenLoader:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         if num_workers < 0 or prefetch <= 0:
             raise ValueError(f"num_workers must be >= 0 and prefetch > 0, got {num_workers} and {prefetch}")
+        threading.Thread(target=load_kernels, name="token-loader-kernels", daemon=True).start()
         rank, world_size = self._topology(rank, world_size)
         names, weights = _sources(source)
         manifests = [read_manifest(_resolve(n, resolver), remote) for n in names]
@@ -172,7 +175,8 @@ class TokenLoader:
         else:
 
             def make() -> Iterator[list[dict[str, Any]]]:
-                return batcher.chunks(first, stop)
+                # array sets: the queued chunks, one being made, one the consumer holds, one spare
+                return batcher.chunks(first, stop, keep=depth + 3)
 
             depth = -(-self.prefetch // batcher.chunk_steps)  # queued chunks holding `prefetch` batches
 

@@ -65,6 +65,8 @@ def _pack_rows(
     for i in range(len(rows)):
         r = rows[i]
         off = offsets[i]
+        # row views and loops counting from 0 let LLVM vectorise the copies
+        inp, lab, pos, sg = input_ids[r], labels[r], position_ids[r], seg[r]
         d = np.searchsorted(start, off, side="right") - 1
         p = 0  # window position 0..s of the next token to place
         ns = 0
@@ -73,38 +75,39 @@ def _pack_rows(
             n_tok = start[d + 1] - start[d] - 1
             take = min(n_tok + 1 - k, s + 1 - p)
             if p < s and (p == 0 or k == 0):
-                seg[r, ns] = p
+                sg[ns] = p
                 ns += 1
-            for j in range(p, min(p + take, s)):
-                position_ids[r, j] = j - p
-            n_real = max(0, min(n_tok - k, take))
+            for t in range(min(take, s - p)):
+                pos[p + t] = t
+            n_real = max(0, min(n_tok - k, take))  # document tokens in this piece (the rest is its EOD)
+            n_inp = min(n_real, s - p)
+            lab0 = 1 if p == 0 else 0  # window position 0 is no row's label
             sl = slot[d]
             st = state[sl]
             if st == 1:
                 if src[d] + n_tok > length[sl]:
                     return -1 - d  # the index points past the shard: a caller bug, not bad data
-                buf = nb.carray(_as_pointer(addr[sl]), (length[sl],), like.dtype)
-                base = src[d] + k - p
-                for j in range(p, min(p + n_real, s)):
-                    input_ids[r, j] = buf[base + j]
-                for j in range(max(p, 1), p + n_real):
-                    labels[r, j - 1] = buf[base + j]
+                piece = nb.carray(_as_pointer(addr[sl] + (src[d] + k) * like.itemsize), (n_real,), like.dtype)
+                for t in range(n_inp):
+                    inp[p + t] = piece[t]
+                for t in range(lab0, n_real):
+                    lab[p - 1 + t] = piece[t]
             else:
                 if st == 0 and need[sl] == 0:
                     need[sl] = 1
                     missing += 1
-                for j in range(p, min(p + n_real, s)):
-                    input_ids[r, j] = eod
-                for j in range(max(p, 1), p + n_real):
-                    labels[r, j - 1] = ignore_index
+                for t in range(n_inp):
+                    inp[p + t] = eod
+                for t in range(lab0, n_real):
+                    lab[p - 1 + t] = ignore_index
             e = p + n_real  # the EOD's window position, when this piece reaches it
             if n_real < take:
                 if e < s:
-                    input_ids[r, e] = eod
+                    inp[e] = eod
                 if e >= 1:
-                    labels[r, e - 1] = eod
+                    lab[e - 1] = eod
             if mask_cross and k == 0 and p >= 1:
-                labels[r, p - 1] = ignore_index
+                lab[p - 1] = ignore_index
             p += take
             d += 1
         n_seg[r] = ns
@@ -221,3 +224,36 @@ def cu_seqlens(
     max_len = np.empty(n_batches, dtype=np.int64)
     _cu_seqlens(seg, n_seg, n_batches, batch, s, cu, ptr, max_len)
     return cu, ptr, max_len
+
+
+def load_kernels() -> None:
+    """Compile (or load from numba's on-disk cache) both kernels by running them on a tiny table.
+
+    Loading pulls in numba's array support (and scipy through it): a few tenths of a second that a
+    loader spends in a background thread at construction, in parallel with reading manifests and
+    verifying shards. Concurrent callers wait on numba's compiler lock."""
+    token = np.arange(4, dtype=np.uint16)
+    s, rows = 2, np.zeros(1, dtype=np.int64)
+    out = {k: np.empty((1, s), dtype=np.int64) for k in ("input_ids", "labels", "position_ids")}
+    seg, n_seg = np.empty((1, s), dtype=np.int32), np.empty(1, dtype=np.int64)
+    for dtype in (np.uint16, np.uint32):
+        buf = token.astype(dtype)
+        pack_rows(
+            np.array([buf.ctypes.data], dtype=np.int64),
+            np.array([len(buf)], dtype=np.int64),
+            np.array([SLOT_OPEN], dtype=np.int8),
+            np.dtype(dtype),
+            np.zeros(1, dtype=np.int64),
+            np.zeros(1, dtype=np.int64),
+            np.array([0, 5], dtype=np.int64),
+            rows,
+            rows,
+            eod=0,
+            ignore_index=-100,
+            mask_cross_document=True,
+            seg=seg,
+            n_seg=n_seg,
+            need=np.zeros(1, dtype=np.uint8),
+            **out,
+        )
+    cu_seqlens(seg, n_seg, n_batches=1, batch=1)

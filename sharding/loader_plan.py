@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sharding.loader_buffers import OUTPUTS, BufferPool
 from sharding.loader_errors import CorruptShardError
 from sharding.loader_gather import cu_seqlens
 from sharding.loader_manifest import RemoteOptions, ShardManifest, check_compatible
@@ -20,7 +21,7 @@ from sharding.shuffle import normalize_weights, rank_windows
 
 log = logging.getLogger(__name__)
 
-CHUNK_TOKENS = 1 << 18  # tokens per rank packed by one kernel call (several steps when batches are small)
+CHUNK_TOKENS = 1 << 16  # tokens per rank packed by one kernel call (several steps when batches are small)
 CHUNK_SPAN = 1 << 26  # stream tokens a chunk may span (bounds the document table it needs)
 
 Batch = dict[str, np.ndarray | int]
@@ -172,9 +173,10 @@ class HostBatcher:
         looked = [self.schedule.lookup(int(g0), int(g0) + b) for g0 in g[::b]]
         return np.concatenate([x for x, _ in looked]), np.concatenate([y for _, y in looked])
 
-    def chunk(self, steps: np.ndarray | list[int]) -> list[Batch]:
+    def chunk(self, steps: np.ndarray | list[int], pool: BufferPool | None = None) -> list[Batch]:
         """Packed inputs of global steps ``steps`` for this rank, one dict per step (see
-        :meth:`batch`), made by one fused kernel call per source."""
+        :meth:`batch`), made by one fused kernel call per source; written into arrays from ``pool``
+        when given (see sharding.loader_buffers), into new arrays otherwise."""
         steps = np.asarray(steps, dtype=np.int64).reshape(-1)
         if len(steps) == 0 or int(steps.min()) < 0:
             raise ValueError(f"steps must be a non-empty list of steps >= 0, got {steps.tolist()}")
@@ -182,13 +184,13 @@ class HostBatcher:
         n_rows = len(steps) * b
         if self._seg is None or self._seg.shape[0] < n_rows:
             self._seg = np.empty((n_rows, s), dtype=np.int32)  # scratch: copied into cu_seqlens below
-        out = {
-            "input_ids": np.empty((n_rows, s), dtype=np.int64),
-            "labels": np.empty((n_rows, s), dtype=np.int64),
-            "position_ids": np.empty((n_rows, s), dtype=np.int64),
-            "seg": self._seg[:n_rows],
-            "n_seg": np.empty(n_rows, dtype=np.int64),
-        }
+        arrays = (
+            pool.take(n_rows, s)
+            if pool is not None
+            else {k: np.empty((n_rows, s), np.int64) for k in OUTPUTS}
+        )
+        out = {**arrays, "seg": self._seg[:n_rows], "n_seg": np.empty(n_rows, dtype=np.int64)}
+        del arrays
         src, idx = self._window_sources(steps)
         opts = {"ignore_index": self.ignore_index, "mask_cross_document": self.mask_cross_document}
         if len(self.streams) == 1:
@@ -214,14 +216,16 @@ class HostBatcher:
             )
         return batches
 
-    def chunks(self, first: int, stop: int) -> Iterator[list[Batch]]:
-        """Batches of steps ``[first, stop)`` in order, ``chunk_steps`` per list. When a chunk meets a
-        corrupt shard (under the "raise" policy) its steps are made one at a time, so the error comes
-        after every good batch before the step that needs the shard."""
+    def chunks(self, first: int, stop: int, *, keep: int = 4) -> Iterator[list[Batch]]:
+        """Batches of steps ``[first, stop)`` in order, ``chunk_steps`` per list, packed into a pool of
+        ``keep`` reused array sets (a set is rewritten only once the caller holds no view of it). When
+        a chunk meets a corrupt shard (under the "raise" policy) its steps are made one at a time, so
+        the error comes after every good batch before the step that needs the shard."""
+        pool = BufferPool(keep)
         for lo in range(first, stop, self.chunk_steps):
             steps = np.arange(lo, min(lo + self.chunk_steps, stop), dtype=np.int64)
             try:
-                got = self.chunk(steps)
+                got = self.chunk(steps, pool)
             except CorruptShardError:
                 if len(steps) == 1:
                     raise

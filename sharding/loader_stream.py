@@ -63,8 +63,10 @@ class DocTable:
         """Open the slots flagged in ``need`` (verifying each shard on first use; CorruptShardError
         under the "raise" policy)."""
         itemsize = self.store.manifest.token_dtype.itemsize
-        for sl in np.flatnonzero(need).tolist():
-            buf = self.store.tokens(int(self.shards[sl]))
+        slots = np.flatnonzero(need).tolist()
+        for sl, buf in zip(
+            slots, self.store.tokens_many([int(self.shards[sl]) for sl in slots]), strict=True
+        ):
             if buf is None:
                 self.state[sl] = SLOT_SKIPPED
                 continue
@@ -219,9 +221,31 @@ class SourceStream:
     ) -> None:
         """Fill ``out`` rows ``rows`` with the windows starting at stream offsets ``offsets`` (see
         :func:`sharding.loader_gather.pack_rows` for ``out``'s arrays). Shards open, and are verified,
-        when a window first needs them. Raises CorruptShardError under the "raise" policy."""
+        when a window first needs them. Raises CorruptShardError under the "raise" policy.
+
+        Rows are packed in runs whose windows lie in the blocks around the run's first window, so
+        a table never spans more blocks than one window does (which bounds open shards and memory).
+        """
         s = out["input_ids"].shape[1]
-        table = self.table(int(offsets.min()), int(offsets.max()) + s + 1)
+        if len(offsets) > 1 and np.any(offsets[1:] < offsets[:-1]):
+            order = np.argsort(offsets, kind="stable")
+            rows, offsets = rows[order], offsets[order]
+        i = 0
+        while i < len(rows):
+            table = self.table(int(offsets[i]), int(offsets[i]) + s + 1)
+            j = int(np.searchsorted(offsets, int(table.start[-1]) - s - 1, side="right"))
+            self._pack_table(table, rows[i:j], offsets[i:j], out, ignore_index, mask_cross_document)
+            i = j
+
+    def _pack_table(
+        self,
+        table: DocTable,
+        rows: np.ndarray,
+        offsets: np.ndarray,
+        out: dict[str, np.ndarray],
+        ignore_index: int,
+        mask_cross_document: bool,
+    ) -> None:
         while True:
             need = np.zeros(len(table.state), dtype=np.uint8)
             missing = pack_rows(
