@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from pipelines.sources.records import (
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
+READ_AHEAD = 4  # chunks a reading thread may hold ahead of decoding
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,50 @@ def object_filesystem(uri: str, opts: ReadOptions) -> tuple[pafs.FileSystem, str
 Batch = tuple[pa.Table, pa.Table]
 
 
+def read_ahead(read: Callable[[int], bytes], chunk_bytes: int, depth: int) -> Iterator[bytes]:
+    """The chunks `read(chunk_bytes)` returns until it returns b"", read by a helper thread at most `depth`
+    chunks ahead of the consumer, so waiting for the store overlaps decoding (pyarrow reads release the GIL).
+
+    An exception of `read` is raised to the consumer where its chunk would have been. Closing the generator
+    stops the thread (at most one `read` call later) before it returns. Raises ValueError for a
+    non-positive `chunk_bytes` or `depth`.
+    """
+    if chunk_bytes <= 0 or depth <= 0:
+        raise ValueError(f"chunk_bytes={chunk_bytes} depth={depth}")
+    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: bytes | BaseException) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            while offer(chunk := read(chunk_bytes)) and chunk:
+                pass
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+
+    thread = threading.Thread(target=pump, name="tokenmill-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator[Batch]:
     """Stream one object as (raw_docs, quarantine) batches. Object-level faults become one quarantine row at
     the line/row where they happened (offset null when the object could not be opened at all)."""
@@ -165,18 +212,21 @@ def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator
         else:
             stream = fs.open_input_stream(path, compression=None)
             with stream:
-                chunks = iter(lambda: stream.read(READ_CHUNK), b"")
-                head = next(chunks, b"")
+                chunks = read_ahead(stream.read, READ_CHUNK, READ_AHEAD)
                 try:
-                    check_codec(head, fmt)
-                except FormatError as exc:
-                    yield _object_error(obj, source_type, opts, exc.code, exc.detail, head)
-                    return
-                body = decompress(itertools.chain([head], chunks), fmt.codec)
-                if fmt.kind == "text":
-                    yield from _read_text(body, head, obj, source_type, opts)
-                else:
-                    yield from _read_jsonl(body, head, obj, source_type, opts)
+                    head = next(chunks, b"")
+                    try:
+                        check_codec(head, fmt)
+                    except FormatError as exc:
+                        yield _object_error(obj, source_type, opts, exc.code, exc.detail, head)
+                        return
+                    body = decompress(itertools.chain([head], chunks), fmt.codec)
+                    if fmt.kind == "text":
+                        yield from _read_text(body, head, obj, source_type, opts)
+                    else:
+                        yield from _read_jsonl(body, head, obj, source_type, opts)
+                finally:
+                    chunks.close()  # stops the reading thread before the stream closes
     except FileNotFoundError:
         yield _object_error(obj, source_type, opts, "object_missing", "listed but gone when read", b"")
 

@@ -3,6 +3,8 @@ every record read is either a document or a quarantine row."""
 
 from __future__ import annotations
 
+import io
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +12,7 @@ import pytest
 from malformed_corpus import MAX_RECORD_BYTES, build_corpus, cases, fault_kinds
 
 from pipelines.sources.config import LocalSource
-from pipelines.sources.objects import ObjectRef, ReadOptions, list_local, read_object
+from pipelines.sources.objects import ObjectRef, ReadOptions, list_local, read_ahead, read_object
 
 OPTS = ReadOptions(max_record_bytes=MAX_RECORD_BYTES, raw_limit=64, batch_rows=16)
 
@@ -82,3 +84,39 @@ def test_object_deleted_after_listing_is_quarantined(tmp_path: Path) -> None:
     p.unlink()
     _, bad = _read(ref)
     assert bad.column("error_code").to_pylist() == ["object_missing"]
+
+
+def test_read_ahead_yields_every_chunk_in_order_and_raises_where_the_read_failed() -> None:
+    data = io.BytesIO(bytes(range(256)) * 40)
+    assert b"".join(read_ahead(data.read, 100, 2)) == bytes(range(256)) * 40
+
+    calls = []
+
+    def failing(n: int) -> bytes:
+        calls.append(n)
+        if len(calls) == 3:
+            raise FileNotFoundError("gone")
+        return b"x" * n
+
+    got = []
+    with pytest.raises(FileNotFoundError, match="gone"):
+        for chunk in read_ahead(failing, 5, 4):
+            got.append(chunk)
+    assert got == [b"xxxxx", b"xxxxx"]
+
+
+def test_closing_read_ahead_early_stops_its_thread() -> None:
+    calls = []
+
+    def endless(n: int) -> bytes:
+        calls.append(n)
+        return b"y" * n
+
+    before = {t.ident for t in threading.enumerate()}
+    chunks = read_ahead(endless, 3, 2)
+    assert next(chunks) == b"yyy"
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.ident not in before and t.name == "tokenmill-read-ahead"]
+    n = len(calls)
+    assert n <= 5  # the one taken, two queued, at most one waiting to be queued and one more read
+    assert len(calls) == n
