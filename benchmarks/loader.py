@@ -258,18 +258,23 @@ def main() -> None:
         print(json.dumps(run_one(args.run, args.data, args.seq_len, args.batch, args.workers, max_tokens)))
         return
     data = args.data or Path(tempfile.mkdtemp(prefix="tokenmill-bench-"))
-    if not (data / "tokenmill").exists():
-        docs = make_corpus(args.tokens, seed=0)
-        print(f"corpus: {len(docs)} documents, {sum(len(d) for d in docs)} tokens -> {data}")
-        for label, fn, sub in (
-            ("tokenmill", write_tokenmill, "tokenmill"),
-            ("mds", write_mds, "mds"),
-            ("litdata", write_litdata, "litdata"),
-        ):
-            t = time.perf_counter()
-            fn(docs, data / sub, args.shard_bytes)
-            print(f"  wrote {label} in {time.perf_counter() - t:.1f}s")
     names = args.only.split(",")
+    # webdataset reads the tokenmill tars; each other format is written only when its loader runs
+    wanted = (
+        {"tokenmill"}
+        | {"mds" for n in names if n == "mosaic-mds"}
+        | {"litdata" for n in names if n == "litdata"}
+    )
+    docs = None
+    for label, fn in (("tokenmill", write_tokenmill), ("mds", write_mds), ("litdata", write_litdata)):
+        if label not in wanted or (data / label).exists():
+            continue
+        if docs is None:
+            docs = make_corpus(args.tokens, seed=0)
+            print(f"corpus: {len(docs)} documents, {sum(len(d) for d in docs)} tokens -> {data}")
+        t = time.perf_counter()
+        fn(docs, data / label, args.shard_bytes)
+        print(f"  wrote {label} in {time.perf_counter() - t:.1f}s")
     runs: dict[str, list[dict] | None] = {name: [] for name in names}
     # repeats interleave the loaders, so a change in load on a shared machine hits each of them alike
     for _ in range(args.repeats):

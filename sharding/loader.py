@@ -182,7 +182,10 @@ class TokenLoader:
 
         device = None if self.device is None else torch.device(self.device)
         expected = first
-        for batch in lt.device_batches(make, device, depth, background=self.num_workers == 0):
+        batches = lt.device_batches(
+            make, device, depth, background=self.num_workers == 0, in_flight=self.prefetch
+        )
+        for batch in batches:
             if int(batch["step"]) != expected:
                 raise RuntimeError(f"loader produced step {int(batch['step'])} where {expected} was due")
             expected += 1

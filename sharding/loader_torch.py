@@ -162,10 +162,11 @@ def device_batches(
     depth: int,
     *,
     background: bool,
+    in_flight: int = 4,
 ) -> Iterator[Batch]:
     """Batches from ``make_host()`` (lists of host batches, in order) as tensors: CPU tensors when
     ``device`` is None or CPU (made in a prefetch thread ``depth`` lists ahead when ``background``);
-    on CUDA, staged through a :class:`CudaRing` in a second thread, ``depth`` batches in flight;
+    on CUDA, staged through a :class:`CudaRing` in a second thread, ``in_flight`` batches ahead;
     other devices by a plain ``.to(device)``."""
 
     def host_tensors() -> Iterator[list[Batch]]:
@@ -173,14 +174,14 @@ def device_batches(
         return ([as_tensors(b) for b in chunk] for chunk in make_host())
 
     if device is not None and device.type == "cuda":
-        ring = CudaRing(device, slots=depth + 2)  # queued batches, one being handed out, one being staged
+        ring = CudaRing(device, slots=in_flight + 2)  # queued batches, one being handed out, one being staged
         # two threads: making batches and staging copies overlap instead of taking turns
         chunks = (lambda: threaded(host_tensors, depth)) if background else host_tensors
 
         def flat() -> Iterator[Batch]:
             return (b for chunk in chunks() for b in chunk)
 
-        for out, done in threaded(lambda: ring.stage(flat()), depth):
+        for out, done in threaded(lambda: ring.stage(flat()), in_flight):
             yield ring.hand_out(out, done)
         return
     host = threaded(host_tensors, depth) if background else host_tensors()
