@@ -66,8 +66,8 @@ class RollingWriter:
             return
         table = pa.concat_tables(self.pending)
         n = table.num_rows
-        table = table.append_column("ingested_at", pa.array([self.ctx.ingested_at] * n, pa.timestamp("us", "UTC")))
-        table = table.append_column("run_id", pa.array([self.ctx.run_id] * n, pa.large_string()))
+        table = table.append_column("ingested_at", pa.repeat(pa.scalar(self.ctx.ingested_at, pa.timestamp("us", "UTC")), n))
+        table = table.append_column("run_id", pa.repeat(pa.scalar(self.ctx.run_id, pa.large_string()), n))
         path = lake.write_data_file(self.directory, table.select(self.schema.names).cast(self.schema),
                                     prefix=self.prefix)
         if path:
