@@ -31,7 +31,7 @@ $(VENV)/.demo-installed: $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.demo-installed pyproject.toml $(CONSTRAINTS)
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[loader,test,bench,dvc,report]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[loader,test,bench,dvc]"
 	touch $@
 
 # the HTML report test renders in Debian's headless Chromium
