@@ -72,6 +72,12 @@ class TokenLoader:
     bit-identical continuation, also onto a different world size with the same global batch.
     ``on_corrupt="skip"`` masks a corrupt shard's documents (EOD filler, labels ignored) instead
     of raising, which keeps every rank's layout identical.
+
+    Batches are packed several steps at a time by a fused numba kernel (sharding.loader_gather)
+    in a prefetch thread. A yielded batch's CPU tensors keep their memory for as long as any
+    reference to them (or a view, or a numpy array of them) is held; memory that nothing refers
+    to any more is reused for later batches (sharding.loader_buffers), so copy a tensor before
+    handing only its address (``data_ptr()``) to code that outlives the tensor.
     """
 
     def __init__(
