@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,7 @@ def _execute(spark: SparkSession, groups: list[list[dict[str, Any]]], ctx: TaskC
     sc = spark.sparkContext
     sc.setJobDescription(f"ingest: {sum(len(g) for g in groups)} units in {len(groups)} tasks")
 
-    def task(part: Iterator[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    def task(part: Iterable[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
         for units in part:
             yield from run_units(units, ctx)
 

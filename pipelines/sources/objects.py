@@ -12,7 +12,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +155,7 @@ def object_filesystem(uri: str, opts: ReadOptions) -> tuple[pafs.FileSystem, str
 Batch = tuple[pa.Table, pa.Table]
 
 
-def read_ahead(read: Callable[[int], bytes], chunk_bytes: int, depth: int) -> Iterator[bytes]:
+def read_ahead(read: Callable[[int], bytes], chunk_bytes: int, depth: int) -> Generator[bytes, None, None]:
     """The chunks `read(chunk_bytes)` returns until it returns b"", read by a helper thread at most `depth`
     chunks ahead of the consumer, so waiting for the store overlaps decoding (pyarrow reads release the GIL).
 

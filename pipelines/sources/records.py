@@ -217,7 +217,7 @@ def decode_parquet_batch(
             out.add_error("missing_text", f"no {text_field!r} column")
         return out, [_row_json(r) for r in rows]
     rows = batch.to_pylist()
-    out, raws = Decoded(), []
+    out, raws = Decoded(), list[bytes | None]()
     for row in rows:
         text = row.get(text_field)
         if isinstance(text, bytes | bytearray):

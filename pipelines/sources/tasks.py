@@ -76,11 +76,11 @@ class RollingWriter:
 
 
 def _read_options(src: LocalSource | S3Source, ctx: TaskContext) -> ReadOptions:
-    s3 = isinstance(src, S3Source)
+    s3 = src if isinstance(src, S3Source) else None
     return ReadOptions(format=src.format, id_field=src.id_field, text_field=src.text_field,
                        max_record_bytes=ctx.max_record_bytes, raw_limit=ctx.raw_limit,
-                       endpoint=src.endpoint if s3 else None, region=src.region if s3 else None,
-                       anonymous=src.anonymous if s3 else False)
+                       endpoint=s3.endpoint if s3 else None, region=s3.region if s3 else None,
+                       anonymous=s3.anonymous if s3 else False)
 
 
 def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
