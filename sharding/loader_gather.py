@@ -22,9 +22,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-SLOT_CLOSED = 0
-SLOT_OPEN = 1
-SLOT_SKIPPED = 2
+from sharding.loader_kernels import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED
+
+__all__ = ["SLOT_CLOSED", "SLOT_OPEN", "SLOT_SKIPPED", "cu_seqlens", "load_kernels", "pack_rows"]
 
 
 @intrinsic
@@ -229,9 +229,9 @@ def cu_seqlens(
 def load_kernels() -> None:
     """Compile (or load from numba's on-disk cache) both kernels by running them on a tiny table.
 
-    Loading pulls in numba's array support (and scipy through it): a few tenths of a second that a
-    loader spends in a background thread at construction, in parallel with reading manifests and
-    verifying shards. Concurrent callers wait on numba's compiler lock."""
+    Loading pulls in numba's array support (and scipy through it): most of a second, which a loader
+    spends in a background thread (sharding.loader_kernels) while its first batches come from the
+    numpy path. Concurrent callers wait on numba's compiler lock."""
     token = np.arange(4, dtype=np.uint16)
     s, rows = 2, np.zeros(1, dtype=np.int64)
     out = {k: np.empty((1, s), dtype=np.int64) for k in ("input_ids", "labels", "position_ids")}

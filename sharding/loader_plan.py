@@ -12,7 +12,7 @@ import numpy as np
 
 from sharding.loader_buffers import OUTPUTS, BufferPool
 from sharding.loader_errors import CorruptShardError
-from sharding.loader_gather import cu_seqlens
+from sharding import loader_kernels
 from sharding.loader_manifest import RemoteOptions, ShardManifest, check_compatible
 from sharding.loader_pack import pack_stream, pack_windows
 from sharding.loader_store import OnCorrupt, ShardStore
@@ -158,6 +158,7 @@ class HostBatcher:
             1, min(CHUNK_TOKENS // (self.batch_size * s), CHUNK_SPAN // (plan.global_batch * s))
         )
         self._seg: np.ndarray | None = None
+        loader_kernels.start()
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -200,7 +201,9 @@ class HostBatcher:
                 rows = np.flatnonzero(src == sid)
                 if len(rows):
                     stream.pack(rows, idx[rows] * s, out, **opts)
-        cu, ptr, max_len = cu_seqlens(out["seg"], out["n_seg"], n_batches=len(steps), batch=b)
+        cu, ptr, max_len = loader_kernels.kernels().cu_seqlens(
+            out["seg"], out["n_seg"], n_batches=len(steps), batch=b
+        )
         batches: list[Batch] = []
         for i, step in enumerate(steps.tolist()):
             rows_i = slice(i * b, (i + 1) * b)
@@ -220,10 +223,19 @@ class HostBatcher:
         """Batches of steps ``[first, stop)`` in order, ``chunk_steps`` per list, packed into a pool of
         ``keep`` reused array sets (a set is rewritten only once the caller holds no view of it). When
         a chunk meets a corrupt shard (under the "raise" policy) its steps are made one at a time, so
-        the error comes after every good batch before the step that needs the shard."""
+        the error comes after every good batch before the step that needs the shard.
+
+        While the kernels are still loading (sharding.loader_kernels) each list is one batch from
+        :meth:`reference_batch`, in fresh arrays: the same batches, sooner after start-up."""
         pool = BufferPool(keep)
-        for lo in range(first, stop, self.chunk_steps):
+        lo = first
+        while lo < stop:
+            if not loader_kernels.ready():
+                yield [self.reference_batch(lo)]
+                lo += 1
+                continue
             steps = np.arange(lo, min(lo + self.chunk_steps, stop), dtype=np.int64)
+            lo += len(steps)
             try:
                 got = self.chunk(steps, pool)
             except CorruptShardError:
@@ -269,7 +281,10 @@ class HostBatcher:
     def batch(self, step: int) -> Batch:
         """Packed inputs of global step ``step`` for this rank: ``input_ids``, ``labels``,
         ``position_ids`` (int64 ``[batch_size, seq_len]``), ``cu_seqlens`` (int32), ``max_seqlen`` and
-        ``step``, as defined by loader_pack.pack_windows (which :meth:`reference_batch` runs)."""
+        ``step``, as defined by loader_pack.pack_windows (which :meth:`reference_batch` runs); made by
+        :meth:`reference_batch` itself while the kernels are still loading."""
+        if not loader_kernels.ready():
+            return self.reference_batch(step)
         return self.chunk([step])[0]
 
     def reference_batch(self, step: int) -> Batch:

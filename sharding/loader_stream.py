@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sharding.loader_gather import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED, pack_rows
+from sharding import loader_kernels
+from sharding.loader_kernels import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED
 from sharding.loader_store import ShardStore
 from sharding.shuffle import (
     block_starts,
@@ -246,6 +247,7 @@ class SourceStream:
         ignore_index: int,
         mask_cross_document: bool,
     ) -> None:
+        pack_rows = loader_kernels.kernels().pack_rows
         while True:
             need = np.zeros(len(table.state), dtype=np.uint8)
             missing = pack_rows(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from sharding import loader_kernels
 from sharding.loader_plan import HostBatcher
 from sharding.shuffle import worker_steps
 
@@ -41,14 +42,19 @@ class StepDataset(IterableDataset):
 
 def worker_batches(batcher: HostBatcher, first: int, stop: int, num_workers: int) -> Iterator[Batch]:
     """Batches for steps ``[first, stop)`` made by ``num_workers`` DataLoader worker processes."""
+    # fork starts fast, but a process that has initialised CUDA must not fork
+    context = "spawn" if torch.cuda.is_initialized() else "fork"
+    if context == "fork":
+        # a forked worker must not inherit a half-done numba import or a held compiler lock from the
+        # kernel-loading thread; waiting here also hands the workers loaded kernels
+        loader_kernels.kernels()
     loader = DataLoader(
         StepDataset(batcher, first, stop),
         batch_size=None,
         num_workers=num_workers,
         prefetch_factor=2,
         persistent_workers=False,
-        # fork starts fast, but a process that has initialised CUDA must not fork
-        multiprocessing_context="spawn" if torch.cuda.is_initialized() else "fork",
+        multiprocessing_context=context,
     )
     return iter(loader)
 

@@ -1,0 +1,78 @@
+"""Loading the fused kernels (sharding.loader_gather) off the loader's critical path.
+
+Before its first call a numba kernel costs about a second of one-time work in each process:
+``import numba`` (~0.25 s) and the set-up of numba's CPU target on first use (~0.7 s, most of it
+numba importing ``scipy.linalg`` to probe for BLAS, which it does whenever scipy is installed,
+whatever the kernel uses). :func:`start` does that work in a daemon thread, once per process (a
+forked DataLoader worker starts its own), and :func:`ready` says whether it has finished. Until it
+has, a loader makes its batches with the exact numpy path (``HostBatcher.reference_batch``), which
+gives the same arrays, so the switch changes neither the batches nor their order.
+
+Nothing here imports numba: ``import sharding.loader`` and constructing a TokenLoader never wait on
+it. The slot states shared by the kernel and the document tables live here for the same reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+# document-table slot states (see sharding.loader_gather)
+SLOT_CLOSED = 0
+SLOT_OPEN = 1
+SLOT_SKIPPED = 2
+
+_lock = threading.Lock()
+_pid: int | None = None  # the process whose thread set _done
+_done = threading.Event()
+_error: list[BaseException] = []
+
+
+def _load(done: threading.Event) -> None:
+    try:
+        from sharding.loader_gather import load_kernels
+
+        load_kernels()
+    except BaseException as exc:  # kept for kernels(), which re-raises it in the caller's thread
+        log.warning("loading the loader kernels failed: %r", exc)
+        _error.append(exc)
+    finally:
+        done.set()
+
+
+def start() -> None:
+    """Begin loading the kernels in a background thread, unless this process already has. Cheap
+    and idempotent; never blocks on numba."""
+    global _pid, _done
+    with _lock:
+        if _pid == os.getpid():
+            return
+        _pid = os.getpid()
+        _done = threading.Event()  # a forked child's copy of the parent's state says nothing
+        _error.clear()
+        done = _done
+    threading.Thread(target=_load, args=(done,), name="token-loader-kernels", daemon=True).start()
+
+
+def ready() -> bool:
+    """True once this process's background load has finished (starting it if needed). Also True
+    when it failed: :func:`kernels` then raises the failure, rather than batches silently staying
+    on the slow path."""
+    start()
+    return _done.is_set()
+
+
+def kernels() -> ModuleType:
+    """The kernel module (sharding.loader_gather), waiting for the background load if it is still
+    running. Raises what the load raised (ImportError when numba is missing, for instance)."""
+    start()
+    _done.wait()
+    if _error:
+        raise _error[0]
+    from sharding import loader_gather
+
+    return loader_gather
