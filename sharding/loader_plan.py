@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sharding import loader_kernels
 from sharding.loader_buffers import OUTPUTS, BufferPool
 from sharding.loader_errors import CorruptShardError
-from sharding import loader_kernels
 from sharding.loader_manifest import RemoteOptions, ShardManifest, check_compatible
 from sharding.loader_pack import pack_stream, pack_windows
 from sharding.loader_store import OnCorrupt, ShardStore
