@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
-# spark-submit runs jobs/<stage>.py with jobs/ on sys.path; the packages live one level up
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pipelines.config import load_config  # noqa: E402
-from pipelines.errors import TokenmillError  # noqa: E402
+from pipelines.config import load_config
+from pipelines.errors import TokenmillError
 
 
 def main(stage: str, argv: list[str] | None = None) -> int:

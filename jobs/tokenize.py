@@ -1,8 +1,14 @@
 """spark-submit entry point of the tokenize stage: `spark-submit jobs/tokenize.py --config params.yaml [--set k=v]`."""
 
+import os
 import sys
 
-from _entry import main
+# this folder must not stay first on sys.path: jobs/tokenize.py would shadow the standard tokenize module
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))
+
+from jobs._entry import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main("tokenize"))
