@@ -30,7 +30,7 @@ def test_spark_submit_ingest(tmp_path: Path) -> None:
     overrides = [f"lake.root={tmp_path / 'lake'}", f"sources=[{{type: local, path: '{tiny / 'input'}'}}]"]
     proc = _submit("ingest", "--config", "params.yaml", *[a for o in overrides for a in ("--set", o)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout[proc.stdout.index("{\n  \"counts\""):])
+    report, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n  \"counts\""):])
     expected = json.loads((tiny / "expected.json").read_text())
     assert report["counts"]["records_read"] == expected["total_lines"]
     cfg = load_config(None, overrides)
