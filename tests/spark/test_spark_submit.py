@@ -27,7 +27,7 @@ def _submit(job: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_spark_submit_ingest(tmp_path: Path) -> None:
     tiny = REPO / "tests" / "data" / "tiny"
-    overrides = [f"lake.root={tmp_path / 'lake'}", f"sources=[{{type: local, path: '{tiny / 'input'}'}}]"]
+    overrides = [f"lake.root={tmp_path / 'lake'}", f"lake.metrics_dir={tmp_path / 'metrics'}", f"sources=[{{type: local, path: '{tiny / 'input'}'}}]"]
     proc = _submit("ingest", "--config", "params.yaml", *[a for o in overrides for a in ("--set", o)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     report, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n  \"counts\""):])
