@@ -21,6 +21,7 @@ log = logging.getLogger("tokenmill")
 
 DEMO_OVERRIDES = [
     "lake.root=lake/demo",
+    "lake.metrics_dir=lake/demo/metrics",
     "tokenize.tokenizer=lake/demo/tokenizer.json",
     "shard.target_bytes=1048576",
 ]
