@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sharding import loader_kernels
 from sharding.loader_manifest import RemoteOptions, is_remote, read_manifest
 from sharding.loader_plan import HostBatcher, LoaderPlan
 from sharding.loader_store import OnCorrupt
@@ -73,9 +72,9 @@ class TokenLoader:
     of raising, which keeps every rank's layout identical.
 
     Batches are packed several steps at a time by a fused numba kernel (sharding.loader_gather)
-    in a prefetch thread; until the kernel has loaded (in a background thread started here, see
-    sharding.loader_kernels) they come one at a time from the numpy path, which gives the same
-    batches. A yielded batch's CPU tensors keep their memory for as long as any
+    in a prefetch thread; until the kernel has loaded (in a background thread started once the
+    first batch is made, see sharding.loader_kernels) they come one at a time from the numpy path,
+    which gives the same batches. A yielded batch's CPU tensors keep their memory for as long as any
     reference to them (or a view, or a numpy array of them) is held; memory that nothing refers
     to any more is reused for later batches (sharding.loader_buffers), so copy a tensor before
     handing only its address (``data_ptr()``) to code that outlives the tensor.
@@ -105,7 +104,6 @@ class TokenLoader:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         if num_workers < 0 or prefetch <= 0:
             raise ValueError(f"num_workers must be >= 0 and prefetch > 0, got {num_workers} and {prefetch}")
-        loader_kernels.start()  # numba loads in the background; first batches come from the numpy path
         rank, world_size = self._topology(rank, world_size)
         names, weights = _sources(source)
         manifests = [read_manifest(_resolve(n, resolver), remote) for n in names]

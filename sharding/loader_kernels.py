@@ -6,7 +6,9 @@ numba importing ``scipy.linalg`` to probe for BLAS, which it does whenever scipy
 whatever the kernel uses). :func:`start` does that work in a daemon thread, once per process (a
 forked DataLoader worker starts its own), and :func:`ready` says whether it has finished. Until it
 has, a loader makes its batches with the exact numpy path (``HostBatcher.reference_batch``), which
-gives the same arrays, so the switch changes neither the batches nor their order.
+gives the same arrays, so the switch changes neither the batches nor their order. A loader starts
+the load once its first batch is made: the load is mostly Python imports, which hold the GIL, and
+would otherwise slow that first batch down (it runs at most ~1 s of batches on the numpy path).
 
 Nothing here imports numba: ``import sharding.loader`` and constructing a TokenLoader never wait on
 it. The slot states shared by the kernel and the document tables live here for the same reason.
@@ -59,11 +61,10 @@ def start() -> None:
 
 
 def ready() -> bool:
-    """True once this process's background load has finished (starting it if needed). Also True
-    when it failed: :func:`kernels` then raises the failure, rather than batches silently staying
-    on the slow path."""
-    start()
-    return _done.is_set()
+    """True once this process's background load (see :func:`start`) has finished; False before it
+    has started. Also True when it failed: :func:`kernels` then raises the failure, rather than
+    batches silently staying on the slow path."""
+    return _pid == os.getpid() and _done.is_set()
 
 
 def kernels() -> ModuleType:

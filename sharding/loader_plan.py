@@ -158,7 +158,6 @@ class HostBatcher:
             1, min(CHUNK_TOKENS // (self.batch_size * s), CHUNK_SPAN // (plan.global_batch * s))
         )
         self._seg: np.ndarray | None = None
-        loader_kernels.start()
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -225,13 +224,16 @@ class HostBatcher:
         a chunk meets a corrupt shard (under the "raise" policy) its steps are made one at a time, so
         the error comes after every good batch before the step that needs the shard.
 
-        While the kernels are still loading (sharding.loader_kernels) each list is one batch from
-        :meth:`reference_batch`, in fresh arrays: the same batches, sooner after start-up."""
+        Until the kernels have loaded (sharding.loader_kernels; the load starts once the first
+        batch is made) each list is one batch from :meth:`reference_batch`, in fresh arrays: the
+        same batches, sooner after start-up."""
         pool = BufferPool(keep)
         lo = first
         while lo < stop:
             if not loader_kernels.ready():
-                yield [self.reference_batch(lo)]
+                got = [self.reference_batch(lo)]
+                loader_kernels.start()
+                yield got
                 lo += 1
                 continue
             steps = np.arange(lo, min(lo + self.chunk_steps, stop), dtype=np.int64)
@@ -282,9 +284,11 @@ class HostBatcher:
         """Packed inputs of global step ``step`` for this rank: ``input_ids``, ``labels``,
         ``position_ids`` (int64 ``[batch_size, seq_len]``), ``cu_seqlens`` (int32), ``max_seqlen`` and
         ``step``, as defined by loader_pack.pack_windows (which :meth:`reference_batch` runs); made by
-        :meth:`reference_batch` itself while the kernels are still loading."""
+        :meth:`reference_batch` itself until the kernels have loaded (starting their load)."""
         if not loader_kernels.ready():
-            return self.reference_batch(step)
+            got = self.reference_batch(step)
+            loader_kernels.start()
+            return got
         return self.chunk([step])[0]
 
     def reference_batch(self, step: int) -> Batch:
