@@ -5,6 +5,10 @@ Each decoder takes a batch and returns a `Decoded` batch of equal length: per re
 (one of ERROR_CODES) with a short `error_detail`. `split_decoded` then turns a Decoded batch and the records'
 coordinates into raw_docs and quarantine rows. Nothing here raises for bad records; bad arguments raise
 ValueError.
+
+JSON records are defined by the standard library's json module (`decode_json_record`); `decode_json_values`
+takes orjson's fast path (`plain_json`) for the records where both give the same result, and the json module
+for every other record, so error codes and metadata text do not depend on which path a record took.
 """
 
 from __future__ import annotations

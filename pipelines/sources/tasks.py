@@ -8,9 +8,11 @@ per unit, the files and counts; it commits nothing.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -122,9 +124,30 @@ def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     return result
 
 
+# CPython's cyclic collector runs after every 700 net container allocations by default. Reading a unit
+# allocates a few per record (parsed JSON, Kafka consumer records), none in reference cycles, so those
+# thousands of passes free nothing; with this first-generation threshold they mostly go (about a quarter of
+# a Kafka unit's time here). Objects in cycles are still collected, a little later.
+UNIT_GC_THRESHOLD = (100_000, 50, 100)
+
+
+@contextmanager
+def fewer_gc_passes() -> Iterator[None]:
+    """Raise the collector's thresholds to UNIT_GC_THRESHOLD for the block, then restore them."""
+    before = gc.get_threshold()
+    gc.set_threshold(*UNIT_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def run_units(units: Iterable[dict[str, Any]], ctx: TaskContext) -> Iterator[dict[str, Any]]:
+    """`run_unit` for each unit in turn (with fewer collector passes while a unit runs)."""
     for unit in units:
-        yield run_unit(unit, ctx)
+        with fewer_gc_passes():
+            result = run_unit(unit, ctx)
+        yield result
 
 
 def pack_units(units: list[dict[str, Any]], n_tasks: int) -> list[list[dict[str, Any]]]:
