@@ -8,6 +8,10 @@ rule: time to the first batch (from opening the loader), then ``--warmup`` secon
 everything after the first batch (warm-up included). Peak RSS is summed over the loader's processes.
 Each figure is the median of ``--repeats`` runs; ratios are TokenLoader over each anchor.
 
+With ``--workers 0`` TokenLoader packs in one prefetch thread beside the consumer (two cores busy),
+so WebDataset and LitData also run under one DataLoader worker process (``name@1``, two processes)
+besides their main-process setting, and both comparisons are printed (``--anchor-workers``).
+
     .venv/bin/python benchmarks/loader.py --repeats 3
 """
 
@@ -23,7 +27,7 @@ import tempfile
 import threading
 import time
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 # benchmarks/ holds modules named like stdlib ones (tokenize.py): keep this script's folder off the path
@@ -160,9 +164,29 @@ def _epochs(make_epoch) -> Iterator:
         yield from make_epoch()
 
 
+WORKER_ANCHORS = ("webdataset", "litdata")  # anchors that run under DataLoader workers here
+
+
+def _in_workers(make: Callable[[], Iterator], workers: int) -> Iterator:
+    """``make()``'s items, produced in ``workers`` DataLoader worker processes when ``workers`` > 0."""
+    if workers == 0:
+        return make()
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Items(IterableDataset):
+        def __iter__(self) -> Iterator:
+            return make()
+
+    return iter(DataLoader(Items(), batch_size=None, num_workers=workers, prefetch_factor=2))
+
+
 def open_loader(name: str, data: Path, seq_len: int, batch: int, workers: int) -> Iterator:
-    """An endless iterator of int64 ``[batch, seq_len]`` tensors: the loader's epochs end to end."""
+    """An endless iterator of int64 ``[batch, seq_len]`` tensors: the loader's epochs end to end.
+    ``name@N`` runs an anchor of :data:`WORKER_ANCHORS` with ``N`` DataLoader workers."""
     import torch
+
+    name, _, at = name.partition("@")
+    workers = int(at) if at else workers
 
     if name == "tokenmill":
         from sharding import TokenLoader
@@ -177,7 +201,9 @@ def open_loader(name: str, data: Path, seq_len: int, batch: int, workers: int) -
         urls = sorted(str(p) for p in (data / "tokenmill").glob("shard-*.tar"))
         ds = wds.WebDataset(urls, shardshuffle=len(urls), seed=0, empty_check=False).shuffle(1000)
         ds = ds.map(lambda s: np.frombuffer(s["tokens"], dtype="<u2"))
-        return (torch.from_numpy(b) for b in pack(_epochs(lambda: ds), seq_len, batch))
+        # packing runs where the documents are read: in the worker when there is one
+        batches = _in_workers(lambda: pack(_epochs(lambda: ds), seq_len, batch), workers)
+        return (b if isinstance(b, torch.Tensor) else torch.from_numpy(b) for b in batches)
     if name == "mosaic-mds":
         streaming = _import_streaming()
         streaming.base.util.clean_stale_shared_memory()
@@ -264,6 +290,12 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for loaders that take them")
+    ap.add_argument(
+        "--anchor-workers",
+        default="0,1",
+        help="DataLoader worker counts to run the worker-taking anchors at (TokenLoader uses --workers; "
+        "at 0 it packs in one prefetch thread beside the consumer, so 1 is the equal-resources setting)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
         "--warmup", type=float, default=1.0, help="seconds of batches after the first, unmeasured"
@@ -281,12 +313,19 @@ def main() -> None:
         print(json.dumps(got))
         return
     data = args.data or Path(tempfile.mkdtemp(prefix="tokenmill-bench-"))
-    names = args.only.split(",")
+    names = []
+    for name in args.only.split(","):
+        if name in WORKER_ANCHORS:
+            names += [
+                name if int(w) == args.workers else f"{name}@{int(w)}" for w in args.anchor_workers.split(",")
+            ]
+        else:
+            names.append(name)
     # webdataset reads the tokenmill tars; each other format is written only when its loader runs
     wanted = (
         {"tokenmill"}
         | {"mds" for n in names if n == "mosaic-mds"}
-        | {"litdata" for n in names if n == "litdata"}
+        | {"litdata" for n in names if n.startswith("litdata")}
     )
     docs = None
     for label, fn in (("tokenmill", write_tokenmill), ("mds", write_mds), ("litdata", write_litdata)):
@@ -342,17 +381,25 @@ def main() -> None:
             f"{r['first_batch_s']:>14.3f} {r['peak_rss_mb']:>12.0f}"
         )
     ours = results.get("tokenmill")
-    anchors = {k: v for k, v in results.items() if k != "tokenmill"}
-    if ours and anchors:
-        best = max(anchors, key=lambda k: anchors[k]["tokens_per_s"])
-        ratio = ours["tokens_per_s"] / anchors[best]["tokens_per_s"]
-        print(f"\ntokenmill / best anchor ({best}) steady tokens/s: {ratio:.2f}x (target >= 1.5x)")
-        for k, v in anchors.items():
+    if not ours:
+        return
+    for k, v in results.items():
+        if k != "tokenmill":
             print(
                 f"  vs {k}: {ours['tokens_per_s'] / v['tokens_per_s']:.2f}x tokens/s, "
                 f"{ours['peak_rss_mb'] / v['peak_rss_mb']:.2f}x peak RSS"
             )
-        print(f"tokenmill first batch: {ours['first_batch_s']:.3f}s (target <= 1 s)")
+    # same processes (anchors without workers) and equal cores (anchors with one worker process: the
+    # consumer plus one producer, as TokenLoader's consumer plus its prefetch thread)
+    for label, group in (
+        (f"anchors at workers={args.workers}", [k for k in results if k != "tokenmill" and "@" not in k]),
+        ("anchors with 1 worker (equal cores)", [k for k in results if k.endswith("@1")]),
+    ):
+        if group:
+            best = max(group, key=lambda k: results[k]["tokens_per_s"])
+            ratio = ours["tokens_per_s"] / results[best]["tokens_per_s"]
+            print(f"tokenmill / best of {label} ({best}) steady tokens/s: {ratio:.2f}x (target >= 1.5x)")
+    print(f"tokenmill first batch: {ours['first_batch_s']:.3f}s (target <= 1 s)")
 
 
 if __name__ == "__main__":
