@@ -190,14 +190,18 @@ class TokenLoader:
         batches = lt.device_batches(
             make, device, depth, background=self.num_workers == 0, in_flight=self.prefetch
         )
-        for batch in batches:
-            if int(batch["step"]) != expected:
-                raise RuntimeError(f"loader produced step {int(batch['step'])} where {expected} was due")
-            expected += 1
-            self.step += 1
-            if self.step == self.plan.steps_per_epoch:
-                self.epoch, self.step = self.epoch + 1, 0
-            yield batch
+        try:
+            for batch in batches:
+                if int(batch["step"]) != expected:
+                    raise RuntimeError(f"loader produced step {int(batch['step'])} where {expected} was due")
+                expected += 1
+                # the position counts batches handed out, never the ones the prefetch thread made ahead
+                self.step += 1
+                if self.step == self.plan.steps_per_epoch:
+                    self.epoch, self.step = self.epoch + 1, 0
+                yield batch
+        finally:
+            batches.close()  # stops and joins the prefetch thread now, not when the frame is collected
 
     def state_dict(self) -> dict[str, int | str]:
         """Position after the batches handed out so far: epoch, step, global batch, seed, config hash."""
@@ -211,8 +215,10 @@ class TokenLoader:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from ``state``. Raises ValueError when it was saved with other data, seed, seq_len,
-        weights or global batch (the message names the first difference found)."""
+        """Continue from ``state``. An iteration in progress ends (its prefetched batches are dropped);
+        the next ``for`` loop starts at ``state``'s position. Raises ValueError when it was saved with
+        other data, seed, seq_len, weights or global batch (the message names the first difference
+        found)."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state version {state.get('version')!r} is not {STATE_VERSION}")
         for key, mine in (
@@ -225,6 +231,10 @@ class TokenLoader:
         epoch, step = int(state["epoch"]), int(state["step"])
         if epoch < 0 or not 0 <= step < self.plan.steps_per_epoch:
             raise ValueError(f"state position epoch={epoch}, step={step} is out of range")
+        if self._active is not None:
+            # batches made ahead for the old position are dropped with the iteration that made them
+            self._active.close()  # type: ignore[attr-defined]
+            self._active = None
         self.epoch, self.step = epoch, step
 
     def close(self) -> None:

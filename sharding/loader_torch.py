@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,7 @@ def worker_batches(batcher: HostBatcher, first: int, stop: int, num_workers: int
     return iter(loader)
 
 
-def threaded(make: Callable[[], Iterator[Batch]], depth: int) -> Iterator[Batch]:
+def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, None, None]:
     """Run ``make()`` in a background thread, ``depth`` items ahead of the consumer. Errors are
     re-raised in the consumer; closing the generator stops the thread."""
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
@@ -169,7 +169,7 @@ def device_batches(
     *,
     background: bool,
     in_flight: int = 4,
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """Batches from ``make_host()`` (lists of host batches, in order) as tensors: CPU tensors when
     ``device`` is None or CPU (made in a prefetch thread ``depth`` lists ahead when ``background``);
     on CUDA, staged through a :class:`CudaRing` in a second thread, ``in_flight`` batches ahead;
@@ -187,12 +187,19 @@ def device_batches(
         def flat() -> Iterator[Batch]:
             return (b for chunk in chunks() for b in chunk)
 
-        for out, done in threaded(lambda: ring.stage(flat()), in_flight):
-            yield ring.hand_out(out, done)
+        staged = threaded(lambda: ring.stage(flat()), in_flight)
+        try:
+            for out, done in staged:
+                yield ring.hand_out(out, done)
+        finally:
+            staged.close()
         return
     host = threaded(host_tensors, depth) if background else host_tensors()
-    for chunk in host:
-        for t in chunk:
-            if device is not None and device.type != "cpu":
-                t = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
-            yield t
+    try:
+        for chunk in host:
+            for t in chunk:
+                if device is not None and device.type != "cpu":
+                    t = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+                yield t
+    finally:
+        host.close()  # type: ignore[attr-defined]  # joins the prefetch thread before returning
