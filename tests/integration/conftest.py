@@ -70,7 +70,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """http://127.0.0.1:PORT of a moto S3 server (moto accepts the dummy credentials set above)."""
-    server_mod = pytest.importorskip("moto.server", reason="moto[server] is a test dependency")
+    import moto.server as server_mod  # moto[server] is a test dependency
     port = free_port()
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -9,8 +9,6 @@ import pytest
 from dedup.minhash import minhash_signatures
 from dedup.shingle import shingle_hashes
 
-torch = pytest.importorskip("torch")
-
 
 @pytest.mark.parametrize("block,chunk", [(32, 1 << 14), (4, 3), (1, 1)])
 def test_torch_signatures_equal_cpu_signatures(block: int, chunk: int) -> None:
