@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
-        ("run", "run all stages: ingest, curate, tokenize, shard", cmd_run),
+        ("run", "run all stages: ingest, curate, tokenize, shard (training a tokenizer first when the configured "
+                "tokenizer file does not exist)", cmd_run),
         ("ingest", "read sources (local, S3, Kafka) into raw_docs and quarantine", cmd_stage),
         ("curate", "normalize, filter and deduplicate raw_docs into clean_docs and doc_decisions", cmd_stage),
         ("tokenize", "tokenize clean_docs into tokens", cmd_stage),

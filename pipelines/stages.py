@@ -77,8 +77,15 @@ def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> Stag
 
 def run_pipeline(cfg: Config, spark: SparkSession | None = None, stages: tuple[str, ...] = PIPELINE
                  ) -> list[StageReport]:
+    """Run `stages` in order with one session. When the configured tokenizer file does not exist yet, a
+    byte-level BPE is trained on clean_docs (`train-tokenizer`) right before tokenize."""
     if spark is None:
         from pipelines.spark_session import build_session
 
         spark = build_session(cfg.spark)
+    tokenizer = cfg.tokenize.tokenizer
+    if "tokenize" in stages and "://" not in tokenizer and not Path(tokenizer).exists():
+        log.info("no tokenizer at %s: training one on clean_docs before tokenize", tokenizer)
+        at = stages.index("tokenize")
+        stages = (*stages[:at], "train-tokenizer", *stages[at:])
     return [run_stage(name, cfg, spark) for name in stages]
