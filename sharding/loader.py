@@ -10,6 +10,7 @@ loader is a few integers: resuming on any topology with the same global batch co
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,12 @@ class TokenLoader:
         remote: RemoteOptions | None = None,
         prefetch: int = 4,
         mask_cross_document: bool = True,
+        producers: int = 2,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        if producers <= 0:
+            raise ValueError(f"producers must be > 0, got {producers}")
         if num_workers < 0 or prefetch <= 0:
             raise ValueError(f"num_workers must be >= 0 and prefetch > 0, got {num_workers} and {prefetch}")
         rank, world_size = self._topology(rank, world_size)
@@ -130,6 +134,8 @@ class TokenLoader:
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.num_workers = num_workers
         self.prefetch = prefetch
+        self.producers = producers
+        self._twins: list[HostBatcher] = []  # batchers of producer threads 1.. (see _producer)
         self.device = device
         self._hash = self.plan.config_hash()
         self.epoch = 0
@@ -170,6 +176,8 @@ class TokenLoader:
         first = self.global_step
         stop = (self.epoch + 1) * self.plan.steps_per_epoch
         batcher = self.batcher
+        # remote sources keep one producer: a second batcher would pin its own shards in the bounded cache
+        producers = 1 if any(m.remote for m in self.plan.manifests) else self.producers
         if self.num_workers > 0:
             nw = self.num_workers
 
@@ -178,17 +186,30 @@ class TokenLoader:
 
             depth = self.prefetch
         else:
-
-            def make() -> Iterator[list[dict[str, Any]]]:
-                # array sets: the queued chunks, one being made, one the consumer holds, one spare
-                return batcher.chunks(first, stop, keep=depth + 3)
-
             depth = -(-self.prefetch // batcher.chunk_steps)  # queued chunks holding `prefetch` batches
+            if producers == 1:
+
+                def make() -> Iterator[list[dict[str, Any]]]:
+                    # array sets: the queued chunks, one being made, one the consumer holds, one spare
+                    return batcher.chunks(first, stop, keep=depth + 3)
+
+            else:
+                makers = [self._producer(i, producers, first, stop, depth) for i in range(producers)]
+
+                def make() -> Iterator[list[dict[str, Any]]]:
+                    got = lt.interleaved(makers, depth)
+                    opened.append(got)
+                    return got
 
         device = None if self.device is None else torch.device(self.device)
         expected = first
+        opened: list[Iterator[Any]] = []  # the producer threads' generator, closed explicitly below
         batches = lt.device_batches(
-            make, device, depth, background=self.num_workers == 0, in_flight=self.prefetch
+            make,
+            device,
+            depth,
+            background=self.num_workers == 0 and producers == 1,
+            in_flight=self.prefetch,
         )
         try:
             for batch in batches:
@@ -202,6 +223,27 @@ class TokenLoader:
                 yield batch
         finally:
             batches.close()  # stops and joins the prefetch thread now, not when the frame is collected
+            for got in opened:
+                got.close()  # type: ignore[attr-defined]  # joins the producer threads
+
+    def _producer(
+        self, part: int, parts: int, first: int, stop: int, depth: int
+    ) -> Callable[[], Iterator[Any]]:
+        """Producer ``part`` of ``parts``: chunks ``part, part + parts, ...`` of steps
+        ``[first, stop)`` as CPU tensors, each chunk's lists followed by None, made on a batcher of
+        its own (producer 0 uses :attr:`batcher`, the others copies of it made once)."""
+        from sharding import loader_torch as lt
+
+        while len(self._twins) < parts - 1:
+            self._twins.append(pickle.loads(pickle.dumps(self.batcher)))
+        batcher = self.batcher if part == 0 else self._twins[part - 1]
+
+        def make() -> Iterator[Any]:
+            # array sets: the queued chunks, one being made, one the consumer holds, one spare
+            for got in batcher.strided_chunks(first, stop, part=part, parts=parts, keep=depth + 3):
+                yield None if got is None else [lt.as_tensors(b) for b in got]
+
+        return make
 
     def state_dict(self) -> dict[str, int | str]:
         """Position after the batches handed out so far: epoch, step, global batch, seed, config hash."""
@@ -243,3 +285,5 @@ class TokenLoader:
             self._active.close()  # type: ignore[attr-defined]
             self._active = None
         self.batcher.close()
+        for twin in self._twins:
+            twin.close()

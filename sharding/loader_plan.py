@@ -248,6 +248,44 @@ class HostBatcher:
                 continue
             yield got
 
+    def strided_chunks(
+        self, first: int, stop: int, *, part: int, parts: int, keep: int = 4
+    ) -> Iterator[list[Batch] | None]:
+        """The batches of chunks ``part, part + parts, ...`` of steps ``[first, stop)`` cut every
+        ``chunk_steps`` steps from ``first``, each chunk's lists followed by ``None``; ``parts``
+        producers with ``part = 0 .. parts - 1`` together make every chunk once, and taking their
+        chunks in turn gives the batches in step order. Arrays come from a pool of ``keep`` sets
+        owned by this call, so producers on separate batchers share no mutable state. Until the
+        kernels have loaded, steps come one list each from :meth:`reference_batch`; a chunk that
+        meets a corrupt shard is made one step at a time (see :meth:`chunks`). Raises ValueError
+        for ``part`` outside ``[0, parts)``."""
+        if parts <= 0 or not 0 <= part < parts:
+            raise ValueError(f"part must be in [0, parts) with parts > 0, got part={part}, parts={parts}")
+        pool = BufferPool(keep)
+        cs = self.chunk_steps
+        for lo in range(first + part * cs, stop, parts * cs):
+            hi = min(lo + cs, stop)
+            while lo < hi and not loader_kernels.ready():
+                got = [self.reference_batch(lo)]
+                loader_kernels.start()
+                yield got
+                lo += 1
+            if lo < hi:
+                steps = np.arange(lo, hi, dtype=np.int64)
+                try:
+                    got = self.chunk(steps, pool)
+                except CorruptShardError:
+                    if len(steps) == 1:
+                        raise
+                    got = None
+                if got is None:
+                    for step in steps.tolist():
+                        yield [self.batch(step)]
+                else:
+                    yield got
+                del got
+            yield None
+
     def windows(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, ...]:
         """Raw data of global step ``step``: ``(tokens, doc_start, valid)``, either flat
         (``batch_size * seq_len + 1`` stream tokens, when all rows are consecutive windows of one

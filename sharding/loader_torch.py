@@ -99,6 +99,60 @@ def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, No
         thread.join(timeout=5)
 
 
+def interleaved(makers: list[Callable[[], Iterator[Any]]], depth: int) -> Generator[Any, None, None]:
+    """Run each ``makers[i]()`` in its own background thread and yield their items in turns: items
+    of maker 0 up to its first ``None`` (a chunk's end), then maker 1's up to its first ``None``, and
+    so on round the list; it ends when the maker whose turn it is has ended. Each thread runs at most
+    ``depth`` chunks ahead. Errors are re-raised in the consumer at their turn; closing the generator
+    stops and joins every thread."""
+    if not makers:
+        raise ValueError("makers is empty")
+    stop = threading.Event()
+    queues: list[queue.Queue[tuple[str, Any]]] = [queue.Queue(maxsize=max(1, depth) + 1) for _ in makers]
+
+    def put(q: queue.Queue[tuple[str, Any]], item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(make: Callable[[], Iterator[Any]], q: queue.Queue[tuple[str, Any]]) -> None:
+        try:
+            for item in make():
+                if not put(q, ("item", item)):
+                    return
+            put(q, ("end", None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it at its turn
+            put(q, ("error", exc))
+
+    threads = [
+        threading.Thread(target=run, args=(m, q), name=f"token-loader-pack-{i}", daemon=True)
+        for i, (m, q) in enumerate(zip(makers, queues, strict=True))
+    ]
+    for t in threads:
+        t.start()
+    try:
+        turn = 0
+        while True:
+            kind, value = queues[turn].get()
+            if kind == "item":
+                if value is None:
+                    turn = (turn + 1) % len(queues)
+                else:
+                    yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+
+
 def as_tensors(batch: Batch) -> Batch:
     """numpy arrays -> CPU tensors sharing their memory; other values pass through."""
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}

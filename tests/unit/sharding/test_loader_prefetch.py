@@ -29,8 +29,20 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def _loader(manifest: Path) -> TokenLoader:
-    return TokenLoader(manifest, seq_len=SEQ, batch_size=BATCH, seed=5, steps_per_epoch=STEPS, prefetch=2)
+def _loader(manifest: Path, producers: int = 1) -> TokenLoader:
+    return TokenLoader(
+        manifest,
+        seq_len=SEQ,
+        batch_size=BATCH,
+        seed=5,
+        steps_per_epoch=STEPS,
+        prefetch=2,
+        producers=producers,
+    )
+
+
+# one prefetch thread over HostBatcher.chunks, or two producer threads over HostBatcher.strided_chunks
+PRODUCERS = pytest.mark.parametrize("producers", [1, 2])
 
 
 def _copy(batch: dict) -> dict:
@@ -52,14 +64,20 @@ def _assert_batches(got: list[dict], want: list[dict]) -> None:
 def _made_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Steps the loader's producer has packed so far (recorded as each chunk leaves HostBatcher)."""
     made: list[int] = []
-    chunks = HostBatcher.chunks
+    chunks, strided = HostBatcher.chunks, HostBatcher.strided_chunks
 
     def recorded(self, first, stop, *, keep=4):  # type: ignore[no-untyped-def]
         for chunk in chunks(self, first, stop, keep=keep):
             made.extend(int(b["step"]) for b in chunk)
             yield chunk
 
+    def recorded_strided(self, first, stop, **kw):  # type: ignore[no-untyped-def]
+        for chunk in strided(self, first, stop, **kw):
+            made.extend(int(b["step"]) for b in chunk or [])
+            yield chunk
+
     monkeypatch.setattr(HostBatcher, "chunks", recorded)
+    monkeypatch.setattr(HostBatcher, "strided_chunks", recorded_strided)
     return made
 
 
@@ -71,12 +89,15 @@ def _wait_until(cond, seconds: float = 10.0) -> None:  # type: ignore[no-untyped
 
 
 def _prefetch_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name == "token-loader-prefetch" and t.is_alive()}
+    return {t for t in threading.enumerate() if t.name.startswith("token-loader-") and t.is_alive()}
 
 
-def test_state_counts_handed_out_batches_and_resumes_like_the_unthreaded_path(manifest, monkeypatch) -> None:
+@PRODUCERS
+def test_state_counts_handed_out_batches_and_resumes_like_the_unthreaded_path(
+    manifest, monkeypatch, producers
+) -> None:
     made = _made_steps(monkeypatch)
-    loader = _loader(manifest)
+    loader = _loader(manifest, producers)
     want = _reference(loader)
     it = iter(loader)
     head = [_copy(next(it)) for _ in range(3)]
@@ -84,16 +105,17 @@ def test_state_counts_handed_out_batches_and_resumes_like_the_unthreaded_path(ma
     state = loader.state_dict()
     assert state["step"] == 3 and state["epoch"] == 0
     loader.close()
-    resumed = _loader(manifest)
+    resumed = _loader(manifest, producers)
     resumed.load_state_dict(state)
     tail = [_copy(b) for b in resumed]
     resumed.close()
     _assert_batches(head + tail, want)
 
 
-def test_load_state_dict_mid_iteration_drops_the_prefetched_batches(manifest, monkeypatch) -> None:
+@PRODUCERS
+def test_load_state_dict_mid_iteration_drops_the_prefetched_batches(manifest, monkeypatch, producers) -> None:
     made = _made_steps(monkeypatch)
-    loader = _loader(manifest)
+    loader = _loader(manifest, producers)
     want = _reference(loader)
     before = _prefetch_threads()
     it = iter(loader)
@@ -113,22 +135,25 @@ def test_load_state_dict_mid_iteration_drops_the_prefetched_batches(manifest, mo
     _assert_batches(again, want[2:])
 
 
-def test_close_and_a_new_iteration_join_the_prefetch_thread(manifest) -> None:
+@PRODUCERS
+def test_close_and_a_new_iteration_join_the_prefetch_thread(manifest, producers) -> None:
     before = _prefetch_threads()
-    loader = _loader(manifest)
+    loader = _loader(manifest, producers)
     it = iter(loader)
     next(it)
-    assert len(_prefetch_threads() - before) == 1
-    it2 = iter(loader)  # a new iteration replaces the running one and its thread
+    # a producer with no chunk left may already have ended
+    assert 0 < len(_prefetch_threads() - before) <= producers
+    it2 = iter(loader)  # a new iteration replaces the running one and its threads
     next(it2)
-    assert len(_prefetch_threads() - before) == 1
+    assert 0 < len(_prefetch_threads() - before) <= producers
     loader.close()
     assert _prefetch_threads() <= before
     assert loader.state_dict()["step"] == 2  # both iterations' handed-out batches count
 
 
-def test_an_error_in_the_thread_is_raised_at_the_step_that_needs_it(manifest, monkeypatch) -> None:
-    chunks = HostBatcher.chunks
+@PRODUCERS
+def test_an_error_in_the_thread_is_raised_at_the_step_that_needs_it(manifest, monkeypatch, producers) -> None:
+    chunks, strided = HostBatcher.chunks, HostBatcher.strided_chunks
 
     def failing(self, first, stop, *, keep=4):  # type: ignore[no-untyped-def]
         for chunk in chunks(self, first, stop, keep=keep):
@@ -137,9 +162,19 @@ def test_an_error_in_the_thread_is_raised_at_the_step_that_needs_it(manifest, mo
                     raise OSError("shard read failed at step 5")
                 yield [b]
 
+    def failing_strided(self, first, stop, **kw):  # type: ignore[no-untyped-def]
+        for chunk in strided(self, first, stop, **kw):
+            for b in chunk or []:
+                if int(b["step"]) == 5:
+                    raise OSError("shard read failed at step 5")
+                yield [b]
+            if chunk is None:
+                yield None
+
     monkeypatch.setattr(HostBatcher, "chunks", failing)
+    monkeypatch.setattr(HostBatcher, "strided_chunks", failing_strided)
     before = _prefetch_threads()
-    loader = _loader(manifest)
+    loader = _loader(manifest, producers)
     steps = []
     with pytest.raises(OSError, match="step 5"):
         for b in loader:
