@@ -8,9 +8,10 @@ rule: time to the first batch (from opening the loader), then ``--warmup`` secon
 everything after the first batch (warm-up included). Peak RSS is summed over the loader's processes.
 Each figure is the median of ``--repeats`` runs; ratios are TokenLoader over each anchor.
 
-With ``--workers 0`` TokenLoader packs in one prefetch thread beside the consumer (two cores busy),
-so WebDataset and LitData also run under one DataLoader worker process (``name@1``, two processes)
-besides their main-process setting, and both comparisons are printed (``--anchor-workers``).
+With ``--workers 0`` TokenLoader packs in two producer threads beside the consumer (the packing
+kernel releases the GIL, so up to three cores are busy), so WebDataset and LitData also run under
+one DataLoader worker process (``name@1``, two processes) besides their main-process setting, and
+both comparisons are printed (``--anchor-workers``).
 
     .venv/bin/python benchmarks/loader.py --repeats 3
 """
@@ -294,7 +295,7 @@ def main() -> None:
         "--anchor-workers",
         default="0,1",
         help="DataLoader worker counts to run the worker-taking anchors at (TokenLoader uses --workers; "
-        "at 0 it packs in one prefetch thread beside the consumer, so 1 is the equal-resources setting)",
+        "at 0 it packs in two producer threads beside the consumer, so 1 is the nearest-resources setting)",
     )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
@@ -389,11 +390,11 @@ def main() -> None:
                 f"  vs {k}: {ours['tokens_per_s'] / v['tokens_per_s']:.2f}x tokens/s, "
                 f"{ours['peak_rss_mb'] / v['peak_rss_mb']:.2f}x peak RSS"
             )
-    # same processes (anchors without workers) and equal cores (anchors with one worker process: the
-    # consumer plus one producer, as TokenLoader's consumer plus its prefetch thread)
+    # same processes (anchors without workers) and nearest cores (anchors with one worker process: the
+    # consumer plus one producer, against TokenLoader's consumer plus its two producer threads)
     for label, group in (
         (f"anchors at workers={args.workers}", [k for k in results if k != "tokenmill" and "@" not in k]),
-        ("anchors with 1 worker (equal cores)", [k for k in results if k.endswith("@1")]),
+        ("anchors with 1 worker (nearest cores)", [k for k in results if k.endswith("@1")]),
     ):
         if group:
             best = max(group, key=lambda k: results[k]["tokens_per_s"])

@@ -72,10 +72,12 @@ class TokenLoader:
     ``on_corrupt="skip"`` masks a corrupt shard's documents (EOD filler, labels ignored) instead
     of raising, which keeps every rank's layout identical.
 
-    Batches are packed several steps at a time by a fused numba kernel (sharding.loader_gather)
-    in a prefetch thread; until the kernel has loaded (in a background thread started once the
-    first batch is made, see sharding.loader_kernels) they come one at a time from the numpy path,
-    which gives the same batches. A yielded batch's CPU tensors keep their memory for as long as any
+    Batches are packed several steps at a time by a fused numba kernel (sharding.loader_gather);
+    without workers, ``producers`` threads (each on its own copy of the batcher) pack alternate
+    chunks and the batches are handed out in step order (remote sources use one producer). Until
+    the kernel has loaded (in a background thread started once the first batch is made, see
+    sharding.loader_kernels) they come one at a time from the numpy path, which gives the same
+    batches. A yielded batch's CPU tensors keep their memory for as long as any
     reference to them (or a view, or a numpy array of them) is held; memory that nothing refers
     to any more is reused for later batches (sharding.loader_buffers), so copy a tensor before
     handing only its address (``data_ptr()``) to code that outlives the tensor.
