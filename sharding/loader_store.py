@@ -145,6 +145,12 @@ class ShardStore:
             return self._maps[shard]
         m = self.manifest
         name = m.location(m.paths[shard])
+        # release before fetching: the shards held open plus the new one stay within keep_open, so a remote
+        # cache never has to keep more pinned files than the loader sized it for
+        while len(self._maps) >= self.keep_open:
+            old, _ = self._maps.popitem(last=False)
+            if self.cache is not None:
+                self.cache.release(s3_path(m.location(m.paths[old])))
         buf: np.ndarray | None
         try:
             buf = self._open_verified(shard, name)
@@ -156,10 +162,6 @@ class ShardStore:
                 self._bad.add(shard)
             buf = None
         self._maps[shard] = buf
-        while len(self._maps) > self.keep_open:
-            old, _ = self._maps.popitem(last=False)
-            if self.cache is not None:
-                self.cache.release(s3_path(m.location(m.paths[old])))
         return buf
 
     def _local_file(self, shard: int, name: str) -> tuple[Path, int]:
