@@ -59,11 +59,10 @@ def worker_batches(batcher: HostBatcher, first: int, stop: int, num_workers: int
     return iter(loader)
 
 
-def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, None, None]:
-    """Run ``make()`` in a background thread, ``depth`` items ahead of the consumer. Errors are
-    re-raised in the consumer; closing the generator stops the thread."""
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
+def _producer(make: Callable[[], Iterator[Any]], q: queue.Queue[tuple[str, Any]], stop: threading.Event,
+              name: str) -> threading.Thread:
+    """Start a daemon thread that puts ``("item", x)`` for each item of ``make()``, then ``("end", None)``,
+    or ``("error", exc)`` when ``make`` raises; it gives up as soon as ``stop`` is set."""
 
     def put(item: tuple[str, Any]) -> bool:
         while not stop.is_set():
@@ -83,8 +82,17 @@ def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, No
         except BaseException as exc:  # handed to the consumer, which re-raises it
             put(("error", exc))
 
-    thread = threading.Thread(target=run, name="token-loader-prefetch", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
+    return thread
+
+
+def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, None, None]:
+    """Run ``make()`` in a background thread, ``depth`` items ahead of the consumer. Errors are
+    re-raised in the consumer; closing the generator stops the thread."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    thread = _producer(make, q, stop, "token-loader-prefetch")
     try:
         while True:
             kind, value = q.get()
@@ -109,31 +117,8 @@ def interleaved(makers: list[Callable[[], Iterator[Any]]], depth: int) -> Genera
         raise ValueError("makers is empty")
     stop = threading.Event()
     queues: list[queue.Queue[tuple[str, Any]]] = [queue.Queue(maxsize=max(1, depth) + 1) for _ in makers]
-
-    def put(q: queue.Queue[tuple[str, Any]], item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(make: Callable[[], Iterator[Any]], q: queue.Queue[tuple[str, Any]]) -> None:
-        try:
-            for item in make():
-                if not put(q, ("item", item)):
-                    return
-            put(q, ("end", None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it at its turn
-            put(q, ("error", exc))
-
-    threads = [
-        threading.Thread(target=run, args=(m, q), name=f"token-loader-pack-{i}", daemon=True)
-        for i, (m, q) in enumerate(zip(makers, queues, strict=True))
-    ]
-    for t in threads:
-        t.start()
+    threads = [_producer(m, q, stop, f"token-loader-pack-{i}")
+               for i, (m, q) in enumerate(zip(makers, queues, strict=True))]
     try:
         turn = 0
         while True:
