@@ -21,7 +21,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit" / "filters"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from parity import corpus_batch, datatrove_filter, load_corpus  # noqa: E402
+from parity import RAW, corpus_batch, datatrove_filter, load_corpus  # noqa: E402
 
 from pipelines.filters import curate_batch  # noqa: E402
 from pipelines.filters.config import (  # noqa: E402
@@ -29,10 +29,8 @@ from pipelines.filters.config import (  # noqa: E402
     FineWebQualityFilter,
     GopherQualityFilter,
     GopherRepetitionFilter,
-    NormalizeConfig,
 )
 
-RAW = NormalizeConfig(unicode_form="none", strip_control=False, line_endings=False, collapse_whitespace=False)
 FAMILIES = {
     "gopher_quality": GopherQualityFilter(),
     "gopher_repetition": GopherRepetitionFilter(),

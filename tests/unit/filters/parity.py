@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines.filters.config import NormalizeConfig
+
 CORPUS = Path(__file__).parent / "data" / "parity_corpus.jsonl"
+# datatrove's filters see the text as stored: our normalization is switched off for the comparison
+RAW = NormalizeConfig(unicode_form="none", strip_control=False, line_endings=False, collapse_whitespace=False)
 
 
 def load_corpus() -> list[dict]:

@@ -13,7 +13,7 @@ that follows its main rules but not its whole exception table):
 from __future__ import annotations
 
 import pytest
-from parity import corpus_batch, datatrove_decisions, load_corpus
+from parity import RAW, corpus_batch, datatrove_decisions, load_corpus
 
 from pipelines.filters import curate_batch
 from pipelines.filters.config import (
@@ -22,10 +22,8 @@ from pipelines.filters.config import (
     FineWebQualityFilter,
     GopherQualityFilter,
     GopherRepetitionFilter,
-    NormalizeConfig,
 )
 
-RAW = NormalizeConfig(unicode_form="none", strip_control=False, line_endings=False, collapse_whitespace=False)
 KNOWN_GOPHER_DIFFERENCES = {
     "fortunes-group-0254",
     "jargon-0453",
