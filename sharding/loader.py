@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sharding.loader_manifest import RemoteOptions, is_remote, read_manifest
-from sharding.loader_plan import HostBatcher, LoaderPlan
+from sharding.loader_plan import FIELDS, HostBatcher, LoaderPlan
 from sharding.loader_store import OnCorrupt
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class TokenLoader:
     from torch.distributed when not given (0 and 1 without it). Each item is a dict of
     ``input_ids``, ``labels``, ``position_ids`` (int64 ``[batch_size, seq_len]``), ``cu_seqlens``
     (int32), ``max_seqlen`` and ``step`` (the global step number), as CPU tensors or on ``device``.
+    ``fields`` picks the outputs to compute, among ``input_ids`` (always), ``labels``,
+    ``position_ids`` and ``cu_seqlens`` (with ``max_seqlen``): a model that shifts its labels itself
+    and attends across documents needs ``("input_ids",)``, a third of the memory traffic. It does
+    not change which tokens a batch holds, so a state saved with some fields resumes with others.
 
     One ``for`` loop runs to the end of the current epoch (``len(loader)`` steps); stopping early
     and iterating again continues where it stopped. ``state_dict()`` / ``load_state_dict()`` give
@@ -103,6 +107,7 @@ class TokenLoader:
         prefetch: int = 4,
         mask_cross_document: bool = True,
         producers: int = 2,
+        fields: Sequence[str] = FIELDS,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -132,6 +137,7 @@ class TokenLoader:
             on_corrupt=on_corrupt,
             remote=remote,
             mask_cross_document=mask_cross_document,
+            fields=tuple(fields),
         )
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.num_workers = num_workers

@@ -28,17 +28,21 @@ _IDLE_REFS = 2
 
 
 class BufferPool:
-    """Up to ``keep`` sets of int64 ``[rows, seq_len]`` arrays named by :data:`OUTPUTS`.
+    """Up to ``keep`` sets of int64 ``[rows, seq_len]`` arrays, each set named by ``names`` (a subset
+    of :data:`OUTPUTS`, default all of them).
 
     :meth:`take` returns a free set of the requested shape (allocating one when none is free; it is
     kept when the pool has room, otherwise left to the caller alone). Raises ValueError on a
-    non-positive ``keep`` or shape.
+    non-positive ``keep`` or shape, or on names outside :data:`OUTPUTS`.
     """
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, keep: int, names: tuple[str, ...] = OUTPUTS) -> None:
         if keep <= 0:
             raise ValueError(f"keep must be > 0, got {keep}")
+        if not names or not set(names) <= set(OUTPUTS):
+            raise ValueError(f"names must be a non-empty subset of {OUTPUTS}, got {names}")
         self.keep = keep
+        self.names = tuple(names)
         self._sets: list[dict[str, np.ndarray]] = []
 
     def take(self, rows: int, seq_len: int) -> dict[str, np.ndarray]:
@@ -46,11 +50,11 @@ class BufferPool:
             raise ValueError(f"rows and seq_len must be > 0, got {rows} and {seq_len}")
         for arrays in self._sets:
             # no local name may hold an array here: it would count as an outside reference
-            if arrays[OUTPUTS[0]].shape == (rows, seq_len) and all(
-                sys.getrefcount(arrays[k]) <= _IDLE_REFS for k in OUTPUTS
+            if arrays[self.names[0]].shape == (rows, seq_len) and all(
+                sys.getrefcount(arrays[k]) <= _IDLE_REFS for k in self.names
             ):
                 return arrays
-        fresh = {k: np.empty((rows, seq_len), dtype=np.int64) for k in OUTPUTS}
+        fresh = {k: np.empty((rows, seq_len), dtype=np.int64) for k in self.names}
         if len(self._sets) < self.keep:
             self._sets.append(fresh)
         else:

@@ -59,14 +59,21 @@ def _pack_rows(
     seg,
     n_seg,
     need,
+    want_labels,
+    want_pos,
+    want_seg,
 ):
     s = input_ids.shape[1]
     missing = 0
     for i in range(len(rows)):
         r = rows[i]
         off = offsets[i]
-        # row views and loops counting from 0 let LLVM vectorise the copies
-        inp, lab, pos, sg = input_ids[r], labels[r], position_ids[r], seg[r]
+        # row views and loops counting from 0 let LLVM vectorise the copies; an output that is not
+        # wanted is a one-row placeholder, never written
+        inp = input_ids[r]
+        lab = labels[r if want_labels else 0]
+        pos = position_ids[r if want_pos else 0]
+        sg = seg[r if want_seg else 0]
         d = np.searchsorted(start, off, side="right") - 1
         p = 0  # window position 0..s of the next token to place
         ns = 0
@@ -74,11 +81,12 @@ def _pack_rows(
             k = off + p - start[d]  # offset inside document d's span (tokens, then its EOD)
             n_tok = start[d + 1] - start[d] - 1
             take = min(n_tok + 1 - k, s + 1 - p)
-            if p < s and (p == 0 or k == 0):
+            if want_seg and p < s and (p == 0 or k == 0):
                 sg[ns] = p
                 ns += 1
-            for t in range(min(take, s - p)):
-                pos[p + t] = t
+            if want_pos:
+                for t in range(min(take, s - p)):
+                    pos[p + t] = t
             n_real = max(0, min(n_tok - k, take))  # document tokens in this piece (the rest is its EOD)
             n_inp = min(n_real, s - p)
             lab0 = 1 if p == 0 else 0  # window position 0 is no row's label
@@ -90,23 +98,25 @@ def _pack_rows(
                 piece = nb.carray(_as_pointer(addr[sl] + (src[d] + k) * like.itemsize), (n_real,), like.dtype)
                 for t in range(n_inp):
                     inp[p + t] = piece[t]
-                for t in range(lab0, n_real):
-                    lab[p - 1 + t] = piece[t]
+                if want_labels:
+                    for t in range(lab0, n_real):
+                        lab[p - 1 + t] = piece[t]
             else:
                 if st == 0 and need[sl] == 0:
                     need[sl] = 1
                     missing += 1
                 for t in range(n_inp):
                     inp[p + t] = eod
-                for t in range(lab0, n_real):
-                    lab[p - 1 + t] = ignore_index
+                if want_labels:
+                    for t in range(lab0, n_real):
+                        lab[p - 1 + t] = ignore_index
             e = p + n_real  # the EOD's window position, when this piece reaches it
             if n_real < take:
                 if e < s:
                     inp[e] = eod
-                if e >= 1:
+                if want_labels and e >= 1:
                     lab[e - 1] = eod
-            if mask_cross and k == 0 and p >= 1:
+            if want_labels and mask_cross and k == 0 and p >= 1:
                 lab[p - 1] = ignore_index
             p += take
             d += 1
@@ -152,9 +162,9 @@ def pack_rows(
     ignore_index: int,
     mask_cross_document: bool,
     input_ids: np.ndarray,
-    labels: np.ndarray,
-    position_ids: np.ndarray,
-    seg: np.ndarray,
+    labels: np.ndarray | None,
+    position_ids: np.ndarray | None,
+    seg: np.ndarray | None,
     n_seg: np.ndarray,
     need: np.ndarray,
 ) -> int:
@@ -167,6 +177,8 @@ def pack_rows(
     window[1:] with ``ignore_index`` where the target is filler or (``mask_cross_document``) starts a
     document; ``position_ids`` 0 at the row start and at each document start, +1 after;
     ``seg[r, :n_seg[r]]`` (int32 ``[R, seq_len]`` and ``[R]``) the positions where segments start.
+    ``labels``, ``position_ids`` or ``seg`` may be None: that output is not computed (and ``n_seg``
+    is 0 without ``seg``), which saves its memory traffic.
 
     Returns how many closed slots the rows need (flagged in ``need``, uint8 per slot); when it is not
     0 those rows hold filler and must be filled again once the slots are open. Raises ValueError when
@@ -177,14 +189,17 @@ def pack_rows(
     if token_dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
         raise ValueError(f"token_dtype must be uint16 or uint32, got {token_dtype}")
     r_total, s = input_ids.shape
+    if input_ids.dtype != np.int64:
+        raise ValueError(f"input_ids must be int64, got {input_ids.dtype}")
     for name, a in (("labels", labels), ("position_ids", position_ids)):
-        if a.shape != input_ids.shape or a.dtype != np.int64 or input_ids.dtype != np.int64:
+        if a is not None and (a.shape != input_ids.shape or a.dtype != np.int64):
             raise ValueError(
                 f"{name} must be int64 {input_ids.shape} like input_ids, got {a.dtype} {a.shape}"
             )
-    if seg.shape != (r_total, s) or n_seg.shape != (r_total,):
+    if (seg is not None and seg.shape != (r_total, s)) or n_seg.shape != (r_total,):
         raise ValueError(
-            f"seg must be [{r_total}, {s}] and n_seg [{r_total}], got {seg.shape} and {n_seg.shape}"
+            f"seg must be [{r_total}, {s}] and n_seg [{r_total}], got {None if seg is None else seg.shape} "
+            f"and {n_seg.shape}"
         )
     if len(rows) != len(offsets):
         raise ValueError(f"{len(rows)} rows but {len(offsets)} offsets")
@@ -198,9 +213,14 @@ def pack_rows(
             )
     if len(slot) and (int(slot.min()) < 0 or int(slot.max()) >= len(state)):
         raise ValueError(f"slot ids must lie in [0, {len(state)}), got {int(slot.min())}..{int(slot.max())}")
+    one_row = np.empty((1, s), dtype=np.int64)  # stands in for an output that is not wanted
     got = _pack_rows(
         addr, length, state, np.empty(0, token_dtype), slot, src, start, rows, offsets,
-        eod, ignore_index, mask_cross_document, input_ids, labels, position_ids, seg, n_seg, need,
+        eod, ignore_index, mask_cross_document, input_ids,
+        one_row if labels is None else labels,
+        one_row if position_ids is None else position_ids,
+        np.empty((1, s), dtype=np.int32) if seg is None else seg,
+        n_seg, need, labels is not None, position_ids is not None, seg is not None,
     )  # fmt: skip
     if got < 0:
         raise ValueError(f"document {-1 - got} of the table lies past the end of its shard")

@@ -21,8 +21,10 @@ from sharding.shuffle import normalize_weights, rank_windows
 
 log = logging.getLogger(__name__)
 
-CHUNK_TOKENS = 1 << 16  # tokens per rank packed by one kernel call (several steps when batches are small)
+CHUNK_TOKENS = 1 << 18  # tokens per rank packed by one kernel call (several steps when batches are small)
 CHUNK_SPAN = 1 << 26  # stream tokens a chunk may span (bounds the document table it needs)
+# what a batch can hold besides ``step``; ``cu_seqlens`` comes with ``max_seqlen``
+FIELDS = (*OUTPUTS, "cu_seqlens")
 
 Batch = dict[str, np.ndarray | int]
 
@@ -132,7 +134,11 @@ class HostBatcher:
         remote: RemoteOptions | None = None,
         mask_cross_document: bool = True,
         ignore_index: int = -100,
+        fields: tuple[str, ...] = FIELDS,
     ) -> None:
+        fields = tuple(fields)
+        if "input_ids" not in fields or not set(fields) <= set(FIELDS):
+            raise ValueError(f"fields must include 'input_ids' and be among {FIELDS}, got {fields}")
         if world_size <= 0 or plan.global_batch % world_size:
             raise ValueError(f"global_batch {plan.global_batch} is not divisible by world_size {world_size}")
         if not 0 <= rank < world_size:
@@ -143,6 +149,7 @@ class HostBatcher:
         self.batch_size = plan.global_batch // world_size
         self.mask_cross_document = mask_cross_document
         self.ignore_index = ignore_index
+        self.fields = tuple(f for f in FIELDS if f in fields)
         self.streams = [
             SourceStream(
                 ShardStore(m, verify=verify, on_corrupt=on_corrupt, remote=remote),
@@ -158,6 +165,11 @@ class HostBatcher:
             1, min(CHUNK_TOKENS // (self.batch_size * s), CHUNK_SPAN // (plan.global_batch * s))
         )
         self._seg: np.ndarray | None = None
+
+    @property
+    def _arrays(self) -> tuple[str, ...]:
+        """The int64 ``[rows, seq_len]`` outputs among :attr:`fields`."""
+        return tuple(k for k in self.fields if k in OUTPUTS)
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -182,14 +194,19 @@ class HostBatcher:
             raise ValueError(f"steps must be a non-empty list of steps >= 0, got {steps.tolist()}")
         s, b = self.plan.seq_len, self.batch_size
         n_rows = len(steps) * b
-        if self._seg is None or self._seg.shape[0] < n_rows:
+        want_cu = "cu_seqlens" in self.fields
+        if want_cu and (self._seg is None or self._seg.shape[0] < n_rows):
             self._seg = np.empty((n_rows, s), dtype=np.int32)  # scratch: copied into cu_seqlens below
         arrays = (
             pool.take(n_rows, s)
             if pool is not None
-            else {k: np.empty((n_rows, s), np.int64) for k in OUTPUTS}
+            else {k: np.empty((n_rows, s), np.int64) for k in self.fields if k in OUTPUTS}
         )
-        out = {**arrays, "seg": self._seg[:n_rows], "n_seg": np.empty(n_rows, dtype=np.int64)}
+        out = {
+            **arrays,
+            "seg": self._seg[:n_rows] if want_cu and self._seg is not None else None,
+            "n_seg": np.empty(n_rows, dtype=np.int64),
+        }
         del arrays
         src, idx = self._window_sources(steps)
         opts = {"ignore_index": self.ignore_index, "mask_cross_document": self.mask_cross_document}
@@ -200,22 +217,20 @@ class HostBatcher:
                 rows = np.flatnonzero(src == sid)
                 if len(rows):
                     stream.pack(rows, idx[rows] * s, out, **opts)
-        cu, ptr, max_len = loader_kernels.kernels().cu_seqlens(
-            out["seg"], out["n_seg"], n_batches=len(steps), batch=b
-        )
+        names = [k for k in OUTPUTS if out.get(k) is not None]
         batches: list[Batch] = []
         for i, step in enumerate(steps.tolist()):
             rows_i = slice(i * b, (i + 1) * b)
-            batches.append(
-                {
-                    "input_ids": out["input_ids"][rows_i],
-                    "labels": out["labels"][rows_i],
-                    "position_ids": out["position_ids"][rows_i],
-                    "cu_seqlens": cu[ptr[i] : ptr[i + 1]],
-                    "max_seqlen": int(max_len[i]),
-                    "step": step,
-                }
+            batch: Batch = {k: out[k][rows_i] for k in names}
+            batch["step"] = step
+            batches.append(batch)
+        if want_cu:
+            cu, ptr, max_len = loader_kernels.kernels().cu_seqlens(
+                out["seg"], out["n_seg"], n_batches=len(steps), batch=b
             )
+            for i, batch in enumerate(batches):
+                batch["cu_seqlens"] = cu[ptr[i] : ptr[i + 1]]
+                batch["max_seqlen"] = int(max_len[i])
         return batches
 
     def chunks(self, first: int, stop: int, *, keep: int = 4) -> Iterator[list[Batch]]:
@@ -227,7 +242,7 @@ class HostBatcher:
         Until the kernels have loaded (sharding.loader_kernels; the load starts once the first
         batch is made) each list is one batch from :meth:`reference_batch`, in fresh arrays: the
         same batches, sooner after start-up."""
-        pool = BufferPool(keep)
+        pool = BufferPool(keep, self._arrays)
         lo = first
         while lo < stop:
             if not loader_kernels.ready():
@@ -261,7 +276,7 @@ class HostBatcher:
         for ``part`` outside ``[0, parts)``."""
         if parts <= 0 or not 0 <= part < parts:
             raise ValueError(f"part must be in [0, parts) with parts > 0, got part={part}, parts={parts}")
-        pool = BufferPool(keep)
+        pool = BufferPool(keep, self._arrays)
         cs = self.chunk_steps
         for lo in range(first + part * cs, stop, parts * cs):
             hi = min(lo + cs, stop)
@@ -338,8 +353,8 @@ class HostBatcher:
             out = pack_stream(tokens, starts, valid, batch=self.batch_size, **opts)
         else:
             out = pack_windows(tokens, starts, valid, **opts)
-        out["step"] = step
-        return out
+        keep = set(self.fields) | ({"max_seqlen"} if "cu_seqlens" in self.fields else set())
+        return {**{k: v for k, v in out.items() if k in keep}, "step": step}
 
     def close(self) -> None:
         for s in self.streams:

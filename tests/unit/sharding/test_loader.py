@@ -93,6 +93,25 @@ def test_resume_continues_bit_identically(dataset) -> None:
             assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_input_ids_only_gives_the_same_tokens_and_resumes_with_all_fields(dataset, num_workers) -> None:
+    manifest, _ = dataset
+    full = _collect(TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=6))
+    lean = TokenLoader(
+        manifest, seq_len=SEQ, batch_size=2, seed=6, fields=("input_ids",), num_workers=num_workers
+    )
+    head = _collect(lean, 7)
+    assert all(set(b) == {"input_ids", "step"} for b in head)
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(head, full[:7], strict=True))
+    resumed = TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=6)
+    resumed.load_state_dict(lean.state_dict())  # the fields are not part of the position
+    tail = _collect(resumed)
+    assert [b["step"] for b in head + tail] == [b["step"] for b in full]
+    for a, b in zip(tail, full[7:], strict=True):
+        for k in ("input_ids", "labels", "position_ids", "cu_seqlens"):
+            assert torch.equal(a[k], b[k]), k
+
+
 def test_stopping_and_iterating_again_continues(dataset) -> None:
     manifest, _ = dataset
     full = _collect(TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=4), 6)

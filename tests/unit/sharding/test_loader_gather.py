@@ -158,6 +158,59 @@ def test_pack_rows_matches_pack_windows_on_random_windows(mask: bool) -> None:
     assert max_len[0] == first["max_seqlen"]
 
 
+@pytest.mark.parametrize("drop", [("labels",), ("position_ids",), ("labels", "position_ids", "seg")])
+def test_outputs_left_out_are_not_written_and_the_rest_are_unchanged(drop) -> None:
+    docs = _random_docs(40, seed=8, max_len=15)
+    arrays, table, stream = _table(docs, "uint16")
+    table["state"][1] = SLOT_SKIPPED  # filler and ignored labels take their own branches
+    offsets = np.arange(0, len(stream) - 12, 11, dtype=np.int64)
+    full, _ = _run(table, "uint16", offsets, 11)
+    r, s = len(offsets), 11
+    out = {k: np.full((r, s), -7, dtype=np.int64) for k in ("input_ids", "labels", "position_ids")}
+    seg, n_seg = np.full((r, s), -7, dtype=np.int32), np.zeros(r, dtype=np.int64)
+    kept = {k: v for k, v in {**out, "seg": seg}.items() if k not in drop}
+    pack_rows(
+        table["addr"], table["length"], table["state"], np.dtype("uint16"), table["slot"], table["src"],
+        table["start"], np.arange(r, dtype=np.int64), offsets, eod=0, ignore_index=-100,
+        mask_cross_document=True, n_seg=n_seg, need=np.zeros(2, dtype=np.uint8),
+        **{"labels": None, "position_ids": None, "seg": None, **kept},
+    )  # fmt: skip
+    for k in ("input_ids", "labels", "position_ids", "seg"):
+        got = kept.get(k, out.get(k, seg))
+        if k in drop:
+            assert (got == -7).all(), k  # never touched
+        else:
+            assert np.array_equal(got, full[k]) if k != "seg" else all(
+                np.array_equal(got[i, : n_seg[i]], full["seg"][i, : full["n_seg"][i]]) for i in range(r)
+            ), k
+    assert (n_seg == 0).all() if "seg" in drop else np.array_equal(n_seg, full["n_seg"])
+
+
+@pytest.mark.parametrize(
+    "fields", [("input_ids",), ("input_ids", "cu_seqlens"), ("labels", "input_ids", "position_ids")]
+)
+def test_batcher_fields_pick_outputs_without_changing_them(tmp_path, fields) -> None:
+    docs = _random_docs(60, seed=9, max_len=40)
+    manifest = write_shards(tmp_path / "a", docs, docs_per_shard=10)
+    full = _batcher([manifest], seq_len=10, batch=3, world=2, rank=1, block_shards=2)
+    some = _batcher([manifest], seq_len=10, batch=3, world=2, rank=1, block_shards=2, fields=fields)
+    want_keys = set(fields) | {"step"} | ({"max_seqlen"} if "cu_seqlens" in fields else set())
+    steps = list(range(25))
+    made = some.chunk(steps, BufferPool(2, some._arrays)) + [some.reference_batch(k) for k in steps]
+    for got in made:
+        assert set(got) == want_keys
+        want = full.reference_batch(got["step"])
+        for k in want_keys:
+            assert np.array_equal(np.asarray(got[k]), np.asarray(want[k])), k
+
+
+def test_batcher_fields_are_checked(tmp_path) -> None:
+    manifest = write_shards(tmp_path / "a", _random_docs(10, seed=1, max_len=9), docs_per_shard=5)
+    for bad in [("labels",), ("input_ids", "attention_mask")]:
+        with pytest.raises(ValueError, match="fields must include 'input_ids'"):
+            _batcher([manifest], seq_len=4, batch=1, world=1, rank=0, block_shards=1, fields=bad)
+
+
 def test_closed_slots_are_reported_and_skipped_slots_give_filler() -> None:
     docs = [np.arange(1, 6), np.arange(10, 14), np.arange(20, 23)]
     arrays, table, stream = _table(docs, "uint32")
