@@ -122,7 +122,7 @@ class ShardCache:
                         dst.truncate(got)
                     if got != nbytes:
                         raise OSError(f"{remote}: fetched {got} bytes, the manifest says {nbytes}")
-                    os.replace(tmp, path)
+                    self._publish(tmp, path)
                 finally:
                     tmp.unlink(missing_ok=True)
                 log.debug("cached %s (%d bytes)", remote, nbytes)
@@ -130,10 +130,24 @@ class ShardCache:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _cache_lock(self) -> Any:
+        return open(self.root / ".cache.lock", "a+b")
+
+    def _publish(self, tmp: Path, path: Path) -> None:
+        """Rename a finished download into place under the cache-wide lock: an eviction pass listing
+        the folder meanwhile would otherwise see neither the temporary name nor the final one, count
+        the file as nothing and let the cache grow past its limit."""
+        with self._cache_lock() as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                os.replace(tmp, path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _reserve(self, tmp: Path, nbytes: int) -> None:
         """Under the cache-wide lock, evict until ``nbytes`` fit (downloads under way count at their
         full size), then claim the space with a sparse file of that size."""
-        with open(self.root / ".cache.lock", "a+b") as lock:
+        with self._cache_lock() as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 self._evict(nbytes)

@@ -243,7 +243,9 @@ class TokenLoader:
         from sharding import loader_torch as lt
 
         while len(self._twins) < parts - 1:
-            self._twins.append(pickle.loads(pickle.dumps(self.batcher)))
+            twin = pickle.loads(pickle.dumps(self.batcher))
+            twin.share_checks(self.batcher)  # each shard's checksum is computed once, by whichever needs it first
+            self._twins.append(twin)
         batcher = self.batcher if part == 0 else self._twins[part - 1]
 
         def make() -> Iterator[Any]:

@@ -166,6 +166,12 @@ class HostBatcher:
         )
         self._seg: np.ndarray | None = None
 
+    def share_checks(self, other: HostBatcher) -> None:
+        """Take ``other``'s shard verdicts (a batcher of the same plan in this process), so shards both
+        read are checked once (see sharding.loader_store.ShardChecks)."""
+        for mine, theirs in zip(self.streams, other.streams, strict=True):
+            mine.store.share_checks(theirs.store)
+
     @property
     def _arrays(self) -> tuple[str, ...]:
         """The int64 ``[rows, seq_len]`` outputs among :attr:`fields`."""

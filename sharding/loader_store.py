@@ -6,8 +6,10 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +26,67 @@ OnCorrupt = Literal["raise", "skip"]
 _OPEN_SHARDS = 16  # memory maps kept open per process
 
 
+class ShardChecks:
+    """Verdicts of the checks on one manifest's shards, shared by the stores of a process's producer
+    threads so that each shard is checked once: a thread that needs a shard another thread is
+    checking waits for that check. A verdict is None (the shard passed) or why it is corrupt.
+    :meth:`ahead` checks shards in a background thread before they are needed. Not picklable on
+    purpose: a store unpickled in another process starts its own (ShardStore.__setstate__)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._verdicts: dict[int, Future[str | None]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self.warned: set[int] = set()  # skipped shards already named in a warning
+
+    def verdict(self, shard: int, run: Callable[[], str | None]) -> str | None:
+        """``shard``'s verdict, from ``run()`` the first time it is asked for. An exception from ``run``
+        (an unreadable file, a corrupt index) is raised to the caller whose call ran it and is not
+        kept: the next caller runs the check again."""
+        with self._lock:
+            fut = self._verdicts.get(shard)
+            mine = fut is None
+            if fut is None:
+                fut = self._verdicts[shard] = Future()
+        if not mine:
+            return fut.result()
+        try:
+            got = run()
+        except BaseException as exc:
+            with self._lock:
+                self._verdicts.pop(shard, None)
+            fut.set_exception(exc)  # threads waiting on this check raise it too
+            raise
+        fut.set_result(got)
+        return got
+
+    def known(self, shard: int) -> bool:
+        with self._lock:
+            return shard in self._verdicts
+
+    def ahead(self, shard: int, run: Callable[[], str | None]) -> None:
+        """Start ``shard``'s check in the background unless it is done or under way."""
+        with self._lock:
+            if shard in self._verdicts:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="shard-verify")
+            pool = self._pool
+        pool.submit(self._quietly, shard, run)
+
+    def _quietly(self, shard: int, run: Callable[[], str | None]) -> None:
+        try:
+            self.verdict(shard, run)
+        except Exception:  # noqa: BLE001  (not kept: the store's own call checks again and reports it)
+            log.debug("background check of shard %d failed", shard, exc_info=True)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 class ShardStore:
     """Shards of one manifest as numpy views, each verified (sha256 and tar layout) before first use.
 
@@ -31,7 +94,8 @@ class ShardStore:
     is corrupt and ``on_corrupt="skip"`` (a warning names it once per process); with
     ``on_corrupt="raise"`` a corrupt shard raises CorruptShardError naming it. A corrupt *index*
     always raises, since the stream's layout depends on it. Picklable: open maps and the cache's
-    threads are per process.
+    threads are per process. Stores that read the same manifest in one process can share their
+    :class:`ShardChecks` (:meth:`share_checks`), so each shard's checksum is computed once.
     """
 
     def __init__(
@@ -62,15 +126,19 @@ class ShardStore:
     def _reset(self) -> None:
         self._maps: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._verified: set[int] = set()
-        self._bad: set[int] = set()
-        self._digests: dict[int, str] = {}
+        self.checks = ShardChecks()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_maps", "_indexes", "_verified", "_bad", "_digests"):
+        for key in ("_maps", "_indexes", "checks"):
             state.pop(key)
         return state
+
+    def share_checks(self, other: ShardStore) -> None:
+        """Use ``other``'s verdicts from now on (both stores must read the same manifest)."""
+        if other.manifest.base != self.manifest.base or other.manifest.sha256 != self.manifest.sha256:
+            raise ValueError("stores of different manifests cannot share their checks")
+        self.checks = other.checks
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -96,6 +164,14 @@ class ShardStore:
         if got is not None:
             self._indexes.move_to_end(shard)
             return got
+        idx = self._load_index(shard)
+        self._indexes[shard] = idx
+        while len(self._indexes) > _OPEN_SHARDS:
+            self._indexes.popitem(last=False)
+        return idx
+
+    def _load_index(self, shard: int) -> np.ndarray:
+        """:meth:`index` without the cache (safe from any thread)."""
         m = self.manifest
         name = m.location(m.paths[shard])
         data = self._read_small(m.index_paths[shard])
@@ -107,35 +183,34 @@ class ShardStore:
             raise CorruptShardError(name, f"unreadable index ({exc})") from exc
         if len(idx) != m.n_samples[shard] or int(idx[:, 1].sum()) != m.n_tokens[shard]:
             raise CorruptShardError(name, "index sample or token counts disagree with the manifest")
-        self._indexes[shard] = idx
-        while len(self._indexes) > _OPEN_SHARDS:
-            self._indexes.popitem(last=False)
         return idx
 
     def prefetch(self, shards: list[int]) -> None:
-        """Start fetching remote shards ahead of use (no-op for local datasets)."""
-        if self.cache is None or not shards:
+        """Get shards ready ahead of use: remote ones start downloading; local ones are checked in a
+        background thread (when ``verify``), so a producer seldom waits on a checksum."""
+        if not shards:
             return
         m = self.manifest
-        self._cache().prefetch((s3_path(m.location(m.paths[s])), int(m.nbytes[s])) for s in shards)
+        if self.cache is not None:
+            self._cache().prefetch((s3_path(m.location(m.paths[s])), int(m.nbytes[s])) for s in shards)
+        elif self.verify:
+            for s in shards:
+                self.checks.ahead(s, lambda s=s: self._verdict(s))
 
     def tokens_many(self, shards: list[int]) -> list[np.ndarray | None]:
-        """:meth:`tokens` of several shards; the checksums of those not yet verified are computed in
-        parallel threads first (hashing releases the GIL), which shortens the wait for a first batch."""
-        todo = [s for s in shards if self.verify and s not in self._maps and s not in self._verified]
+        """:meth:`tokens` of several shards; local shards not checked yet are checked in parallel
+        threads first (hashing releases the GIL), which shortens the wait for a first batch."""
+        todo = [s for s in shards if self.verify and s not in self._maps and not self.checks.known(s)]
         if len(todo) > 1 and self.cache is None:  # remote shards: the cache's threads fetch ahead
-            m = self.manifest
 
-            def digest(shard: int) -> tuple[int, str | None]:
+            def check(shard: int) -> None:
                 try:
-                    return shard, sha256_file(self._local_file(shard, m.location(m.paths[shard]))[0])
+                    self.checks.verdict(shard, lambda: self._verdict(shard))
                 except (OSError, CorruptShardError):
-                    return shard, None  # tokens() below reports it
+                    pass  # tokens() below checks again and reports it
 
             with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1, 8)) as pool:
-                for shard, hexdigest in pool.map(digest, todo):
-                    if hexdigest is not None:
-                        self._digests[shard] = hexdigest
+                list(pool.map(check, todo))
         return [self.tokens(s) for s in shards]
 
     def tokens(self, shard: int) -> np.ndarray | None:
@@ -157,9 +232,9 @@ class ShardStore:
         except CorruptShardError:
             if self.on_corrupt == "raise":
                 raise
-            if shard not in self._bad:
+            if shard not in self.checks.warned:
                 log.warning("skipping corrupt shard %s: its documents are masked out of the stream", name)
-                self._bad.add(shard)
+                self.checks.warned.add(shard)
             buf = None
         self._maps[shard] = buf
         return buf
@@ -182,23 +257,31 @@ class ShardStore:
 
     def _open_verified(self, shard: int, name: str) -> np.ndarray:
         m = self.manifest
+        if self.verify:
+            problem = self.checks.verdict(shard, lambda: self._verdict(shard))
+            if problem is not None:
+                raise CorruptShardError(name, problem)
         path, size = self._local_file(shard, name)
         if size != m.nbytes[shard]:
             raise CorruptShardError(name, f"{size} bytes, the manifest says {int(m.nbytes[shard])}")
-        if self.verify and shard not in self._verified:
-            digest = self._digests.pop(shard, None) or sha256_file(path)
-            if digest != m.sha256[shard]:
-                raise CorruptShardError(name, "sha256 does not match the manifest")
         # a plain ndarray view of the map: slicing a np.memmap subclass costs more per document
+        return np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
+
+    def _verdict(self, shard: int) -> str | None:
+        """Check shard ``shard`` (size, sha256, tar layout against its index): None when it passes,
+        otherwise why it is corrupt. Raises CorruptShardError for a corrupt index, OSError when the
+        file cannot be read. Touches no state of the store, so any thread may run it."""
+        m = self.manifest
+        path, size = self._local_file(shard, m.location(m.paths[shard]))
+        if size != m.nbytes[shard]:
+            return f"{size} bytes, the manifest says {int(m.nbytes[shard])}"
+        if sha256_file(path) != m.sha256[shard]:
+            return "sha256 does not match the manifest"
         buf = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
-        if self.verify and shard not in self._verified:
-            problem = check_tar_layout(buf, self.index(shard), m.token_dtype.itemsize)
-            if problem is not None:
-                raise CorruptShardError(name, problem)
-            self._verified.add(shard)
-        return buf
+        return check_tar_layout(buf, self._load_index(shard), m.token_dtype.itemsize)
 
     def close(self) -> None:
+        self.checks.close()
         if self.cache is not None:
             self.cache.close()
         self._reset()
