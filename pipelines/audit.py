@@ -51,9 +51,10 @@ class AuditResult:
 
 def total_records(table: Table | None) -> int:
     """Rows in the table's current snapshot, from Iceberg metadata (no data scan)."""
-    if table is None or table.current_snapshot() is None:
+    snapshot = None if table is None else table.current_snapshot()
+    if table is None or snapshot is None:
         return 0
-    summary = table.current_snapshot().summary
+    summary = snapshot.summary
     value = summary.additional_properties.get("total-records") if summary else None
     return int(value) if value is not None else lake.read_table(table, ("doc_id",)).num_rows
 

@@ -66,7 +66,7 @@ class CurateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
-    filters: list[FilterSpec] = Field(default_factory=lambda: [LengthFilter()])
+    filters: list[FilterSpec] = Field(default_factory=lambda: list[FilterSpec]([LengthFilter()]))
     dedup: DedupConfig = Field(default_factory=DedupConfig)
 
 

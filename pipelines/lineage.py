@@ -110,15 +110,18 @@ def _fmt(v: Any) -> str:
 def _rows(table: Table | None, snapshot_id: int | None, column: str, value: str) -> list[dict[str, Any]]:
     if table is None or snapshot_id is None:
         return []
-    return table.scan(row_filter=EqualTo(column, value), snapshot_id=snapshot_id).to_arrow().to_pylist()
+    # pyiceberg types its expressions as pydantic models, hiding their positional constructors from mypy
+    row_filter = EqualTo(column, value)  # type: ignore[call-arg, arg-type]
+    return table.scan(row_filter=row_filter, snapshot_id=snapshot_id).to_arrow().to_pylist()
 
 
 def _ingest_snapshot(table: Table, snapshot_id: int, run_id: str | None) -> int | None:
     """The ingest snapshot in the ancestry of `snapshot_id` whose run added the document (by run_id)."""
     snap = table.snapshot_by_id(snapshot_id)
     while snap is not None and run_id:
-        props = snap.summary.additional_properties if snap.summary else {}
-        if props.get(f"{lake.SUMMARY_PREFIX}run_id") == run_id and snap.summary.operation.value == "append":
+        summary = snap.summary
+        props = summary.additional_properties if summary else {}
+        if summary and props.get(f"{lake.SUMMARY_PREFIX}run_id") == run_id and summary.operation.value == "append":
             return snap.snapshot_id
         snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
     return None

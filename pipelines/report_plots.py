@@ -72,7 +72,8 @@ def signal_histograms(signals: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> s
         both = np.concatenate([kept, dropped])
         lo, hi = float(both.min()), float(both.max())
         heavy = lo >= 0 and hi > 50 * (float(np.median(both)) + 1)
-        bins = _log_bins(both, 30) if heavy else np.linspace(lo, hi if hi > lo else lo + 1, 30)
+        edges = _log_bins(both, 30) if heavy else np.linspace(lo, hi if hi > lo else lo + 1, 30)
+        bins = edges.tolist()
         ax.hist(kept, bins=bins, color=KEPT, alpha=0.75, label="kept")
         if dropped.size:
             ax.hist(dropped, bins=bins, color=DROPPED, alpha=0.6, label="dropped")
@@ -130,7 +131,7 @@ def token_length_hist(n_tokens: np.ndarray, previous: np.ndarray | None = None,
     fig, (ax,) = _figure()
     if n_tokens.size:
         both = np.concatenate([n_tokens, previous]) if previous is not None and previous.size else n_tokens
-        bins = _log_bins(both.astype(np.float64))
+        bins = _log_bins(both.astype(np.float64)).tolist()
         ax.hist(n_tokens, bins=bins, color=KEPT, alpha=0.8, label=labels[0])
         if previous is not None and previous.size:
             ax.hist(previous, bins=bins, histtype="step", color="#333333", linewidth=1.2, label=labels[1])
@@ -155,7 +156,10 @@ def shard_size_bars(sizes: Sequence[int], target_bytes: int | None) -> str:
             ax.legend(fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no shards", ha="center", va="center", transform=ax.transAxes)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    # matplotlib's default locator with whole shard numbers only
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
     ax.set_xlabel("shard")
     ax.set_ylabel("MiB")
     return to_png_base64(fig)

@@ -79,7 +79,7 @@ def _tokenize_partition(
         files = [p for p in paths if p]
         # Counts ride on the first row; a partition with no data still reports its zeros.
         yield pa.RecordBatch.from_pydict({
-            "path": files or [None],
+            "path": list(files) if files else [None],
             "rows": [rows] + [0] * (max(len(files), 1) - 1),
             "tokens": [tokens] + [0] * (max(len(files), 1) - 1),
             "bytes_in": [bytes_in] + [0] * (max(len(files), 1) - 1),

@@ -19,7 +19,7 @@ from sharding.loader_errors import ManifestError
 log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT = "tokenmill-shards/1"
-TOKEN_DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+TOKEN_DTYPES: dict[str, np.dtype[Any]] = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 INDEX_FIELDS = ("tokens_offset", "n_tokens", "json_offset", "json_nbytes")
 
 

@@ -215,19 +215,21 @@ class HostBatcher:
         }
         del arrays
         src, idx = self._window_sources(steps)
-        opts = {"ignore_index": self.ignore_index, "mask_cross_document": self.mask_cross_document}
-        if len(self.streams) == 1:
-            self.streams[0].pack(np.arange(n_rows, dtype=np.int64), idx * s, out, **opts)
-        else:
-            for sid, stream in enumerate(self.streams):
-                rows = np.flatnonzero(src == sid)
-                if len(rows):
-                    stream.pack(rows, idx[rows] * s, out, **opts)
-        names = [k for k in OUTPUTS if out.get(k) is not None]
+        for sid, stream in enumerate(self.streams):
+            rows = np.arange(n_rows, dtype=np.int64) if len(self.streams) == 1 else np.flatnonzero(src == sid)
+            if len(rows):
+                stream.pack(
+                    rows,
+                    idx[rows] * s,
+                    out,
+                    ignore_index=self.ignore_index,
+                    mask_cross_document=self.mask_cross_document,
+                )
+        made = {k: a for k in OUTPUTS if (a := out.get(k)) is not None}
         batches: list[Batch] = []
         for i, step in enumerate(steps.tolist()):
             rows_i = slice(i * b, (i + 1) * b)
-            batch: Batch = {k: out[k][rows_i] for k in names}
+            batch: Batch = {k: a[rows_i] for k, a in made.items()}
             batch["step"] = step
             batches.append(batch)
         if want_cu:
@@ -284,6 +286,7 @@ class HostBatcher:
             raise ValueError(f"part must be in [0, parts) with parts > 0, got part={part}, parts={parts}")
         pool = BufferPool(keep, self._arrays)
         cs = self.chunk_steps
+        got: list[Batch] | None
         for lo in range(first + part * cs, stop, parts * cs):
             hi = min(lo + cs, stop)
             while lo < hi and not loader_kernels.ready():
@@ -354,11 +357,13 @@ class HostBatcher:
         """:meth:`batch` computed by the plain numpy path (:meth:`windows` then loader_pack), which the
         fused kernel must match exactly; kept as the specification and for tests."""
         tokens, starts, valid = self.windows(step)
-        opts = {"ignore_index": self.ignore_index, "mask_cross_document": self.mask_cross_document}
+        ignore, mask = self.ignore_index, self.mask_cross_document
         if tokens.ndim == 1:
-            out = pack_stream(tokens, starts, valid, batch=self.batch_size, **opts)
+            out = pack_stream(
+                tokens, starts, valid, batch=self.batch_size, ignore_index=ignore, mask_cross_document=mask
+            )
         else:
-            out = pack_windows(tokens, starts, valid, **opts)
+            out = pack_windows(tokens, starts, valid, ignore_index=ignore, mask_cross_document=mask)
         keep = set(self.fields) | ({"max_seqlen"} if "cu_seqlens" in self.fields else set())
         return {**{k: v for k, v in out.items() if k in keep}, "step": step}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -195,7 +196,7 @@ class ShardStore:
             self._cache().prefetch((s3_path(m.location(m.paths[s])), int(m.nbytes[s])) for s in shards)
         elif self.verify:
             for s in shards:
-                self.checks.ahead(s, lambda s=s: self._verdict(s))
+                self.checks.ahead(s, functools.partial(self._verdict, s))
 
     def tokens_many(self, shards: list[int]) -> list[np.ndarray | None]:
         """:meth:`tokens` of several shards; local shards not checked yet are checked in parallel

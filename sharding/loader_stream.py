@@ -227,7 +227,10 @@ class SourceStream:
         Rows are packed in runs whose windows lie in the blocks around the run's first window, so
         a table never spans more blocks than one window does (which bounds open shards and memory).
         """
-        s = out["input_ids"].shape[1]
+        ids = out["input_ids"]
+        if ids is None:
+            raise ValueError("out must hold an input_ids array")
+        s = ids.shape[1]
         if len(offsets) > 1 and np.any(offsets[1:] < offsets[:-1]):
             order = np.argsort(offsets, kind="stable")
             rows, offsets = rows[order], offsets[order]
@@ -350,8 +353,8 @@ class MixSchedule:
     def lookup(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(source id, source window index) of global windows ``[start, stop)``, int64 arrays."""
         if len(self.weights) == 1:
-            g = np.arange(start, stop, dtype=np.int64)
-            return np.zeros_like(g), g
+            windows = np.arange(start, stop, dtype=np.int64)
+            return np.zeros_like(windows), windows
         srcs, idxs = [], []
         g = start
         while g < stop:

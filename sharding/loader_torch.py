@@ -241,4 +241,4 @@ def device_batches(
                     t = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
                 yield t
     finally:
-        host.close()  # type: ignore[attr-defined]  # joins the prefetch thread before returning
+        host.close()  # type: ignore[union-attr]  # joins the prefetch thread before returning

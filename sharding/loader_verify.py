@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ from sharding.loader_manifest import INDEX_FIELDS
 BLOCK = 512
 _CHUNK = 8 * 1024 * 1024
 _HEADER_ROWS = 16384  # tar headers checked per vectorised pass (bounded memory)
+# np.load parses the .npy header with ast.literal_eval, which CPython 3.11 cannot run in two threads at
+# once ("AST constructor recursion depth mismatch"); producer and checking threads load indexes
+_NPY_HEADER_LOCK = threading.Lock()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -31,7 +35,8 @@ def load_index(data: bytes) -> np.ndarray:
     """Parse a shard index (.npy of a structured array) without pickle. Returns an int64 array of shape
     ``[n_samples, 4]`` with columns tokens_offset, n_tokens, json_offset, json_nbytes. Raises ValueError
     when the fields are missing or negative."""
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
+    with _NPY_HEADER_LOCK:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     names = arr.dtype.names or ()
     missing = [f for f in INDEX_FIELDS if f not in names]
     if arr.ndim != 1 or missing:

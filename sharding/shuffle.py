@@ -160,7 +160,7 @@ def mixture_block_counts(
     blocks = np.arange(first_block, first_block + n_blocks, dtype=np.uint64)[:, None]
     src = np.arange(len(w), dtype=np.uint64)[None, :]
     key = _splitmix64(
-        _splitmix64(np.uint64(seed) ^ np.uint64(_SALT_MIX << 56)) ^ (blocks << np.uint64(20)) ^ src
+        _splitmix64(np.asarray(np.uint64(seed) ^ np.uint64(_SALT_MIX << 56))) ^ (blocks << np.uint64(20)) ^ src
     )
     u = (key >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
     u = np.clip(u, 1e-300, 1.0 - 1e-16)

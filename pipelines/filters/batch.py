@@ -144,7 +144,7 @@ def curate_batch(
     tc = TextCounts(text)
 
     for spec in filters:
-        alive = np.equal(reasons, None)
+        alive = reasons == None  # noqa: E711  (elementwise over the object array)
         if isinstance(spec, LengthFilter):
             st = tc.stats()
             got = rules.first_reason(n, [

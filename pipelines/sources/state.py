@@ -139,5 +139,9 @@ def orphan_runs(raw_docs: Table, quarantine: Table) -> list[str]:
 def delete_orphans(quarantine: Table, runs: list[str], summary: dict[str, str]) -> None:
     """Delete the quarantine rows of `runs` in one commit that records them as cleaned."""
     log.warning("removing quarantine rows of %d interrupted ingest run(s): %s", len(runs), ", ".join(runs))
-    quarantine.delete(In("run_id", runs), snapshot_properties={**summary, KEY_CLEANED: json.dumps(runs)})
+    # pyiceberg types its expressions as pydantic models, hiding their positional constructors from mypy
+    quarantine.delete(
+        In("run_id", runs),  # type: ignore[call-arg, arg-type]
+        snapshot_properties={**summary, KEY_CLEANED: json.dumps(runs)},
+    )
     quarantine.refresh()
