@@ -87,6 +87,16 @@ def _producer(make: Callable[[], Iterator[Any]], q: queue.Queue[tuple[str, Any]]
     return thread
 
 
+def _join(threads: list[threading.Thread]) -> None:
+    """Join stopped producer threads. An abandoned iteration may be finalised by the garbage collector
+    in one of its own producer threads, which must not (and cannot) join itself: it exits on its own
+    once it sees the stop flag."""
+    me = threading.current_thread()
+    for t in threads:
+        if t is not me:
+            t.join(timeout=5)
+
+
 def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, None, None]:
     """Run ``make()`` in a background thread, ``depth`` items ahead of the consumer. Errors are
     re-raised in the consumer; closing the generator stops the thread."""
@@ -104,7 +114,7 @@ def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, No
                 raise value
     finally:
         stop.set()
-        thread.join(timeout=5)
+        _join([thread])
 
 
 def interleaved(makers: list[Callable[[], Iterator[Any]]], depth: int) -> Generator[Any, None, None]:
@@ -134,8 +144,7 @@ def interleaved(makers: list[Callable[[], Iterator[Any]]], depth: int) -> Genera
                 raise value
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=5)
+        _join(threads)
 
 
 def as_tensors(batch: Batch) -> Batch:
