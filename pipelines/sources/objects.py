@@ -36,7 +36,7 @@ from pipelines.sources.formats import (
 from pipelines.sources.records import (
     Decoded,
     decode_json_values,
-    decode_parquet_batch,
+    decode_parquet_arrow,
     decode_text_values,
     split_decoded,
 )
@@ -319,11 +319,10 @@ def _read_parquet(fs: pafs.FileSystem, path: str, obj: ObjectRef, source_type: s
             return
         try:
             for batch in pfile.iter_batches(batch_size=opts.batch_rows):
-                dec, raws = decode_parquet_batch(batch, id_field=opts.id_field, text_field=opts.text_field,
-                                                 max_record_bytes=opts.max_record_bytes)
-                rows = list(range(done, done + batch.num_rows))
-                yield split_decoded(dec.to_arrow(), source_type=source_type, source_uri=obj.uri,
-                                    source_partition=None, source_offset=rows,
+                decoded, raws = decode_parquet_arrow(batch, id_field=opts.id_field, text_field=opts.text_field,
+                                                     max_record_bytes=opts.max_record_bytes)
+                yield split_decoded(decoded, source_type=source_type, source_uri=obj.uri,
+                                    source_partition=None, source_offset=range(done, done + batch.num_rows),
                                     id_prefix=f"{obj.uri}:", raw=raws,
                                     raw_size=[len(r) if r is not None else 0 for r in raws],
                                     raw_limit=opts.raw_limit)

@@ -67,6 +67,9 @@ def cases() -> list[Case]:
              ("wrong_type_text", "wrong_type_text")),
         Case("null_text_row.parquet", _parquet(pa.table({"id": ["p", "q"], "text": ["x", None]})), 1,
              ("missing_text",)),
+        Case("mixed_rows.parquet", _parquet(pa.table({
+            "id": [1, 2, None, 4], "text": pa.array([b"ok", b"caf\xe9", b"fine", None], pa.binary()),
+            "score": [0.5, 1.0, float("nan"), 2.0]})), 1, ("invalid_utf8", "invalid_unicode", "missing_text")),
         Case("bad_utf8.txt", b"caf\xe9 au lait", 0, ("invalid_utf8",)),
         Case("huge.txt", b"y" * (2 * MAX_RECORD_BYTES), 0, ("too_large",)),
         Case("notes.csv", b"a,b\n1,2\n", 0, ("unknown_format",)),
