@@ -235,10 +235,12 @@ def decode_parquet_arrow(
     vectorised, other types encoded value by value with the json module). Rows that become errors (null,
     oversized or non-UTF-8 text, an id of another type, a non-finite float, a value json rejects) are left to
     `_decode_parquet_rows`, and so is a whole batch whose schema has no fast path (no text column, a text
-    column of another type, duplicate column names, `id_field == text_field`) or whose string columns hold
-    bytes that are not UTF-8 (there the reference raises UnicodeDecodeError, as it always has).
+    column of another type, duplicate column names, `id_field == text_field`). String columns holding bytes
+    that are not UTF-8 (Parquet writers do not all check) never crash the read: such text is `invalid_utf8`,
+    and an id or metadata value keeps its bad bytes escaped (`\\xff`), as quarantined raw rows do.
     """
     n = batch.num_rows
+    batch = _strings_as_bytes_where_invalid(batch, text_field)
     try:
         doc_id, text, metadata, hard = _parquet_columns(batch, id_field, text_field, max_record_bytes)
     except (_RowByRow, pa.ArrowException):  # an Arrow kernel missing for some type: the reference decides
@@ -304,6 +306,30 @@ def _parquet_columns(batch: pa.RecordBatch, id_field: str, text_field: str, max_
     else:
         metadata = pa.nulls(n, _LARGE_STRING)
     return doc_id, text, metadata, hard
+
+
+def _strings_as_bytes_where_invalid(batch: pa.RecordBatch, text_field: str) -> pa.RecordBatch:
+    """`batch` where string columns holding invalid UTF-8 are repaired for reading: the text column is viewed
+    as binary (its bad rows become `invalid_utf8`), any other column has its bad bytes escaped as the
+    quarantine does (backslashreplace), so an id or a metadata value keeps every byte visible."""
+    columns = list(batch.columns)
+    changed = False
+    for i, (name, col) in enumerate(zip(batch.schema.names, columns, strict=True)):
+        if pa.types.is_dictionary(col.type) and _is_string(col.type.value_type):
+            col = col.dictionary_decode()
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            changed = True
+        as_bytes = col.view(pa.binary() if pa.types.is_string(col.type) else pa.large_binary())
+        columns[i] = as_bytes if name == text_field else pa.array(
+            [None if v is None else v.decode("utf-8", "backslashreplace") for v in as_bytes.to_pylist()],
+            col.type,
+        )
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names) if changed else batch
 
 
 def _plain_values(col: pa.Array) -> pa.Array:

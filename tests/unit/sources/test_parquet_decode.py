@@ -216,13 +216,13 @@ def test_errors_keep_todays_codes_details_and_row_json() -> None:
     assert got.column("text").null_count == 5
 
 
-def test_string_column_with_invalid_utf8_raises_as_before() -> None:
+def test_string_column_with_invalid_utf8_no_longer_raises() -> None:
     bad = pa.array([b"ok", b"\xff"], pa.binary()).view(pa.string())
     batch = pa.RecordBatch.from_pydict({"text": pa.array(["a", "b"]), "title": bad})
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(UnicodeDecodeError):  # the row-by-row reference reads values in Python
         _decode_parquet_rows(batch, id_field="id", text_field="text", max_record_bytes=10)
-    with pytest.raises(UnicodeDecodeError):
-        decode_parquet_arrow(batch, id_field="id", text_field="text", max_record_bytes=10)
+    table, _ = decode_parquet_arrow(batch, id_field="id", text_field="text", max_record_bytes=10)
+    assert table.column("metadata").to_pylist() == ['{"title":"ok"}', '{"title":"\\\\xff"}']
 
 
 def test_json_quotes_strings_without_quote_backslash_or_controls_verbatim() -> None:
@@ -280,3 +280,25 @@ def test_ordinary_batches_are_not_decoded_row_by_row(monkeypatch: pytest.MonkeyP
     assert seen == [1]  # only the row with the infinite score
     assert got.column("error_code").to_pylist() == [None, "invalid_unicode", None]
     assert raws[0] is None and raws[1] is not None and b'"score": "inf"' in raws[1]
+
+
+def test_string_columns_with_invalid_utf8_never_crash_the_read() -> None:
+    # a string column whose bytes are not UTF-8 (some Parquet writers do not check): values a, \xffb, c\xfe
+    offsets = pa.py_buffer(np.array([0, 1, 3, 5], dtype=np.int32).tobytes())
+    bad = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"a\xffbc\xfe")])
+    good = pa.array(["t1", "t2", "t3"])
+
+    def decode(**cols: pa.Array) -> list[dict]:
+        table, raws = decode_parquet_arrow(
+            pa.RecordBatch.from_pydict(cols), id_field="id", text_field="text", max_record_bytes=1000
+        )
+        return [{**row, "raw": raw} for row, raw in zip(table.to_pylist(), raws, strict=True)]
+
+    as_text = decode(text=bad, id=pa.array(["x", "y", "z"]))
+    assert [r["error_code"] for r in as_text] == [None, "invalid_utf8", "invalid_utf8"]
+    assert as_text[0]["text"] == "a" and as_text[1]["raw"] == b'{"text": "\\\\xffb", "id": "y"}'
+    as_id = decode(text=good, id=bad)
+    assert [r["doc_id"] for r in as_id] == ["a", "\\xffb", "c\\xfe"]
+    assert all(r["error_code"] is None for r in as_id)
+    as_meta = decode(text=good, meta=bad)
+    assert [r["metadata"] for r in as_meta] == ['{"meta":"a"}', '{"meta":"\\\\xffb"}', '{"meta":"c\\\\xfe"}']
