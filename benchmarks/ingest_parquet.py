@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from pipelines.sources.config import LocalSource
 from pipelines.sources.objects import ReadOptions, list_local, read_object
-from pipelines.sources.records import _decode_parquet_rows, decode_parquet_arrow
+from pipelines.sources.parquet_records import _decode_parquet_rows, decode_parquet_arrow
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 BATCH_ROWS = 8192

@@ -33,10 +33,10 @@ from pipelines.sources.formats import (
     iter_line_blocks,
     split_glob,
 )
+from pipelines.sources.parquet_records import decode_parquet_arrow
 from pipelines.sources.records import (
     Decoded,
     decode_json_values,
-    decode_parquet_arrow,
     decode_text_values,
     split_decoded,
 )

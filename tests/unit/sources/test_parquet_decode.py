@@ -18,7 +18,7 @@ import pytest
 
 from pipelines.sources.config import LocalSource
 from pipelines.sources.objects import ReadOptions, list_local, read_object
-from pipelines.sources.records import (
+from pipelines.sources.parquet_records import (
     _decode_parquet_rows,
     decode_parquet_arrow,
     decode_parquet_batch,
@@ -255,7 +255,7 @@ def test_float_metadata_prints_as_json_does_for_any_bit_pattern() -> None:
 
 
 def test_ordinary_batches_are_not_decoded_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.sources import records
+    from pipelines.sources import parquet_records as records
 
     seen: list[int] = []
     reference = records._decode_parquet_rows

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from pipelines.sources.parquet_records import decode_parquet_batch
 from pipelines.sources.records import (
     decode_json_values,
-    decode_parquet_batch,
     decode_text_values,
     split_decoded,
 )
