@@ -35,6 +35,7 @@ import time
 import types
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 # benchmarks/ holds modules named like stdlib ones (tokenize.py): keep this script's folder off the path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -64,7 +65,10 @@ def write_tokenmill(docs: list[np.ndarray], out: Path, target_bytes: int) -> Pat
     from sharding.tarformat import END_OF_ARCHIVE, INDEX_DTYPE, encode_sample, index_bytes, sample_json
 
     out.mkdir(parents=True)
-    shards, rows, parts, size = [], [], [], 0
+    shards: list[dict[str, Any]] = []
+    rows: list[tuple[int, int, int, int]] = []
+    parts: list[bytes] = []
+    size = 0
 
     def flush() -> None:
         nonlocal rows, parts, size
@@ -107,7 +111,7 @@ def write_tokenmill(docs: list[np.ndarray], out: Path, target_bytes: int) -> Pat
         "n_shards": len(shards),
         "n_samples": len(docs),
         "n_tokens": int(sum(len(d) for d in docs)),
-        "total_bytes": sum(s["bytes"] for s in shards),
+        "total_bytes": sum(int(s["bytes"]) for s in shards),
         "params_hash": "bench",
         "shards": shards,
     }
@@ -377,7 +381,9 @@ def main() -> None:
                 print(f"{name}: failed\n{proc.stderr[-2000:]}")
                 runs[name] = None
                 continue
-            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            done = runs[name]
+            assert done is not None  # a failed loader is skipped above
+            done.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     results = {
         name: {k: statistics.median(r[k] for r in got) for k in got[0]} for name, got in runs.items() if got
     }
