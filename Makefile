@@ -49,8 +49,12 @@ test: check-java $(VENV)/.test-installed chromium-present
 test-all: check-java $(VENV)/.test-installed
 	$(VENV)/bin/python -m pytest -m "" $(PYTEST_ARGS)
 
+# mypy runs from the repository root: module names are paths from here (explicit_package_bases in
+# pyproject.toml), which is how jobs/, a folder of spark-submit scripts with no __init__.py, is checked
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
+	@test -x $(VENV)/bin/mypy || $(PIP) install -q -c $(CONSTRAINTS) "mypy==2.4.1"
+	$(VENV)/bin/mypy pipelines dedup sharding schemas benchmarks jobs
 
 clean:
 	rm -rf lake/demo .pytest_cache

@@ -15,7 +15,9 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numba
 import numpy as np
@@ -46,8 +48,14 @@ def documents(text: str, target_mb: float, doc_bytes: int = 2000) -> pa.Array:
     return pa.array(docs * reps, pa.large_string())
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    times, out = [], None
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """Median seconds of `repeats` (at least 1) calls of `fn`, and the last call's result."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    times = []
     for _ in range(repeats):
         t = time.perf_counter()
         out = fn()

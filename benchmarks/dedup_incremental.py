@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -44,8 +45,14 @@ from dedup.shingle import shingle_strings  # noqa: E402
 CFG = DedupConfig(keep=["doc_id"])  # old ids ("a...") sort before new ones ("n..."): full mode keeps the old
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    times, out = [], None
+T = TypeVar("T")
+
+
+def median_time(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """Median seconds of `repeats` (at least 1) calls of `fn`, and the last call's result."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    times = []
     for _ in range(repeats):
         t = time.perf_counter()
         out = fn()

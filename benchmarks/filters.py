@@ -14,6 +14,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,12 +28,13 @@ from parity import RAW, corpus_batch, datatrove_filter, load_corpus  # noqa: E40
 from pipelines.filters import curate_batch  # noqa: E402
 from pipelines.filters.config import (  # noqa: E402
     C4QualityFilter,
+    FilterSpec,
     FineWebQualityFilter,
     GopherQualityFilter,
     GopherRepetitionFilter,
 )
 
-FAMILIES = {
+FAMILIES: dict[str, FilterSpec] = {
     "gopher_quality": GopherQualityFilter(),
     "gopher_repetition": GopherRepetitionFilter(),
     "c4_quality": C4QualityFilter(),
@@ -39,7 +42,7 @@ FAMILIES = {
 }
 
 
-def median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -79,8 +82,8 @@ def main() -> None:
     print("-" * len(header))
     for label, names in rows:
         specs = [FAMILIES[n] for n in names]
-        ours = median_seconds(lambda specs=specs: curate_batch(batch, normalize=RAW, filters=specs), args.repeats)
-        theirs = median_seconds(lambda names=names: run_datatrove(names, texts), args.repeats)
+        ours = median_seconds(partial(curate_batch, batch, normalize=RAW, filters=specs), args.repeats)
+        theirs = median_seconds(partial(run_datatrove, names, texts), args.repeats)
         print(
             f"{label:<18} {len(docs) / ours:>12.0f} {mb / ours:>10.2f} {len(docs) / theirs:>10.0f} "
             f"{mb / theirs:>8.2f} {theirs / ours:>6.1f}x"

@@ -18,15 +18,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 
-def _sibling(name: str):
+def _sibling(name: str) -> ModuleType:
     # loaded by path: putting benchmarks/ on sys.path would shadow stdlib modules (benchmarks/tokenize.py)
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", Path(__file__).resolve().parent / f"{name}.py"
-    )
+    path = Path(__file__).resolve().parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -88,8 +88,9 @@ def main() -> None:
     catalog = lake.open_catalog(cfg.lake)
     table = lake.ensure_table(catalog, cfg.lake.namespace, TABLE)
     bounds = np.linspace(0, rows.num_rows, 2 * args.cores + 1).astype(int)
-    files = [lake.write_data_file(lake.data_dir(table), rows.slice(a, b - a), prefix="b")
-             for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    written = [lake.write_data_file(lake.data_dir(table), rows.slice(a, b - a), prefix="b")
+               for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    files = [f for f in written if f is not None]  # None: an empty slice, nothing written
     info = {"token_dtype": "uint16", "eod_id": "0", "vocab_size": "32000", "tokenizer_sha256": "bench"}
     lake.commit_files(table, files, lake.snapshot_summary(cfg, "tokenize", "bench",
                                                           {f"tokenmill.{k}": v for k, v in info.items()}))

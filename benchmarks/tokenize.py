@@ -120,8 +120,9 @@ def main() -> None:
                 source_uri=pa.array(["bench"] * n, pa.large_string()))
     full = pa.table(cols, schema=schema)
     bounds = np.linspace(0, n, 2 * args.cores + 1).astype(int)
-    files = [lake.write_data_file(lake.data_dir(table), full.slice(a, b - a), prefix="b")
-             for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    written = [lake.write_data_file(lake.data_dir(table), full.slice(a, b - a), prefix="b")
+               for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    files = [f for f in written if f is not None]  # None: an empty slice, nothing written
     lake.commit_files(table, files, lake.snapshot_summary(cfg, "curate", "bench"), overwrite=True)
 
     spark = build_session(cfg.spark)

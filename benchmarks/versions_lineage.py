@@ -22,12 +22,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    times, out = [], None
+
+def median_seconds(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """Median seconds of `repeats` (at least 1) calls of `fn`, and the last call's result."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
         out = fn()
@@ -89,7 +95,7 @@ def main() -> None:
     a, b = rng.lognormal(5, 1, args.n), rng.lognormal(5.05, 1.02, args.n)
     t_ours, ours = median_seconds(lambda: ks_distance(a, b), args.repeats)
     t_scipy, ref = median_seconds(lambda: ks_2samp(a, b, method="asymp").statistic, args.repeats)
-    assert abs(float(ours) - float(ref)) < 1e-12, (ours, ref)  # type: ignore[arg-type]
+    assert abs(float(ours) - float(ref)) < 1e-12, (ours, ref)
     print(f"drift KS distance, {args.n:,} vs {args.n:,} values: tokenmill {t_ours * 1e3:.1f} ms, "
           f"scipy ks_2samp {t_scipy * 1e3:.1f} ms, ratio {t_scipy / t_ours:.2f}x (statistic {float(ours):.5f})")
 
@@ -101,7 +107,13 @@ def main() -> None:
         targets = [f"doc-{int(i):08d}" for i in picks]
 
         def ours_all() -> list[str]:
-            return [locate_in_shards(manifest, uri, t).key for t in targets]  # type: ignore[union-attr]
+            keys = []
+            for t in targets:
+                position = locate_in_shards(manifest, uri, t)
+                if position is None:
+                    raise LookupError(f"locate_in_shards found no shard holding {t}")
+                keys.append(position.key)
+            return keys
 
         def wds_all() -> list[str | None]:
             return [webdataset_lookup(folder, manifest, t) for t in targets]
