@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo  - run the whole pipeline on data/sample (installs into $(VENV) first)"
 	@echo "make test  - run the tests (installs into $(VENV) first); PYTEST_ARGS='-m slow' for heavy cases"
-	@echo "make lint  - ruff"
+	@echo "make lint  - ruff and mypy"
 
 check-java:
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17 or newer is required (Spark runs on the JVM) but 'java' is not on PATH" >&2; exit 1; }
@@ -53,7 +53,6 @@ test-all: check-java $(VENV)/.test-installed
 # pyproject.toml), which is how jobs/, a folder of spark-submit scripts with no __init__.py, is checked
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
-	@test -x $(VENV)/bin/mypy || $(PIP) install -q -c $(CONSTRAINTS) "mypy==2.4.1"
 	$(VENV)/bin/mypy pipelines dedup sharding schemas benchmarks jobs
 
 clean:

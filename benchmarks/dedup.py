@@ -1,6 +1,6 @@
 """Speed of the dedup engine against the anchors, on the same corpus in one process.
 
-    .venv/bin/python benchmarks/dedup.py [--mb 4] [--repeats 3] [--e2e-gb 1.0] [--threads 2]
+    .venv/bin/python -m benchmarks.dedup [--mb 4] [--repeats 3] [--e2e-gb 1.0] [--threads 2]
 
 1. Text -> MinHash signatures (128 permutations, word 5-grams) on one core: ours (numba, numba threads = 1),
    datasketch (`MinHash.bulk` over the same shingle strings, shingling included), rensa (`RMinHash` and

@@ -1,6 +1,6 @@
 """GPU MinHash (dedup/gpu.py, torch) against the CPU kernel: bit-identity and throughput on one corpus.
 
-    .venv/bin/python benchmarks/dedup_gpu.py [--text FILE] [--mb 256] [--device cuda]
+    .venv/bin/python -m benchmarks.dedup_gpu [--text FILE] [--mb 256] [--device cuda]
 
 Text: FILE (any UTF-8 text, cut into ~2 KB documents at line ends), else the Debian real-text packages
 (benchmarks/dedup_quality.py), repeated up to --mb megabytes. Prints, for the same documents: CPU text ->

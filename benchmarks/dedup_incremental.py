@@ -1,7 +1,7 @@
 """Incremental near dedup of a new batch against a persisted index of earlier kept documents, against the
 anchors, on the same data in one process.
 
-    .venv/bin/python benchmarks/dedup_incremental.py [--old 20000] [--new 1000] [--copies 200] [--repeats 3]
+    .venv/bin/python -m benchmarks.dedup_incremental [--old 20000] [--new 1000] [--copies 200] [--repeats 3]
 
 Data: --old real-text documents (bible-kjv, dict-jargon, fortunes word windows of 80-600 words) form the
 earlier dataset version; the new batch has --new fresh documents plus --copies near copies (2% word edits)

@@ -10,7 +10,7 @@ computed as a sparse product. Reported, for the local engine with `DedupConfig()
     (target >= 0.99)
   * recall per Jaccard bin.
 
-    .venv/bin/python benchmarks/dedup_quality.py [--docs 4000] [--seed 0]
+    .venv/bin/python -m benchmarks.dedup_quality [--docs 4000] [--seed 0]
 """
 
 from __future__ import annotations

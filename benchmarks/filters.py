@@ -1,6 +1,6 @@
 """Throughput of our four heuristic filter families against datatrove's, on the same documents, one run.
 
-    .venv/bin/python benchmarks/filters.py [--repeats 3] [--copies 1]
+    .venv/bin/python -m benchmarks.filters [--repeats 3] [--copies 1]
 
 Documents: the committed parity corpus (real text from Debian packages), `--copies` times. Each family runs
 alone, then all four in a row (datatrove: each filter on every document, as a pipeline would; ours: one

@@ -18,7 +18,7 @@ kernel releases the GIL, so up to three cores are busy), so WebDataset and LitDa
 one DataLoader worker process (``name@1``, two processes) besides their main-process setting, and
 both comparisons are printed (``--anchor-workers``).
 
-    .venv/bin/python benchmarks/loader.py --repeats 3
+    .venv/bin/python -m benchmarks.loader --repeats 3
 """
 
 from __future__ import annotations

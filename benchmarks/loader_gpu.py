@@ -7,7 +7,7 @@ exactly while the loop waits in ``next(loader)``: that wait is the stall time. R
 ``device="cuda"`` (pinned ring, copy stream) and on plain CPU batches moved with a synchronous
 ``.to("cuda")``, side by side; medians of ``--repeats``.
 
-    python benchmarks/loader_gpu.py --tokens 20000000 --repeats 3
+    python -m benchmarks.loader_gpu --tokens 20000000 --repeats 3
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Python process. Ours: `run_shard` on Spark local[N] (read tokens table, plan, sh
 commit). Prints throughput (MB/s of shard bytes, samples/s), shard fill (min/median of all but the last, in
 % of target) and whether any shard passed the target. Medians of `--repeats` runs.
 
-    .venv/bin/python benchmarks/shard.py --mb 64 --target-mb 8 --cores 2
+    .venv/bin/python -m benchmarks.shard --mb 64 --target-mb 8 --cores 2
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Anchor: the HF tokenizer's own `encode_batch` on one core (TOKENIZERS_PARALLELIS
 `--batch` documents. Ours: `run_tokenize` on Spark local[N] from a clean_docs table to the tokens table,
 Parquet I/O and the commit included. Target: ours >= 0.85 x raw x N. Prints medians of `--repeats` runs.
 
-    .venv/bin/python benchmarks/tokenize.py --mb 32 --cores 2
+    .venv/bin/python -m benchmarks.tokenize --mb 32 --cores 2
 """
 
 from __future__ import annotations

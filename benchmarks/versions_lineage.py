@@ -9,7 +9,7 @@
 
 Figures are medians of `--repeats` runs; ratios are anchor time / tokenmill time (above 1: tokenmill faster).
 
-    .venv/bin/python benchmarks/versions_lineage.py --n 2000000 --docs 40000 --lookups 5 --repeats 3
+    .venv/bin/python -m benchmarks.versions_lineage --n 2000000 --docs 40000 --lookups 5 --repeats 3
 """
 
 from __future__ import annotations
