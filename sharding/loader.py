@@ -49,6 +49,8 @@ def _sources(source: Source) -> tuple[list[str], list[float] | None]:
     if isinstance(source, str | Path):
         return [str(source)], None
     if isinstance(source, Mapping):
+        if not source:
+            raise ValueError("source is an empty mapping")
         return [str(k) for k in source], [float(v) for v in source.values()]
     names = [str(s) for s in source]
     if not names:
@@ -149,6 +151,7 @@ class TokenLoader:
         self.epoch = 0
         self.step = 0
         self._active: Iterator[dict[str, Any]] | None = None
+        self._threads: list[Any] = []  # threads the current iteration started (see _end_active)
 
     @staticmethod
     def _topology(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -171,10 +174,23 @@ class TokenLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         # one live iteration at a time: its prefetch thread or workers hold the batcher
-        if self._active is not None:
-            self._active.close()  # type: ignore[attr-defined]
+        self._end_active()
         self._active = self._batches()
         return self._active
+
+    def _end_active(self) -> None:
+        """End the iteration in progress (or one that ended on an error) and wait until its threads
+        have exited: they pack on the batcher the next iteration uses. (An iteration the garbage
+        collector finalises only signals its threads, which exit on their own: waiting there could
+        deadlock on a lock the collecting thread holds.)"""
+        active, self._active = self._active, None
+        if active is not None:
+            active.close()  # type: ignore[attr-defined]
+        if self._threads:
+            from sharding import loader_torch as lt
+
+            threads, self._threads = self._threads, []
+            lt.wait_for(threads)
 
     def _batches(self) -> Iterator[dict[str, Any]]:
         import torch
@@ -205,12 +221,13 @@ class TokenLoader:
                 makers = [self._producer(i, producers, first, stop, depth) for i in range(producers)]
 
                 def make() -> Iterator[list[dict[str, Any]]]:
-                    got = lt.interleaved(makers, depth)
+                    got = lt.interleaved(makers, depth, started)
                     opened.append(got)
                     return got
 
         device = None if self.device is None else torch.device(self.device)
         expected = first
+        started = self._threads = []
         opened: list[Iterator[Any]] = []  # the producer threads' generator, closed explicitly below
         batches = lt.device_batches(
             make,
@@ -218,6 +235,7 @@ class TokenLoader:
             depth,
             background=self.num_workers == 0 and producers == 1,
             in_flight=self.prefetch,
+            started=started,
         )
         try:
             for batch in batches:
@@ -230,9 +248,9 @@ class TokenLoader:
                     self.epoch, self.step = self.epoch + 1, 0
                 yield batch
         finally:
-            batches.close()  # stops and joins the prefetch thread now, not when the frame is collected
+            batches.close()  # stops the prefetch thread now, not when the frame is collected
             for got in opened:
-                got.close()  # type: ignore[attr-defined]  # joins the producer threads
+                got.close()  # type: ignore[attr-defined]  # stops the producer threads
 
     def _producer(
         self, part: int, parts: int, first: int, stop: int, depth: int
@@ -283,17 +301,13 @@ class TokenLoader:
         epoch, step = int(state["epoch"]), int(state["step"])
         if epoch < 0 or not 0 <= step < self.plan.steps_per_epoch:
             raise ValueError(f"state position epoch={epoch}, step={step} is out of range")
-        if self._active is not None:
-            # batches made ahead for the old position are dropped with the iteration that made them
-            self._active.close()  # type: ignore[attr-defined]
-            self._active = None
+        # batches made ahead for the old position are dropped with the iteration that made them
+        self._end_active()
         self.epoch, self.step = epoch, step
 
     def close(self) -> None:
         """Release shard maps and stop background fetches."""
-        if self._active is not None:
-            self._active.close()  # type: ignore[attr-defined]
-            self._active = None
+        self._end_active()
         self.batcher.close()
         for twin in self._twins:
             twin.close()

@@ -115,7 +115,8 @@ def _pack_rows(
                 if e < s:
                     inp[e] = eod
                 if want_labels and e >= 1:
-                    lab[e - 1] = eod
+                    # the EOD of a skipped document is filler's target too: ignored like the rest
+                    lab[e - 1] = eod if st == 1 else ignore_index
             if want_labels and mask_cross and k == 0 and p >= 1:
                 lab[p - 1] = ignore_index
             p += take

@@ -38,7 +38,7 @@ class ShardChecks:
         self._lock = threading.Lock()
         self._verdicts: dict[int, Future[str | None]] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self.warned: set[int] = set()  # skipped shards already named in a warning
+        self._warned: set[int] = set()  # skipped shards already named in a warning
 
     def verdict(self, shard: int, run: Callable[[], str | None]) -> str | None:
         """``shard``'s verdict, from ``run()`` the first time it is asked for. An exception from ``run``
@@ -61,6 +61,13 @@ class ShardChecks:
         fut.set_result(got)
         return got
 
+    def first_warning(self, shard: int) -> bool:
+        """True the first time it is asked for ``shard`` (by any thread sharing these checks)."""
+        with self._lock:
+            first = shard not in self._warned
+            self._warned.add(shard)
+        return first
+
     def known(self, shard: int) -> bool:
         with self._lock:
             return shard in self._verdicts
@@ -82,10 +89,15 @@ class ShardChecks:
             log.debug("background check of shard %d failed", shard, exc_info=True)
 
     def close(self) -> None:
+        """Stop background checks and forget every verdict: shards are checked again on next use (by
+        every store sharing these checks, still once per shard)."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._verdicts.clear()
+            self._warned.clear()
 
 
 class ShardStore:
@@ -115,6 +127,7 @@ class ShardStore:
         self.remote = remote or RemoteOptions()
         self.cache: ShardCache | None = None
         self.keep_open = _OPEN_SHARDS  # shard maps kept per process (and exempt from cache eviction)
+        # remote shards fetched ahead of use (RemoteOptions.prefetch_shards, or fewer when the cache is small)
         if manifest.remote:
             root = self.remote.cache_dir or str(
                 Path(tempfile.gettempdir())
@@ -122,12 +135,13 @@ class ShardStore:
                 / hashlib.sha1(manifest.base.encode()).hexdigest()[:12]
             )
             self.cache = ShardCache(root, max_bytes=self.remote.cache_limit_bytes, filesystem=None)
+        self.prefetch_limit = self.remote.prefetch_shards if self.cache is not None else None
+        self.checks = ShardChecks()
         self._reset()
 
     def _reset(self) -> None:
         self._maps: OrderedDict[int, np.ndarray | None] = OrderedDict()
         self._indexes: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.checks = ShardChecks()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -143,6 +157,7 @@ class ShardStore:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.checks = ShardChecks()
         self._reset()
 
     def _cache(self) -> ShardCache:
@@ -193,7 +208,9 @@ class ShardStore:
             return
         m = self.manifest
         if self.cache is not None:
-            self._cache().prefetch((s3_path(m.location(m.paths[s])), int(m.nbytes[s])) for s in shards)
+            ahead = shards[: self.prefetch_limit]  # what the cache holds beside the shards in use
+            if ahead:
+                self._cache().prefetch((s3_path(m.location(m.paths[s])), int(m.nbytes[s])) for s in ahead)
         elif self.verify:
             for s in shards:
                 self.checks.ahead(s, functools.partial(self._verdict, s))
@@ -233,9 +250,8 @@ class ShardStore:
         except CorruptShardError:
             if self.on_corrupt == "raise":
                 raise
-            if shard not in self.checks.warned:
+            if self.checks.first_warning(shard):
                 log.warning("skipping corrupt shard %s: its documents are masked out of the stream", name)
-                self.checks.warned.add(shard)
             buf = None
         self._maps[shard] = buf
         return buf

@@ -117,6 +117,8 @@ class SourceStream:
         if fits < 2 * per_block:
             log.warning("shard cache holds %d shards, fewer than two blocks: prefetch is limited", fits)
         store.keep_open = max(per_block, fits - per_block)
+        # shards in use plus shards fetched ahead never exceed what the cache holds
+        store.prefetch_limit = max(0, min(store.remote.prefetch_shards, fits - store.keep_open))
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -165,7 +167,7 @@ class SourceStream:
         """Copy stream tokens ``[start, stop)`` into ``tokens`` (int64, length ``stop - start``).
 
         ``doc_start[i]`` is set True where a document begins; ``valid[i]`` False where the token comes
-        from a skipped corrupt shard (filled with EOD). Raises CorruptShardError for a corrupt shard
+        from a skipped corrupt shard (filled with EOD), the EOD after such a document included. Raises CorruptShardError for a corrupt shard
         under the "raise" policy, ValueError for a bad range.
         """
         if not 0 <= start <= stop or len(tokens) != stop - start:
@@ -294,6 +296,9 @@ class SourceStream:
         src = blk.byte_offset[d0:d1] // self.dtype.itemsize + (seg_lo - begin)
         shards = blk.shards[d0:d1]
         for shard in np.unique(shards):
+            if self.store.tokens(int(shard)) is None:
+                # a skipped document's EOD is no target either (its tokens are marked below)
+                valid[tok_end[eod & (shards == shard)] - lo] = False
             m = (shards == shard) & (real > 0)
             if not m.any():
                 continue

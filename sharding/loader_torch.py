@@ -59,10 +59,14 @@ def worker_batches(batcher: HostBatcher, first: int, stop: int, num_workers: int
     return iter(loader)
 
 
+Threads = list[threading.Thread]  # where an iteration records the threads it starts (see wait_for)
+
+
 def _producer(make: Callable[[], Iterator[Any]], q: queue.Queue[tuple[str, Any]], stop: threading.Event,
-              name: str) -> threading.Thread:
+              name: str, started: Threads | None) -> threading.Thread:
     """Start a daemon thread that puts ``("item", x)`` for each item of ``make()``, then ``("end", None)``,
-    or ``("error", exc)`` when ``make`` raises; it gives up as soon as ``stop`` is set."""
+    or ``("error", exc)`` when ``make`` raises; it gives up as soon as ``stop`` is set. The thread is
+    appended to ``started`` when given."""
 
     def put(item: tuple[str, Any]) -> bool:
         while not stop.is_set():
@@ -83,26 +87,44 @@ def _producer(make: Callable[[], Iterator[Any]], q: queue.Queue[tuple[str, Any]]
             put(("error", exc))
 
     thread = threading.Thread(target=run, name=name, daemon=True)
+    if started is not None:
+        started.append(thread)
     thread.start()
     return thread
 
 
-def _join(threads: list[threading.Thread]) -> None:
-    """Join stopped producer threads. An abandoned iteration may be finalised by the garbage collector
-    in one of its own producer threads, which must not (and cannot) join itself: it exits on its own
-    once it sees the stop flag."""
+def _join(threads: Threads) -> None:
+    """Give stopped threads a moment to exit. The wait is short and bounded: a generator may be
+    finalised by the garbage collector in one of its own threads, or while the collecting thread holds
+    a lock those threads need, so it must not block on them; they exit on their own once they see the
+    stop flag. Where no thread may outlive an iteration, the owner calls :func:`wait_for`."""
     me = threading.current_thread()
     for t in threads:
         if t is not me:
-            t.join(timeout=5)
+            t.join(timeout=0.5)
 
 
-def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, None, None]:
+def wait_for(threads: Threads) -> None:
+    """Wait until every thread in ``threads`` (an iteration's, stopped) has exited, warning every 10 s
+    while one is still in a slow read: they pack on the batcher the next iteration uses."""
+    me = threading.current_thread()
+    for t in threads:
+        waited = 0
+        while t is not me and t.is_alive():
+            t.join(timeout=10)
+            if t.is_alive():
+                waited += 10
+                log.warning("waiting %d s for loader thread %s to finish its current read", waited, t.name)
+
+
+def threaded(
+    make: Callable[[], Iterator[Any]], depth: int, started: Threads | None = None
+) -> Generator[Any, None, None]:
     """Run ``make()`` in a background thread, ``depth`` items ahead of the consumer. Errors are
     re-raised in the consumer; closing the generator stops the thread."""
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
-    thread = _producer(make, q, stop, "token-loader-prefetch")
+    thread = _producer(make, q, stop, "token-loader-prefetch", started)
     try:
         while True:
             kind, value = q.get()
@@ -117,7 +139,9 @@ def threaded(make: Callable[[], Iterator[Any]], depth: int) -> Generator[Any, No
         _join([thread])
 
 
-def interleaved(makers: list[Callable[[], Iterator[Any]]], depth: int) -> Generator[Any, None, None]:
+def interleaved(
+    makers: list[Callable[[], Iterator[Any]]], depth: int, started: Threads | None = None
+) -> Generator[Any, None, None]:
     """Run each ``makers[i]()`` in its own background thread and yield their items in turns: items
     of maker 0 up to its first ``None`` (a chunk's end), then maker 1's up to its first ``None``, and
     so on round the list; it ends when the maker whose turn it is has ended. Each thread runs at most
@@ -127,7 +151,7 @@ def interleaved(makers: list[Callable[[], Iterator[Any]]], depth: int) -> Genera
         raise ValueError("makers is empty")
     stop = threading.Event()
     queues: list[queue.Queue[tuple[str, Any]]] = [queue.Queue(maxsize=max(1, depth) + 1) for _ in makers]
-    threads = [_producer(m, q, stop, f"token-loader-pack-{i}")
+    threads = [_producer(m, q, stop, f"token-loader-pack-{i}", started)
                for i, (m, q) in enumerate(zip(makers, queues, strict=True))]
     try:
         turn = 0
@@ -217,11 +241,12 @@ def device_batches(
     *,
     background: bool,
     in_flight: int = 4,
+    started: Threads | None = None,
 ) -> Generator[Batch, None, None]:
     """Batches from ``make_host()`` (lists of host batches, in order) as tensors: CPU tensors when
     ``device`` is None or CPU (made in a prefetch thread ``depth`` lists ahead when ``background``);
     on CUDA, staged through a :class:`CudaRing` in a second thread, ``in_flight`` batches ahead;
-    other devices by a plain ``.to(device)``."""
+    other devices by a plain ``.to(device)``. Threads started are appended to ``started``."""
 
     def host_tensors() -> Iterator[list[Batch]]:
         # the zero-copy tensor wrapping runs in the prefetch thread, off the consumer's path
@@ -230,19 +255,19 @@ def device_batches(
     if device is not None and device.type == "cuda":
         ring = CudaRing(device, slots=in_flight + 2)  # queued batches, one being handed out, one being staged
         # two threads: making batches and staging copies overlap instead of taking turns
-        chunks = (lambda: threaded(host_tensors, depth)) if background else host_tensors
+        chunks = (lambda: threaded(host_tensors, depth, started)) if background else host_tensors
 
         def flat() -> Iterator[Batch]:
             return (b for chunk in chunks() for b in chunk)
 
-        staged = threaded(lambda: ring.stage(flat()), in_flight)
+        staged = threaded(lambda: ring.stage(flat()), in_flight, started)
         try:
             for out, done in staged:
                 yield ring.hand_out(out, done)
         finally:
             staged.close()
         return
-    host = threaded(host_tensors, depth) if background else host_tensors()
+    host = threaded(host_tensors, depth, started) if background else host_tensors()
     try:
         for chunk in host:
             for t in chunk:
@@ -250,4 +275,4 @@ def device_batches(
                     t = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
                 yield t
     finally:
-        host.close()  # type: ignore[union-attr]  # joins the prefetch thread before returning
+        host.close()  # type: ignore[union-attr]  # stops the prefetch thread

@@ -221,8 +221,8 @@ def test_closed_slots_are_reported_and_skipped_slots_give_filler() -> None:
     out, missing = _run(table, "uint32", np.array([0], dtype=np.int64), 14)
     assert missing == 0
     assert out["input_ids"][0].tolist() == [1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0, 20, 21, 22]
-    # targets that are filler or start a document are ignored; the EOD after the filler is kept
-    assert out["labels"][0].tolist() == [2, 3, 4, 5, 0, -100, -100, -100, -100, 0, -100, 21, 22, 0]
+    # targets that are filler, a skipped document's EOD, or start a document are ignored
+    assert out["labels"][0].tolist() == [2, 3, 4, 5, 0, -100, -100, -100, -100, -100, -100, 21, 22, 0]
     assert out["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 0, 1, 2]
     assert out["seg"][0, : out["n_seg"][0]].tolist() == [0, 6, 11]
 

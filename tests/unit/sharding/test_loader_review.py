@@ -2,9 +2,11 @@
 
 Resumes that replay or lose data, races between the producer / prefetch / shard-check / cache threads,
 epoch boundaries, mixing with resume, elastic resume, ``fields=`` subsets, workers with resume, corrupt
-shards under both policies, tiny corpora, uint32 tokens, many small shards and S3 cache limits. Tests
-marked ``xfail(strict=True)`` pin down real bugs found by the review (the reason names the bug); the rest
-are regression tests of behaviour that holds.
+shards under both policies, tiny corpora, uint32 tokens, many small shards and S3 cache limits. Eight of
+them first failed on real bugs, since fixed: a corrupt shard raised RuntimeError under DataLoader workers,
+skipped documents trained one EOD label each, a skipped shard could be warned about twice, producers hashed
+every shard twice after close(), an old prefetch thread could run beside the next iteration, an empty
+source mapping raised IndexError, and the S3 cache overflowed a one-block limit and ignored prefetch_shards.
 """
 
 from __future__ import annotations
@@ -408,11 +410,6 @@ def test_two_producers_deliver_every_good_batch_before_a_corrupt_shard_raises(ds
     assert not torch.equal(skip[-1]["labels"], clean[-1]["labels"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with num_workers>0 a corrupt shard raises RuntimeError, not CorruptShardError: DataLoader "
-    "re-raises by calling CorruptShardError(msg), which needs (shard, reason)",
-)
 def test_a_corrupt_shard_raises_corrupt_shard_error_with_workers(ds, tmp_path) -> None:
     manifest, _ = ds
     bad = _corrupt_copy(manifest, tmp_path / "bad")
@@ -420,11 +417,6 @@ def test_a_corrupt_shard_raises_corrupt_shard_error_with_workers(ds, tmp_path) -
         _collect(TokenLoader(bad, seq_len=SEQ, batch_size=8, seed=0, num_workers=2))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on_corrupt='skip' still trains one label per skipped document: the filler EOD before the "
-    "document's own EOD gets label EOD instead of ignore_index",
-)
 def test_skipped_documents_leave_no_trained_label(ds, tmp_path) -> None:
     manifest, _ = ds
     bad = _corrupt_copy(manifest, tmp_path / "bad")
@@ -440,11 +432,6 @@ def test_skipped_documents_leave_no_trained_label(ds, tmp_path) -> None:
 # ------------------------------------------------------------------------------- threads and checks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShardStore.tokens tests and then adds to the shared ShardChecks.warned set without a lock, "
-    "so two producer threads that meet a skipped shard together both warn",
-)
 def test_a_skipped_shard_is_named_once_by_two_threads(ds, tmp_path, monkeypatch) -> None:
     from sharding.loader_manifest import read_manifest
     from sharding.loader_store import ShardStore
@@ -482,11 +469,6 @@ def test_a_skipped_shard_is_named_once_by_two_threads(ds, tmp_path, monkeypatch)
     assert len(named) == 1, named
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="close() resets every store's ShardChecks, so the producers' batchers stop sharing their "
-    "verdicts: each shard is hashed once per producer afterwards",
-)
 def test_after_close_two_producers_still_check_each_shard_once(ds, short_chunks, monkeypatch) -> None:
     manifest, _ = ds
     hashed: Counter[str] = Counter()
@@ -507,11 +489,6 @@ def test_after_close_two_producers_still_check_each_shard_once(ds, short_chunks,
     assert len(hashed) == 8 and max(hashed.values()) == 1, hashed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ending an iteration joins its prefetch thread with a 5 s timeout and goes on: a thread "
-    "stuck in a slow read keeps packing on the same batcher as the next iteration's thread",
-)
 def test_a_new_position_never_runs_beside_the_old_prefetch_thread(ds, monkeypatch) -> None:
     manifest, _ = ds
     monkeypatch.setattr(loader_plan, "CHUNK_TOKENS", 2 * SEQ)  # one step, one pack call per chunk
@@ -559,7 +536,6 @@ def test_a_new_position_never_runs_beside_the_old_prefetch_thread(ds, monkeypatc
 # ------------------------------------------------------------------------------------------- sources
 
 
-@pytest.mark.xfail(strict=True, reason="an empty dict source raises IndexError, not ValueError")
 def test_an_empty_source_mapping_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="empty"):
         TokenLoader({}, seq_len=SEQ, batch_size=2)
@@ -646,11 +622,6 @@ def test_s3_resume_and_workers_give_the_local_batches(s3, aws, tmp_path) -> None
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cache that holds one block but not two is accepted ('prefetch is limited'), yet the next "
-    "block is prefetched in full while the current one is pinned, so the cache exceeds its limit",
-)
 def test_s3_cache_stays_within_a_limit_of_one_block(s3, aws, tmp_path, monkeypatch) -> None:
     endpoint, manifest, size = s3
     limit = 2 * size  # one block of 2 shards: the smallest limit the loader accepts
@@ -678,10 +649,6 @@ def test_s3_cache_stays_within_a_limit_of_one_block(s3, aws, tmp_path, monkeypat
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="RemoteOptions.prefetch_shards is documented but never read: a whole block is prefetched",
-)
 def test_s3_prefetch_follows_prefetch_shards(s3, aws, tmp_path, monkeypatch) -> None:
     endpoint, _, size = s3
     asked: list[int] = []
