@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import CorruptShardError, TokenLoader, loader_plan, loader_store
+from sharding import CorruptShardError, TokenLoader, loader_plan
 from sharding.loader_manifest import read_manifest
 from sharding.loader_store import ShardChecks, ShardStore
-
-
-@pytest.fixture
-def hashed(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Counts the checksum computations per shard file name."""
-    seen: Counter[str] = Counter()
-    real = loader_store.sha256_file
-
-    def counting(path):  # type: ignore[no-untyped-def]
-        seen[Path(path).name] += 1
-        return real(path)
-
-    monkeypatch.setattr(loader_store, "sha256_file", counting)
-    return seen
 
 
 def test_a_verdict_is_computed_once_while_other_threads_wait_for_it() -> None:

@@ -469,16 +469,8 @@ def test_a_skipped_shard_is_named_once_by_two_threads(ds, tmp_path, monkeypatch)
     assert len(named) == 1, named
 
 
-def test_after_close_two_producers_still_check_each_shard_once(ds, short_chunks, monkeypatch) -> None:
+def test_after_close_two_producers_still_check_each_shard_once(ds, short_chunks, hashed) -> None:
     manifest, _ = ds
-    hashed: Counter[str] = Counter()
-    real = loader_store.sha256_file
-
-    def counting(path):  # type: ignore[no-untyped-def]
-        hashed[Path(path).name] += 1
-        return real(path)
-
-    monkeypatch.setattr(loader_store, "sha256_file", counting)
     loader = TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=0, producers=2, block_shards=2)
     _collect(loader)
     assert len(hashed) == 8 and max(hashed.values()) == 1
