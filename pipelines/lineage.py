@@ -141,7 +141,7 @@ def locate_in_shards(manifest: dict[str, Any], manifest_uri: str, doc_id: str,
     """
     fs, mpath = lake.filesystem_for(manifest_uri, endpoint)
     folder = mpath.rsplit("/", 1)[0]
-    needle = json.dumps(doc_id).encode()
+    needle = json.dumps(doc_id, ensure_ascii=False).encode("utf-8")  # as sharding.tarformat.sample_json writes it
     shards = manifest.get("shards", [])
     first_key = 0
     for number, entry in enumerate(tqdm(shards, desc="searching shards", unit="shard", disable=None if len(shards) >= 8 else True)):

@@ -93,7 +93,7 @@ def record_path(cfg: Config, name: str) -> Path:
 
 def check_name(name: str) -> str:
     """A version name is 1-128 characters of letters, digits, `.`, `_`, `-`, starting alphanumeric; not `current`."""
-    if not _NAME.match(name) or name == CURRENT:
+    if not _NAME.fullmatch(name) or name == CURRENT:  # fullmatch: `$` alone would let a final newline in
         raise VersionError(f"bad version name {name!r}: use letters, digits, '.', '_', '-' (and not {CURRENT!r})")
     return name
 
@@ -165,6 +165,21 @@ def current_state(cfg: Config, catalog: Catalog | None = None) -> VersionInfo:
     )
 
 
+def _check_manifest_matches_shards(catalog: Catalog, cfg: Config, state: VersionInfo) -> None:
+    """Raise VersionError when the manifest in the shard folder is not the one the shards table's snapshot
+    recorded (a shard run rewrote the folder, then failed before its commit): a version must not pair
+    one run's tables with another run's shards."""
+    table = lake.load_table(catalog, cfg.lake.namespace, "shards")
+    snap = table.current_snapshot() if table is not None else None
+    props = snap.summary.additional_properties if snap is not None and snap.summary else {}
+    recorded = props.get(f"{lake.SUMMARY_PREFIX}manifest_sha256")
+    if recorded and state.manifest_sha256 is not None and recorded != state.manifest_sha256:
+        raise VersionError(
+            f"the shard manifest {state.manifest_uri} is not the one the shards table recorded "
+            f"(sha256 {state.manifest_sha256[:12]}, table {recorded[:12]}): re-run the shard stage first"
+        )
+
+
 def _pin_shards(manifest_uri: str, dest: Path, mode: PinMode) -> str:
     """Hard-link (or copy) every file of the local shard folder into `dest`; return the pinned manifest URI.
 
@@ -206,6 +221,7 @@ def create_version(cfg: Config, name: str, *, message: str = "", pin: PinMode = 
     state = current_state(cfg, catalog)
     if not any(s is not None for s in state.snapshots.values()):
         raise VersionError("nothing to version: no table has a snapshot yet (run the pipeline first)")
+    _check_manifest_matches_shards(catalog, cfg, state)
     tables = _tables(catalog, cfg)
     for tname, table in tables.items():
         if table is not None and name in table.refs():
@@ -326,6 +342,7 @@ def read_manifest(cfg: Config, info: VersionInfo) -> dict[str, Any] | None:
 
 def delete_version(cfg: Config, name: str) -> None:
     """Remove the version's tags, its pinned shards and its record (the snapshots may then be expired)."""
+    check_name(name)  # `current` resolves, but is no version to delete
     info = resolve_version(cfg, name, verify=False)
     catalog = lake.open_catalog(cfg.lake)
     for tname in info.snapshots:

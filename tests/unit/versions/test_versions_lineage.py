@@ -26,7 +26,7 @@ def test_kept_document_traces_to_source_decision_and_shard_member(lake_config: C
     pos = trace.position
     assert (pos.shard, pos.shard_number, pos.key, pos.n_tokens) == ("shard-000001.tar", 1, "000000000003", 200)
     data = (Path(lake_config.shards_uri()) / pos.shard).read_bytes()
-    assert b'"doc_id": "d6"' in data[pos.json_offset:pos.json_offset + pos.json_nbytes]
+    assert b'"doc_id":"d6"' in data[pos.json_offset:pos.json_offset + pos.json_nbytes]
     text = "\n".join(trace.lines())
     assert "local file:///data/b.jsonl record 3" in text
     assert "shard-000001.tar member 000000000003.tokens" in text
@@ -73,4 +73,4 @@ def test_shard_without_index_is_searched_in_the_tar(lake_config: Config, lake_bu
     pos = trace_document(lake_config, "d7").position
     assert (pos.shard, pos.key, pos.n_tokens) == ("shard-000001.tar", "000000000004", 140)
     data = (Path(lake_config.shards_uri()) / pos.shard).read_bytes()
-    assert data[pos.json_offset:pos.json_offset + pos.json_nbytes].startswith(b'{"doc_id": "d7"')
+    assert data[pos.json_offset:pos.json_offset + pos.json_nbytes].startswith(b'{"doc_id":"d7"')

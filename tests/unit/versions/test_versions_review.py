@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import versions_lake
 from versions_lake import _source_cols, _table, doc
 
 from pipelines import lake
@@ -331,4 +332,35 @@ def test_unpinned_version_breaks_loudly_when_the_folder_is_rewritten(lake_config
     with pytest.raises(VersionError, match="missing or changed"):
         manifest_resolver(lake_config)("v1")
     delete_version(lake_config, "v1")  # delete needs no verification
+    assert list_versions(lake_config) == []
+
+
+# ---- found by this review and fixed ----------------------------------------------------------------------
+
+def test_a_name_with_a_final_newline_is_refused() -> None:
+    with pytest.raises(VersionError, match="bad version name"):
+        check_name("v1\n")
+
+
+def test_current_cannot_be_deleted(cli, lake_config: Config, lake_builder, first_docs) -> None:
+    lake_builder(lake_config, first_docs)
+    with pytest.raises(VersionError, match="bad version name"):
+        delete_version(lake_config, "current")
+    assert cli("version", "delete", "current") == 6
+
+
+def test_lineage_finds_a_document_id_with_non_ascii_characters(lake_config: Config, lake_builder,
+                                                                first_docs) -> None:
+    lake_builder(lake_config, [*first_docs, doc("doc-é", uri="file:///data/c.jsonl", offset=0, n_words=20)])
+    t = trace_document(lake_config, "doc-é")
+    assert t.decision == "kept" and t.position is not None and t.position.key == "000000000005"
+
+
+def test_a_version_refuses_shards_the_shards_table_did_not_record(lake_config: Config, lake_builder,
+                                                                   first_docs) -> None:
+    lake_builder(lake_config, first_docs)
+    kept = [d for d in first_docs if d.get("decision", "kept") == "kept"]
+    versions_lake.write_shards(Path(lake_config.shards_uri()), kept[:2], 1)  # a rewrite that never committed
+    with pytest.raises(VersionError, match="not the one the shards table recorded"):
+        create_version(lake_config, "v1")
     assert list_versions(lake_config) == []

@@ -20,6 +20,7 @@ from pipelines import lake
 from pipelines.config import Config
 from schemas import TABLES
 from schemas.signals import SIGNAL_FIELDS
+from sharding.tarformat import sample_json
 
 INDEX_DTYPE = np.dtype([("tokens_offset", "<i8"), ("n_tokens", "<i8"), ("json_offset", "<i8"),
                         ("json_nbytes", "<i8")])
@@ -83,8 +84,7 @@ def write_shards(folder: Path, kept: list[dict[str, Any]], per_shard: int) -> di
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
             for key, d in enumerate(kept[start:start + per_shard], start=start):
                 toks = np.arange(d["n_tokens"], dtype="<u2").tobytes()
-                meta = json.dumps({"doc_id": d["doc_id"], "n_tokens": d["n_tokens"],
-                                   "source": f"local:{d['uri']}"}).encode()
+                meta = sample_json(d["doc_id"], d["n_tokens"], f"local:{d['uri']}")  # as the shard stage writes it
                 offsets = []
                 for suffix, payload in ((".tokens", toks), (".json", meta)):
                     info = tarfile.TarInfo(f"{key:012d}{suffix}")
@@ -146,6 +146,9 @@ def build_lake(cfg: Config, docs: list[dict[str, Any]], *, per_shard: int = 3) -
         summary = lake.snapshot_summary(cfg, stage, run_id)
         if stage == "ingest":
             summary["tokenmill.records_read"] = str(n)
+        if stage == "shard":  # as the shard stage records it
+            blob = (folder / "manifest.json").read_bytes()
+            summary[f"{lake.SUMMARY_PREFIX}manifest_sha256"] = hashlib.sha256(blob).hexdigest()
         snaps[name] = lake.commit_files(table, [f] if f else [], summary, overwrite=True)
     lake.ensure_table(catalog, cfg.lake.namespace, "quarantine")
     return snaps
