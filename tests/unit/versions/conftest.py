@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from versions_lake import build_lake, doc
+
+from pipelines.cli import main
+from pipelines.config import Config
 
 
 @pytest.fixture
@@ -40,3 +44,15 @@ def second_docs(first_docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     docs += [doc("d8", uri="file:///data/c.jsonl", offset=0, n_words=90),
              doc("d9", uri="file:///data/c.jsonl", offset=1, n_words=30, language="de")]
     return docs
+
+
+@pytest.fixture
+def cli(lake_config: Config, tmp_path: Path) -> Callable[..., int]:
+    """Runs the tokenmill entry point with a params.yaml pointing at the test lake; returns the exit code."""
+    params = tmp_path / "params.yaml"
+    params.write_text(f"lake:\n  root: {lake_config.lake.root}\n")
+
+    def run(*argv: str) -> int:
+        return main([*argv, "--config", str(params)])
+
+    return run

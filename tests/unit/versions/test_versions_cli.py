@@ -5,22 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from pipelines.cli import main
 from pipelines.config import Config
 from pipelines.versions import list_versions
-
-
-@pytest.fixture
-def cli(lake_config: Config, tmp_path: Path):
-    params = tmp_path / "params.yaml"
-    params.write_text(f"lake:\n  root: {lake_config.lake.root}\n")
-
-    def run(*argv: str) -> int:
-        return main([*argv, "--config", str(params)])
-
-    return run
 
 
 def test_version_lifecycle(cli, lake_config: Config, lake_builder, first_docs, second_docs, capsys) -> None:

@@ -12,7 +12,6 @@ import versions_lake
 from versions_lake import _source_cols, _table, doc
 
 from pipelines import lake
-from pipelines.cli import main
 from pipelines.config import Config
 from pipelines.errors import LineageError, VersionError
 from pipelines.lineage import trace_document
@@ -31,17 +30,6 @@ from pipelines.versions import (
     versions_dir,
 )
 from pipelines.versions_diff import diff_versions
-
-
-@pytest.fixture
-def cli(lake_config: Config, tmp_path: Path):
-    params = tmp_path / "params.yaml"
-    params.write_text(f"lake:\n  root: {lake_config.lake.root}\n")
-
-    def run(*argv: str) -> int:
-        return main([*argv, "--config", str(params)])
-
-    return run
 
 
 def _tags(cfg: Config, name: str) -> dict[str, int]:
