@@ -282,6 +282,31 @@ def test_ordinary_batches_are_not_decoded_row_by_row(monkeypatch: pytest.MonkeyP
     assert raws[0] is None and raws[1] is not None and b'"score": "inf"' in raws[1]
 
 
+def test_error_rows_of_a_batch_arrow_cannot_take_from_are_decoded_with_the_whole_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipelines.sources import parquet_records as records
+
+    seen: list[int] = []
+    reference = records._decode_parquet_rows
+
+    def counting(batch: pa.RecordBatch, **kw: Any) -> Any:
+        seen.append(batch.num_rows)
+        return reference(batch, **kw)
+
+    monkeypatch.setattr(records, "_decode_parquet_rows", counting)
+    # Arrow has no take kernel for view types, so the one error row cannot be picked out of this batch
+    batch = pa.RecordBatch.from_pydict({
+        "id": ["a", "b", "c"], "text": ["one", None, "three"], "lang": pa.array(["en", "fr", "de"], pa.string_view())})
+    with pytest.raises(pa.ArrowNotImplementedError):
+        batch.take(pa.array([1]))
+    got, raws = decode_parquet_arrow(batch, id_field="id", text_field="text", max_record_bytes=10)
+    assert seen == [3]
+    assert got.column("error_code").to_pylist() == [None, "missing_text", None]
+    assert got.column("metadata").to_pylist() == ['{"lang":"en"}', None, '{"lang":"de"}']
+    assert raws[0] is None and raws[1] is not None and raws[2] is None
+
+
 def test_string_columns_with_invalid_utf8_never_crash_the_read() -> None:
     # a string column whose bytes are not UTF-8 (some Parquet writers do not check): values a, \xffb, c\xfe
     offsets = pa.py_buffer(np.array([0, 1, 3, 5], dtype=np.int32).tobytes())
