@@ -161,6 +161,13 @@ class SourceStream:
         order, _ = self._epoch(nxt_epoch)
         return [int(s) for s in order[self._starts[nxt] : self._starts[nxt + 1]]]
 
+    def _block_at(self, pos: int) -> tuple[_Block, int]:
+        """The block holding stream offset ``pos``, and the stream offset where that block starts."""
+        epoch, off = divmod(pos, self.epoch_tokens)
+        _, boffs = self._epoch(epoch)
+        b = int(np.searchsorted(boffs, off, side="right")) - 1
+        return self._block(epoch, b), epoch * self.epoch_tokens + int(boffs[b])
+
     def read(
         self, start: int, stop: int, tokens: np.ndarray, doc_start: np.ndarray, valid: np.ndarray
     ) -> None:
@@ -176,11 +183,8 @@ class SourceStream:
         valid[:] = True
         pos = start
         while pos < stop:
-            epoch, off = divmod(pos, self.epoch_tokens)
-            _, boffs = self._epoch(epoch)
-            b = int(np.searchsorted(boffs, off, side="right")) - 1
-            blk = self._block(epoch, b)
-            lo = off - int(boffs[b])
+            blk, first = self._block_at(pos)
+            lo = pos - first
             hi = min(lo + (stop - pos), int(blk.start[-1]))
             self._copy_span(
                 blk, lo, hi, tokens[pos - start :], doc_start[pos - start :], valid[pos - start :]
@@ -197,11 +201,7 @@ class SourceStream:
         parts = []
         pos = lo
         while True:
-            epoch, off = divmod(pos, self.epoch_tokens)
-            _, boffs = self._epoch(epoch)
-            b = int(np.searchsorted(boffs, off, side="right")) - 1
-            blk = self._block(epoch, b)
-            first = epoch * self.epoch_tokens + int(boffs[b])
+            blk, first = self._block_at(pos)
             parts.append((blk, first))
             pos = first + int(blk.start[-1])
             if pos >= hi:
@@ -296,7 +296,8 @@ class SourceStream:
         src = blk.byte_offset[d0:d1] // self.dtype.itemsize + (seg_lo - begin)
         shards = blk.shards[d0:d1]
         for shard in np.unique(shards):
-            if self.store.tokens(int(shard)) is None:
+            buf = self.store.tokens(int(shard))
+            if buf is None:
                 # a skipped document's EOD is no target either (its tokens are marked below)
                 valid[tok_end[eod & (shards == shard)] - lo] = False
             m = (shards == shard) & (real > 0)
@@ -306,7 +307,6 @@ class SourceStream:
             total = int(n.sum())
             within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
             dst_idx = np.repeat(dst[m], n) + within
-            buf = self.store.tokens(int(shard))
             if buf is None:
                 tokens[dst_idx] = self.eod_id
                 valid[dst_idx] = False

@@ -93,6 +93,15 @@ def _producer(make: Callable[[], Iterator[Any]], q: queue.Queue[tuple[str, Any]]
     return thread
 
 
+def _take(q: queue.Queue[tuple[str, Any]]) -> tuple[bool, Any]:
+    """The next message a :func:`_producer` thread put: ``(True, item)``, or ``(False, None)`` at its end;
+    an error it caught is raised here, in the consumer."""
+    kind, value = q.get()
+    if kind == "error":
+        raise value
+    return kind == "item", value
+
+
 def _join(threads: Threads) -> None:
     """Give stopped threads a moment to exit. The wait is short and bounded: a generator may be
     finalised by the garbage collector in one of its own threads, or while the collecting thread holds
@@ -127,13 +136,10 @@ def threaded(
     thread = _producer(make, q, stop, "token-loader-prefetch", started)
     try:
         while True:
-            kind, value = q.get()
-            if kind == "item":
-                yield value
-            elif kind == "end":
+            more, value = _take(q)
+            if not more:
                 return
-            else:
-                raise value
+            yield value
     finally:
         stop.set()
         _join([thread])
@@ -156,16 +162,13 @@ def interleaved(
     try:
         turn = 0
         while True:
-            kind, value = queues[turn].get()
-            if kind == "item":
-                if value is None:
-                    turn = (turn + 1) % len(queues)
-                else:
-                    yield value
-            elif kind == "end":
+            more, value = _take(queues[turn])
+            if not more:
                 return
+            if value is None:
+                turn = (turn + 1) % len(queues)
             else:
-                raise value
+                yield value
     finally:
         stop.set()
         _join(threads)

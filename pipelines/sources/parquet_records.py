@@ -118,6 +118,9 @@ def _parquet_columns(batch: pa.RecordBatch, id_field: str, text_field: str, max_
     return doc_id, text, metadata, hard
 
 
+_BYTES_OF = {pa.string(): pa.binary(), pa.large_string(): pa.large_binary(), pa.string_view(): pa.binary_view()}
+
+
 def _strings_as_bytes_where_invalid(batch: pa.RecordBatch, text_field: str) -> pa.RecordBatch:
     """`batch` where string columns holding invalid UTF-8 are repaired for reading: the text column is viewed
     as binary (its bad rows become `invalid_utf8`), any other column has its bad bytes escaped as the
@@ -127,14 +130,14 @@ def _strings_as_bytes_where_invalid(batch: pa.RecordBatch, text_field: str) -> p
     for i, (name, col) in enumerate(zip(batch.schema.names, columns, strict=True)):
         if pa.types.is_dictionary(col.type) and _is_string(col.type.value_type):
             col = col.dictionary_decode()
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        if not _is_string(col.type):
             continue
         try:
             col.validate(full=True)
             continue
         except pa.ArrowInvalid:
             changed = True
-        as_bytes = col.view(pa.binary() if pa.types.is_string(col.type) else pa.large_binary())
+        as_bytes = col.view(_BYTES_OF[col.type])
         columns[i] = as_bytes if name == text_field else pa.array(
             [None if v is None else v.decode("utf-8", "backslashreplace") for v in as_bytes.to_pylist()],
             col.type,
@@ -143,16 +146,9 @@ def _strings_as_bytes_where_invalid(batch: pa.RecordBatch, text_field: str) -> p
 
 
 def _plain_values(col: pa.Array) -> pa.Array:
-    """`col` without dictionary encoding; raises _RowByRow when a string column holds invalid UTF-8 (reading
-    its values in Python raises UnicodeDecodeError, which the reference path reproduces)."""
-    if pa.types.is_dictionary(col.type):
-        col = col.dictionary_decode()
-    if _is_string(col.type):
-        try:
-            col.validate(full=True)
-        except pa.ArrowInvalid:
-            raise _RowByRow from None
-    return col
+    """`col` without dictionary encoding (its strings were checked for UTF-8 by
+    `_strings_as_bytes_where_invalid`)."""
+    return col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -46,8 +46,8 @@ def _assert_same(got: list[dict], want: list[dict]) -> None:
             assert np.array_equal(a[k], np.asarray(b[k])), (a["step"], k)
 
 
-def _run(source, producers: int, *, seed: int, rank: int, epochs: int) -> list[dict]:
-    loader = TokenLoader(
+def _make(source, producers: int, *, seed: int, rank: int) -> TokenLoader:
+    return TokenLoader(
         source,
         seq_len=SEQ,
         batch_size=BATCH,
@@ -58,6 +58,10 @@ def _run(source, producers: int, *, seed: int, rank: int, epochs: int) -> list[d
         prefetch=2,
         producers=producers,
     )
+
+
+def _run(source, producers: int, *, seed: int, rank: int, epochs: int) -> list[dict]:
+    loader = _make(source, producers, seed=seed, rank=rank)
     assert loader.batcher.chunk_steps == 3
     got = [_np(b) for _ in range(epochs) for b in loader]
     loader.close()
@@ -82,33 +86,13 @@ def test_two_producers_match_one_producer_and_the_reference(sources, seed, rank,
 
 def test_resume_mid_chunk_with_two_producers_continues_exactly(sources) -> None:
     want = _run(sources[0], 1, seed=3, rank=0, epochs=2)
-    loader = TokenLoader(
-        sources[0],
-        seq_len=SEQ,
-        batch_size=BATCH,
-        seed=3,
-        rank=0,
-        world_size=2,
-        steps_per_epoch=STEPS,
-        prefetch=2,
-        producers=2,
-    )
+    loader = _make(sources[0], 2, seed=3, rank=0)
     it = iter(loader)
     head = [_np(next(it)) for _ in range(4)]  # stops inside the second chunk
     state = loader.state_dict()
     assert state["step"] == 4
     loader.close()
-    resumed = TokenLoader(
-        sources[0],
-        seq_len=SEQ,
-        batch_size=BATCH,
-        seed=3,
-        rank=0,
-        world_size=2,
-        steps_per_epoch=STEPS,
-        prefetch=2,
-        producers=2,
-    )
+    resumed = _make(sources[0], 2, seed=3, rank=0)
     resumed.load_state_dict(state)
     tail = [_np(b) for _ in range(2) for b in resumed]
     resumed.close()
