@@ -254,7 +254,9 @@ def test_float_metadata_prints_as_json_does_for_any_bit_pattern() -> None:
     _assert_same_as_reference(batch)
 
 
-def test_ordinary_batches_are_not_decoded_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def row_by_row(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the batches handed to the row-by-row reference, in call order."""
     from pipelines.sources import parquet_records as records
 
     seen: list[int] = []
@@ -265,6 +267,11 @@ def test_ordinary_batches_are_not_decoded_row_by_row(monkeypatch: pytest.MonkeyP
         return reference(batch, **kw)
 
     monkeypatch.setattr(records, "_decode_parquet_rows", counting)
+    return seen
+
+
+def test_ordinary_batches_are_not_decoded_row_by_row(row_by_row: list[int]) -> None:
+    seen = row_by_row
     batch = pa.RecordBatch.from_pydict({
         "id": pa.array([1, 2, 3], pa.int32()), "text": pa.array([b"a", b"b", b"c"], pa.large_binary()),
         "title": ['"q"', "\t", None], "lang": pa.array(["en", "fr", "en"]).dictionary_encode(),
@@ -283,18 +290,9 @@ def test_ordinary_batches_are_not_decoded_row_by_row(monkeypatch: pytest.MonkeyP
 
 
 def test_error_rows_of_a_batch_arrow_cannot_take_from_are_decoded_with_the_whole_batch(
-    monkeypatch: pytest.MonkeyPatch,
+    row_by_row: list[int],
 ) -> None:
-    from pipelines.sources import parquet_records as records
-
-    seen: list[int] = []
-    reference = records._decode_parquet_rows
-
-    def counting(batch: pa.RecordBatch, **kw: Any) -> Any:
-        seen.append(batch.num_rows)
-        return reference(batch, **kw)
-
-    monkeypatch.setattr(records, "_decode_parquet_rows", counting)
+    seen = row_by_row
     # Arrow has no take kernel for view types, so the one error row cannot be picked out of this batch
     batch = pa.RecordBatch.from_pydict({
         "id": ["a", "b", "c"], "text": ["one", None, "three"], "lang": pa.array(["en", "fr", "de"], pa.string_view())})
