@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,17 @@ def _project_resolver(name: str) -> Callable[[str], str]:
     return manifest_resolver("params.yaml")
 
 
+def _register_iterable_dataset() -> None:
+    """Make TokenLoader an ``IterableDataset`` for torch's DataLoader, which tells iterable datasets
+    from map-style ones by isinstance (a map-style view would index the loader and fail)."""
+    try:
+        from torch.utils.data import IterableDataset
+    except ImportError:  # the writer side runs without torch
+        return
+    if not issubclass(TokenLoader, IterableDataset):
+        IterableDataset.register(TokenLoader)
+
+
 def _sources(source: Source) -> tuple[list[str], list[float] | None]:
     if isinstance(source, str | Path):
         return [str(source)], None
@@ -60,6 +72,12 @@ def _sources(source: Source) -> tuple[list[str], list[float] | None]:
 
 class TokenLoader:
     """Iterate packed token batches from one or more shard manifests.
+
+    With torch installed, a TokenLoader is a ``torch.utils.data.IterableDataset`` (registered as a
+    virtual subclass when the first one is made, so importing this module does not import torch):
+    ``DataLoader(loader, batch_size=None)`` hands its batches on unchanged, with ``num_workers=0``.
+    DataLoader workers or auto-batching raise a one-line error saying what to do instead
+    (sharding.loader_torch.check_dataloader_use); pass ``num_workers`` to the loader itself.
 
     ``source``: a manifest path or folder, an s3:// URI, a dataset-version name (given to
     ``resolver``, which returns a manifest path/URI), a list of them (mixed in proportion to their
@@ -152,6 +170,7 @@ class TokenLoader:
         self.step = 0
         self._active: Iterator[dict[str, Any]] | None = None
         self._threads: list[Any] = []  # threads the current iteration started (see _end_active)
+        _register_iterable_dataset()
 
     @staticmethod
     def _topology(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -173,6 +192,9 @@ class TokenLoader:
         return self.epoch * self.plan.steps_per_epoch + self.step
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        from sharding import loader_torch as lt
+
+        lt.check_dataloader_use(sys._getframe(1))
         # one live iteration at a time: its prefetch thread or workers hold the batcher
         self._end_active()
         self._active = self._batches()

@@ -9,11 +9,13 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
+from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data._utils.fetch import _IterableDatasetFetcher
 
 from sharding import loader_kernels
 from sharding.loader_plan import HostBatcher
@@ -22,6 +24,29 @@ from sharding.shuffle import worker_steps
 log = logging.getLogger(__name__)
 
 Batch = dict[str, Any]
+
+IN_WORKER = (
+    "TokenLoader cannot run inside DataLoader worker processes (each would read this rank's whole stream): "
+    "iterate the loader itself and pass num_workers=N to TokenLoader"
+)
+AUTO_BATCHED = (
+    "DataLoader(TokenLoader(...)) needs batch_size=None: the loader already yields whole batches of "
+    "batch_size rows (or iterate the loader itself)"
+)
+
+
+def check_dataloader_use(caller: FrameType | None) -> None:
+    """Refuse, with one line, the two ways a torch DataLoader would break a TokenLoader's guarantees:
+    iterating it in DataLoader worker processes (every worker would yield the same steps), and
+    DataLoader auto-batching (``batch_size`` not None), which would stack whole batches into
+    ``[1, batch_size, seq_len]``. ``caller`` is the frame that called ``iter(loader)``; a DataLoader's
+    fetcher (torch's private ``_IterableDatasetFetcher``, looked up by type, so a torch without it
+    only skips this check) records whether it auto-batches."""
+    if get_worker_info() is not None:
+        raise RuntimeError(IN_WORKER)
+    fetcher = None if caller is None else caller.f_locals.get("self")
+    if isinstance(fetcher, _IterableDatasetFetcher) and fetcher.auto_collation:
+        raise ValueError(AUTO_BATCHED)
 
 
 class StepDataset(IterableDataset):
