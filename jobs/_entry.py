@@ -18,15 +18,11 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, args.overrides)
-        from pyspark.sql import SparkSession
-
         from pipelines.spark_session import build_session
         from pipelines.stages import run_stage
 
-        # under spark-submit a session (master, conf) already exists; getOrCreate returns it
-        active = SparkSession.getActiveSession()
-        spark = active if active is not None else build_session(cfg.spark)
-        report = run_stage(stage, cfg, spark)
+        # under spark-submit, master, deploy mode and --conf come from spark-submit, not params.yaml
+        report = run_stage(stage, cfg, build_session(cfg.spark))
     except TokenmillError as exc:
         print(f"tokenmill {stage}: {exc}", file=sys.stderr)
         return exc.exit_code

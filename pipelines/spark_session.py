@@ -18,17 +18,29 @@ from pipelines.errors import MissingDependencyError, StageInputError
 
 log = logging.getLogger(__name__)
 
-# Arrow batches handed to mapInArrow: big enough to amortize Python overhead, small enough for 2 cores/24 GiB.
-DEFAULT_CONF = {
+# Settings tokenmill's own code relies on (Arrow batch size, UTC, adaptive execution); applied where neither
+# spark-submit (--conf, spark-defaults.conf) nor params.yaml sets them. Arrow batches handed to mapInArrow: big
+# enough to amortize Python overhead, small enough for 2 cores/24 GiB. Shuffle partitions are left to Spark:
+# adaptive execution coalesces them to what the cluster and the data need.
+REQUIRED_CONF = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "4096",
-    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.pythonUDF.arrow.enabled": "true",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.adaptive.coalescePartitions.enabled": "true",
+}
+# Defaults of the CLI's own (local) session only; a spark-submit'ed job keeps Spark's own defaults.
+LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "true",
-    "spark.sql.session.timeZone": "UTC",
     "spark.driver.memory": "4g",
-    "spark.sql.execution.pythonUDF.arrow.enabled": "true",
     "spark.python.worker.reuse": "true",
 }
+DEFAULT_CONF = {**REQUIRED_CONF, **LOCAL_CONF}
+# settings logged once per application
+LOGGED_KEYS = ("spark.submit.deployMode", "spark.driver.memory", "spark.executor.memory", "spark.executor.cores",
+               "spark.executor.instances", "spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled")
+_logged_apps: set[str] = set()
 
 
 def check_java() -> None:
@@ -51,16 +63,74 @@ def check_java() -> None:
 
 
 def build_session(cfg: SparkConfig) -> SparkSession:
-    """Get or create the SparkSession for `cfg` (`local[*]` by default); Java is checked first."""
+    """The SparkSession a stage runs in; Java is checked first.
+
+    Who decides the cluster settings, in order: an existing session (a notebook, a test, `run --follow`) is
+    used as it is; under `spark-submit` (its Python gateway is in the environment) the master, deploy mode and
+    every `--conf` / spark-defaults.conf setting come from Spark, and only REQUIRED_CONF fills keys left unset;
+    otherwise (the CLI's own session) `cfg.master` and `cfg.conf` apply over DEFAULT_CONF. The effective master
+    and key settings are logged once per application.
+    """
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None:
+        active = SparkSession.builder.getOrCreate()  # no options: the running session stays as it is
+        _log_settings(active, "an existing session")
+        return active
     check_java()
-    os.environ.setdefault("PYSPARK_PYTHON", _python())
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
-    for key, value in {**DEFAULT_CONF, **cfg.conf}.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        spark = _submitted_session(cfg)
+        origin = "spark-submit"
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", _python())
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+        for key, value in {**DEFAULT_CONF, **cfg.conf}.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        origin = "params.yaml (spark.master, spark.conf)"
     spark.sparkContext.setLogLevel("ERROR")
+    _log_settings(spark, origin)
     return spark
+
+
+def _submitted_session(cfg: SparkConfig) -> SparkSession:
+    """The session of a spark-submit'ed job: Spark's own configuration, with REQUIRED_CONF for unset keys."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM, whose system properties hold --conf
+    submitted = SparkConf()
+    builder = SparkSession.builder
+    if not submitted.contains("spark.app.name"):
+        builder = builder.appName(cfg.app_name)
+    for key, value in REQUIRED_CONF.items():
+        if not submitted.contains(key):
+            builder = builder.config(key, value)
+    if cfg.conf or cfg.master != SparkConfig().master:
+        log.info("spark-submit owns the cluster settings: params.yaml spark.master=%s and spark.conf keys %s "
+                 "are not applied", cfg.master, sorted(cfg.conf))
+    return builder.getOrCreate()
+
+
+def effective_settings(spark: SparkSession) -> dict[str, str]:
+    """The master, default parallelism and LOGGED_KEYS of a running session (unset keys left out)."""
+    sc = spark.sparkContext
+    conf = sc.getConf()
+    out: dict[str, str] = {"master": str(sc.master), "defaultParallelism": str(sc.defaultParallelism)}
+    for key in LOGGED_KEYS:
+        value = spark.conf.get(key, None) if key.startswith("spark.sql.") else conf.get(key, None)
+        if value is not None:
+            out[key] = str(value)
+    return out
+
+
+def _log_settings(spark: SparkSession, origin: str) -> None:
+    app = spark.sparkContext.applicationId
+    if app in _logged_apps:
+        return
+    _logged_apps.add(app)
+    settings = " ".join(f"{k}={v}" for k, v in effective_settings(spark).items())
+    log.info("spark application %s (settings from %s): %s", app, origin, settings)
 
 
 def _python() -> str:

@@ -19,10 +19,47 @@ SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
 pytestmark = pytest.mark.spark
 
 
-def _submit(job: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _submit(job: str, *args: str, spark_args: tuple[str, ...] = ("--master", "local[2]")
+            ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    return subprocess.run([str(SPARK_SUBMIT), "--master", "local[2]", f"jobs/{job}.py", *args],
+    script = job if job.endswith(".py") else f"jobs/{job}.py"
+    return subprocess.run([str(SPARK_SUBMIT), *spark_args, script, *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _probe(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("PROBE "))
+    return json.loads(line.removeprefix("PROBE "))  # type: ignore[no-any-return]
+
+
+PARAMS_SPARK = ["spark.master=local[2]", "spark.conf={spark.sql.shuffle.partitions: '8', spark.app.name: params}"]
+
+
+def test_spark_submit_master_and_conf_win_over_params() -> None:
+    probe = _probe(_submit(
+        "tests/spark/submit_probe.py", *PARAMS_SPARK,
+        spark_args=("--master", "local[1]", "--name", "submitted", "--conf", "spark.sql.shuffle.partitions=3",
+                    "--conf", "spark.ui.enabled=true", "--conf", "spark.sql.session.timeZone=Europe/Paris")))
+    assert probe["master"] == "local[1]"
+    assert probe["spark.app.name"] == "submitted"
+    assert probe["spark.sql.shuffle.partitions"] == "3"
+    assert probe["spark.ui.enabled"] == "true"
+    assert probe["spark.sql.session.timeZone"] == "Europe/Paris"
+    # keys spark-submit leaves unset get tokenmill's required settings
+    assert probe["spark.sql.adaptive.enabled"] == "true"
+
+
+def test_params_spark_settings_apply_to_the_cli_own_session() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    probe = _probe(subprocess.run([sys.executable, "tests/spark/submit_probe.py", *PARAMS_SPARK], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=600))
+    assert probe["master"] == "local[2]"
+    assert probe["spark.app.name"] == "params"
+    assert probe["spark.sql.shuffle.partitions"] == "8"
+    assert probe["spark.ui.enabled"] == "false"
+    assert probe["spark.sql.session.timeZone"] == "UTC"
 
 
 def test_spark_submit_ingest(tmp_path: Path) -> None:
@@ -40,7 +77,7 @@ def test_spark_submit_ingest(tmp_path: Path) -> None:
 
 def test_every_job_parses_its_arguments() -> None:
     # jobs/tokenize.py must not shadow the standard tokenize module when its folder is on sys.path
-    for job in ("ingest", "curate", "tokenize", "shard"):
+    for job in ("ingest", "curate", "tokenize", "shard", "train_tokenizer"):
         proc = subprocess.run([sys.executable, f"jobs/{job}.py", "--help"], cwd=REPO, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0 and "--config" in proc.stdout, proc.stderr[-2000:]
