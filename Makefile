@@ -53,7 +53,7 @@ test-all: check-java $(VENV)/.test-installed
 # pyproject.toml), which is how jobs/, a folder of spark-submit scripts with no __init__.py, is checked
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy pipelines dedup sharding schemas benchmarks jobs
+	$(VENV)/bin/mypy pipelines dedup sharding schemas benchmarks jobs examples
 
 clean:
 	rm -rf lake/demo .pytest_cache

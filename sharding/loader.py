@@ -14,11 +14,16 @@ import pickle
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sharding.loader_manifest import RemoteOptions, is_remote, read_manifest
 from sharding.loader_plan import FIELDS, HostBatcher, LoaderPlan
 from sharding.loader_store import OnCorrupt
+
+if TYPE_CHECKING:  # at run time TokenLoader is registered as one (see _register_iterable_dataset)
+    from torch.utils.data import IterableDataset as _DatasetBase
+else:
+    _DatasetBase = object
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +75,7 @@ def _sources(source: Source) -> tuple[list[str], list[float] | None]:
     return names, None
 
 
-class TokenLoader:
+class TokenLoader(_DatasetBase):
     """Iterate packed token batches from one or more shard manifests.
 
     With torch installed, a TokenLoader is a ``torch.utils.data.IterableDataset`` (registered as a
@@ -295,12 +300,20 @@ class TokenLoader:
 
         return make
 
-    def state_dict(self) -> dict[str, int | str]:
-        """Position after the batches handed out so far: epoch, step, global batch, seed, config hash."""
+    def state_dict(self, *, after_step: int | None = None) -> dict[str, int | str]:
+        """Position after the batches handed out so far: epoch, step, global batch, seed, config hash.
+        ``after_step``: the position after the batch whose ``batch["step"]`` it is instead, for a
+        trainer that fetches batches ahead of training them (Lightning, Accelerate): the state then
+        resumes after the last batch trained. ValueError unless that batch has been handed out."""
+        epoch, step = self.epoch, self.step
+        if after_step is not None:
+            if not 0 <= after_step < self.global_step:
+                raise ValueError(f"after_step={after_step} is not a step handed out (0..{self.global_step - 1})")
+            epoch, step = divmod(after_step + 1, self.plan.steps_per_epoch)
         return {
             "version": STATE_VERSION,
-            "epoch": self.epoch,
-            "step": self.step,
+            "epoch": epoch,
+            "step": step,
             "global_batch": self.plan.global_batch,
             "seed": self.plan.seed,
             "config_hash": self._hash,
