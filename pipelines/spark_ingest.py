@@ -79,7 +79,7 @@ def run_ingest(spark: SparkSession, cfg: Config) -> StageReport:
             sources=tuple(cfg.sources), run_id=run_id, ingested_at=datetime.now(UTC),
             raw_dir=lake.data_dir(raw), quarantine_dir=lake.data_dir(quarantine),
             max_record_bytes=cfg.ingest.max_record_bytes, raw_limit=cfg.ingest.quarantine_raw_bytes,
-            file_bytes=cfg.ingest.file_bytes,
+            file_bytes=cfg.ingest.file_bytes, max_expansion=cfg.ingest.max_expansion,
         )
         n_tasks = cfg.ingest.parallelism or spark.sparkContext.defaultParallelism * UNITS_PER_CORE
         results = _execute(spark, pack_units(plan.units, n_tasks), ctx)

@@ -33,6 +33,8 @@ class LocalSource(_Source):
     path: str
     glob: str | None = Field(default=None, description="relative glob (`**` spans folders); default: data files")
     format: ObjectFormat = "auto"
+    follow_symlinks: bool = Field(
+        default=True, description="enter symlinked folders (each real folder once: loops are cut with a warning)")
 
     def label(self) -> str:
         return self.name or self.path
@@ -102,6 +104,9 @@ class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0, description="larger records are quarantined")
+    max_expansion: int = Field(
+        default=1000, gt=0, description="a compressed object may decompress to this many times its stored size "
+        "(and at least 64 MiB); the rest of it is quarantined as expansion_limit")
     quarantine_raw_bytes: int = Field(default=4096, ge=0, description="raw bytes kept per quarantine row")
     parallelism: int | None = Field(
         default=None, gt=0, description="Spark tasks; default: one per work unit, at most 8 per core (units packed by size)"

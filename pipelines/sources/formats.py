@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -140,37 +140,148 @@ def check_codec(head: bytes, fmt: ObjectFormat) -> None:
         raise FormatError("unreadable_parquet", "no PAR1 magic")
 
 
-def decompress(chunks: Iterable[bytes], codec: Codec) -> Iterator[bytes]:
-    """Stream-decompress `chunks`; multi-member gzip and multi-frame zstd are read through.
+@dataclass
+class StreamPosition:
+    """Where a decompressing read stands: `compressed` input bytes consumed, `produced` output bytes, and
+    trailing bytes found after the last complete member/frame (`trailing_at` offset, `trailing_zero` when
+    they are all zero bytes: tape or block padding)."""
 
-    Raises FormatError("corrupt_compression") on bad data and ("truncated_compression") when the input ends
-    inside a member/frame. Data before the fault has been yielded already.
+    compressed: int = 0
+    produced: int = 0
+    trailing_at: int | None = None
+    trailing_bytes: int = 0
+    trailing_zero: bool = True
+    trailing_head: bytes = b""
+
+
+# Input handed to the decompressor per call. zstd has no output bound per call, and a 4-byte RLE block
+# expands to 128 KiB, so a 1 KiB slice caps one call's output at 32 MiB whatever the input is.
+ZSTD_SLICE = 1024
+OUT_CHUNK = 1 << 20  # output pieces are coalesced up to about this size
+
+
+def decompress(chunks: Iterable[bytes], codec: Codec, *, max_output: int | None = None,
+               pos: StreamPosition | None = None) -> Iterator[bytes]:
+    """Stream-decompress `chunks` in pieces of at most about OUT_CHUNK bytes, so memory stays flat whatever
+    the expansion; multi-member gzip and multi-frame zstd are read through.
+
+    Bytes after the last complete member/frame that do not start another one are not an error: they are
+    recorded in `pos` (`trailing_at`, `trailing_zero`) for the caller to report, as `gzip -d` warns of them.
+    Raises FormatError with the compressed byte offset in its detail: "corrupt_compression" on bad data,
+    "truncated_compression" when the input ends inside a member/frame, "expansion_limit" once more than
+    `max_output` bytes came out. Data before the fault has been yielded already.
     """
+    pos = pos if pos is not None else StreamPosition()
     if codec is None:
-        yield from chunks
+        for chunk in chunks:
+            pos.compressed += len(chunk)
+            pos.produced += len(chunk)
+            yield chunk
         return
+    if codec not in ("gzip", "zstd"):
+        raise ValueError(f"unknown codec {codec!r}")
+    out: list[bytes] = []
+    size = 0
+    try:
+        for whole in _members(chunks, codec, pos):
+            for start in range(0, len(whole), OUT_CHUNK):  # one zstd call may give up to 32 MiB
+                piece = whole[start : start + OUT_CHUNK]
+                pos.produced += len(piece)
+                if max_output is not None and pos.produced > max_output:
+                    raise FormatError("expansion_limit", f"{codec}: over {max_output} bytes decompressed "
+                                                         f"(at compressed byte {pos.compressed})")
+                out.append(piece)
+                size += len(piece)
+                if size >= OUT_CHUNK:
+                    yield b"".join(out)
+                    out, size = [], 0
+    except FormatError:  # what decoded before the fault is handed on first
+        if out:
+            yield b"".join(out)
+        raise
+    if out:
+        yield b"".join(out)
+
+
+_MAGIC = {"gzip": GZIP_MAGIC, "zstd": ZSTD_MAGIC}
+
+
+def _members(chunks: Iterable[bytes], codec: str, pos: StreamPosition) -> Iterator[bytes]:
+    """Raw output pieces of every member/frame; trailing non-member bytes recorded in `pos`."""
+    magic = _MAGIC[codec]
     dec = _decompressor(codec)
-    started = False
+    started = False  # inside a member/frame
+    members = 0
+    pending = b""
     for chunk in chunks:
-        while chunk:
-            try:
-                out = dec.decompress(chunk)
-            except (zlib.error, zstandard.ZstdError) as exc:
-                raise FormatError("corrupt_compression", f"{codec}: {exc}") from None
+        data = pending + chunk if pending else chunk
+        pending = b""
+        while data:
+            if pos.trailing_at is not None:
+                _note_trailing(pos, data)
+                break
+            if not started and members and not data.startswith(magic):
+                if len(data) < len(magic) and magic.startswith(data):
+                    pending = data  # too short to tell yet
+                    break
+                pos.trailing_at = pos.compressed
+                _note_trailing(pos, data)
+                break
+            data = yield from _feed(dec, data, codec, pos)
             started = True
-            if out:
-                yield out
             if dec.eof:
-                chunk = dec.unused_data
+                members += 1
+                data = dec.unused_data + data
                 dec = _decompressor(codec)
                 started = False
-            else:
-                chunk = b""
-    if started and not dec.eof:
-        raise FormatError("truncated_compression", f"{codec} stream ends inside a {'member' if codec == 'gzip' else 'frame'}")
+    if pending:
+        pos.trailing_at = pos.compressed
+        _note_trailing(pos, pending)
+    if started:
+        what = "member" if codec == "gzip" else "frame"
+        raise FormatError("truncated_compression",
+                          f"{codec} stream ends inside a {what} (at compressed byte {pos.compressed})")
 
 
-def _decompressor(codec: Codec):  # type: ignore[no-untyped-def]
+def _feed(dec, data: bytes, codec: str, pos: StreamPosition  # type: ignore[no-untyped-def]
+          ) -> Generator[bytes, None, bytes]:
+    """Give `data` to `dec` with bounded output per call; returns the input it did not take (after its
+    member/frame ended, in `dec.unused_data` for gzip, or not yet handed over for zstd)."""
+    try:
+        if codec == "gzip":
+            while True:
+                piece = dec.decompress(data, OUT_CHUNK)
+                rest = dec.unused_data if dec.eof else dec.unconsumed_tail
+                pos.compressed += len(data) - len(rest)
+                if piece:
+                    yield piece
+                if dec.eof:
+                    return b""  # unused_data is picked up by the caller
+                data = rest
+                if not data and len(piece) < OUT_CHUNK:
+                    return b""
+        while data:
+            head, data = data[:ZSTD_SLICE], data[ZSTD_SLICE:]
+            piece = dec.decompress(head)
+            pos.compressed += len(head) - (len(dec.unused_data) if dec.eof else 0)
+            if piece:
+                yield piece
+            if dec.eof:
+                return data
+        return b""
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise FormatError("corrupt_compression", f"{codec}: {exc} (at compressed byte {pos.compressed})") from None
+
+
+def _note_trailing(pos: StreamPosition, data: bytes) -> None:
+    if not pos.trailing_head:
+        pos.trailing_head = data[:64]
+    pos.trailing_bytes += len(data)
+    pos.trailing_zero = pos.trailing_zero and not data.strip(b"\0")
+    pos.compressed += len(data)
+
+
+def _decompressor(codec: str):  # type: ignore[no-untyped-def]
     if codec == "gzip":
         return zlib.decompressobj(wbits=31)
     if codec == "zstd":

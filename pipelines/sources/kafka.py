@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from pipelines.errors import StageInputError
 from pipelines.sources.config import KafkaSource
-from pipelines.sources.records import decode_json_values, decode_text_values, split_decoded
+from pipelines.sources.records import Decoded, decode_json_values, decode_text_values, split_decoded
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,31 @@ def with_kafka_metadata(metadata: str | None, kafka_json: str) -> str:
 
 def _batch(records: list[Any], src: KafkaSource, max_record_bytes: int, raw_limit: int
            ) -> tuple[pa.Table, pa.Table]:
-    """One (raw_docs, quarantine) batch of records polled from one topic partition."""
+    """One (raw_docs, quarantine) batch of records polled from one topic partition. Should anything raise
+    on the batch, its records are done one by one and a record that raises alone is one `decode_error` row."""
+    try:
+        return _decode_batch(records, src, max_record_bytes, raw_limit)
+    except Exception:
+        log.warning("kafka %s[%d]: a batch at offset %d failed to decode; decoding its records one by one",
+                    records[0].topic, records[0].partition, records[0].offset, exc_info=True)
+    docs, bad = [], []
+    for r in records:
+        try:
+            d, b = _decode_batch([r], src, max_record_bytes, raw_limit)
+        except Exception as exc:
+            dec = Decoded()
+            dec.add_error("decode_error", f"{type(exc).__name__}: {exc}")
+            d, b = split_decoded(dec.to_arrow(), source_type="kafka", source_uri=r.topic,
+                                 source_partition=[r.partition], source_offset=[r.offset],
+                                 id_prefix=f"{r.topic}/{r.partition}/", raw=[r.value],
+                                 raw_size=[len(r.value) if r.value is not None else 0], raw_limit=raw_limit)
+        docs.append(d)
+        bad.append(b)
+    return pa.concat_tables(docs), pa.concat_tables(bad)
+
+
+def _decode_batch(records: list[Any], src: KafkaSource, max_record_bytes: int, raw_limit: int
+                  ) -> tuple[pa.Table, pa.Table]:
     values = [r.value for r in records]
     sizes = [len(v) if v is not None else 0 for v in values]
     if src.value_format == "text":

@@ -1,38 +1,35 @@
-"""Object sources (local folders and S3 prefixes): listing on the driver, reading inside tasks.
+"""Object sources (local folders and S3 prefixes): reading inside tasks (listing is in `listing`).
 
-Listing returns `ObjectRef`s (URI, size, ETag); local files use their mtime in nanoseconds as the ETag, so a
-rewritten file counts as a new object. Reading streams one object and yields (raw_docs, quarantine) column
-batches; a fault inside an object quarantines the rest of it and reading goes on with the next object.
+Reading streams one object and yields (raw_docs, quarantine) column batches; a fault inside an object keeps
+what decoded before it, quarantines the rest of it as one row, and reading goes on with the next object.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["ObjectRef", "ReadOptions", "TransientReadError", "list_local", "list_s3", "read_object", "s3_client"]
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from pipelines.errors import MissingDependencyError
-from pipelines.sources.config import LocalSource, S3Source
 from pipelines.sources.formats import (
     FormatError,
+    StreamPosition,
     check_codec,
     decompress,
     detect_format,
-    glob_regex,
-    is_data_file,
     iter_line_blocks,
-    split_glob,
 )
+from pipelines.sources.listing import ObjectRef, env_region, list_local, list_s3, s3_client
 from pipelines.sources.parquet_records import decode_parquet_arrow
 from pipelines.sources.records import (
     Decoded,
@@ -48,18 +45,6 @@ READ_AHEAD = 4  # chunks a reading thread may hold ahead of decoding
 
 
 @dataclass(frozen=True)
-class ObjectRef:
-    """One listed object: `uri` (file:// or s3://), `size` in bytes, `etag` (S3 ETag or local mtime_ns)."""
-
-    uri: str
-    size: int
-    etag: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class ReadOptions:
     """What a task needs to turn an object's bytes into rows (plain values, picklable)."""
 
@@ -72,68 +57,7 @@ class ReadOptions:
     endpoint: str | None = None
     region: str | None = None
     anonymous: bool = False
-
-
-def _selected(rel: str, pattern: str | None) -> bool:
-    return is_data_file(rel) if pattern is None else bool(glob_regex(pattern).match(rel))
-
-
-def list_local(src: LocalSource) -> list[ObjectRef]:
-    """Files under `src.path` matching its glob (or a single file), sorted by URI."""
-    base_s, pattern = split_glob(src.path)
-    pattern = pattern or src.glob
-    base = Path(base_s).absolute()
-    if base.is_file():
-        files = [base]
-    elif base.is_dir():
-        files = sorted(p for p in base.rglob("*") if p.is_file() and _selected(p.relative_to(base).as_posix(), pattern))
-    else:
-        raise FileNotFoundError(f"local source path does not exist: {base}")
-    out = []
-    for p in files:
-        st = p.stat()
-        out.append(ObjectRef(f"file://{p}", st.st_size, str(st.st_mtime_ns)))
-    return out
-
-
-def s3_client(endpoint: str | None, region: str | None, anonymous: bool) -> Any:
-    try:
-        import boto3
-        from botocore import UNSIGNED
-        from botocore.config import Config as BotoConfig
-    except ImportError as exc:
-        raise MissingDependencyError("S3 sources need boto3 (pip install boto3)") from exc
-    config = BotoConfig(signature_version=UNSIGNED) if anonymous else None
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region or _env_region(), config=config)
-
-
-def _env_region() -> str | None:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-
-
-def list_s3(src: S3Source) -> list[ObjectRef]:
-    """Objects under the source's prefix matching its glob, with size and ETag, sorted by URI."""
-    base, pattern = split_glob(src.uri)
-    pattern = pattern or src.glob
-    scheme, rest = base.split("://", 1)
-    bucket, _, prefix = rest.partition("/")
-    client = s3_client(src.endpoint, src.region, src.anonymous)
-    out = []
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            key = obj["Key"]
-            if key == prefix:
-                rel = key.rsplit("/", 1)[-1]  # the prefix names one object
-            elif prefix and not key.startswith(prefix.rstrip("/") + "/"):
-                continue  # "data" must not match "data2/…"
-            else:
-                rel = key[len(prefix):].lstrip("/")
-            if key.endswith("/") or not _selected(rel, pattern):
-                continue
-            out.append(ObjectRef(f"s3://{bucket}/{key}", int(obj["Size"]), obj["ETag"].strip('"')))
-    del scheme
-    return sorted(out, key=lambda o: o.uri)
+    max_expansion: int = 1000
 
 
 def object_filesystem(uri: str, opts: ReadOptions) -> tuple[pafs.FileSystem, str]:
@@ -143,13 +67,24 @@ def object_filesystem(uri: str, opts: ReadOptions) -> tuple[pafs.FileSystem, str
         if opts.endpoint:
             kwargs["endpoint_override"] = opts.endpoint
             kwargs["scheme"] = "https" if opts.endpoint.startswith("https") else "http"
-        region = opts.region or _env_region()
+        region = opts.region or env_region()
         if region:
             kwargs["region"] = region
         if opts.anonymous:
             kwargs["anonymous"] = True
         return pafs.S3FileSystem(**kwargs), uri.split("://", 1)[1]
     return pafs.LocalFileSystem(), uri.removeprefix("file://")
+
+
+class _PythonFiles:
+    """The two opening calls of a pyarrow filesystem, through Python's open(), for a local path pyarrow
+    cannot name (a file name that is not UTF-8)."""
+
+    def open_input_stream(self, path: str, compression: str | None = None) -> pa.PythonFile:
+        return pa.PythonFile(open(path, "rb"), mode="r")  # noqa: SIM115 (closed by the caller's `with`)
+
+    def open_input_file(self, path: str) -> pa.PythonFile:
+        return pa.PythonFile(open(path, "rb"), mode="r")  # noqa: SIM115
 
 
 Batch = tuple[pa.Table, pa.Table]
@@ -199,60 +134,120 @@ def read_ahead(read: Callable[[int], bytes], chunk_bytes: int, depth: int) -> Ge
         thread.join()
 
 
+class TransientReadError(Exception):
+    """Reading an object failed in a way that may pass (gone, no permission, I/O or network error); the task
+    retries the object, then leaves it for the next run instead of recording it as ingested."""
+
+    def __init__(self, uri: str, exc: BaseException) -> None:
+        super().__init__(f"{uri}: {type(exc).__name__}: {exc}")
+        self.uri = uri
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for an error of the store rather than of the bytes: a missing or forbidden object, a system
+    call error (errno set), a network error or an S3 error reported by pyarrow."""
+    if isinstance(exc, FileNotFoundError | PermissionError | ConnectionError | TimeoutError):
+        return True
+    return isinstance(exc, OSError) and (exc.errno is not None or "AWS Error" in str(exc) or "[Errno" in str(exc))
+
+
 def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator[Batch]:
-    """Stream one object as (raw_docs, quarantine) batches. Object-level faults become one quarantine row at
-    the line/row where they happened (offset null when the object could not be opened at all)."""
-    fmt = detect_format(obj.uri, opts.format)
-    fs, path = object_filesystem(obj.uri, opts)
+    """Stream one object as (raw_docs, quarantine) batches.
+
+    Faults of the bytes become one quarantine row at the line/row where they happened (offset null when the
+    object could not be opened at all); records decoded before a fault are kept. Any other exception while
+    decoding becomes a `read_error` row naming its class and message, after the rows already yielded.
+    Raises TransientReadError for an error of the store (`is_transient`): the caller retries or defers.
+    """
+    done = 0  # records (lines/rows) of the object in yielded batches
     try:
-        if fmt is None:
-            yield _object_error(obj, source_type, opts, "unknown_format", "no reader for this name", _head(fs, path, opts))
-        elif fmt.kind == "parquet":
-            yield from _read_parquet(fs, path, obj, source_type, opts)
-        else:
-            stream = fs.open_input_stream(path, compression=None)
-            with stream:
-                chunks = read_ahead(stream.read, READ_CHUNK, READ_AHEAD)
+        for docs, bad in _read_object(obj, source_type, opts):
+            for table in (docs, bad):
+                if table.num_rows:
+                    last = pc.max(table.column("source_offset")).as_py()
+                    done = max(done, (last + 1) if last is not None else done)
+            yield docs, bad
+    except TransientReadError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientReadError(obj.uri, exc) from exc
+        log.warning("object %s: %s after record %d: %s", obj.uri, type(exc).__name__, done, exc)
+        yield _object_error(obj, source_type, opts, "read_error", f"{type(exc).__name__}: {exc}", b"", offset=done)
+
+
+def _read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator[Batch]:
+    fmt = detect_format(obj.uri, opts.format)
+    fs: Any
+    fs, path = (_PythonFiles(), obj.path) if obj.path else object_filesystem(obj.uri, opts)
+    if fmt is None:
+        yield _object_error(obj, source_type, opts, "unknown_format", "no reader for this name", _head(fs, path, opts))
+    elif fmt.kind == "parquet":
+        yield from _read_parquet(fs, path, obj, source_type, opts)
+    else:
+        stream = fs.open_input_stream(path, compression=None)
+        with stream:
+            chunks = read_ahead(stream.read, READ_CHUNK, READ_AHEAD)
+            try:
+                head = next(chunks, b"")
                 try:
-                    head = next(chunks, b"")
-                    try:
-                        check_codec(head, fmt)
-                    except FormatError as exc:
-                        yield _object_error(obj, source_type, opts, exc.code, exc.detail, head)
-                        return
-                    body = decompress(itertools.chain([head], chunks), fmt.codec)
-                    if fmt.kind == "text":
-                        yield from _read_text(body, head, obj, source_type, opts)
-                    else:
-                        yield from _read_jsonl(body, head, obj, source_type, opts)
-                finally:
-                    chunks.close()  # stops the reading thread before the stream closes
-    except FileNotFoundError:
-        yield _object_error(obj, source_type, opts, "object_missing", "listed but gone when read", b"")
+                    check_codec(head, fmt)
+                except FormatError as exc:
+                    yield _object_error(obj, source_type, opts, exc.code, exc.detail, head)
+                    return
+                pos = StreamPosition()
+                limit = max(opts.max_expansion * obj.size, MIN_EXPANSION_BYTES) if fmt.codec else None
+                body = decompress(itertools.chain([head], chunks), fmt.codec, max_output=limit, pos=pos)
+                if fmt.kind == "text":
+                    yield from _read_text(body, head, obj, source_type, opts)
+                else:
+                    yield from _read_jsonl(body, head, obj, source_type, opts)
+                if pos.trailing_at is not None:
+                    yield from _trailing(pos, obj, source_type, opts)
+            finally:
+                chunks.close()  # stops the reading thread before the stream closes
 
 
-def _head(fs: pafs.FileSystem, path: str, opts: ReadOptions) -> bytes:
+# Any object may decompress to this much, whatever its stored size (ingest.max_expansion bounds the rest).
+MIN_EXPANSION_BYTES = 64 << 20
+
+
+def _trailing(pos: StreamPosition, obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator[Batch]:
+    """Bytes after the last compressed member: zero padding is only logged; anything else is one
+    `trailing_garbage` row (everything before it was read)."""
+    where = f"{pos.trailing_bytes} bytes after the last complete member, at compressed byte {pos.trailing_at}"
+    if pos.trailing_zero:
+        log.warning("object %s: ignored zero padding: %s", obj.uri, where)
+        return
+    log.warning("object %s: ignored trailing garbage: %s", obj.uri, where)
+    yield _object_error(obj, source_type, opts, "trailing_garbage", where, pos.trailing_head,
+                        offset=None, raw_size=pos.trailing_bytes)
+
+
+def _head(fs: Any, path: str, opts: ReadOptions) -> bytes:
     with fs.open_input_stream(path, compression=None) as f:
         return f.read(opts.raw_limit)
 
 
 def _object_error(obj: ObjectRef, source_type: str, opts: ReadOptions, code: str, detail: str, raw: bytes,
-                  offset: int | None = None) -> Batch:
+                  offset: int | None = None, raw_size: int | None = None) -> Batch:
     dec = Decoded()
     dec.add_error(code, detail)
     return split_decoded(dec.to_arrow(), source_type=source_type, source_uri=obj.uri, source_partition=None,
-                         source_offset=[offset], default_ids=[obj.uri], raw=[raw], raw_size=[obj.size],
-                         raw_limit=opts.raw_limit)
+                         source_offset=[offset], default_ids=[obj.uri], raw=[raw],
+                         raw_size=[obj.size if raw_size is None else raw_size], raw_limit=opts.raw_limit)
 
 
 def _read_jsonl(body: Iterator[bytes], head: bytes, obj: ObjectRef, source_type: str, opts: ReadOptions
                 ) -> Iterator[Batch]:
     """Decode batches of `opts.batch_rows` lines (blank lines count, but are not records). A fault in the
-    stream quarantines the rest of the object from the first line not yet in a yielded batch."""
+    stream keeps every complete line before it and becomes one row at the first line it cut (the
+    unterminated line it cut is part of the fault)."""
     blocks = iter_line_blocks(body, max_line_bytes=opts.max_record_bytes, keep_bytes=opts.raw_limit)
     lines: list[bytes] = []
     sizes: list[int] = []
     next_line = 0  # the first line not in a yielded batch
+    fault: FormatError | None = None
     try:
         for _, block_lines, block_sizes in blocks:
             lines += block_lines
@@ -262,10 +257,13 @@ def _read_jsonl(body: Iterator[bytes], head: bytes, obj: ObjectRef, source_type:
                                         source_type, opts)
                 del lines[: opts.batch_rows], sizes[: opts.batch_rows]
                 next_line += opts.batch_rows
-        if lines:
-            yield from _jsonl_batch(next_line, lines, sizes, obj, source_type, opts)
     except FormatError as exc:
-        yield _object_error(obj, source_type, opts, exc.code, f"{exc.detail} (after line {next_line})", head,
+        fault = exc
+    if lines:
+        yield from _jsonl_batch(next_line, lines, sizes, obj, source_type, opts)
+        next_line += len(lines)
+    if fault is not None:
+        yield _object_error(obj, source_type, opts, fault.code, f"{fault.detail} (after line {next_line})", head,
                             offset=next_line)
 
 
@@ -304,7 +302,7 @@ def _read_text(body: Iterator[bytes], head: bytes, obj: ObjectRef, source_type: 
                         source_offset=[0], default_ids=[obj.uri], raw=[data], raw_size=[size], raw_limit=opts.raw_limit)
 
 
-def _read_parquet(fs: pafs.FileSystem, path: str, obj: ObjectRef, source_type: str, opts: ReadOptions
+def _read_parquet(fs: Any, path: str, obj: ObjectRef, source_type: str, opts: ReadOptions
                   ) -> Iterator[Batch]:
     done = 0
     with fs.open_input_file(path) as f:
@@ -313,7 +311,7 @@ def _read_parquet(fs: pafs.FileSystem, path: str, obj: ObjectRef, source_type: s
         try:
             pfile = pq.ParquetFile(f)
         except (pa.ArrowException, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
+            if is_transient(exc):
                 raise
             yield _object_error(obj, source_type, opts, "unreadable_parquet", str(exc), head)
             return
@@ -328,7 +326,7 @@ def _read_parquet(fs: pafs.FileSystem, path: str, obj: ObjectRef, source_type: s
                                     raw_limit=opts.raw_limit)
                 done += batch.num_rows
         except (pa.ArrowException, OSError) as exc:
-            if isinstance(exc, FileNotFoundError):
+            if is_transient(exc):
                 raise
             yield _object_error(obj, source_type, opts, "unreadable_parquet", f"{exc} (after row {done})", head,
                                 offset=done)

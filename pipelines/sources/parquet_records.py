@@ -198,7 +198,10 @@ def _id_column(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     col = _plain_values(col)
     t = col.type
     if _is_string(t) or pa.types.is_integer(t):
-        return col.cast(_LARGE_STRING), np.zeros(len(col), dtype=bool)
+        ids = col.cast(_LARGE_STRING)
+        if _is_string(t):  # an empty id counts as missing, as in JSON records
+            ids = pc.if_else(pc.equal(ids, ""), pa.scalar(None, _LARGE_STRING), ids)
+        return ids, np.zeros(len(col), dtype=bool)
     return pa.nulls(len(col), _LARGE_STRING), _mask(col.is_valid())
 
 
@@ -243,7 +246,7 @@ def _json_values(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     object is its members' JSON joined). Values json rejects (NaN inside a list, ...) mark their rows."""
     try:
         values = col.to_pylist()
-    except UnicodeDecodeError:
+    except Exception:  # invalid UTF-8, a date/timestamp Python cannot hold: row by row
         raise _RowByRow from None
     bad = np.zeros(len(values), dtype=bool)
     fragments: list[str] = []
@@ -268,17 +271,20 @@ def _decode_parquet_rows(
 ) -> tuple[Decoded, list[bytes | None]]:
     """The reference decoder: each row as a dict, through `doc_fields`. `decode_parquet_arrow` gives the
     same result for every batch; it calls this for the rows (or batches) it does not vectorise."""
-    n = batch.num_rows
     names = batch.schema.names
+    rows = _python_rows(batch)
     if text_field not in names:
-        rows = batch.to_pylist()
         out = Decoded()
-        for _ in range(n):
+        for _ in rows:
             out.add_error("missing_text", f"no {text_field!r} column")
         return out, [_row_json(r) for r in rows]
-    rows = batch.to_pylist()
     out, raws = Decoded(), list[bytes | None]()
     for row in rows:
+        bad = row.pop(_OUT_OF_RANGE, None)
+        if bad is not None:
+            out.add_error("out_of_range", bad)
+            raws.append(_row_json(row))
+            continue
         text = row.get(text_field)
         if isinstance(text, bytes | bytearray):
             try:
@@ -298,6 +304,33 @@ def _decode_parquet_rows(
             out.add_error(exc.code, exc.detail)
             raws.append(_row_json(row))
     return out, raws
+
+
+_OUT_OF_RANGE = "\0out_of_range"  # key no column can have: marks a row holding a value Python cannot hold
+
+
+def _python_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """The rows as dicts. A value Python cannot hold (a date or timestamp past year 9999) is replaced by
+    Arrow's text for it, and its row gets the `_OUT_OF_RANGE` key naming the column."""
+    try:
+        return batch.to_pylist()
+    except (OverflowError, ValueError, ArithmeticError):
+        pass
+    columns = batch.schema.names
+    rows: list[dict[str, Any]] = []
+    for i in range(batch.num_rows):
+        row: dict[str, Any] = {}
+        for name, col in zip(columns, batch.columns, strict=True):
+            try:
+                row[name] = col[i].as_py()
+            except (OverflowError, ValueError, ArithmeticError) as exc:
+                try:
+                    row[name] = col.slice(i, 1).cast(pa.string())[0].as_py()
+                except pa.ArrowException:
+                    row[name] = None
+                row.setdefault(_OUT_OF_RANGE, f"column {name!r}: {type(exc).__name__}: {exc}")
+        rows.append(row)
+    return rows
 
 
 def _row_json(row: dict[str, Any]) -> bytes:

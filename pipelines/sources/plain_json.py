@@ -48,7 +48,9 @@ def plain_doc_fields(value: bytes, id_field: str, text_field: str) -> tuple[str 
         return None
     raw_id = obj.get(id_field)
     doc_id: str | None
-    if raw_id is None or type(raw_id) is str:
+    if raw_id is None or raw_id == "":
+        doc_id = None
+    elif type(raw_id) is str:
         doc_id = raw_id
     elif type(raw_id) is int:
         doc_id = str(raw_id)

@@ -118,9 +118,12 @@ def settle(plan: Plan, results: list[dict[str, Any]], sources: list[Source], sta
                       offsets=copy.deepcopy(plan.offsets), committed_runs=set(state.committed_runs))
     accepted: list[dict[str, Any]] = []
     by_partition: dict[tuple[int, str, int], list[dict[str, Any]]] = defaultdict(list)
+    deferred = 0
     for res in results:
         unit = res["unit"]
-        if unit["kind"] == "object":
+        if res.get("deferred"):
+            deferred += 1  # not in the ledger: the next run reads it again
+        elif unit["kind"] == "object":
             accepted.append(res)
             new.ledger[unit["uri"]] = (unit["size"], unit["etag"])
             new.ledger_runs[unit["uri"]] = run_id
@@ -145,6 +148,8 @@ def settle(plan: Plan, results: list[dict[str, Any]], sources: list[Source], sta
     counts.update(plan.counts)
     if plan.objects_changed:
         counts["objects_changed"] = plan.objects_changed
+    if deferred:
+        counts["objects_deferred"] = deferred
     for res in accepted:
         counts["raw_docs"] += res["raw_docs"]
         counts["quarantined"] += res["quarantined"]
@@ -153,7 +158,7 @@ def settle(plan: Plan, results: list[dict[str, Any]], sources: list[Source], sta
         counts["objects_read"] += res["unit"]["kind"] == "object"
         for code, n in res["errors"].items():
             counts[f"quarantine_{code}"] += n
-    dropped = len(results) - len(accepted)
+    dropped = len(results) - len(accepted) - deferred
     if dropped:
         log.warning("%d Kafka chunk(s) follow an incomplete one; their records are left for the next run", dropped)
     changed = bool(accepted) or new.offsets != state.offsets

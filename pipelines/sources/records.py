@@ -41,8 +41,18 @@ ERROR_CODES = (
     "truncated_compression",
     "unreadable_parquet",
     "unknown_format",
-    "object_missing",        # listed, then gone before its task read it
+    "object_missing",        # written by older versions only: a missing object is now retried, then deferred
+    "too_deep",              # JSON nested deeper than MAX_JSON_DEPTH
+    "out_of_range",          # a Parquet value Python cannot hold (a timestamp or date past year 9999)
+    "trailing_garbage",      # bytes after the last complete gzip member / zstd frame (everything before is read)
+    "expansion_limit",       # the object decompressed to more than ingest.max_expansion times its size
+    "read_error",            # any other exception while reading an object (class and message in the detail)
+    "decode_error",          # any other exception while decoding one record (class and message in the detail)
 )
+
+# Nesting a record may have (objects and arrays, the record itself counting as 1). Deeper records are
+# `too_deep`: later stages parse metadata again, and Python's recursion limit must never be what stops them.
+MAX_JSON_DEPTH = 100
 
 _DECODED_SCHEMA = pa.schema([
     ("doc_id", pa.large_string()), ("text", pa.large_string()), ("metadata", pa.large_string()),
@@ -89,6 +99,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def _check_unicode(value: str, what: str) -> None:
     try:
         value.encode("utf-8")
@@ -112,7 +129,7 @@ def doc_fields(obj: Any, *, id_field: str, text_field: str) -> tuple[str | None,
     _check_unicode(text, text_field)
     raw_id = obj.get(id_field)
     doc_id: str | None
-    if raw_id is None:
+    if raw_id is None or raw_id == "":
         doc_id = None
     elif isinstance(raw_id, str):
         _check_unicode(raw_id, id_field)
@@ -143,10 +160,36 @@ def decode_json_record(value: bytes, *, id_field: str, text_field: str) -> tuple
     except UnicodeDecodeError as exc:
         raise RecordError("invalid_utf8", f"byte {exc.start}: {exc.reason}") from None
     try:
-        obj = json.loads(s.removeprefix("\ufeff"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+        obj = json.loads(s.removeprefix("\ufeff"), parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise RecordError("too_deep", f"nested deeper than the parser's recursion limit (> {MAX_JSON_DEPTH})"
+                          ) from None
+    except ValueError as exc:
         raise RecordError("malformed_json", str(exc) or type(exc).__name__) from None
+    depth = json_depth(obj, MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise RecordError("too_deep", f"nested deeper than {MAX_JSON_DEPTH} levels")
     return doc_fields(obj, id_field=id_field, text_field=text_field)
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, `[]` is 1), counted without recursion and
+    only up to `limit + 1`.
+
+    >>> json_depth({"a": [1, {"b": []}]}, 10), json_depth([[[[]]]], 2)
+    (4, 3)
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            depth += 1
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+            stack.extend((v, depth) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def decode_json_values(
@@ -172,13 +215,16 @@ def decode_json_values(
         if size > max_record_bytes:
             out.add_error("too_large", f"{size} bytes > {max_record_bytes}")
             continue
-        doc = plain_doc_fields(value, id_field, text_field)
-        if doc is None:
-            try:
+        try:
+            doc = plain_doc_fields(value, id_field, text_field)
+            if doc is None:
                 doc = decode_json_record(value, id_field=id_field, text_field=text_field)
-            except RecordError as exc:
-                out.add_error(exc.code, exc.detail)
-                continue
+        except RecordError as exc:
+            out.add_error(exc.code, exc.detail)
+            continue
+        except Exception as exc:  # whatever it is, it stays with this record
+            out.add_error("decode_error", f"{type(exc).__name__}: {exc}")
+            continue
         add_id(doc[0])
         add_text(doc[1])
         add_meta(doc[2])

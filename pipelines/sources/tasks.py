@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from pipelines import lake
 from pipelines.sources.config import KafkaSource, LocalSource, S3Source
 from pipelines.sources.failpoints import failpoint
 from pipelines.sources.kafka import OffsetRange, RangeResult, read_range
-from pipelines.sources.objects import ObjectRef, ReadOptions, read_object
+from pipelines.sources.objects import ObjectRef, ReadOptions, TransientReadError, read_object
 from schemas import quarantine as quarantine_schema
 from schemas import raw_docs as raw_docs_schema
 
@@ -44,6 +45,7 @@ class TaskContext:
     max_record_bytes: int
     raw_limit: int
     file_bytes: int
+    max_expansion: int = 1000
 
 
 class RollingWriter:
@@ -81,13 +83,47 @@ def _read_options(src: LocalSource | S3Source, ctx: TaskContext) -> ReadOptions:
     s3 = src if isinstance(src, S3Source) else None
     return ReadOptions(format=src.format, id_field=src.id_field, text_field=src.text_field,
                        max_record_bytes=ctx.max_record_bytes, raw_limit=ctx.raw_limit,
+                       max_expansion=ctx.max_expansion,
                        endpoint=s3.endpoint if s3 else None, region=s3.region if s3 else None,
                        anonymous=s3.anonymous if s3 else False)
 
 
 def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Read one unit to data files; returns {unit, raw_files, quarantine_files, raw_docs, quarantined,
-    errors: {code: n}, bytes_read, next_offset/complete (Kafka)}."""
+    errors: {code: n}, bytes_read, next_offset/complete (Kafka)}.
+
+    An object whose store fails in a way that may pass (`TransientReadError`) is tried READ_TRIES times; after
+    that the result has `deferred` (the reason) and no files: the object is not recorded as ingested, so the
+    next run reads it again.
+    """
+    for attempt in range(1, READ_TRIES + 1):
+        try:
+            return _run_unit_once(unit, ctx)
+        except TransientReadError as exc:
+            if attempt == READ_TRIES:
+                log.warning("%s; %d tries failed, left for the next run", exc, READ_TRIES)
+                return {"unit": unit, "deferred": str(exc)[:500], "raw_files": [], "quarantine_files": [],
+                        "raw_docs": 0, "quarantined": 0, "errors": {}, "bytes_read": 0}
+            log.info("%s; trying again (%d/%d)", exc, attempt + 1, READ_TRIES)
+            time.sleep(READ_RETRY_DELAY_S * attempt)
+    raise AssertionError("unreachable")
+
+
+READ_TRIES = 3
+READ_RETRY_DELAY_S = 0.5
+
+
+def _discard(paths: list[str]) -> None:
+    """Delete data files a failed attempt wrote (never committed, so nothing refers to them)."""
+    for uri in paths:
+        fs, path = lake.filesystem_for(uri)
+        try:
+            fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
+
+def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     src = ctx.sources[unit["source"]]
     prefix = f"ingest-{ctx.run_id[:8]}"
     raw_w = RollingWriter(ctx.raw_dir, raw_docs_schema.TABLE.arrow_schema, ctx, prefix)
@@ -104,16 +140,20 @@ def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
                              raw_limit=ctx.raw_limit)
     else:
         assert not isinstance(src, KafkaSource)
-        obj = ObjectRef(unit["uri"], unit["size"], unit["etag"])
+        obj = ObjectRef(unit["uri"], unit["size"], unit["etag"], unit.get("path"))
         batches = read_object(obj, src.type, _read_options(src, ctx))
-    for docs, bad in batches:
-        raw_w.add(docs)
-        q_w.add(bad)
-        n_raw += docs.num_rows
-        if bad.num_rows:
-            errors.update(bad.column("error_code").to_pylist())
-    raw_w.flush()
-    q_w.flush()
+    try:
+        for docs, bad in batches:
+            raw_w.add(docs)
+            q_w.add(bad)
+            n_raw += docs.num_rows
+            if bad.num_rows:
+                errors.update(bad.column("error_code").to_pylist())
+        raw_w.flush()
+        q_w.flush()
+    except BaseException:
+        _discard(raw_w.paths + q_w.paths)
+        raise
     failpoint("ingest.task_written")
     result.update(raw_files=raw_w.paths, quarantine_files=q_w.paths, raw_docs=n_raw,
                   quarantined=sum(errors.values()), errors=dict(errors))
