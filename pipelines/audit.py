@@ -19,6 +19,7 @@ from pyiceberg.table import Table
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import AuditError
+from pipelines.storage import S3Options, filesystem
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ def _same_ids(a: pa.Array, b: pa.Array) -> tuple[bool, str]:
     return bool(equal) if equal is not None else len(a) == 0, "doc_ids differ" if not equal else "same doc_ids"
 
 
-def audit_shards(result: AuditResult, manifest_uri: str, endpoint: str | None, tokens: Table | None) -> None:
-    fs, path = lake.filesystem_for(manifest_uri, endpoint)
+def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, tokens: Table | None) -> None:
+    fs, path = filesystem(manifest_uri, s3)
     try:
         with fs.open_input_stream(path) as f:
             manifest = json.loads(f.read())
@@ -173,14 +174,14 @@ def audit(cfg: Config) -> AuditResult:
         manifest_uri = next(iter(manifests)) if len(manifests) == 1 else None
         if manifest_uri is None:
             manifest_uri = cfg.shards_uri().rstrip("/") + "/manifest.json"
-        audit_shards(result, manifest_uri, cfg.shard.endpoint, tokens)
+        audit_shards(result, manifest_uri, cfg.shard.s3_options(), tokens)
         result.add("shards table = manifest", total_records(shards) == _manifest_shards(manifest_uri, cfg),
                    f"{total_records(shards)} rows")
     return result
 
 
 def _manifest_shards(uri: str, cfg: Config) -> int:
-    fs, path = lake.filesystem_for(uri, cfg.shard.endpoint)
+    fs, path = filesystem(uri, cfg.shard.s3_options())
     try:
         with fs.open_input_stream(path) as f:
             return len(json.loads(f.read()).get("shards", []))

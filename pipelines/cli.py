@@ -1,8 +1,9 @@
 """The `tokenmill` command line: one subcommand per stage, `run` for all of them, `demo`, `audit` and friends.
 
 Every command takes `--config FILE` (default params.yaml) and repeatable `--set dotted.key=VALUE` overrides.
-Failures exit non-zero with one line on stderr: 2 for a bad config, 3 for a missing dependency (Java, a
-tokenizer), 4 for a failed audit, 1 otherwise.
+Failures exit non-zero with one line on stderr: every TokenmillError exits with its own code (2 for a bad
+config, 3 for a missing dependency, 4 for a failed audit, ...; the table is in docs/errors.md), anything else
+with 1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipelines import versions_cli
 from pipelines.config import Config, load_config
 from pipelines.errors import ConfigError, TokenmillError
 
@@ -140,18 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "demo":
             p.add_argument("--keep", action="store_true", help="keep the previous demo lake instead of starting fresh")
         p.set_defaults(func=func)
-    _register_extensions(sub)
+    # subcommands that live in their own module (version, lineage, report, monitor); imported at the top, so
+    # an ImportError there fails loudly instead of silently removing commands
+    versions_cli.register(sub, _common, _config)
     return parser
 
 
-def _register_extensions(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Subcommands that live in their own modules (versions, lineage, report) register themselves here."""
-    for module in ("pipelines.versions_cli",):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(sub, _common, _config)
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (line breaks and runs of spaces become one space)."""
+    return " ".join(str(exc).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,10 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"tokenmill: config error: {exc}", file=sys.stderr)
+        print(f"tokenmill: config error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except TokenmillError as exc:
-        print(f"tokenmill: {exc}", file=sys.stderr)
+        log.debug("failure", exc_info=True)
+        print(f"tokenmill: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tokenmill: interrupted", file=sys.stderr)

@@ -1,4 +1,7 @@
-"""Domain errors of the pipelines package. The CLI turns each into a one-line message and an exit code."""
+"""Every tokenmill domain error derives from `TokenmillError`; the CLI prints one as one line and exits with its
+`exit_code` (the table is in docs/errors.md). This module imports nothing but the standard library, so the
+loader and dedup derive their own errors from it (dedup.errors, sharding.loader_errors) without pulling in
+pyspark, pyiceberg or torch. Exit codes are distinct; tests/unit/test_errors.py checks that."""
 
 
 class TokenmillError(Exception):
@@ -47,3 +50,15 @@ class LineageError(TokenmillError):
     """A document, shard or member asked about cannot be found in the lake."""
 
     exit_code = 8
+
+
+class StageOutputError(TokenmillError):
+    """A stage wrote other counts than it planned or read (documents, decisions, shards); nothing was committed."""
+
+    exit_code = 10
+
+
+class StorageError(TokenmillError, ValueError):
+    """A URI that no storage backend serves (unknown scheme, s3:// without a bucket, a remote file:// host)."""
+
+    exit_code = 13

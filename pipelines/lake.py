@@ -8,14 +8,13 @@ with `add_files` in one transaction per stage, so a stage either lands whole or 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import uuid
 from collections.abc import Iterable
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,6 +24,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
 
+from pipelines.storage import filesystem
 from schemas import TABLES, TableDef
 
 if TYPE_CHECKING:
@@ -81,23 +81,6 @@ def data_dir(table: Table) -> str:
     return table.location().rstrip("/") + "/data"
 
 
-def filesystem_for(uri: str, endpoint: str | None = None) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it for a local path, file:// or s3:// URI."""
-    if uri.startswith("s3://") or uri.startswith("s3a://"):
-        kwargs: dict[str, Any] = {}
-        endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            kwargs["endpoint_override"] = endpoint
-            kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            kwargs["region"] = region
-        return pafs.S3FileSystem(**kwargs), uri.split("://", 1)[1]
-    if uri.startswith("file://"):
-        uri = uri.removeprefix("file://")
-    return pafs.LocalFileSystem(), str(Path(uri).absolute())
-
-
 def write_data_file(directory: str, table: pa.Table, *, prefix: str) -> str | None:
     """Write one Parquet data file under `directory` (URI) and return its URI; None for an empty table.
 
@@ -106,7 +89,7 @@ def write_data_file(directory: str, table: pa.Table, *, prefix: str) -> str | No
     """
     if table.num_rows == 0:
         return None
-    fs, path = filesystem_for(directory)
+    fs, path = filesystem(directory)
     fs.create_dir(path, recursive=True)
     name = f"{prefix}-{uuid.uuid4().hex}.parquet"
     final = f"{path}/{name}"

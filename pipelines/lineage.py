@@ -24,6 +24,7 @@ from tqdm import tqdm
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import LineageError
+from pipelines.storage import S3Options, filesystem
 from pipelines.versions import VersionInfo, read_manifest, resolve_version
 from schemas.signals import SIGNAL_FIELDS
 
@@ -134,12 +135,12 @@ def _index_name(entry: dict[str, Any]) -> str:
 
 
 def locate_in_shards(manifest: dict[str, Any], manifest_uri: str, doc_id: str,
-                     endpoint: str | None = None) -> ShardPosition | None:
+                     s3: S3Options | None = None) -> ShardPosition | None:
     """Find the sample whose `<key>.json` names `doc_id`: reads each shard's index and only its JSON members.
 
     Falls back to reading the tar itself when a shard's index is missing. Returns None when no shard has it.
     """
-    fs, mpath = lake.filesystem_for(manifest_uri, endpoint)
+    fs, mpath = filesystem(manifest_uri, s3)
     folder = mpath.rsplit("/", 1)[0]
     needle = json.dumps(doc_id, ensure_ascii=False).encode("utf-8")  # as sharding.tarformat.sample_json writes it
     shards = manifest.get("shards", [])
@@ -203,7 +204,7 @@ def doc_at_member(cfg: Config, shard: str, member: str, *, version: str = "curre
     key = member.split(".", 1)[0]
     if not key.isdigit():
         raise LineageError(f"bad member {member!r}: expected a sample key such as 000000000042")
-    fs, mpath = lake.filesystem_for(info.manifest_uri, cfg.shard.endpoint)
+    fs, mpath = filesystem(info.manifest_uri, cfg.shard.s3_options())
     folder = mpath.rsplit("/", 1)[0]
     first = sum(int(s["n_samples"]) for s in shards[:number])
     i = int(key) - first
@@ -252,5 +253,5 @@ def trace_document(cfg: Config, doc_id: str, *, version: str | VersionInfo = "cu
         out.n_tokens = toks[0].get("n_tokens")
     manifest = read_manifest(cfg, info)
     if manifest is not None and info.manifest_uri is not None and out.decision in ("kept", None):
-        out.position = locate_in_shards(manifest, info.manifest_uri, doc_id, cfg.shard.endpoint)
+        out.position = locate_in_shards(manifest, info.manifest_uri, doc_id, cfg.shard.s3_options())
     return out

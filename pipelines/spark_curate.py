@@ -27,7 +27,7 @@ from dedup.spark import exact_duplicates, near_duplicates
 from dedup.spark_incremental import exact_duplicates_incremental, index_rows, near_duplicates_incremental
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
-from pipelines.errors import StageInputError
+from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
 from pipelines.report import StageReport
 from pipelines.spark_session import read_input_df, read_table_df, write_df_files
@@ -233,7 +233,7 @@ def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided:
     clean_files, n_clean = write_df_files(kept, tables["clean_docs"], clean_schema, prefix=prefix)
     counts = _decision_counts(decided)
     if n_dec != counts["raw_docs"] or n_clean != counts["kept"]:
-        raise RuntimeError(f"curate wrote {n_dec} decisions / {n_clean} clean docs for {counts}")
+        raise StageOutputError(f"curate wrote {n_dec} decisions / {n_clean} clean docs for {counts}")
     summary = lake.snapshot_summary(cfg, "curate", run_id, {
         "tokenmill.raw_snapshot_id": str(_snapshot_id(raw) or ""),
         "tokenmill.curate.mode": "full" if overwrite else "incremental",

@@ -23,9 +23,10 @@ from pyspark.sql import DataFrame, SparkSession
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.errors import StageInputError
+from pipelines.errors import StageInputError, StageOutputError
 from pipelines.report import StageReport
 from pipelines.spark_session import read_input_df
+from pipelines.storage import S3Options
 from schemas.shards import TABLE as SHARDS
 from sharding.dataset_plan import (
     BUCKET_BITS,
@@ -140,18 +141,18 @@ def _tag(seed: int, plan: DatasetPlan) -> Callable[[Iterator[pa.RecordBatch]], I
 
 
 def _write_shards(
-    out: str, endpoint: str | None, plan: DatasetPlan, itemsize: int
+    out: str, s3: S3Options, plan: DatasetPlan, itemsize: int
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def finish(writer: ShardWriter) -> dict[str, Any]:
         stats = writer.finish()
         s = stats.shard_index
         if stats.n_samples != plan.shard_samples[s] or stats.bytes != plan.shard_bytes[s]:
-            raise RuntimeError(
+            raise StageOutputError(
                 f"shard {s}: wrote {stats.n_samples} samples / {stats.bytes} bytes, planned "
                 f"{plan.shard_samples[s]} / {plan.shard_bytes[s]} (tokens table changed during the run?)"
             )
         idx = index_bytes(stats.index)
-        write_object(out, index_name(s), idx, endpoint=endpoint)
+        write_object(out, index_name(s), idx, s3=s3)
         return {"shard": s, "bytes": stats.bytes, "n_samples": stats.n_samples, "n_tokens": stats.n_tokens,
                 "sha256": stats.sha256, "index_sha256": hashlib.sha256(idx).hexdigest()}
 
@@ -168,7 +169,7 @@ def _write_shards(
                     if writer is None or writer.stats.shard_index != s:
                         if writer is not None:
                             done.append(finish(writer))
-                        sink = open_sink(out, shard_name(s), endpoint=endpoint)
+                        sink = open_sink(out, shard_name(s), s3=s3)
                         writer = ShardWriter(sink, s, int(plan.first_index[s]))
                     data = tokens[i] or b""
                     if len(data) != n_tokens[i] * itemsize:
@@ -200,13 +201,13 @@ def tokens_info(table: Any) -> dict[str, str]:
     return {k: str(v) for k, v in info.items()}
 
 
-def _remove_stale(out: str, keep: set[str], endpoint: str | None) -> int:
+def _remove_stale(out: str, keep: set[str], s3: S3Options) -> int:
     """Delete shard files (and temporary leftovers) of earlier runs that the new manifest does not list."""
     stale = [
-        n for n in list_names(out, endpoint=endpoint)
+        n for n in list_names(out, s3=s3)
         if n not in keep and (n.startswith("shard-") or (n.startswith(".shard-") and ".tmp-" in n))
     ]
-    delete_names(out, stale, endpoint=endpoint)
+    delete_names(out, stale, s3=s3)
     return len(stale)
 
 
@@ -241,7 +242,7 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
                 df.mapInArrow(_tag(s.seed, plan), TAGGED_SCHEMA)
                 .repartition(tasks, "shard")
                 .sortWithinPartitions("shard", "h", "doc_id", "ch")
-                .mapInArrow(_write_shards(out, s.endpoint, plan, itemsize), WRITTEN_SCHEMA)
+                .mapInArrow(_write_shards(out, s.s3_options(), plan, itemsize), WRITTEN_SCHEMA)
                 .collect()
             )
         ]
@@ -255,11 +256,11 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
         tokenizer_sha256=info["tokenizer_sha256"], target_bytes=s.target_bytes, params_hash=cfg.params_hash(),
     )
     if manifest["n_shards"] != plan.n_shards:
-        raise RuntimeError(f"planned {plan.n_shards} shards but {manifest['n_shards']} were written")
+        raise StageOutputError(f"planned {plan.n_shards} shards but {manifest['n_shards']} were written")
     blob = manifest_bytes(manifest)
-    write_object(out, MANIFEST_NAME, blob, endpoint=s.endpoint)
+    write_object(out, MANIFEST_NAME, blob, s3=s.s3_options())
     keep = {MANIFEST_NAME} | {e["path"] for e in manifest["shards"]} | {e["index"] for e in manifest["shards"]}
-    removed = _remove_stale(out, keep, s.endpoint)
+    removed = _remove_stale(out, keep, s.s3_options())
     manifest_uri = f"{out}/{MANIFEST_NAME}"
     snapshot = _commit_shards_table(catalog, cfg, run_id, manifest, out, manifest_uri, blob)
     if plan.oversized.size:

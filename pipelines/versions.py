@@ -36,6 +36,7 @@ from pyiceberg.table import Table
 from pipelines import lake
 from pipelines.config import Config, load_config
 from pipelines.errors import VersionError
+from pipelines.storage import S3Options, filesystem
 from schemas import TABLES
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,9 @@ def manifest_location(cfg: Config, shards_table: Table | None) -> str:
     return cfg.shards_uri().rstrip("/") + "/manifest.json"
 
 
-def read_bytes(uri: str, endpoint: str | None = None) -> bytes | None:
+def read_bytes(uri: str, s3: S3Options | None = None) -> bytes | None:
     """The whole object at a local path, file:// or s3:// URI; None when it does not exist."""
-    fs, path = lake.filesystem_for(uri, endpoint)
+    fs, path = filesystem(uri, s3)
     try:
         with fs.open_input_stream(path) as f:
             return bytes(f.read())
@@ -150,7 +151,7 @@ def current_state(cfg: Config, catalog: Catalog | None = None) -> VersionInfo:
         snap = table.current_snapshot() if table is not None else None
         snapshots[name] = snap.snapshot_id if snap is not None else None
     manifest_uri = manifest_location(cfg, tables.get("shards"))
-    blob = read_bytes(manifest_uri, cfg.shard.endpoint)
+    blob = read_bytes(manifest_uri, cfg.shard.s3_options())
     return VersionInfo(
         name=CURRENT,
         created_at=datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -292,7 +293,7 @@ def resolve_version(cfg: Config, name: str, *, verify: bool = True) -> VersionIn
                 raise VersionError(f"version {name!r}: tag on {tname} is missing or moved "
                                    f"(record says snapshot {snapshot_id})")
         if info.manifest_uri is not None:
-            blob = read_bytes(info.manifest_uri, cfg.shard.endpoint)
+            blob = read_bytes(info.manifest_uri, cfg.shard.s3_options())
             if blob is None or hashlib.sha256(blob).hexdigest() != info.manifest_sha256:
                 raise VersionError(f"version {name!r}: manifest {info.manifest_uri} is missing or changed since "
                                    "the version was created")
@@ -336,7 +337,7 @@ def read_version_table(cfg: Config, info: VersionInfo, table: str, columns: tupl
 def read_manifest(cfg: Config, info: VersionInfo) -> dict[str, Any] | None:
     if info.manifest_uri is None:
         return None
-    blob = read_bytes(info.manifest_uri, cfg.shard.endpoint)
+    blob = read_bytes(info.manifest_uri, cfg.shard.s3_options())
     return json.loads(blob) if blob is not None else None
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.storage import S3Options
+
 
 class ShardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -27,3 +29,7 @@ class ShardConfig(BaseModel):
         ge=1,
         description="Spark tasks writing shards; default: one per core, at most one per shard",
     )
+
+    def s3_options(self) -> S3Options:
+        """How to reach an s3:// output: `endpoint`, the rest from the AWS environment (pipelines.storage)."""
+        return S3Options(endpoint=self.endpoint)

@@ -7,13 +7,14 @@ import json
 import logging
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
+from pydantic import Field
 
+from pipelines.storage import S3Options, filesystem, is_s3, local_path, normalize_uri
 from sharding.loader_errors import ManifestError
 
 log = logging.getLogger(__name__)
@@ -23,49 +24,27 @@ TOKEN_DTYPES: dict[str, np.dtype[Any]] = {"uint16": np.dtype("<u2"), "uint32": n
 INDEX_FIELDS = ("tokens_offset", "n_tokens", "json_offset", "json_nbytes")
 
 
-@dataclass(frozen=True)
-class RemoteOptions:
-    """How to reach s3:// sources: ``endpoint`` is a URL such as ``http://127.0.0.1:9000`` (scheme
-    optional, https by default); credentials come from the usual AWS environment unless given.
-    ``cache_dir`` holds fetched shards (default: a folder under the system temp dir) and is bounded
-    by ``cache_limit_bytes`` (LRU); ``prefetch_shards`` shards ahead of the reader are fetched in
-    the background."""
+class RemoteOptions(S3Options):
+    """How the loader reaches s3:// sources: the S3 settings of `pipelines.storage.S3Options`
+    (``endpoint`` such as ``http://127.0.0.1:9000``, scheme optional, https by default; region and
+    credentials from the usual AWS environment unless given) plus the shard cache: ``cache_dir`` holds
+    fetched shards (default: a folder under the system temp dir) and is bounded by
+    ``cache_limit_bytes`` (LRU); ``prefetch_shards`` shards ahead of the reader are fetched in the
+    background. ``extra`` holds more ``pyarrow.fs.S3FileSystem`` arguments, passed as they are."""
 
-    endpoint: str | None = None
-    region: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
     cache_dir: str | None = None
-    cache_limit_bytes: int = 16 * 1024**3
-    prefetch_shards: int = 4
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    cache_limit_bytes: int = Field(default=16 * 1024**3, ge=0)
+    prefetch_shards: int = Field(default=4, ge=0)
+    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 def is_remote(uri: str) -> bool:
-    return urlparse(str(uri)).scheme == "s3"
-
-
-def s3_filesystem(options: RemoteOptions) -> Any:
-    """A pyarrow S3FileSystem for ``options`` (pyarrow.fs is imported here, not at module import)."""
-    from pyarrow import fs as pafs
-
-    kwargs: dict[str, Any] = dict(options.extra)
-    if options.endpoint:
-        parsed = urlparse(options.endpoint if "://" in options.endpoint else f"https://{options.endpoint}")
-        kwargs["endpoint_override"] = parsed.netloc
-        kwargs["scheme"] = parsed.scheme
-    if options.region:
-        kwargs["region"] = options.region
-    if options.access_key is not None:
-        kwargs["access_key"] = options.access_key
-        kwargs["secret_key"] = options.secret_key
-    return pafs.S3FileSystem(**kwargs)
+    return is_s3(uri)
 
 
 def s3_path(uri: str) -> str:
     """``s3://bucket/key`` -> ``bucket/key`` (pyarrow's path form)."""
-    p = urlparse(uri)
-    return f"{p.netloc}{p.path}"
+    return normalize_uri(uri).removeprefix("s3://")
 
 
 @dataclass(frozen=True)
@@ -200,20 +179,21 @@ def parse_manifest(text: str | bytes, uri: str) -> ShardManifest:
 
 
 def read_manifest(uri: str, remote: RemoteOptions | None = None) -> ShardManifest:
-    """Read and validate the manifest at a local path (a file, or a folder holding manifest.json) or
-    an s3:// URI. Raises ManifestError when it is missing or invalid."""
+    """Read and validate the manifest at a local path or file:// URI (a file, or a folder holding
+    manifest.json) or an s3:// URI. Raises ManifestError when it is missing or invalid."""
     uri = str(uri)
     if is_remote(uri):
+        uri = normalize_uri(uri)
         if not uri.endswith(".json"):
             uri = uri.rstrip("/") + "/manifest.json"
-        fs = s3_filesystem(remote or RemoteOptions())
+        fs, key = filesystem(uri, remote or RemoteOptions())
         try:
-            with fs.open_input_stream(s3_path(uri)) as f:
+            with fs.open_input_stream(key) as f:
                 text = f.read()
         except (OSError, FileNotFoundError) as exc:
             raise ManifestError(f"{uri}: cannot read manifest ({exc})") from exc
     else:
-        path = Path(uri)
+        path = Path(local_path(uri))
         if path.is_dir():
             path = path / "manifest.json"
         if not path.is_file():

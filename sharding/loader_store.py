@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipelines.storage import filesystem
 from sharding.cache import ShardCache
 from sharding.loader_errors import CorruptShardError
-from sharding.loader_manifest import RemoteOptions, ShardManifest, s3_filesystem, s3_path
+from sharding.loader_manifest import RemoteOptions, ShardManifest, s3_path
 from sharding.loader_verify import check_tar_layout, load_index, sha256_file
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class ShardStore:
     def _cache(self) -> ShardCache:
         assert self.cache is not None
         if self.cache.fs is None:
-            self.cache.fs = s3_filesystem(self.remote)
+            self.cache.fs = filesystem(self.manifest.base, self.remote)[0]
         return self.cache
 
     def _read_small(self, relative: str) -> bytes:

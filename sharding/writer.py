@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pipelines.storage import S3Options, is_s3, local_path, s3_client, split_s3
 from sharding.tarformat import (
     END_OF_ARCHIVE,
     INDEX_DTYPE,
@@ -34,34 +35,9 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
 
-def is_s3(uri: str) -> bool:
-    return uri.startswith(("s3://", "s3a://"))
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    """(bucket, key prefix without trailing slash) of an s3:// URI."""
-    rest = uri.split("://", 1)[1]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, prefix.strip("/")
-
-
-def local_dir(uri: str) -> Path:
-    return Path(uri.removeprefix("file://")).absolute()
-
-
-def s3_client(endpoint: str | None) -> Any:
-    """A boto3 S3 client for `endpoint` (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS)."""
-    try:
-        import boto3
-    except ImportError:
-        from pipelines.errors import MissingDependencyError
-
-        raise MissingDependencyError("S3 shard output needs the 'boto3' package") from None
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region)
+def _key(out_uri: str, name: str) -> tuple[str, str]:
+    bucket, prefix = split_s3(out_uri)
+    return bucket, f"{prefix}/{name}" if prefix else name
 
 
 class LocalSink:
@@ -121,18 +97,17 @@ class S3MultipartSink:
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
 
 
-def open_sink(out_uri: str, name: str, *, endpoint: str | None = None, client: Any = None) -> Sink:
+def open_sink(out_uri: str, name: str, *, s3: S3Options | None = None, client: Any = None) -> Sink:
     """An atomic sink for `<out_uri>/<name>` (local path, file:// or s3://)."""
     if is_s3(out_uri):
-        bucket, prefix = split_s3(out_uri)
-        key = f"{prefix}/{name}" if prefix else name
-        return S3MultipartSink(client or s3_client(endpoint), bucket, key)
-    return LocalSink(local_dir(out_uri), name)
+        bucket, key = _key(out_uri, name)
+        return S3MultipartSink(client or s3_client(s3), bucket, key)
+    return LocalSink(Path(local_path(out_uri)), name)
 
 
-def write_object(out_uri: str, name: str, data: bytes, *, endpoint: str | None = None) -> None:
+def write_object(out_uri: str, name: str, data: bytes, *, s3: S3Options | None = None) -> None:
     """Write `data` to `<out_uri>/<name>` atomically."""
-    sink = open_sink(out_uri, name, endpoint=endpoint)
+    sink = open_sink(out_uri, name, s3=s3)
     try:
         sink.write(data)
     except BaseException:
@@ -141,19 +116,18 @@ def write_object(out_uri: str, name: str, data: bytes, *, endpoint: str | None =
     sink.commit()
 
 
-def read_object(out_uri: str, name: str, *, endpoint: str | None = None) -> bytes:
+def read_object(out_uri: str, name: str, *, s3: S3Options | None = None) -> bytes:
     if is_s3(out_uri):
-        bucket, prefix = split_s3(out_uri)
-        key = f"{prefix}/{name}" if prefix else name
-        return s3_client(endpoint).get_object(Bucket=bucket, Key=key)["Body"].read()
-    return (local_dir(out_uri) / name).read_bytes()
+        bucket, key = _key(out_uri, name)
+        return s3_client(s3).get_object(Bucket=bucket, Key=key)["Body"].read()
+    return (Path(local_path(out_uri)) / name).read_bytes()
 
 
-def list_names(out_uri: str, *, endpoint: str | None = None) -> list[str]:
+def list_names(out_uri: str, *, s3: S3Options | None = None) -> list[str]:
     """Names of the objects directly under `out_uri` (empty when it does not exist)."""
     if is_s3(out_uri):
         bucket, prefix = split_s3(out_uri)
-        client = s3_client(endpoint)
+        client = s3_client(s3)
         base = f"{prefix}/" if prefix else ""
         names: list[str] = []
         for page in client.get_paginator("list_objects_v2").paginate(
@@ -161,22 +135,22 @@ def list_names(out_uri: str, *, endpoint: str | None = None) -> list[str]:
         ):
             names += [obj["Key"][len(base) :] for obj in page.get("Contents", [])]
         return names
-    d = local_dir(out_uri)
+    d = Path(local_path(out_uri))
     return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
 
 
-def delete_names(out_uri: str, names: list[str], *, endpoint: str | None = None) -> None:
+def delete_names(out_uri: str, names: list[str], *, s3: S3Options | None = None) -> None:
     if not names:
         return
     if is_s3(out_uri):
         bucket, prefix = split_s3(out_uri)
-        client = s3_client(endpoint)
+        client = s3_client(s3)
         keys = [{"Key": f"{prefix}/{n}" if prefix else n} for n in names]
         for i in range(0, len(keys), 1000):
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys[i : i + 1000]})
         return
     for n in names:
-        (local_dir(out_uri) / n).unlink(missing_ok=True)
+        (Path(local_path(out_uri)) / n).unlink(missing_ok=True)
 
 
 @dataclass

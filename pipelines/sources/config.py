@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.storage import S3Options
+
 ObjectFormat = Literal["auto", "jsonl", "parquet", "text"]
 
 
@@ -63,6 +65,10 @@ class S3Source(_Source):
 
     def label(self) -> str:
         return self.name or self.uri
+
+    def s3_options(self) -> S3Options:
+        """How this source reaches S3 (unset fields come from the AWS environment, see pipelines.storage)."""
+        return S3Options(endpoint=self.endpoint, region=self.region, anonymous=self.anonymous)
 
 
 class KafkaSource(_Source):

@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import MissingDependencyError, StageInputError
+from pipelines.errors import StageInputError
 from pipelines.sources.config import LocalSource, S3Source
 from pipelines.sources.formats import glob_regex, is_data_file, split_glob
+from pipelines.storage import s3_client
 
 log = logging.getLogger(__name__)
 
@@ -102,28 +103,13 @@ def _rel(p: Path, base: Path) -> str:
     return os.fsencode(p.relative_to(base).as_posix()).decode("utf-8", "backslashreplace")
 
 
-def s3_client(endpoint: str | None, region: str | None, anonymous: bool) -> Any:
-    try:
-        import boto3
-        from botocore import UNSIGNED
-        from botocore.config import Config as BotoConfig
-    except ImportError as exc:
-        raise MissingDependencyError("S3 sources need boto3 (pip install boto3)") from exc
-    config = BotoConfig(signature_version=UNSIGNED) if anonymous else None
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region or env_region(), config=config)
-
-
-def env_region() -> str | None:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-
-
 def list_s3(src: S3Source) -> list[ObjectRef]:
     """Objects under the source's prefix matching its glob, with size and ETag, sorted by URI."""
     base, pattern = split_glob(src.uri)
     pattern = pattern or src.glob
     _, rest = base.split("://", 1)
     bucket, _, prefix = rest.partition("/")
-    client = s3_client(src.endpoint, src.region, src.anonymous)
+    client = s3_client(src.s3_options())
     out = []
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):

@@ -11,15 +11,14 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ObjectRef", "ReadOptions", "TransientReadError", "list_local", "list_s3", "read_object", "s3_client"]
+__all__ = ["ObjectRef", "ReadOptions", "TransientReadError", "list_local", "list_s3", "read_object"]
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyarrow import fs as pafs
 
 from pipelines.sources.formats import (
     FormatError,
@@ -29,7 +28,7 @@ from pipelines.sources.formats import (
     detect_format,
     iter_line_blocks,
 )
-from pipelines.sources.listing import ObjectRef, env_region, list_local, list_s3, s3_client
+from pipelines.sources.listing import ObjectRef, list_local, list_s3
 from pipelines.sources.parquet_records import decode_parquet_arrow
 from pipelines.sources.records import (
     Decoded,
@@ -37,6 +36,7 @@ from pipelines.sources.records import (
     decode_text_values,
     split_decoded,
 )
+from pipelines.storage import S3Options, filesystem
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +54,8 @@ class ReadOptions:
     max_record_bytes: int = 8 * 1024 * 1024
     raw_limit: int = 4096
     batch_rows: int = 8192
-    endpoint: str | None = None
-    region: str | None = None
-    anonymous: bool = False
+    s3: S3Options = field(default_factory=S3Options)
     max_expansion: int = 1000
-
-
-def object_filesystem(uri: str, opts: ReadOptions) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and path for a file:// or s3:// URI (S3: endpoint, region, AWS credential chain)."""
-    if uri.startswith(("s3://", "s3a://")):
-        kwargs: dict[str, Any] = {}
-        if opts.endpoint:
-            kwargs["endpoint_override"] = opts.endpoint
-            kwargs["scheme"] = "https" if opts.endpoint.startswith("https") else "http"
-        region = opts.region or env_region()
-        if region:
-            kwargs["region"] = region
-        if opts.anonymous:
-            kwargs["anonymous"] = True
-        return pafs.S3FileSystem(**kwargs), uri.split("://", 1)[1]
-    return pafs.LocalFileSystem(), uri.removeprefix("file://")
 
 
 class _PythonFiles:
@@ -179,7 +161,7 @@ def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator
 def _read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator[Batch]:
     fmt = detect_format(obj.uri, opts.format)
     fs: Any
-    fs, path = (_PythonFiles(), obj.path) if obj.path else object_filesystem(obj.uri, opts)
+    fs, path = (_PythonFiles(), obj.path) if obj.path else filesystem(obj.uri, opts.s3)
     if fmt is None:
         yield _object_error(obj, source_type, opts, "unknown_format", "no reader for this name", _head(fs, path, opts))
     elif fmt.kind == "parquet":

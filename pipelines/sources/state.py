@@ -31,6 +31,7 @@ from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 
 from pipelines import lake
 from pipelines.errors import TokenmillError
+from pipelines.storage import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ LEDGER_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", 
 
 class LedgerError(TokenmillError):
     """The ledger file a raw_docs snapshot points at is missing or does not match its recorded sha256."""
+
+    exit_code = 14
 
 
 @dataclass
@@ -87,7 +90,7 @@ def load_state(raw_docs: Table) -> IngestState:
     state.offsets = json.loads(props.get(KEY_OFFSETS, "{}"))
     uri = props.get(KEY_LEDGER)
     if uri:
-        fs, path = lake.filesystem_for(uri)
+        fs, path = filesystem(uri)
         try:
             with fs.open_input_stream(path) as f:
                 data = f.read()
@@ -112,7 +115,7 @@ def write_ledger(raw_docs: Table, state: IngestState, run_id: str) -> dict[str, 
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     uri = f"{raw_docs.location().rstrip('/')}/metadata/ingest-ledger-{run_id}.parquet"
-    fs, path = lake.filesystem_for(uri)
+    fs, path = filesystem(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(data)

@@ -25,6 +25,7 @@ from pipelines.sources.config import KafkaSource, LocalSource, S3Source
 from pipelines.sources.failpoints import failpoint
 from pipelines.sources.kafka import OffsetRange, RangeResult, read_range
 from pipelines.sources.objects import ObjectRef, ReadOptions, TransientReadError, read_object
+from pipelines.storage import S3Options, filesystem
 from schemas import quarantine as quarantine_schema
 from schemas import raw_docs as raw_docs_schema
 
@@ -84,8 +85,7 @@ def _read_options(src: LocalSource | S3Source, ctx: TaskContext) -> ReadOptions:
     return ReadOptions(format=src.format, id_field=src.id_field, text_field=src.text_field,
                        max_record_bytes=ctx.max_record_bytes, raw_limit=ctx.raw_limit,
                        max_expansion=ctx.max_expansion,
-                       endpoint=s3.endpoint if s3 else None, region=s3.region if s3 else None,
-                       anonymous=s3.anonymous if s3 else False)
+                       s3=s3.s3_options() if s3 else S3Options())
 
 
 def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
@@ -116,7 +116,7 @@ READ_RETRY_DELAY_S = 0.5
 def _discard(paths: list[str]) -> None:
     """Delete data files a failed attempt wrote (never committed, so nothing refers to them)."""
     for uri in paths:
-        fs, path = lake.filesystem_for(uri)
+        fs, path = filesystem(uri)
         try:
             fs.delete_file(path)
         except FileNotFoundError:

@@ -281,31 +281,36 @@ def s3_env(s3_endpoint: str) -> str:
 @pytest.mark.integration
 def test_s3_multipart_sink_appears_only_on_commit(s3_env: str) -> None:
     import sharding.writer as writer_mod
+    from pipelines.storage import S3Options, s3_client
     from sharding.writer import delete_names, list_names, open_sink, read_object, write_object
 
     out = "s3://shards/run1"
-    client = writer_mod.s3_client(s3_env)
+    s3 = S3Options(endpoint=s3_env)
+    client = s3_client(s3)
     sink = writer_mod.S3MultipartSink(client, "shards", "run1/big.bin", part_bytes=5 * 1024 * 1024)
     payload = bytes(range(256)) * (50 * 1024)  # 12.5 MiB
     sink.write(payload[:7_000_000])
     sink.write(payload[7_000_000:])
-    assert "big.bin" not in list_names(out, endpoint=s3_env)
+    assert "big.bin" not in list_names(out, s3=s3)
     sink.commit()
     assert len(sink.parts) == 3
-    assert read_object(out, "big.bin", endpoint=s3_env) == payload
-    aborted = open_sink(out, "never.tar", endpoint=s3_env)
+    assert read_object(out, "big.bin", s3=s3) == payload
+    aborted = open_sink(out, "never.tar", s3=s3)
     aborted.write(b"x" * 100)
     aborted.abort()
-    write_object(out, "manifest.json", b"{}", endpoint=s3_env)
-    assert sorted(list_names(out, endpoint=s3_env)) == ["big.bin", "manifest.json"]
-    delete_names(out, ["big.bin"], endpoint=s3_env)
-    assert list_names(out, endpoint=s3_env) == ["manifest.json"]
+    write_object(out, "manifest.json", b"{}", s3=s3)
+    assert sorted(list_names(out, s3=s3)) == ["big.bin", "manifest.json"]
+    delete_names(out, ["big.bin"], s3=s3)
+    assert list_names(out, s3=s3) == ["manifest.json"]
 
 
 @pytest.mark.integration
 def test_shard_to_s3_gives_the_same_bytes_as_local(spark, corpus_cfg: Config, s3_env: str) -> None:
     from pipelines.spark_shard import run_shard
+    from pipelines.storage import S3Options
     from sharding.writer import list_names, read_object
+
+    s3 = S3Options(endpoint=s3_env)
 
     run_shard(spark, corpus_cfg)
     _, local = read_manifest(corpus_cfg)
@@ -314,9 +319,9 @@ def test_shard_to_s3_gives_the_same_bytes_as_local(spark, corpus_cfg: Config, s3
     cfg = Config.model_validate(data)
     report = run_shard(spark, cfg)
     assert report.outputs["manifest"] == "s3://shards/dataset/v1/manifest.json"
-    remote = json.loads(read_object(cfg.shards_uri(), "manifest.json", endpoint=s3_env))
+    remote = json.loads(read_object(cfg.shards_uri(), "manifest.json", s3=s3))
     assert remote["shards"] == local["shards"]
     for entry in remote["shards"][:2]:
-        blob = read_object(cfg.shards_uri(), entry["path"], endpoint=s3_env)
+        blob = read_object(cfg.shards_uri(), entry["path"], s3=s3)
         assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
-    assert len(list_names(cfg.shards_uri(), endpoint=s3_env)) == 2 * remote["n_shards"] + 1
+    assert len(list_names(cfg.shards_uri(), s3=s3)) == 2 * remote["n_shards"] + 1
