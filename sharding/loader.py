@@ -1,10 +1,12 @@
 """TokenLoader: deterministic, resumable, topology-independent streaming of packed token windows.
 
-The global sequence of batches is a pure function of (sources, weights, seed, seq_len, global
-batch): each global step holds ``batch_size * world_size`` windows of ``seq_len + 1`` tokens, and
-rank ``r`` reads the ``r``-th run of ``batch_size`` of them. Ranks therefore see disjoint data and
-the same number of steps by construction (no collective at an epoch's end), and the state of a
-loader is a few integers: resuming on any topology with the same global batch continues exactly.
+The global sequence of windows (``seq_len + 1`` tokens each) is a pure function of (sources,
+weights, seed, seq_len, eras): each global step takes the next ``batch_size * world_size`` of them,
+and rank ``r`` reads the ``r``-th run of ``batch_size``. Ranks therefore see disjoint data and the
+same number of steps by construction (no collective at an epoch's end), and the state of a loader
+is a few integers, chiefly the number of windows served: it resumes exactly on any topology and at
+any global batch (ramp-up, fewer nodes), and on a later manifest of a growing dataset (see
+sharding.loader_eras: the epochs begun keep their shards, the new ones join at the next epoch).
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ from __future__ import annotations
 import logging
 import pickle
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sharding.loader_manifest import RemoteOptions, is_remote, read_manifest
+from sharding import loader_follow as follow_
+from sharding.loader_eras import Era, adopt
+from sharding.loader_manifest import RemoteOptions, ShardManifest, is_remote, read_manifest
 from sharding.loader_plan import FIELDS, HostBatcher, LoaderPlan
+from sharding.loader_state import Position, check_position, eras_of_state, v1_position
 from sharding.loader_store import OnCorrupt
+from sharding.loader_stream import MixSchedule
+from sharding.shuffle import normalize_weights
 
 if TYPE_CHECKING:  # at run time TokenLoader is registered as one (see _register_iterable_dataset)
     from torch.utils.data import IterableDataset as _DatasetBase
@@ -27,7 +35,8 @@ else:
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+POSITIONS_KEPT = 1024  # recent positions state_dict(after_step=...) can return
 Source = str | Path | Sequence[str | Path] | Mapping[str, float]
 
 
@@ -75,6 +84,12 @@ def _sources(source: Source) -> tuple[list[str], list[float] | None]:
     return names, None
 
 
+def _token_weights(manifests: Sequence[ShardManifest], eras: Sequence[tuple[Era, ...]]) -> list[float]:
+    """Default mixing weights: each source's stream tokens in its first era (the data the loader
+    started on), so a growing mix keeps its proportions."""
+    return [float(m.stream_tokens[: e[0][1]].sum()) for m, e in zip(manifests, eras, strict=True)]
+
+
 class TokenLoader(_DatasetBase):
     """Iterate packed token batches from one or more shard manifests.
 
@@ -97,7 +112,11 @@ class TokenLoader(_DatasetBase):
 
     One ``for`` loop runs to the end of the current epoch (``len(loader)`` steps); stopping early
     and iterating again continues where it stopped. ``state_dict()`` / ``load_state_dict()`` give
-    bit-identical continuation, also onto a different world size with the same global batch.
+    bit-identical continuation, also onto a different world size with the same global batch; at
+    another global batch the remaining windows are exactly those not served yet; on a manifest that
+    extends the saved one, the current epoch finishes on the saved shards and the new ones join at
+    the next. ``follow=True`` re-reads the sources at each epoch's start and moves onto a manifest
+    that extends them in the same way, every rank at the same step (sharding.loader_follow).
     ``on_corrupt="skip"`` masks a corrupt shard's documents (EOD filler, labels ignored) instead
     of raising, which keeps every rank's layout identical.
 
@@ -133,6 +152,7 @@ class TokenLoader(_DatasetBase):
         mask_cross_document: bool = True,
         producers: int = 2,
         fields: Sequence[str] = FIELDS,
+        follow: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -141,23 +161,28 @@ class TokenLoader(_DatasetBase):
         if num_workers < 0 or prefetch <= 0:
             raise ValueError(f"num_workers must be >= 0 and prefetch > 0, got {num_workers} and {prefetch}")
         rank, world_size = self._topology(rank, world_size)
+        if follow:
+            follow_.check_follow_topology(world_size)
         names, weights = _sources(source)
+        self._names, self._resolver, self._remote = names, resolver, remote
+        self.follow = follow
         manifests = [read_manifest(_resolve(n, resolver), remote) for n in names]
-        if weights is None:
-            weights = [float(m.stream_tokens.sum()) for m in manifests]
-        self.plan = LoaderPlan.build(
+        counts = [m.n_shards for m in manifests]
+        if follow:
+            counts = follow_.agree_min(counts)
+        eras = tuple(((0, c),) for c in counts)
+        self._explicit_weights = weights is not None
+        plan = LoaderPlan.build(
             manifests,
-            weights,
+            weights if weights is not None else _token_weights(manifests, eras),
             seq_len=seq_len,
             global_batch=batch_size * world_size,
             seed=seed,
             block_shards=block_shards,
             steps_per_epoch=steps_per_epoch,
+            eras=eras,
         )
-        self.batcher = HostBatcher(
-            self.plan,
-            rank=rank,
-            world_size=world_size,
+        self._batcher_kw: dict[str, Any] = dict(
             verify=verify,
             on_corrupt=on_corrupt,
             remote=remote,
@@ -168,14 +193,33 @@ class TokenLoader(_DatasetBase):
         self.num_workers = num_workers
         self.prefetch = prefetch
         self.producers = producers
-        self._twins: list[HostBatcher] = []  # batchers of producer threads 1.. (see _producer)
         self.device = device
-        self._hash = self.plan.config_hash()
+        # the position: windows served so far, and where the current epoch's windows end
         self.epoch = 0
         self.step = 0
+        self.global_step = 0
+        self.windows = 0
+        self.epoch_end = plan.epoch_windows(0)
+        self._positions: OrderedDict[int, Position] = OrderedDict()  # after each recent step (state_dict)
+        self._followed = 0  # the epoch whose start last re-read the sources (construction read epoch 0's)
+        self._twins: list[HostBatcher] = []  # batchers of producer threads 1.. (see _producer)
+        self._install(plan)
         self._active: Iterator[dict[str, Any]] | None = None
         self._threads: list[Any] = []  # threads the current iteration started (see _end_active)
         _register_iterable_dataset()
+
+    def _install(self, plan: LoaderPlan) -> None:
+        """Read through ``plan`` from now on (a new batcher; the old ones are closed)."""
+        old: HostBatcher | None = getattr(self, "batcher", None)
+        if old is not None:
+            old.close()
+        for twin in self._twins:
+            twin.close()
+        self._twins = []
+        self.plan = plan
+        self.batcher = HostBatcher(plan, rank=self.rank, world_size=self.world_size, **self._batcher_kw)
+        self.batcher.window_offset = self.windows - self.global_step * plan.global_batch
+        self._hash = plan.config_hash()
 
     @staticmethod
     def _topology(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -190,11 +234,8 @@ class TokenLoader(_DatasetBase):
         return rank, world_size
 
     def __len__(self) -> int:
-        return self.plan.steps_per_epoch
-
-    @property
-    def global_step(self) -> int:
-        return self.epoch * self.plan.steps_per_epoch + self.step
+        """Steps of the current epoch, those already served included."""
+        return self.step + (self.epoch_end - self.windows) // self.plan.global_batch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         from sharding import loader_torch as lt
@@ -202,8 +243,46 @@ class TokenLoader(_DatasetBase):
         lt.check_dataloader_use(sys._getframe(1))
         # one live iteration at a time: its prefetch thread or workers hold the batcher
         self._end_active()
+        if self.follow and self.step == 0 and self._followed != self.epoch:
+            self._followed = self.epoch
+            self._refresh()
         self._active = self._batches()
         return self._active
+
+    def _next_epoch(self) -> None:
+        """Start the next epoch at the current window: its budget counts from here, so the windows the
+        last one left over (fewer than a global batch) start it."""
+        self.epoch, self.step = self.epoch + 1, 0
+        self.epoch_end = self.windows + self.plan.epoch_windows(self.epoch)
+
+    def _stream_epochs(self, plan: LoaderPlan) -> list[int]:
+        """Per source, the stream epoch being read at the current position: the one holding the next
+        window's first token (already read as the last label of the window before it)."""
+        consumed = MixSchedule(list(plan.weights), seed=plan.seed, block_windows=plan.mix_block_windows)
+        counts = consumed.consumed(self.windows)
+        return [se.locate(int(j) * plan.seq_len)[0] for se, j in zip(plan.stream_eras(), counts, strict=True)]
+
+    def _move_onto(self, plan: LoaderPlan, manifests: Sequence[ShardManifest], counts: Sequence[int]) -> None:
+        """Install ``plan`` with each source moved onto the first ``counts[i]`` shards of
+        ``manifests[i]`` from its next stream epoch on (no-op for a source already there)."""
+        current = self._stream_epochs(plan)
+        eras = tuple(
+            adopt(e, current_epoch=c, n_shards=n) for e, c, n in zip(plan.eras, current, counts, strict=True)
+        )
+        self._install(plan.replace(manifests=tuple(manifests), eras=eras))
+
+    def _refresh(self) -> None:
+        """At an epoch's start (follow=True): re-read the sources and move onto what every rank
+        agrees extends them (sharding.loader_follow)."""
+        latest = follow_.read_latest(self._names, lambda n: _resolve(n, self._resolver), self._remote)
+        reading = [e[-1][1] for e in self.plan.eras]
+        counts = follow_.agree_min(follow_.usable_counts(latest, self.plan.manifests, reading))
+        if counts == reading:
+            return
+        grown = [new if c > n else old for new, old, c, n in zip(latest, self.plan.manifests, counts, reading, strict=True)]
+        self._move_onto(self.plan, grown, counts)
+        self.epoch_end = self.windows + self.plan.epoch_windows(self.epoch)
+        log.info("follow: epoch %d moves onto %s (%s shards)", self.epoch, [m.uri for m in grown], counts)
 
     def _end_active(self) -> None:
         """End the iteration in progress (or one that ended on an error) and wait until its threads
@@ -225,7 +304,8 @@ class TokenLoader(_DatasetBase):
         from sharding import loader_torch as lt
 
         first = self.global_step
-        stop = (self.epoch + 1) * self.plan.steps_per_epoch
+        g = self.plan.global_batch
+        stop = first + (self.epoch_end - self.windows) // g
         batcher = self.batcher
         # remote sources keep one producer: a second batcher would pin its own shards in the bounded cache
         producers = 1 if any(m.remote for m in self.plan.manifests) else self.producers
@@ -271,8 +351,15 @@ class TokenLoader(_DatasetBase):
                 expected += 1
                 # the position counts batches handed out, never the ones the prefetch thread made ahead
                 self.step += 1
-                if self.step == self.plan.steps_per_epoch:
-                    self.epoch, self.step = self.epoch + 1, 0
+                self.global_step += 1
+                self.windows += g
+                if self.windows + g > self.epoch_end:
+                    self._next_epoch()
+                self._positions[self.global_step - 1] = (
+                    self.epoch, self.step, self.global_step, self.windows, self.epoch_end
+                )
+                if len(self._positions) > POSITIONS_KEPT:
+                    self._positions.popitem(last=False)
                 yield batch
         finally:
             batches.close()  # stops the prefetch thread now, not when the frame is collected
@@ -300,45 +387,74 @@ class TokenLoader(_DatasetBase):
 
         return make
 
-    def state_dict(self, *, after_step: int | None = None) -> dict[str, int | str]:
-        """Position after the batches handed out so far: epoch, step, global batch, seed, config hash.
+    def state_dict(self, *, after_step: int | None = None) -> dict[str, Any]:
+        """Position after the batches handed out so far: ``windows`` (global windows served),
+        ``epoch_end`` (the window where the current epoch's budget ends), epoch, step and global step
+        counters, the global batch and seed it was saved at, the ``eras`` (per source, which leading
+        shards each stream epoch reads) and a config hash over the data those eras read. JSON-able.
         ``after_step``: the position after the batch whose ``batch["step"]`` it is instead, for a
         trainer that fetches batches ahead of training them (Lightning, Accelerate): the state then
-        resumes after the last batch trained. ValueError unless that batch has been handed out."""
-        epoch, step = self.epoch, self.step
+        resumes after the last batch trained. ValueError unless that batch has been handed out, among
+        the last ``POSITIONS_KEPT`` since the loader was made or loaded."""
+        position = (self.epoch, self.step, self.global_step, self.windows, self.epoch_end)
         if after_step is not None:
             if not 0 <= after_step < self.global_step:
                 raise ValueError(f"after_step={after_step} is not a step handed out (0..{self.global_step - 1})")
-            epoch, step = divmod(after_step + 1, self.plan.steps_per_epoch)
+            if after_step not in self._positions:
+                raise ValueError(
+                    f"after_step={after_step} is more than {POSITIONS_KEPT} steps back or before the last load_state_dict"
+                )
+            position = self._positions[after_step]
+        epoch, step, global_step, windows, epoch_end = position
         return {
             "version": STATE_VERSION,
             "epoch": epoch,
             "step": step,
+            "global_step": global_step,
+            "windows": windows,
+            "epoch_end": epoch_end,
             "global_batch": self.plan.global_batch,
             "seed": self.plan.seed,
             "config_hash": self._hash,
+            "eras": [[list(e) for e in eras] for eras in self.plan.eras],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``. An iteration in progress ends (its prefetched batches are dropped);
-        the next ``for`` loop starts at ``state``'s position. Raises ValueError when it was saved with
-        other data, seed, seq_len, weights or global batch (the message names the first difference
-        found)."""
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {state.get('version')!r} is not {STATE_VERSION}")
-        for key, mine in (
-            ("global_batch", self.plan.global_batch),
-            ("seed", self.plan.seed),
-            ("config_hash", self._hash),
-        ):
-            if state.get(key) != mine:
-                raise ValueError(f"state {key}={state.get(key)!r} does not match this loader's {mine!r}")
-        epoch, step = int(state["epoch"]), int(state["step"])
-        if epoch < 0 or not 0 <= step < self.plan.steps_per_epoch:
-            raise ValueError(f"state position epoch={epoch}, step={step} is out of range")
+        the next ``for`` loop starts at ``state``'s position.
+
+        The state may come from another topology or global batch: the next step serves the windows
+        right after the ones served. It may come from an earlier manifest of a growing dataset, one
+        this loader's manifest extends (the same shards first, by checksum): the epochs begun keep
+        reading the saved shards, the new shards join from each source's next epoch. Raises
+        ValueError when it was saved with other data, seed, seq_len, weights or block sizes (the
+        message names the first difference found), or at a position outside its epoch."""
+        version = state.get("version")
+        if version == 1:
+            state = v1_position(state, self.plan)
+        elif version != STATE_VERSION:
+            raise ValueError(f"state version {version!r} is not {STATE_VERSION}")
+        if state.get("seed") != self.plan.seed:
+            raise ValueError(f"state seed={state.get('seed')!r} does not match this loader's {self.plan.seed!r}")
+        saved_eras = eras_of_state(state, self.plan.manifests)
+        plan = self.plan.replace(eras=saved_eras)
+        if not self._explicit_weights:
+            plan = plan.replace(weights=tuple(float(x) for x in normalize_weights(_token_weights(plan.manifests, saved_eras))))
+        mine = plan.config_hash()
+        if state.get("config_hash") != mine:
+            raise ValueError(
+                f"state config_hash={state.get('config_hash')!r} does not match this loader's {mine!r}: other "
+                "data (not a manifest extending the saved one), seq_len, weights or block sizes"
+            )
+        position = check_position(state)
         # batches made ahead for the old position are dropped with the iteration that made them
         self._end_active()
-        self.epoch, self.step = epoch, step
+        self.epoch, self.step, self.global_step, self.windows, self.epoch_end = position
+        self._positions.clear()
+        self._followed = self.epoch
+        self._move_onto(plan, self.plan.manifests, [e[-1][1] for e in self.plan.eras])
+        if self.windows + self.plan.global_batch > self.epoch_end:
+            self._next_epoch()  # fewer windows left in the epoch than this loader's global batch
 
     def close(self) -> None:
         """Release shard maps and stop background fetches."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -12,6 +13,7 @@ import numpy as np
 
 from sharding import loader_kernels
 from sharding.loader_buffers import OUTPUTS, BufferPool
+from sharding.loader_eras import Era, StreamEras, check_eras, prefix_identity
 from sharding.loader_errors import CorruptShardError
 from sharding.loader_manifest import RemoteOptions, ShardManifest, check_compatible
 from sharding.loader_pack import pack_stream, pack_windows
@@ -34,8 +36,10 @@ class LoaderPlan:
     """Everything that fixes the global sequence of batches, whatever the topology.
 
     ``global_batch`` windows per step; ``steps_per_epoch`` steps per epoch (default: the sources'
-    total stream tokens divided by ``seq_len * global_batch``, at least 1). The stream is continuous,
-    so the windows an epoch leaves over start the next one: nothing is dropped.
+    total stream tokens divided by ``seq_len * global_batch``, at least 1; see :meth:`epoch_windows`).
+    The stream is continuous, so the windows an epoch leaves over start the next one: nothing is
+    dropped. ``eras`` holds, per source, which leading shards of its manifest each stream epoch reads
+    (sharding.loader_eras; all of them by default).
     """
 
     manifests: tuple[ShardManifest, ...]
@@ -46,6 +50,17 @@ class LoaderPlan:
     block_shards: int
     mix_block_windows: int
     steps_per_epoch: int
+    fixed_steps: bool = False  # steps_per_epoch was given, rather than derived from the tokens
+    eras: tuple[tuple[Era, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.eras:
+            object.__setattr__(self, "eras", tuple(((0, m.n_shards),) for m in self.manifests))
+        if len(self.eras) != len(self.manifests):
+            raise ValueError(f"{len(self.manifests)} sources but {len(self.eras)} era lists")
+        object.__setattr__(
+            self, "eras", tuple(check_eras(e, m.n_shards) for e, m in zip(self.eras, self.manifests, strict=True))
+        )
 
     @classmethod
     def build(
@@ -59,9 +74,10 @@ class LoaderPlan:
         block_shards: int = 4,
         mix_block_windows: int = 1024,
         steps_per_epoch: int | None = None,
+        eras: tuple[tuple[Era, ...], ...] = (),
     ) -> LoaderPlan:
-        """Validate and build a plan. Raises ValueError naming a bad value, ManifestError for sources
-        that cannot be mixed."""
+        """Validate and build a plan (``eras``: all shards of every source from epoch 0 when empty).
+        Raises ValueError naming a bad value, ManifestError for sources that cannot be mixed."""
         for name, value in (
             ("seq_len", seq_len),
             ("global_batch", global_batch),
@@ -76,8 +92,10 @@ class LoaderPlan:
             raise ValueError(f"{len(manifests)} sources but {len(weights)} weights")
         check_compatible(manifests)
         w = normalize_weights(weights)
+        fixed = steps_per_epoch is not None
+        eras = eras or tuple(((0, m.n_shards),) for m in manifests)
         if steps_per_epoch is None:
-            total = sum(int(m.stream_tokens.sum()) for m in manifests)
+            total = sum(int(m.stream_tokens[: e[0][1]].sum()) for m, e in zip(manifests, eras, strict=True))
             steps_per_epoch = max(1, total // (seq_len * global_batch))
         elif steps_per_epoch <= 0:
             raise ValueError(f"steps_per_epoch must be > 0, got {steps_per_epoch}")
@@ -90,25 +108,46 @@ class LoaderPlan:
             block_shards,
             mix_block_windows,
             int(steps_per_epoch),
+            fixed,
+            eras,
         )
 
     @property
     def eod_id(self) -> int:
         return self.manifests[0].eod_id
 
+    def replace(self, **changes: object) -> LoaderPlan:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def stream_eras(self) -> list[StreamEras]:
+        return [StreamEras(m.stream_tokens, e) for m, e in zip(self.manifests, self.eras, strict=True)]
+
+    def epoch_windows(self, epoch: int, global_batch: int | None = None) -> int:
+        """Windows loader epoch ``epoch`` may serve at ``global_batch`` (default: the plan's):
+        ``steps_per_epoch * global_batch`` when the steps were given, else the tokens the sources'
+        stream epochs ``epoch`` hold divided by ``seq_len``, and at least one global batch. An epoch
+        ends at its last whole batch; the windows left over start the next."""
+        g = self.global_batch if global_batch is None else global_batch
+        if self.fixed_steps:
+            return self.steps_per_epoch * g
+        tokens = sum(se.epoch_tokens(epoch) for se in self.stream_eras())
+        return max(g, tokens // self.seq_len)
+
     def config_hash(self) -> str:
-        """sha256 of what a resumed loader must share with the saved one: data, weights, seq_len,
-        global batch, seed, block sizes and epoch length. Per-rank batch size and world size are not
-        in it: a state resumes on any topology with the same global batch."""
+        """sha256 of what a resumed loader must share with the saved one: the data each stream epoch
+        reads so far (the eras, by the checksums of their shards), weights, seq_len, seed and block
+        sizes. Global batch, topology and epoch length are not in it: the position is a place in
+        the token stream, which none of them changes."""
         doc = {
-            "sources": [m.identity() for m in self.manifests],
+            "sources": [
+                [[e, n, prefix_identity(m, n)] for e, n in eras]
+                for m, eras in zip(self.manifests, self.eras, strict=True)
+            ],
             "weights": [round(x, 12) for x in self.weights],
             "seq_len": self.seq_len,
-            "global_batch": self.global_batch,
             "seed": self.seed,
             "block_shards": self.block_shards,
             "mix_block_windows": self.mix_block_windows,
-            "steps_per_epoch": self.steps_per_epoch,
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -156,6 +195,7 @@ class HostBatcher:
                 seed=plan.seed,
                 stream=i,
                 block_shards=plan.block_shards,
+                eras=plan.eras[i],
             )
             for i, m in enumerate(plan.manifests)
         ]
@@ -165,6 +205,9 @@ class HostBatcher:
             1, min(CHUNK_TOKENS // (self.batch_size * s), CHUNK_SPAN // (plan.global_batch * s))
         )
         self._seg: np.ndarray | None = None
+        # global window of step 0's first row: steps after a change of global batch continue the
+        # window sequence where the previous batch size left it (see TokenLoader.load_state_dict)
+        self.window_offset = 0
 
     def share_checks(self, other: HostBatcher) -> None:
         """Take ``other``'s shard verdicts (a batcher of the same plan in this process), so shards both
@@ -185,7 +228,9 @@ class HostBatcher:
     def _window_sources(self, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(source id, source window index) of each row of ``steps``' batches, row-major."""
         b = self.batch_size
-        g = ((steps[:, None] * self.world_size + self.rank) * b + np.arange(b, dtype=np.int64)).reshape(-1)
+        g = self.window_offset + (
+            (steps[:, None] * self.world_size + self.rank) * b + np.arange(b, dtype=np.int64)
+        ).reshape(-1)
         if len(self.streams) == 1:
             return np.zeros_like(g), g
         looked = [self.schedule.lookup(int(g0), int(g0) + b) for g0 in g[::b]]
@@ -317,7 +362,7 @@ class HostBatcher:
         s = self.plan.seq_len
         b = self.batch_size
         g0, g1 = rank_windows(step, rank=self.rank, batch_size=b, world_size=self.world_size)
-        src, idx = self.schedule.lookup(g0, g1)
+        src, idx = self.schedule.lookup(g0 + self.window_offset, g1 + self.window_offset)
         runs = np.flatnonzero((src[1:] != src[:-1]) | (idx[1:] != idx[:-1] + 1)) + 1
         bounds = [0, *runs.tolist(), b]
         flats = []

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sharding import loader_kernels
+from sharding.loader_eras import Era, StreamEras
 from sharding.loader_kernels import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED
 from sharding.loader_store import ShardStore
 from sharding.shuffle import (
@@ -80,11 +81,14 @@ class DocTable:
 class SourceStream:
     """Reads ranges of one source's infinite token stream (see sharding.shuffle for the order).
 
-    ``stream`` tells apart sources mixed under one seed. Memory: the per-epoch shard order and up to
-    two blocks of per-document int64 arrays.
+    ``stream`` tells apart sources mixed under one seed. ``eras`` (see sharding.loader_eras) say how
+    many leading shards of the store's manifest each epoch reads (default: all of them, always).
+    Memory: the per-epoch shard order and up to two blocks of per-document int64 arrays.
     """
 
-    def __init__(self, store: ShardStore, *, seed: int, stream: int, block_shards: int) -> None:
+    def __init__(
+        self, store: ShardStore, *, seed: int, stream: int, block_shards: int, eras: tuple[Era, ...] | None = None
+    ) -> None:
         if block_shards <= 0:
             raise ValueError(f"block_shards must be > 0, got {block_shards}")
         self.store = store
@@ -94,8 +98,7 @@ class SourceStream:
         m = store.manifest
         self.eod_id = m.eod_id
         self.dtype = m.token_dtype
-        self.epoch_tokens = int(m.stream_tokens.sum())
-        self._starts = block_starts(m.n_shards, block_shards)
+        self.eras = StreamEras(m.stream_tokens, eras or ((0, m.n_shards),))
         if store.cache is not None:
             self._fit_cache(store, block_shards)
         self._epochs: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -128,9 +131,9 @@ class SourceStream:
     def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         got = self._epochs.get(epoch)
         if got is None:
-            m = self.store.manifest
-            order = shard_permutation(m.n_shards, seed=self.seed, epoch=epoch, stream=self.stream)
-            got = (order, block_token_offsets(m.stream_tokens, order, self.block_shards))
+            n = self.eras.n_shards(epoch)
+            order = shard_permutation(n, seed=self.seed, epoch=epoch, stream=self.stream)
+            got = (order, block_token_offsets(self.store.manifest.stream_tokens[:n], order, self.block_shards))
             self._epochs[epoch] = got
             while len(self._epochs) > 2:
                 self._epochs.popitem(last=False)
@@ -141,7 +144,8 @@ class SourceStream:
         if got is not None:
             return got
         order, _ = self._epoch(epoch)
-        shards = order[self._starts[block] : self._starts[block + 1]]
+        starts = block_starts(len(order), self.block_shards)
+        shards = order[starts[block] : starts[block + 1]]
         indexes = [self.store.index(int(s)) for s in shards]
         shard_of = np.repeat(shards, [len(i) for i in indexes])
         cat = np.concatenate(indexes)
@@ -156,17 +160,18 @@ class SourceStream:
         return got
 
     def _upcoming_shards(self, epoch: int, block: int) -> list[int]:
-        n_blocks = len(self._starts) - 1
+        n_blocks = len(block_starts(self.eras.n_shards(epoch), self.block_shards)) - 1
         nxt_epoch, nxt = (epoch, block + 1) if block + 1 < n_blocks else (epoch + 1, 0)
         order, _ = self._epoch(nxt_epoch)
-        return [int(s) for s in order[self._starts[nxt] : self._starts[nxt + 1]]]
+        starts = block_starts(len(order), self.block_shards)
+        return [int(s) for s in order[starts[nxt] : starts[nxt + 1]]]
 
     def _block_at(self, pos: int) -> tuple[_Block, int]:
         """The block holding stream offset ``pos``, and the stream offset where that block starts."""
-        epoch, off = divmod(pos, self.epoch_tokens)
+        epoch, epoch_start = self.eras.locate(pos)
         _, boffs = self._epoch(epoch)
-        b = int(np.searchsorted(boffs, off, side="right")) - 1
-        return self._block(epoch, b), epoch * self.epoch_tokens + int(boffs[b])
+        b = int(np.searchsorted(boffs, pos - epoch_start, side="right")) - 1
+        return self._block(epoch, b), epoch_start + int(boffs[b])
 
     def read(
         self, start: int, stop: int, tokens: np.ndarray, doc_start: np.ndarray, valid: np.ndarray
@@ -354,6 +359,17 @@ class MixSchedule:
             while len(self._order) > 2:
                 self._order.popitem(last=False)
         return got
+
+    def consumed(self, g: int) -> np.ndarray:
+        """How many windows of each source global windows ``[0, g)`` hold (int64, one per source)."""
+        if len(self.weights) == 1:
+            return np.array([g], dtype=np.int64)
+        b, q = divmod(g, self.block_windows)
+        out = self._prefix_at(b).copy()
+        if q:
+            src, _ = self._block(b)
+            out += np.bincount(src[:q], minlength=len(self.weights))
+        return out
 
     def lookup(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(source id, source window index) of global windows ``[start, stop)``, int64 arrays."""
