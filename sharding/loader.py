@@ -16,13 +16,13 @@ import pickle
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sharding import loader_follow as follow_
-from sharding.loader_eras import Era, adopt
-from sharding.loader_manifest import RemoteOptions, ShardManifest, is_remote, read_manifest
+from sharding.loader_eras import adopt
+from sharding.loader_manifest import RemoteOptions, ShardManifest, read_manifest
 from sharding.loader_plan import FIELDS, HostBatcher, LoaderPlan
+from sharding.loader_sources import Source, resolve, sources, token_weights
 from sharding.loader_state import Position, check_position, eras_of_state, v1_position
 from sharding.loader_store import OnCorrupt
 from sharding.loader_stream import MixSchedule
@@ -37,27 +37,6 @@ log = logging.getLogger(__name__)
 
 STATE_VERSION = 2
 POSITIONS_KEPT = 1024  # recent positions state_dict(after_step=...) can return
-Source = str | Path | Sequence[str | Path] | Mapping[str, float]
-
-
-def _resolve(name: str, resolver: Callable[[str], str] | None) -> str:
-    if is_remote(name) or Path(name).exists():
-        return name
-    if resolver is None:
-        resolver = _project_resolver(name)
-    return str(resolver(name))
-
-
-def _project_resolver(name: str) -> Callable[[str], str]:
-    """Dataset version names resolve through the tokenmill project in the working directory (params.yaml)."""
-    if not Path("params.yaml").exists():
-        raise ValueError(
-            f"source {name!r} is neither an existing path nor an s3:// URI; to use it as a dataset version, run "
-            "from the project folder (params.yaml) or pass resolver=pipelines.versions.manifest_resolver(...)"
-        )
-    from pipelines.versions import manifest_resolver
-
-    return manifest_resolver("params.yaml")
 
 
 def _register_iterable_dataset() -> None:
@@ -69,25 +48,6 @@ def _register_iterable_dataset() -> None:
         return
     if not issubclass(TokenLoader, IterableDataset):
         IterableDataset.register(TokenLoader)
-
-
-def _sources(source: Source) -> tuple[list[str], list[float] | None]:
-    if isinstance(source, str | Path):
-        return [str(source)], None
-    if isinstance(source, Mapping):
-        if not source:
-            raise ValueError("source is an empty mapping")
-        return [str(k) for k in source], [float(v) for v in source.values()]
-    names = [str(s) for s in source]
-    if not names:
-        raise ValueError("source is an empty list")
-    return names, None
-
-
-def _token_weights(manifests: Sequence[ShardManifest], eras: Sequence[tuple[Era, ...]]) -> list[float]:
-    """Default mixing weights: each source's stream tokens in its first era (the data the loader
-    started on), so a growing mix keeps its proportions."""
-    return [float(m.stream_tokens[: e[0][1]].sum()) for m, e in zip(manifests, eras, strict=True)]
 
 
 class TokenLoader(_DatasetBase):
@@ -163,10 +123,10 @@ class TokenLoader(_DatasetBase):
         rank, world_size = self._topology(rank, world_size)
         if follow:
             follow_.check_follow_topology(world_size)
-        names, weights = _sources(source)
+        names, weights = sources(source)
         self._names, self._resolver, self._remote = names, resolver, remote
         self.follow = follow
-        manifests = [read_manifest(_resolve(n, resolver), remote) for n in names]
+        manifests = [read_manifest(resolve(n, resolver), remote) for n in names]
         counts = [m.n_shards for m in manifests]
         if follow:
             counts = follow_.agree_min(counts)
@@ -174,7 +134,7 @@ class TokenLoader(_DatasetBase):
         self._explicit_weights = weights is not None
         plan = LoaderPlan.build(
             manifests,
-            weights if weights is not None else _token_weights(manifests, eras),
+            weights if weights is not None else token_weights(manifests, eras),
             seq_len=seq_len,
             global_batch=batch_size * world_size,
             seed=seed,
@@ -274,7 +234,7 @@ class TokenLoader(_DatasetBase):
     def _refresh(self) -> None:
         """At an epoch's start (follow=True): re-read the sources and move onto what every rank
         agrees extends them (sharding.loader_follow)."""
-        latest = follow_.read_latest(self._names, lambda n: _resolve(n, self._resolver), self._remote)
+        latest = follow_.read_latest(self._names, lambda n: resolve(n, self._resolver), self._remote)
         reading = [e[-1][1] for e in self.plan.eras]
         counts = follow_.agree_min(follow_.usable_counts(latest, self.plan.manifests, reading))
         if counts == reading:
@@ -439,7 +399,7 @@ class TokenLoader(_DatasetBase):
         saved_eras = eras_of_state(state, self.plan.manifests)
         plan = self.plan.replace(eras=saved_eras)
         if not self._explicit_weights:
-            plan = plan.replace(weights=tuple(float(x) for x in normalize_weights(_token_weights(plan.manifests, saved_eras))))
+            plan = plan.replace(weights=tuple(float(x) for x in normalize_weights(token_weights(plan.manifests, saved_eras))))
         mine = plan.config_hash()
         if state.get("config_hash") != mine:
             raise ValueError(

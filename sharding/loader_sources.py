@@ -1,0 +1,50 @@
+"""What a TokenLoader's ``source`` argument names: manifests, version names, lists and weighted mixes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from sharding.loader_eras import Era
+from sharding.loader_manifest import ShardManifest, is_remote
+
+Source = str | Path | Sequence[str | Path] | Mapping[str, float]
+
+
+def resolve(name: str, resolver: Callable[[str], str] | None) -> str:
+    if is_remote(name) or Path(name).exists():
+        return name
+    if resolver is None:
+        resolver = _project_resolver(name)
+    return str(resolver(name))
+
+
+def _project_resolver(name: str) -> Callable[[str], str]:
+    """Dataset version names resolve through the tokenmill project in the working directory (params.yaml)."""
+    if not Path("params.yaml").exists():
+        raise ValueError(
+            f"source {name!r} is neither an existing path nor an s3:// URI; to use it as a dataset version, run "
+            "from the project folder (params.yaml) or pass resolver=pipelines.versions.manifest_resolver(...)"
+        )
+    from pipelines.versions import manifest_resolver
+
+    return manifest_resolver("params.yaml")
+
+
+def sources(source: Source) -> tuple[list[str], list[float] | None]:
+    if isinstance(source, str | Path):
+        return [str(source)], None
+    if isinstance(source, Mapping):
+        if not source:
+            raise ValueError("source is an empty mapping")
+        return [str(k) for k in source], [float(v) for v in source.values()]
+    names = [str(s) for s in source]
+    if not names:
+        raise ValueError("source is an empty list")
+    return names, None
+
+
+def token_weights(manifests: Sequence[ShardManifest], eras: Sequence[tuple[Era, ...]]) -> list[float]:
+    """Default mixing weights: each source's stream tokens in its first era (the data the loader
+    started on), so a growing mix keeps its proportions."""
+    return [float(m.stream_tokens[: e[0][1]].sum()) for m, e in zip(manifests, eras, strict=True)]
