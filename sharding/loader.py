@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import pickle
 import sys
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ else:
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 2
-POSITIONS_KEPT = 1024  # recent positions state_dict(after_step=...) can return
+MARKS_KEPT = 16  # state_dict(after_step=...) reaches back to the start of the 16th-last epoch
 
 
 def _register_iterable_dataset() -> None:
@@ -160,10 +160,12 @@ class TokenLoader(_DatasetBase):
         self.global_step = 0
         self.windows = 0
         self.epoch_end = plan.epoch_windows(0)
-        self._positions: OrderedDict[int, Position] = OrderedDict()  # after each recent step (state_dict)
+        # positions where the recent epochs began (or the last load), for state_dict(after_step=...)
+        self._marks: deque[Position] = deque(maxlen=MARKS_KEPT)
         self._followed = 0  # the epoch whose start last re-read the sources (construction read epoch 0's)
         self._twins: list[HostBatcher] = []  # batchers of producer threads 1.. (see _producer)
         self._install(plan)
+        self._mark()
         self._active: Iterator[dict[str, Any]] | None = None
         self._threads: list[Any] = []  # threads the current iteration started (see _end_active)
         _register_iterable_dataset()
@@ -214,6 +216,24 @@ class TokenLoader(_DatasetBase):
         last one left over (fewer than a global batch) start it."""
         self.epoch, self.step = self.epoch + 1, 0
         self.epoch_end = self.windows + self.plan.epoch_windows(self.epoch)
+        self._mark()
+
+    def _mark(self) -> None:
+        """Record the current position as the start of a run of steps at one global batch in one
+        epoch (replacing a mark at the same step)."""
+        if self._marks and self._marks[-1][2] == self.global_step:
+            self._marks.pop()
+        self._marks.append((self.epoch, self.step, self.global_step, self.windows, self.epoch_end))
+
+    def _position_after(self, step: int) -> Position:
+        """The position after global step ``step`` (handed out since the oldest mark)."""
+        for epoch, first, gstep, windows, end in reversed(self._marks):
+            if gstep <= step + 1:
+                d = step + 1 - gstep
+                return epoch, first + d, step + 1, windows + d * self.plan.global_batch, end
+        raise ValueError(
+            f"after_step={step} lies before the last {MARKS_KEPT} epochs or the last load_state_dict"
+        )
 
     def _stream_epochs(self, plan: LoaderPlan) -> list[int]:
         """Per source, the stream epoch being read at the current position: the one holding the next
@@ -242,6 +262,7 @@ class TokenLoader(_DatasetBase):
         grown = [new if c > n else old for new, old, c, n in zip(latest, self.plan.manifests, counts, reading, strict=True)]
         self._move_onto(self.plan, grown, counts)
         self.epoch_end = self.windows + self.plan.epoch_windows(self.epoch)
+        self._mark()
         log.info("follow: epoch %d moves onto %s (%s shards)", self.epoch, [m.uri for m in grown], counts)
 
     def _end_active(self) -> None:
@@ -315,11 +336,6 @@ class TokenLoader(_DatasetBase):
                 self.windows += g
                 if self.windows + g > self.epoch_end:
                     self._next_epoch()
-                self._positions[self.global_step - 1] = (
-                    self.epoch, self.step, self.global_step, self.windows, self.epoch_end
-                )
-                if len(self._positions) > POSITIONS_KEPT:
-                    self._positions.popitem(last=False)
                 yield batch
         finally:
             batches.close()  # stops the prefetch thread now, not when the frame is collected
@@ -354,17 +370,13 @@ class TokenLoader(_DatasetBase):
         shards each stream epoch reads) and a config hash over the data those eras read. JSON-able.
         ``after_step``: the position after the batch whose ``batch["step"]`` it is instead, for a
         trainer that fetches batches ahead of training them (Lightning, Accelerate): the state then
-        resumes after the last batch trained. ValueError unless that batch has been handed out, among
-        the last ``POSITIONS_KEPT`` since the loader was made or loaded."""
+        resumes after the last batch trained. ValueError unless that batch has been handed out, in
+        the last ``MARKS_KEPT`` epochs and since the last ``load_state_dict``."""
         position = (self.epoch, self.step, self.global_step, self.windows, self.epoch_end)
         if after_step is not None:
             if not 0 <= after_step < self.global_step:
                 raise ValueError(f"after_step={after_step} is not a step handed out (0..{self.global_step - 1})")
-            if after_step not in self._positions:
-                raise ValueError(
-                    f"after_step={after_step} is more than {POSITIONS_KEPT} steps back or before the last load_state_dict"
-                )
-            position = self._positions[after_step]
+            position = self._position_after(after_step)
         epoch, step, global_step, windows, epoch_end = position
         return {
             "version": STATE_VERSION,
@@ -410,7 +422,8 @@ class TokenLoader(_DatasetBase):
         # batches made ahead for the old position are dropped with the iteration that made them
         self._end_active()
         self.epoch, self.step, self.global_step, self.windows, self.epoch_end = position
-        self._positions.clear()
+        self._marks.clear()
+        self._mark()
         self._followed = self.epoch
         self._move_onto(plan, self.plan.manifests, [e[-1][1] for e in self.plan.eras])
         if self.windows + self.plan.global_batch > self.epoch_end:

@@ -326,3 +326,23 @@ def test_follow_ranks_that_read_different_manifests_move_at_the_same_step(grown,
     assert sorted(_pieces(stream[cuts[0] : cuts[1]])) == list(range(1, 41))
     assert sorted(_pieces(stream[cuts[1] : cuts[2]])) == list(range(1, 41))
     assert sorted(_pieces(stream[cuts[2] : cuts[3]])) == list(range(1, 73))
+
+
+def test_state_after_an_earlier_step_resumes_after_that_step_across_epochs_and_batch_changes(grown) -> None:
+    manifest = grown[1]
+    reference = _rows(_ranks(manifest, 1, 1), 200)
+    first = _ranks(manifest, 2, 1)[0]
+    _rows([first], 3)
+    ramped = _ranks(manifest, 3, 1)[0]
+    ramped.load_state_dict(first.state_dict())
+    n = len(ramped) + 2  # past the epoch's end: the trainer fetched two batches ahead
+    _rows([ramped], n)
+    for back in (1, 2, n - 1):
+        trained = ramped.state_dict()["global_step"] - 1 - back
+        resumed = _ranks(manifest, 3, 1)[0]
+        resumed.load_state_dict(ramped.state_dict(after_step=trained))
+        served = 6 + 3 * (trained + 1 - 3)  # windows up to and including step `trained`
+        got = _rows([resumed], 2)
+        assert all(np.array_equal(a, b) for a, b in zip(got, reference[served : served + 6], strict=True))
+    with pytest.raises(ValueError, match="load_state_dict"):
+        ramped.state_dict(after_step=1)  # served before the load, by the other batch size
