@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from pipelines import report_plots as plots
 from pipelines.config import Config
 from pipelines.monitor import Check, compare, language_counts, monitor_config, stage_metrics
+from pipelines.report import last_runs
 from pipelines.versions import (
     VersionInfo,
     previous_version,
@@ -36,6 +37,33 @@ from schemas.signals import SIGNAL_FIELDS
 log = logging.getLogger(__name__)
 
 NUMERIC = ("int", "long", "float", "double")
+
+# x-axis label of each quality signal: what one document's value counts (schemas/signals.py defines them)
+_GRAM = "chars in the most frequent {n}-gram x its count / chars"
+_DUP = "chars in {n}-grams seen before / chars"
+SIGNAL_AXES: dict[str, str] = {
+    "n_chars": "characters", "n_words": "words", "n_lines": "lines",
+    "mean_word_length": "characters per word", "language_score": "fastText probability of the language",
+    "quality_score": "heuristic score (0-1)", "alpha_words_ratio": "share of words with a letter",
+    "hash_word_ratio": "'#' per word", "ellipsis_word_ratio": "ellipses per word",
+    "bullet_lines_ratio": "share of lines starting with a bullet",
+    "ellipsis_lines_ratio": "share of lines ending in an ellipsis", "n_stop_words": "distinct stop words",
+    "dup_para_frac": "share of paragraphs repeated", "dup_para_char_frac": "chars in repeated paragraphs / chars",
+    "dup_line_frac": "share of lines repeated", "dup_line_char_frac": "chars in repeated lines / chars",
+    **{f"top_{n}_gram_char_frac": _GRAM.format(n=n) for n in (2, 3, 4)},
+    **{f"dup_{n}_gram_char_frac": _DUP.format(n=n) for n in range(5, 11)},
+    "line_punct_ratio": "share of lines ending a sentence", "short_line_ratio": "share of short lines",
+    "char_dup_ratio": "repeated-line chars / chars", "newline_word_ratio": "newlines per word",
+    "c4_sentences": "sentences in the lines C4 kept", "pii_emails": "emails redacted",
+    "pii_ips": "IP addresses redacted", "pii_phones": "phone numbers redacted",
+}
+SIGNALS_CAPTION = (
+    "Each numeric quality signal over kept (blue) and dropped (orange) documents; the y axis counts documents. "
+    "Where most documents are exactly 0, the title gives the share non-zero and the bars show the non-zero "
+    "values only. Values far outside the 1st-99th percentile are counted into the edge bins (the corner says "
+    "how many); heavy tails get a log x axis and very uneven counts a log y axis. The top n-gram signals "
+    "count every occurrence of the most frequent n-gram, overlapping ones included, as Gopher and datatrove "
+    "do, so a phrase repeated back to back scores above 1.")
 
 
 def cluster_sizes(cluster_ids: pa.Array, doc_ids: pa.Array, kept_doc_ids: pa.Array) -> np.ndarray:
@@ -101,6 +129,7 @@ class ReportData:
     diff: VersionDiff | None = None
     checks: list[Check] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def collect_report(cfg: Config, version: str = "current", against: str | None = None,
@@ -143,6 +172,7 @@ def collect_report(cfg: Config, version: str = "current", against: str | None = 
         data.checks = compare(cfg, prev, info, monitor_config(cfg))
     if info.name == "current":
         data.stages = stage_metrics(cfg.lake.metrics_dir or Path(cfg.lake.root) / "metrics")
+        data.runs = last_runs(Path(cfg.lake.root) / "runs")
     return data
 
 
@@ -204,12 +234,17 @@ def _change_section(d: ReportData) -> str:
     if d.previous is None or d.diff is None:
         return "<h2>Change against the previous version</h2><p class='meta'>No earlier version to compare with.</p>"
     p, diff = d.previous, d.diff
+    changed = diff.total("added") + diff.total("removed")
     parts = [f"<h2>Change against {_e(p.name)}</h2>",
              f"<p class='meta'>{_n(diff.total('added'))} documents added ({_n(diff.total('added', 'tokens'))} "
              f"tokens), {_n(diff.total('removed'))} removed ({_n(diff.total('removed', 'tokens'))} tokens)"
-             + ("; the config changed (params hash differs)." if diff.params_changed else "; same config.") + "</p>",
-             _figure(plots.change_bars(diff.changes), "documents added and removed by reason",
-                     f"Kept documents added (up) and removed (down) going from {p.name} to {d.version.name}.")]
+             + ("; the config changed (params hash differs)." if diff.params_changed else "; same config.")
+             + ("" if changed else f" The kept documents of {_e(d.version.name)} are those of {_e(p.name)}.")
+             + "</p>"]
+    if changed:
+        parts.append(_figure(plots.change_bars(diff.changes), "documents added and removed by reason",
+                             f"Kept documents added (up) and removed (down) going from {p.name} to "
+                             f"{d.version.name}."))
     if diff.changes:
         parts.append(_table(["change", "source", "reason", "documents", "tokens"],
                             [[_e(r["change"]), f"<code>{_e(r['source'])}</code>", _e(r["reason"]), _n(r["docs"]),
@@ -224,6 +259,31 @@ def _change_section(d: ReportData) -> str:
                               "<span class='ok'>ok</span>" if c.ok else "<span class='warn'>WARNING</span>",
                               _e(c.detail)] for c in d.checks], {1, 2}))
     return "".join(parts)
+
+
+def _counts(run: dict[str, Any]) -> str:
+    return _e(", ".join(f"{k}={v:,}" for k, v in run.get("counts", {}).items()))
+
+
+def _stages_section(d: ReportData) -> list[str]:
+    """Per stage, the last run that did work (its counts and seconds) and when the stage last ran; from the
+    run history, or from the metrics files (the last run only) for a lake written before the history."""
+    if d.runs:
+        rows: list[list[object]] = []
+        for r in d.runs:
+            last, worked = r["last"], r["worked"]
+            when = _e(last["finished_at"]) + ("" if last.get("did_work") else " (nothing new)")
+            rows.append([_e(r["stage"]), when, _e(worked["finished_at"]) if worked else "none recorded",
+                         _n(float(worked.get("seconds", 0))) if worked else "", _counts(worked) if worked else ""])
+        return ["<h2>Stage runs</h2>",
+                "<p class='meta'>The counts are those of each stage's last run that did work; a later run with "
+                "nothing new committed nothing.</p>",
+                _table(["stage", "last run (UTC)", "last run that did work", "seconds", "counts"], rows, {3})]
+    if d.stages:
+        return ["<h2>Last stage runs</h2>",
+                _table(["stage", "seconds", "counts"],
+                       [[_e(s["stage"]), _n(float(s.get("seconds", 0))), _counts(s)] for s in d.stages], {1})]
+    return []
 
 
 def render_html(d: ReportData) -> str:
@@ -245,12 +305,11 @@ def render_html(d: ReportData) -> str:
                                                              sorted(d.quarantine.items(), key=lambda x: -x[1])], {1}))
     if d.signals:
         body += ["<h2>Quality signals</h2>",
-                 _figure(plots.signal_histograms(d.signals), "quality signal distributions",
-                         "Distribution of each numeric quality signal over kept (blue) and dropped (orange) "
-                         "documents.")]
+                 _figure(plots.signal_histograms(d.signals, SIGNAL_AXES), "quality signal distributions",
+                         SIGNALS_CAPTION)]
     body += ["<h2>Duplicate clusters</h2>",
              _figure(plots.cluster_size_hist(d.cluster_sizes), "duplicate cluster sizes",
-                     f"{_n(int(d.cluster_sizes.size))} clusters; largest {_n(int(d.cluster_sizes.max())) if d.cluster_sizes.size else 0}"
+                     f"{_n(int(d.cluster_sizes.size))} cluster(s); largest {_n(int(d.cluster_sizes.max())) if d.cluster_sizes.size else 0}"
                      " documents. Each cluster keeps one document."),
              "<h2>Language mix</h2>",
              _figure(plots.language_bars(d.languages, d.previous_languages, labels=names), "language mix",
@@ -263,12 +322,7 @@ def render_html(d: ReportData) -> str:
                      f"{len(d.shard_sizes)} shards; dashed line: the target size. Only the last shard should be "
                      "well short of it."),
              _change_section(d)]
-    if d.stages:
-        body += ["<h2>Last stage runs</h2>",
-                 _table(["stage", "seconds", "counts"],
-                        [[_e(s["stage"]), _n(float(s.get("seconds", 0))),
-                          _e(", ".join(f"{k}={v:,}" for k, v in s.get("counts", {}).items()))] for s in d.stages],
-                        {1})]
+    body += _stages_section(d)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body.append(f"<p class='meta'>written by tokenmill at {stamp}</p>")
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -51,6 +51,11 @@ def pointer_path(cfg: Config, stage: str) -> Path:
     return Path(cfg.lake.root) / "pointers" / f"{stage}.json"
 
 
+def history_path(cfg: Config, stage: str) -> Path:
+    """Every run of the stage, one JSON line each (StageReport.record_run); the report reads it."""
+    return Path(cfg.lake.root) / "runs" / f"{stage}.jsonl"
+
+
 def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> StageReport:
     """Run one stage with a session (built from cfg.spark when not given), then write its metrics and pointer."""
     if spark is None:
@@ -62,6 +67,7 @@ def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> Stag
     report = stage_function(name)(spark, cfg)
     report.seconds = round(time.perf_counter() - start, 3)
     report.write_metrics(metrics_path(cfg, name))
+    report.record_run(history_path(cfg, name))
     pointer = {"stage": name, "snapshots": report.snapshots, "outputs": report.outputs,
                "params_hash": cfg.params_hash()}
     p = pointer_path(cfg, name)

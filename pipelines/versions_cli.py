@@ -42,15 +42,19 @@ def _print_checks(checks: list[Any], base: str, new: str) -> None:
 
 
 def cmd_version_create(args: argparse.Namespace, cfg: Config) -> int:
+    from pipelines.errors import VersionError
     from pipelines.monitor import run_monitor
-    from pipelines.versions import check_name, create_version
+    from pipelines.versions import check_name, create_version, record_path
 
     check_name(args.name)
-    # checks run before anything is tagged, so --strict leaves no half-made version behind
+    if record_path(cfg, args.name).exists():  # a taken name is the whole answer: no checks table before it
+        raise VersionError(f"version {args.name!r} already exists ({record_path(cfg, args.name)})")
+    # checks run before anything is tagged, so --strict leaves no half-made version behind; their table is
+    # printed once the version exists, so a failure prints its one-line error alone
     base, checks = run_monitor(cfg, "current", strict=args.strict)
+    info = create_version(cfg, args.name, message=args.message, pin=args.pin)
     if base is not None:
         _print_checks(checks, base.name, args.name)
-    info = create_version(cfg, args.name, message=args.message, pin=args.pin)
     snaps = ", ".join(f"{t}@{s}" for t, s in info.snapshots.items() if s is not None)
     _console.print(f"version [bold]{info.name}[/bold]: {snaps}")
     _console.print(f"manifest: {info.manifest_uri or 'none (no shards yet)'} (pinned: {info.pinned})")
