@@ -60,7 +60,7 @@ SIGNAL_AXES: dict[str, str] = {
 SIGNALS_CAPTION = (
     "Each numeric quality signal over kept (blue) and dropped (orange) documents; the y axis counts documents. "
     "Where most documents are exactly 0, the title gives the share non-zero and the bars show the non-zero "
-    "values only. Values far outside the 1st-99th percentile are counted into the edge bins (the corner says "
+    "values only (the x axis starts above 0). Values far outside the 1st-99th percentile are counted into the edge bins (the corner says "
     "how many); heavy tails get a log x axis and very uneven counts a log y axis. The top n-gram signals "
     "count every occurrence of the most frequent n-gram, overlapping ones included, as Gopher and datatrove "
     "do, so a phrase repeated back to back scores above 1.")

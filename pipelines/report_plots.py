@@ -84,6 +84,19 @@ def _drawn_range(values: np.ndarray, q: float) -> tuple[float, float]:
     return float(inside.min()), float(inside.max())
 
 
+def _share(x: float) -> str:
+    """A share as a percentage that never rounds a non-zero share to 0% or a partial one to 100%."""
+    if 0 < x < 0.005:
+        return "<1%"
+    if 0.995 <= x < 1:
+        return ">99%"
+    return f"{x:.0%}"
+
+
+def _value(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def histogram_panel(ax: Axes, series: Sequence[tuple[str, np.ndarray, str]], *, xlabel: str, title: str,
                     ylabel: str = "documents", clip_quantile: float = 0.01, zero_split: float = 0.5,
                     bins: int = 30) -> PanelNote:
@@ -102,9 +115,9 @@ def histogram_panel(ax: Axes, series: Sequence[tuple[str, np.ndarray, str]], *, 
     if split:
         clean = [(label, v[v != 0], color) for label, v, color in clean]
         every = every[every != 0]
-        title = f"{title}: {1 - zero_share:.0%} non-zero"
+        title = f"{title}: {_share(1 - zero_share)} non-zero"
     ax.set_title(title, fontsize=8)
-    ax.set_xlabel(xlabel + (" (non-zero values)" if split else ""), fontsize=7)
+    ax.set_xlabel(xlabel, fontsize=7)
     ax.set_ylabel(ylabel, fontsize=7)
     ax.tick_params(labelsize=6)
     if every.size == 0:
@@ -113,7 +126,7 @@ def histogram_panel(ax: Axes, series: Sequence[tuple[str, np.ndarray, str]], *, 
         return PanelNote(n, zero_share, split, 0, 0, False, False)
     lo, hi = _drawn_range(every, clip_quantile)
     median = float(np.median(every))
-    log_x = lo > 0 and hi > 50 * median
+    log_x = lo > 0 and hi > 20 * median
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.geomspace(lo, hi, bins + 1) if log_x else np.linspace(lo, hi, bins + 1)
@@ -130,7 +143,7 @@ def histogram_panel(ax: Axes, series: Sequence[tuple[str, np.ndarray, str]], *, 
         ax.set_xscale("log")
     if log_y:
         ax.set_yscale("log")
-    notes = ([f"{low:,} below {lo:.3g}"] if low else []) + ([f"{high:,} above {hi:.3g}"] if high else [])
+    notes = ([f"{low:,} below {_value(lo)}"] if low else []) + ([f"{high:,} above {_value(hi)}"] if high else [])
     if notes:
         ax.text(0.98, 0.96, "; ".join(notes) + "\n(in the edge bins)", ha="right", va="top",
                 transform=ax.transAxes, fontsize=6, color="#52606d")
@@ -200,6 +213,8 @@ def language_bars(current: Mapping[str, int], previous: Mapping[str, int] | None
         ax.bar(x + width / 2, [previous.get(k, 0) / ptotal for k in langs], width, color=PREVIOUS, label=labels[1])
     legend_patches(ax, [(labels[0], KEPT)] + ([(labels[1], PREVIOUS)] if previous else []), fontsize=8)
     ax.set_xticks(x, langs, fontsize=8)
+    ax.set_xlim(-0.6, max(len(langs), 5) - 0.4)  # one language is a bar, not a band across the chart
+    ax.set_ylim(0, 1.15 * max([current.get(k, 0) / total for k in langs] + [0.01]))  # room for the legend
     ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.set_xlabel("language (ISO 639 code)")
     ax.set_ylabel("share of kept documents")
@@ -253,6 +268,7 @@ def draw_shard_sizes(ax: Axes, sizes: Sequence[int], target_bytes: int | None) -
             from matplotlib.lines import Line2D
 
             ax.axhline(target_bytes / 2**20, color=ACCENT, linestyle="--", linewidth=1)
+            ax.set_ylim(0, max(float(mib.max()), target_bytes / 2**20) * 1.18)  # room for the legend
             ax.legend(handles=[Line2D([], [], color=ACCENT, linestyle="--", label="target")], fontsize=8,
                       frameon=False)
     else:

@@ -24,7 +24,7 @@ def test_a_spike_at_zero_becomes_share_non_zero_and_the_non_zero_distribution(ax
                            xlabel="share of lines repeated", title="dup_line_frac")
     assert note.n == 102 and note.zeros_split and note.zero_share == pytest.approx(91 / 102)
     assert ax.get_title() == "dup_line_frac: 11% non-zero"
-    assert ax.get_xlabel() == "share of lines repeated (non-zero values)" and ax.get_ylabel() == "documents"
+    assert ax.get_xlabel() == "share of lines repeated" and ax.get_ylabel() == "documents"
     assert ax.get_xlim()[0] > 0.05  # the zeros are not drawn (the bins start at the smallest non-zero value)
     assert sum(p.get_height() for p in ax.patches) == 11
 
@@ -48,6 +48,11 @@ def test_heavy_tails_get_log_axes_and_flat_data_linear_ones(ax) -> None:
     flat = histogram_panel(Figure().subplots(), [("kept", rng.uniform(0, 1, 500), "#2b7bba")],
                            xlabel="score", title="quality_score")
     assert not flat.log_x and not flat.log_y and not flat.zeros_split
+
+
+def test_a_tiny_non_zero_share_is_not_rounded_to_zero(ax) -> None:
+    histogram_panel(ax, [("kept", np.concatenate([np.zeros(999), [3.0]]), "#2b7bba")], xlabel="x", title="pii_ips")
+    assert ax.get_title() == "pii_ips: <1% non-zero"
 
 
 def test_all_zero_and_empty_signals_say_so(ax) -> None:
