@@ -14,15 +14,18 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from pyiceberg.table import Table
 from pyspark.sql import SparkSession
 
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.report import StageReport
+from pipelines.sources import commit, lease
 from pipelines.sources import state as ingest_state
 from pipelines.sources.failpoints import failpoint
 from pipelines.sources.plan import plan_run, settle
-from pipelines.sources.tasks import TaskContext, pack_units, run_units
+from pipelines.sources.state import IngestState
+from pipelines.sources.tasks import TaskContext, discard_files, pack_units, run_units
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +59,25 @@ def run_ingest(spark: SparkSession, cfg: Config) -> StageReport:
     """Read every source in `cfg.sources` into raw_docs and quarantine, appending only what is new.
 
     Counts: records_read (= raw_docs + quarantined), raw_docs, quarantined, quarantine_<code> each,
-    objects_read, objects_skipped, bytes_read (object bytes as stored, Kafka value bytes). A run with nothing
-    new commits nothing and reports zeros.
+    objects_read, objects_skipped, objects_deferred, bytes_read (object bytes as stored, Kafka value bytes).
+    A run with nothing new commits nothing and reports zeros. Concurrent runs: see `pipelines.sources.commit`
+    (a run whose input another run committed first fails with ConcurrentIngestError, committing nothing).
     """
     run_id = uuid.uuid4().hex
     catalog = lake.open_catalog(cfg.lake)
     raw = lake.ensure_table(catalog, cfg.lake.namespace, "raw_docs")
     quarantine = lake.ensure_table(catalog, cfg.lake.namespace, "quarantine")
-    report = StageReport(stage=STAGE)
+    with lease.held(raw, run_id):
+        return _run(spark, cfg, run_id, raw, quarantine)
 
-    orphans = ingest_state.orphan_runs(raw, quarantine)
+
+def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: Table) -> StageReport:
+    report = StageReport(stage=STAGE)
+    orphans = [r for r in ingest_state.orphan_runs(raw, quarantine) if not lease.is_alive(raw, r)]
     if orphans:
         ingest_state.delete_orphans(quarantine, orphans, _summary(cfg, run_id, {}))
         report.counts["recovered_runs"] = len(orphans)
+    planned_snapshot = _snapshot_id(raw)
     state = ingest_state.load_state(raw)
     plan = plan_run(list(cfg.sources), state)
     log.info("ingest %s: %d units, %d objects already ingested", run_id[:8], len(plan.units), plan.objects_skipped)
@@ -91,20 +100,46 @@ def run_ingest(spark: SparkSession, cfg: Config) -> StageReport:
         report.snapshots = {"raw_docs": _snapshot_id(raw), "quarantine": _snapshot_id(quarantine)}
         return report
 
-    if outcome.quarantine_files:
-        report.snapshots["quarantine"] = lake.commit_files(
-            quarantine, outcome.quarantine_files, _summary(cfg, run_id, outcome.counts))
-        failpoint("ingest.after_quarantine_commit")
-    else:
-        report.snapshots["quarantine"] = _snapshot_id(quarantine)
-    extra = {**ingest_state.write_ledger(raw, outcome.state, run_id),
-             **ingest_state.offsets_property(outcome.state.offsets)}
-    failpoint("ingest.before_raw_commit")
-    report.snapshots["raw_docs"] = lake.commit_files(raw, outcome.raw_files, _summary(cfg, run_id, outcome.counts, extra))
+    planned: commit.Planned = (planned_snapshot, state, outcome.state)
+    quarantine_committed = False
+    try:
+        planned = commit.catch_up(raw, planned, run_id)  # fail before committing anything when we can
+        if outcome.quarantine_files:
+            report.snapshots["quarantine"] = lake.commit_files(
+                quarantine, outcome.quarantine_files, _summary(cfg, run_id, outcome.counts))
+            quarantine_committed = True
+            failpoint("ingest.after_quarantine_commit")
+        else:
+            report.snapshots["quarantine"] = _snapshot_id(quarantine)
+
+        def commit_raw(new_state: IngestState) -> None:
+            extra = {**ingest_state.write_ledger(raw, new_state, run_id),
+                     **ingest_state.offsets_property(new_state.offsets)}
+            failpoint("ingest.before_raw_commit")
+            report.snapshots["raw_docs"] = lake.commit_files(raw, outcome.raw_files,
+                                                             _summary(cfg, run_id, outcome.counts, extra))
+
+        commit.commit_raw(raw, planned, run_id, commit_raw)
+    except Exception:
+        _undo(cfg, run_id, quarantine, outcome.raw_files,
+              [] if quarantine_committed else outcome.quarantine_files, quarantine_committed)
+        raise
     failpoint("ingest.after_raw_commit")
     report.outputs = {"raw_docs": f"{cfg.lake.namespace}.raw_docs", "quarantine": f"{cfg.lake.namespace}.quarantine"}
     log.info("ingest %s: %s", run_id[:8], outcome.counts)
     return report
+
+
+def _undo(cfg: Config, run_id: str, quarantine: Table, files: list[str], quarantine_files: list[str],
+          quarantine_committed: bool) -> None:
+    """After a failed commit: remove this run's quarantine rows (when committed) and its uncommitted data
+    files, best effort (what is left is removed by the next run's recovery or by gc)."""
+    try:
+        if quarantine_committed:
+            ingest_state.delete_orphans(quarantine, [run_id], _summary(cfg, run_id, {}))
+        discard_files([*files, *quarantine_files])
+    except Exception:
+        log.warning("ingest %s: could not undo the failed run's writes", run_id[:8], exc_info=True)
 
 
 def _snapshot_id(table: Any) -> int | None:

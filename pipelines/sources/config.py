@@ -85,6 +85,9 @@ class KafkaSource(_Source):
     topic_pattern: str | None = Field(default=None, description="regex, matched in full against topic names")
     value_format: Literal["json", "text"] = "json"
     starting_offsets: Literal["earliest", "latest"] = "earliest"
+    reset: Literal["fail", "earliest"] = Field(
+        default="fail", description="a stored offset outside a partition's range (retention, a recreated or "
+        "truncated topic): stop with one line naming it, or go on from the partition's earliest offset")
     max_records: int | None = Field(default=None, gt=0)
     max_bytes: int | None = Field(default=None, gt=0)
     records_per_task: int = Field(default=200_000, gt=0, description="offset ranges are split into tasks this big")

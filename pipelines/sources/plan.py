@@ -3,8 +3,9 @@ results back into the files to commit, the counts and the next state.
 
 Objects are skipped when the ledger holds the same URI with the same size and ETag; a changed object is read
 again (its old rows stay: ingest appends). Kafka partitions start at the stored next offset, else at
-`starting_offsets`; a stored offset below the partition's earliest (lost to retention) jumps forward and the
-gap is counted as `kafka_offsets_lost`. Chunks of one partition are accepted in offset order up to the first
+`starting_offsets`; a stored offset outside the partition's range (below its earliest: lost to retention;
+past its end: the topic was recreated or truncated) stops the run naming the partition, or with
+`reset: earliest` starts at the earliest offset (counted as `kafka_offsets_lost` / `kafka_offsets_reset`). Chunks of one partition are accepted in offset order up to the first
 incomplete one, so the stored offset never passes a record that is not committed.
 """
 
@@ -16,6 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipelines.errors import StageInputError
 from pipelines.sources import kafka as kafka_source
 from pipelines.sources import objects as object_source
 from pipelines.sources.config import KafkaSource, LocalSource, S3Source
@@ -65,10 +67,8 @@ def plan_kafka(index: int, src: KafkaSource, earliest: dict[tuple[str, int], int
         first, k = earliest.get(key, 0), tp_key(*key)
         if k in stored:
             start = stored[k]
-            if start < first:
-                log.warning("kafka %s: offsets %d..%d were deleted by retention before ingest", k, start, first - 1)
-                plan.counts["kafka_offsets_lost"] += first - start
-                start = baseline[k] = first
+            if start < first or start > ends[key]:
+                start = baseline[k] = _out_of_range(src, index, k, start, first, ends[key], plan)
         elif src.starting_offsets == "latest":
             start = baseline[k] = ends[key]
         else:
@@ -80,6 +80,22 @@ def plan_kafka(index: int, src: KafkaSource, earliest: dict[tuple[str, int], int
     share = -(-src.max_bytes // len(ranges)) if src.max_bytes and ranges else None
     for r in ranges:
         plan.units.append({"kind": "kafka", "source": index, **r.as_dict(), "max_bytes": share})
+
+
+def _out_of_range(src: KafkaSource, index: int, k: str, stored: int, first: int, end: int, plan: Plan) -> int:
+    """Where to start a partition whose stored offset lies outside [earliest, end]: by `src.reset`, fail
+    naming the partition, or start at its earliest offset (counting what is skipped or read again)."""
+    if stored < first:
+        what = f"offsets {stored}..{first - 1} were deleted (retention) before they were ingested"
+    else:
+        what = f"the stored offset {stored} is past its end {end} (topic recreated or truncated?)"
+    if src.reset == "fail":
+        raise StageInputError(f"kafka source {src.label()}: partition {k}: {what}; set sources.{index}.reset: "
+                              "earliest to go on from its earliest offset")
+    log.warning("kafka source %s: partition %s: %s; reset: earliest, reading from offset %d", src.label(), k,
+                what, first)
+    plan.counts["kafka_offsets_lost" if stored < first else "kafka_offsets_reset"] += abs(first - stored)
+    return first
 
 
 def plan_run(sources: list[Source], state: IngestState) -> Plan:

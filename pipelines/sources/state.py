@@ -10,8 +10,9 @@ Protocol (pyiceberg has no multi-table transaction, so raw_docs is the single po
    sha256 and row count beside it, so the summary stays small however many objects there are).
 
 A run is committed iff step 3 landed. Before planning, every run deletes the quarantine rows of runs that
-appended to quarantine but never reached raw_docs (a kill between 2 and 3); the delete is one commit whose
-summary lists the runs it cleaned. A kill anywhere therefore leaves either the whole run or nothing, and
+appended to quarantine but never reached raw_docs (a kill between 2 and 3) and are provably dead (their lease,
+`pipelines.sources.lease`, is gone, their process is gone, or their heartbeat is stale): a run still between
+its two commits is left alone. The delete is one commit whose summary lists the runs it cleaned. A kill anywhere therefore leaves either the whole run or nothing, and
 the next run re-reads exactly what was not committed.
 """
 
@@ -141,7 +142,8 @@ def orphan_runs(raw_docs: Table, quarantine: Table) -> list[str]:
 
 def delete_orphans(quarantine: Table, runs: list[str], summary: dict[str, str]) -> None:
     """Delete the quarantine rows of `runs` in one commit that records them as cleaned."""
-    log.warning("removing quarantine rows of %d interrupted ingest run(s): %s", len(runs), ", ".join(runs))
+    log.warning("removing quarantine rows of %d ingest run(s) that did not commit raw_docs: %s", len(runs),
+                ", ".join(runs))
     # pyiceberg types its expressions as pydantic models, hiding their positional constructors from mypy
     quarantine.delete(
         In("run_id", runs),  # type: ignore[call-arg, arg-type]

@@ -113,7 +113,7 @@ READ_TRIES = 3
 READ_RETRY_DELAY_S = 0.5
 
 
-def _discard(paths: list[str]) -> None:
+def discard_files(paths: list[str]) -> None:
     """Delete data files a failed attempt wrote (never committed, so nothing refers to them)."""
     for uri in paths:
         fs, path = filesystem(uri)
@@ -152,7 +152,7 @@ def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         raw_w.flush()
         q_w.flush()
     except BaseException:
-        _discard(raw_w.paths + q_w.paths)
+        discard_files(raw_w.paths + q_w.paths)
         raise
     failpoint("ingest.task_written")
     result.update(raw_files=raw_w.paths, quarantine_files=q_w.paths, raw_docs=n_raw,

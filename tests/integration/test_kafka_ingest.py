@@ -98,3 +98,55 @@ def test_sigkill_then_rerun_reads_every_record_once(spark, lake_config: Config, 
     assert sorted(raw.column("doc_id").to_pylist()) == sorted(ids)
     assert q.num_rows == len(BAD)
     assert run_ingest(spark, cfg).counts["records_read"] == 0
+
+
+def test_a_recreated_topic_stops_the_run_until_reset_says_otherwise(spark, lake_config: Config,
+                                                                  kafka_bootstrap: str) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    from pipelines.errors import StageInputError
+
+    produce(kafka_bootstrap, "recreated")
+    cfg = _config(lake_config, kafka_bootstrap, "recreated")
+    assert run_ingest(spark, cfg).counts["records_read"] == N_GOOD + len(BAD)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.delete_topics(["recreated"])
+    admin.close()
+    from kafka import KafkaProducer
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics([NewTopic("recreated", num_partitions=2, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i in range(6):
+        producer.send("recreated", json.dumps({"id": f"new-{i}", "text": "again"}).encode(), partition=i % 2)
+        producer.flush()
+    producer.close()
+    with pytest.raises(StageInputError, match=r"partition recreated/\d: the stored offset \d+ is past its end 3"):
+        run_ingest(spark, cfg)
+    report = run_ingest(spark, _config(lake_config, kafka_bootstrap, "recreated", reset="earliest"))
+    assert report.counts["records_read"] == 6 and report.counts["kafka_offsets_reset"] > 0
+    raw, _, _ = _lake(cfg)
+    assert sorted(d for d in raw.column("doc_id").to_pylist() if d.startswith("new-")) == [f"new-{i}" for i in range(6)]
+
+
+def test_two_runs_of_one_topic_read_each_record_once(spark, lake_config: Config, kafka_bootstrap: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines import spark_ingest
+    from pipelines.sources.commit import ConcurrentIngestError
+
+    ids = produce(kafka_bootstrap, "twice")
+    cfg = _config(lake_config, kafka_bootstrap, "twice")
+    inner: list[object] = []
+
+    def hook(name: str) -> None:
+        if name == "ingest.after_tasks" and not inner:
+            inner.append(run_ingest(spark, cfg))
+
+    monkeypatch.setattr(spark_ingest, "failpoint", hook)
+    with pytest.raises(ConcurrentIngestError):
+        run_ingest(spark, cfg)
+    raw, q, _ = _lake(cfg)
+    assert sorted(raw.column("doc_id").to_pylist()) == sorted(ids)
+    assert q.num_rows == len(BAD)

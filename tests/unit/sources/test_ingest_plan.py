@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipelines.errors import StageInputError
 from pipelines.sources.config import KafkaSource, LocalSource
 from pipelines.sources.kafka import plan_ranges
 from pipelines.sources.objects import ObjectRef
@@ -44,10 +46,23 @@ def test_fair_share_of_the_record_bound() -> None:
 
 def test_kafka_start_stored_latest_and_retention() -> None:
     state = IngestState(offsets={"k": {"t/0": 3, "t/1": 1}})
+    with pytest.raises(StageInputError, match=r"partition t/1: offsets 1\.\.4 were deleted .*sources\.0\.reset"):
+        plan_kafka(0, KAFKA, {("t", 0): 0, ("t", 1): 5}, {("t", 0): 10, ("t", 1): 8}, state, Plan())
     plan = Plan()
-    plan_kafka(0, KAFKA, {("t", 0): 0, ("t", 1): 5}, {("t", 0): 10, ("t", 1): 8}, state, plan)
+    resetting = KAFKA.model_copy(update={"reset": "earliest"})
+    plan_kafka(0, resetting, {("t", 0): 0, ("t", 1): 5}, {("t", 0): 10, ("t", 1): 8}, state, plan)
     assert [(u["partition"], u["start"], u["end"]) for u in plan.units] == [(0, 3, 10), (1, 5, 8)]
     assert plan.counts["kafka_offsets_lost"] == 4
+
+
+def test_a_stored_offset_past_the_end_is_a_recreated_topic() -> None:
+    state = IngestState(offsets={"k": {"t/0": 50}})
+    with pytest.raises(StageInputError, match=r"partition t/0: the stored offset 50 is past its end 20"):
+        plan_kafka(0, KAFKA, {("t", 0): 0}, {("t", 0): 20}, state, Plan())
+    plan = Plan()
+    plan_kafka(0, KAFKA.model_copy(update={"reset": "earliest"}), {("t", 0): 0}, {("t", 0): 20}, state, plan)
+    assert [(u["start"], u["end"]) for u in plan.units] == [(0, 20)]
+    assert plan.offsets == {"k": {"t/0": 0}} and plan.counts["kafka_offsets_reset"] == 50
     latest = KafkaSource(bootstrap="b:9092", topics=["t"], name="k", starting_offsets="latest")
     plan = Plan()
     plan_kafka(0, latest, {("t", 0): 0}, {("t", 0): 10}, IngestState(), plan)

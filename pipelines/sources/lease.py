@@ -1,0 +1,95 @@
+"""Run leases: how one ingest run knows whether another is still alive before cleaning up after it.
+
+A run writes `<raw_docs>/metadata/ingest-runs/<run_id>.json` (host, pid, heartbeat time) before its first
+commit and rewrites it every HEARTBEAT_S seconds from a daemon thread until the run ends, when the file is
+removed. A run is provably dead when its lease is gone, when it ran on this host and its process no longer
+exists, or when its heartbeat is older than TTL_S (another host). Only dead runs are cleaned up after.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyiceberg.table import Table
+
+from pipelines import lake
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 10.0
+TTL_S = 120.0  # a lease of another host whose heartbeat is older than this is dead
+
+
+def lease_uri(raw_docs: Table, run_id: str) -> str:
+    return f"{raw_docs.location().rstrip('/')}/metadata/ingest-runs/{run_id}.json"
+
+
+def _write(uri: str, run_id: str) -> None:
+    fs, path = lake.filesystem_for(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    body = json.dumps({"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
+                       "heartbeat_at": time.time()}).encode()
+    with fs.open_output_stream(path) as f:
+        f.write(body)
+
+
+@contextmanager
+def held(raw_docs: Table, run_id: str) -> Iterator[None]:
+    """Hold the run's lease for the block: written now, renewed every HEARTBEAT_S, removed at the end."""
+    uri = lease_uri(raw_docs, run_id)
+    _write(uri, run_id)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                _write(uri, run_id)
+            except OSError as exc:  # the next beat tries again; TTL_S allows for several misses
+                log.warning("ingest run %s: lease heartbeat failed: %s", run_id[:8], exc)
+
+    thread = threading.Thread(target=beat, name="tokenmill-ingest-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        fs, path = lake.filesystem_for(uri)
+        try:
+            fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
+
+def is_alive(raw_docs: Table, run_id: str, now: float | None = None) -> bool:
+    """Whether run `run_id` may still be running (see the module doc for when it is provably dead)."""
+    fs, path = lake.filesystem_for(lease_uri(raw_docs, run_id))
+    try:
+        with fs.open_input_stream(path) as f:
+            lease = json.loads(f.read())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable (being rewritten): not provably dead
+    if lease.get("host") == socket.gethostname():
+        return _pid_alive(int(lease.get("pid", -1)))
+    return (now if now is not None else time.time()) - float(lease.get("heartbeat_at", 0)) < TTL_S
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
