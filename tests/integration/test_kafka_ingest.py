@@ -142,7 +142,8 @@ def test_two_runs_of_one_topic_read_each_record_once(spark, lake_config: Config,
 
     def hook(name: str) -> None:
         if name == "ingest.after_tasks" and not inner:
-            inner.append(run_ingest(spark, cfg))
+            inner.append(None)  # before the inner run reaches this point itself
+            inner[0] = run_ingest(spark, cfg)
 
     monkeypatch.setattr(spark_ingest, "failpoint", hook)
     with pytest.raises(ConcurrentIngestError):
