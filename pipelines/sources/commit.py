@@ -29,7 +29,7 @@ COMMIT_ATTEMPTS = 5
 class ConcurrentIngestError(TokenmillError):
     """Another ingest run committed the same objects or Kafka partitions first; this run committed nothing."""
 
-    exit_code = 9
+    exit_code = 15
 
 
 def snapshot_id(table: Table) -> int | None:
