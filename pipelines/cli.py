@@ -57,6 +57,12 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    if args.follow:
+        from pipelines.follow import run_follow
+
+        cycles = run_follow(cfg)
+        print(f"run --follow: {len(cycles)} cycles, {sum(c.records_read for c in cycles)} records read")
+        return 0
     from pipelines.stages import run_pipeline
     from pipelines.summary import print_reports
 
@@ -139,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         if name in ("curate", "tokenize", "shard", "train-tokenizer", "run"):
             _stage_args(p)
+        if name == "run":
+            p.add_argument("--follow", action="store_true",
+                           help="keep running: a cycle of all stages every follow.interval seconds or once "
+                                "follow.min_records wait; SIGTERM finishes the cycle in progress, a second abandons it")
         if name == "demo":
             p.add_argument("--keep", action="store_true", help="keep the previous demo lake instead of starting fresh")
         p.set_defaults(func=func)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from dedup.config import DedupConfig
 from pipelines.errors import ConfigError
 from pipelines.filters.config import FilterSpec, LengthFilter, NormalizeConfig
+from pipelines.follow_config import FollowConfig
 from pipelines.monitor_config import MonitorConfig
 from pipelines.sources.config import IngestConfig, SourceConfig
 from pipelines.tokenize_config import TokenizeConfig
@@ -81,6 +82,7 @@ class Config(BaseModel):
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     shard: ShardConfig = Field(default_factory=ShardConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    follow: FollowConfig = Field(default_factory=FollowConfig)
 
     def shards_uri(self) -> str:
         """Where shards and the manifest go: `shard.output`, else `<lake.root>/shards`."""
@@ -89,8 +91,10 @@ class Config(BaseModel):
         return str(Path(self.lake.root).absolute() / "shards")
 
     def params_hash(self) -> str:
-        """sha256 of the canonical JSON of this config (secrets in Kafka client settings excluded)."""
+        """sha256 of the canonical JSON of this config (secrets in Kafka client settings and the `follow`
+        schedule, which changes no output, excluded)."""
         data = self.model_dump(mode="json")
+        data.pop("follow", None)
         for src in data.get("sources", []):
             src.pop("client", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
