@@ -19,13 +19,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sharding import loader_follow as follow_
-from sharding.loader_eras import adopt
 from sharding.loader_manifest import RemoteOptions, ShardManifest, read_manifest
 from sharding.loader_plan import FIELDS, HostBatcher, LoaderPlan
-from sharding.loader_sources import Source, resolve, sources, token_weights
-from sharding.loader_state import Position, check_position, eras_of_state, v1_position
+from sharding.loader_sources import Source, resolve, sources, token_weights, topology
+from sharding.loader_state import (
+    Position,
+    check_position,
+    eras_of_state,
+    moved_plan,
+    position_after,
+    v1_position,
+)
 from sharding.loader_store import OnCorrupt
-from sharding.loader_stream import MixSchedule
 from sharding.shuffle import normalize_weights
 
 if TYPE_CHECKING:  # at run time TokenLoader is registered as one (see _register_iterable_dataset)
@@ -120,7 +125,7 @@ class TokenLoader(_DatasetBase):
             raise ValueError(f"producers must be > 0, got {producers}")
         if num_workers < 0 or prefetch <= 0:
             raise ValueError(f"num_workers must be >= 0 and prefetch > 0, got {num_workers} and {prefetch}")
-        rank, world_size = self._topology(rank, world_size)
+        rank, world_size = topology(rank, world_size)
         if follow:
             follow_.check_follow_topology(world_size)
         names, weights = sources(source)
@@ -183,18 +188,6 @@ class TokenLoader(_DatasetBase):
         self.batcher.window_offset = self.windows - self.global_step * plan.global_batch
         self._hash = plan.config_hash()
 
-    @staticmethod
-    def _topology(rank: int | None, world_size: int | None) -> tuple[int, int]:
-        if rank is None or world_size is None:
-            import torch.distributed as dist
-
-            ready = dist.is_available() and dist.is_initialized()
-            rank = rank if rank is not None else (dist.get_rank() if ready else 0)
-            world_size = world_size if world_size is not None else (dist.get_world_size() if ready else 1)
-        if world_size <= 0 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        return rank, world_size
-
     def __len__(self) -> int:
         """Steps of the current epoch, those already served included."""
         return self.step + (self.epoch_end - self.windows) // self.plan.global_batch
@@ -226,44 +219,23 @@ class TokenLoader(_DatasetBase):
         self._marks.append((self.epoch, self.step, self.global_step, self.windows, self.epoch_end))
 
     def _position_after(self, step: int) -> Position:
-        """The position after global step ``step`` (handed out since the oldest mark)."""
-        for epoch, first, gstep, windows, end in reversed(self._marks):
-            if gstep <= step + 1:
-                d = step + 1 - gstep
-                return epoch, first + d, step + 1, windows + d * self.plan.global_batch, end
-        raise ValueError(
-            f"after_step={step} lies before the last {MARKS_KEPT} epochs or the last load_state_dict"
-        )
-
-    def _stream_epochs(self, plan: LoaderPlan) -> list[int]:
-        """Per source, the stream epoch being read at the current position: the one holding the next
-        window's first token (already read as the last label of the window before it)."""
-        consumed = MixSchedule(list(plan.weights), seed=plan.seed, block_windows=plan.mix_block_windows)
-        counts = consumed.consumed(self.windows)
-        return [se.locate(int(j) * plan.seq_len)[0] for se, j in zip(plan.stream_eras(), counts, strict=True)]
+        return position_after(self._marks, step, self.plan.global_batch, MARKS_KEPT)
 
     def _move_onto(self, plan: LoaderPlan, manifests: Sequence[ShardManifest], counts: Sequence[int]) -> None:
         """Install ``plan`` with each source moved onto the first ``counts[i]`` shards of
-        ``manifests[i]`` from its next stream epoch on (no-op for a source already there)."""
-        current = self._stream_epochs(plan)
-        eras = tuple(
-            adopt(e, current_epoch=c, n_shards=n) for e, c, n in zip(plan.eras, current, counts, strict=True)
-        )
-        self._install(plan.replace(manifests=tuple(manifests), eras=eras))
+        ``manifests[i]`` from its next stream epoch on (sharding.loader_state.moved_plan)."""
+        self._install(moved_plan(plan, self.windows, manifests, counts))
 
     def _refresh(self) -> None:
         """At an epoch's start (follow=True): re-read the sources and move onto what every rank
         agrees extends them (sharding.loader_follow)."""
-        latest = follow_.read_latest(self._names, lambda n: resolve(n, self._resolver), self._remote)
-        reading = [e[-1][1] for e in self.plan.eras]
-        counts = follow_.agree_min(follow_.usable_counts(latest, self.plan.manifests, reading))
-        if counts == reading:
+        moved = follow_.agreed_manifests(self.plan, self._names, lambda n: resolve(n, self._resolver), self._remote)
+        if moved is None:
             return
-        grown = [new if c > n else old for new, old, c, n in zip(latest, self.plan.manifests, counts, reading, strict=True)]
-        self._move_onto(self.plan, grown, counts)
+        self._move_onto(self.plan, *moved)
         self.epoch_end = self.windows + self.plan.epoch_windows(self.epoch)
         self._mark()
-        log.info("follow: epoch %d moves onto %s (%s shards)", self.epoch, [m.uri for m in grown], counts)
+        log.info("follow: epoch %d moves onto %s (%s shards)", self.epoch, [m.uri for m in moved[0]], moved[1])
 
     def _end_active(self) -> None:
         """End the iteration in progress (or one that ended on an error) and wait until its threads

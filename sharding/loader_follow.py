@@ -75,3 +75,18 @@ def check_follow_topology(world_size: int) -> None:
             "follow=True with world_size > 1 needs torch.distributed initialised: the ranks agree on the "
             "manifest to move onto with one all_gather at each epoch boundary"
         )
+
+
+def agreed_manifests(
+    plan: Any, names: Sequence[str], resolve: Callable[[str], str], remote: RemoteOptions | None
+) -> tuple[list[ShardManifest], list[int]] | None:
+    """Re-read the sources of ``plan`` (a LoaderPlan) and agree with the other ranks on how many shards of
+    each to read from the next epoch: the manifests to read them from and the counts, or None when no
+    source grew. Every rank must call it at the same step (a collective under torch.distributed)."""
+    latest = read_latest(names, resolve, remote)
+    reading = [e[-1][1] for e in plan.eras]
+    counts = agree_min(usable_counts(latest, plan.manifests, reading))
+    if counts == reading:
+        return None
+    grown = [new if c > n else old for new, old, c, n in zip(latest, plan.manifests, counts, reading, strict=True)]
+    return grown, counts

@@ -48,3 +48,16 @@ def token_weights(manifests: Sequence[ShardManifest], eras: Sequence[tuple[Era, 
     """Default mixing weights: each source's stream tokens in its first era (the data the loader
     started on), so a growing mix keeps its proportions."""
     return [float(m.stream_tokens[: e[0][1]].sum()) for m, e in zip(manifests, eras, strict=True)]
+
+
+def topology(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Rank and world size: as given, else from torch.distributed when initialised, else 0 and 1."""
+    if rank is None or world_size is None:
+        import torch.distributed as dist
+
+        ready = dist.is_available() and dist.is_initialized()
+        rank = rank if rank is not None else (dist.get_rank() if ready else 0)
+        world_size = world_size if world_size is not None else (dist.get_world_size() if ready else 1)
+    if world_size <= 0 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return rank, world_size

@@ -8,7 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sharding.loader_eras import Era, check_eras
+from sharding.loader_eras import Era, adopt, check_eras
+from sharding.loader_stream import MixSchedule
 
 if TYPE_CHECKING:
     from sharding.loader_manifest import ShardManifest
@@ -94,3 +95,24 @@ def v1_position(state: Mapping[str, Any], plan: LoaderPlan) -> dict[str, Any]:
         "eras": [[list(e) for e in eras] for eras in full.eras],
         "config_hash": full.config_hash(),
     }
+
+
+def moved_plan(plan: LoaderPlan, windows: int, manifests: Sequence[ShardManifest], counts: Sequence[int]) -> LoaderPlan:
+    """``plan`` with each source moved onto the first ``counts[i]`` shards of ``manifests[i]`` from its next
+    stream epoch on, ``windows`` global windows having been served: the epoch being read is the one holding
+    the next window's first token (already read as the last label of the window before it)."""
+    schedule = MixSchedule(list(plan.weights), seed=plan.seed, block_windows=plan.mix_block_windows)
+    consumed = schedule.consumed(windows)
+    current = [se.locate(int(j) * plan.seq_len)[0] for se, j in zip(plan.stream_eras(), consumed, strict=True)]
+    eras = tuple(adopt(e, current_epoch=c, n_shards=n) for e, c, n in zip(plan.eras, current, counts, strict=True))
+    return plan.replace(manifests=tuple(manifests), eras=eras)
+
+
+def position_after(marks: Sequence[Position], step: int, global_batch: int, kept: int) -> Position:
+    """The position after global step ``step``, from ``marks`` (positions where runs of steps at
+    ``global_batch`` began, oldest first). Raises ValueError when ``step`` precedes them all."""
+    for epoch, first, gstep, windows, end in reversed(marks):
+        if gstep <= step + 1:
+            d = step + 1 - gstep
+            return epoch, first + d, step + 1, windows + d * global_batch, end
+    raise ValueError(f"after_step={step} lies before the last {kept} epochs or the last load_state_dict")
