@@ -172,14 +172,15 @@ def published_freshness(cfg: Config, raw_snapshot: int | None, published: float)
 
 
 def run_cycle(cfg: Config, spark: SparkSession, number: int, *, everything: bool) -> CycleReport:
-    """Ingest, then (when it committed anything, or `everything`) curate, tokenize and shard."""
+    """Ingest, then curate, tokenize and shard when ingest committed anything, or when `everything` and
+    raw_docs holds a snapshot (a run's first cycle catches up on what an interrupted run left)."""
     from pipelines.stages import run_pipeline, run_stage
 
     started = time.time()
     ingest = run_stage("ingest", cfg, spark)
     reports: list[StageReport] = [ingest]
     read = int(ingest.counts.get("records_read", 0))
-    if everything or read:
+    if read or (everything and ingest.snapshots.get("raw_docs") is not None):
         reports += run_pipeline(cfg, spark, DOWNSTREAM)
     published = time.time()
     shard = next((r for r in reports if r.stage == "shard"), None)
