@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sharding.loader_eras import prefix_identity
+from sharding.loader_errors import ManifestError
 from sharding.loader_manifest import RemoteOptions, ShardManifest, read_manifest
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,17 @@ def extends(new: ShardManifest, old: ShardManifest, n_old: int) -> bool:
     return new.n_shards >= n_old and prefix_identity(new, n_old) == prefix_identity(old, n_old)
 
 
-def usable_counts(latest: Sequence[ShardManifest], current: Sequence[ShardManifest], read: Sequence[int]) -> list[int]:
+def usable_counts(
+    latest: Sequence[ShardManifest | None], current: Sequence[ShardManifest], read: Sequence[int]
+) -> list[int]:
     """Per source, the shards of ``latest`` this rank could move onto: all of them when the manifest
     extends the ``read`` leading shards of ``current``, else ``read`` (stay). A manifest that does
     not extend the stream (a rebuild, another tokenizer) is logged once per call and ignored."""
     out = []
     for new, old, n in zip(latest, current, read, strict=True):
-        if extends(new, old, n):
+        if new is None:
+            out.append(n)
+        elif extends(new, old, n):
             out.append(new.n_shards)
         else:
             log.warning("follow: %s does not extend the %d shards being read; staying on them", new.uri, n)
@@ -58,10 +63,18 @@ def agree_min(counts: list[int]) -> list[int]:
 
 def read_latest(
     names: Sequence[str], resolve: Callable[[str], str], remote: RemoteOptions | None
-) -> list[ShardManifest]:
+) -> list[ShardManifest | None]:
     """Re-read every source: version names go through ``resolve`` again, so a version that now names
-    a later manifest is seen."""
-    return [read_manifest(resolve(n), remote) for n in names]
+    a later manifest is seen. A source that cannot be read now (a manifest being replaced, a store
+    down) is None, logged: the loader stays on what it reads and tries again at the next epoch."""
+    out: list[ShardManifest | None] = []
+    for n in names:
+        try:
+            out.append(read_manifest(resolve(n), remote))
+        except (ManifestError, OSError, ValueError) as exc:
+            log.warning("follow: cannot read %s now (%s); staying on the manifest being read", n, exc)
+            out.append(None)
+    return out
 
 
 def check_follow_topology(world_size: int) -> None:
@@ -88,5 +101,7 @@ def agreed_manifests(
     counts = agree_min(usable_counts(latest, plan.manifests, reading))
     if counts == reading:
         return None
-    grown = [new if c > n else old for new, old, c, n in zip(latest, plan.manifests, counts, reading, strict=True)]
+    # a count above what this rank reads means every rank, this one included, read a manifest that grew
+    grown = [new if c > n and new is not None else old
+             for new, old, c, n in zip(latest, plan.manifests, counts, reading, strict=True)]
     return grown, counts

@@ -346,3 +346,20 @@ def test_state_after_an_earlier_step_resumes_after_that_step_across_epochs_and_b
         assert all(np.array_equal(a, b) for a, b in zip(got, reference[served : served + 6], strict=True))
     with pytest.raises(ValueError, match="load_state_dict"):
         ramped.state_dict(after_step=1)  # served before the load, by the other batch size
+
+
+def test_follow_stays_when_the_manifest_cannot_be_read_and_moves_once_it_can(grown, tmp_path, caplog) -> None:
+    old, new = grown
+    half = tmp_path / "half" / "manifest.json"  # a manifest caught while being replaced
+    half.parent.mkdir()
+    half.write_bytes(new.read_bytes()[:100])
+    where = [old]
+    loader = _follower(where)
+    _rows([loader], len(loader))
+    where[0] = half
+    _rows([loader], len(loader))  # epoch 1 starts: unreadable, so it stays
+    assert loader.state_dict()["eras"] == [[[0, 5]]]
+    assert "cannot read" in caplog.text
+    where[0] = new
+    _rows([loader], 1)  # epoch 2 starts: moves
+    assert loader.state_dict()["eras"][0][-1][1] == 9
