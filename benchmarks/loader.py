@@ -62,7 +62,7 @@ def make_corpus(n_tokens: int, seed: int) -> list[np.ndarray]:
 
 
 def write_tokenmill(docs: list[np.ndarray], out: Path, target_bytes: int) -> Path:
-    from sharding.tarformat import END_OF_ARCHIVE, INDEX_DTYPE, encode_sample, index_bytes, sample_json
+    from sharding.format.tar import END_OF_ARCHIVE, INDEX_DTYPE, encode_sample, index_bytes, sample_json
 
     out.mkdir(parents=True)
     shards: list[dict[str, Any]] = []

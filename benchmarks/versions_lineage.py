@@ -42,8 +42,8 @@ def median_seconds(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
 
 
 def write_dataset(folder: Path, n_docs: int, docs_per_shard: int, seed: int) -> dict:
-    from sharding.manifest import build_manifest, index_name, manifest_bytes, shard_name
-    from sharding.tarformat import index_bytes, sample_json
+    from sharding.format.manifest import build_manifest, index_name, manifest_bytes, shard_name
+    from sharding.format.tar import index_bytes, sample_json
     from sharding.writer import ShardWriter, open_sink, write_object
 
     rng = np.random.default_rng(seed)
@@ -90,6 +90,7 @@ def main() -> None:
 
     from pipelines.lineage import locate_in_shards
     from pipelines.monitor import ks_distance
+    from sharding.format import read_manifest
 
     rng = np.random.default_rng(args.seed)
     a, b = rng.lognormal(5, 1, args.n), rng.lognormal(5.05, 1.02, args.n)
@@ -103,13 +104,14 @@ def main() -> None:
         folder = Path(tmp)
         manifest = write_dataset(folder, args.docs, args.docs_per_shard, args.seed)
         uri = f"file://{folder / 'manifest.json'}"
+        parsed = read_manifest(uri)
         picks = np.random.default_rng(args.seed + 1).integers(0, args.docs, args.lookups)
         targets = [f"doc-{int(i):08d}" for i in picks]
 
         def ours_all() -> list[str]:
             keys = []
             for t in targets:
-                position = locate_in_shards(manifest, uri, t)
+                position = locate_in_shards(parsed, uri, t)
                 if position is None:
                     raise LookupError(f"locate_in_shards found no shard holding {t}")
                 keys.append(position.key)

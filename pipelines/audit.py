@@ -8,7 +8,6 @@ clean_docs = kept; tokens = clean_docs; manifest samples/tokens = tokens table; 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -18,8 +17,10 @@ from pyiceberg.table import Table
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.errors import AuditError
+from pipelines.errors import AuditError, StorageError
 from pipelines.storage import S3Options, filesystem
+from sharding.format import ShardManifest, read_manifest
+from sharding.loader_errors import ManifestError
 
 log = logging.getLogger(__name__)
 
@@ -89,38 +90,40 @@ def _same_ids(a: pa.Array, b: pa.Array) -> tuple[bool, str]:
     return bool(equal) if equal is not None else len(a) == 0, "doc_ids differ" if not equal else "same doc_ids"
 
 
-def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, tokens: Table | None) -> None:
-    fs, path = filesystem(manifest_uri, s3)
+def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, tokens: Table | None
+                 ) -> ShardManifest | None:
+    """Check every shard's sha256 against the manifest (read and validated through sharding.format) and the
+    manifest's counts against the tokens table; returns the manifest, None when it cannot be read."""
     try:
-        with fs.open_input_stream(path) as f:
-            manifest = json.loads(f.read())
-    except (FileNotFoundError, OSError) as exc:
-        result.add("manifest", False, f"cannot read {manifest_uri}: {exc}")
-        return
+        manifest = read_manifest(manifest_uri, s3)
+    except (ManifestError, StorageError) as exc:
+        result.add("manifest", False, str(exc))
+        return None
+    fs, path = filesystem(manifest.uri, s3)
     folder = path.rsplit("/", 1)[0]
-    shards = manifest.get("shards", [])
     bad = []
-    for shard in shards:
+    for name, digest in zip(manifest.paths, manifest.sha256, strict=True):
         h = hashlib.sha256()
         try:
-            with fs.open_input_stream(f"{folder}/{shard['path']}") as f:
+            with fs.open_input_stream(f"{folder}/{name}") as f:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
         except (FileNotFoundError, OSError):
-            bad.append(f"{shard['path']} missing")
+            bad.append(f"{name} missing")
             continue
-        if h.hexdigest() != shard["sha256"]:
-            bad.append(f"{shard['path']} sha256 mismatch")
-    result.add("shard checksums", not bad, "; ".join(bad) if bad else f"{len(shards)} shards verified")
+        if h.hexdigest() != digest:
+            bad.append(f"{name} sha256 mismatch")
+    result.add("shard checksums", not bad, "; ".join(bad) if bad else f"{manifest.n_shards} shards verified")
     if tokens is not None:
         n_tokens_rows = total_records(tokens)
-        samples = sum(int(s["n_samples"]) for s in shards)
-        result.add("shards = tokens", samples == n_tokens_rows and manifest.get("n_samples") == samples,
+        samples = int(manifest.n_samples.sum())
+        result.add("shards = tokens", samples == n_tokens_rows,
                    f"manifest samples {samples}, tokens rows {n_tokens_rows}")
         if tokens.current_snapshot() is not None:
             tok_sum = pc.sum(tokens.scan(selected_fields=("n_tokens",)).to_arrow().column("n_tokens")).as_py() or 0
-            man_sum = sum(int(s["n_tokens"]) for s in shards)
+            man_sum = int(manifest.n_tokens.sum())
             result.add("shard tokens = table tokens", tok_sum == man_sum, f"manifest {man_sum}, table {tok_sum}")
+    return manifest
 
 
 def audit(cfg: Config) -> AuditResult:
@@ -174,16 +177,8 @@ def audit(cfg: Config) -> AuditResult:
         manifest_uri = next(iter(manifests)) if len(manifests) == 1 else None
         if manifest_uri is None:
             manifest_uri = cfg.shards_uri().rstrip("/") + "/manifest.json"
-        audit_shards(result, manifest_uri, cfg.shard.s3_options(), tokens)
-        result.add("shards table = manifest", total_records(shards) == _manifest_shards(manifest_uri, cfg),
+        manifest = audit_shards(result, manifest_uri, cfg.shard.s3_options(), tokens)
+        result.add("shards table = manifest",
+                   manifest is not None and total_records(shards) == manifest.n_shards,
                    f"{total_records(shards)} rows")
     return result
-
-
-def _manifest_shards(uri: str, cfg: Config) -> int:
-    fs, path = filesystem(uri, cfg.shard.s3_options())
-    try:
-        with fs.open_input_stream(path) as f:
-            return len(json.loads(f.read()).get("shards", []))
-    except (FileNotFoundError, OSError):
-        return -1

@@ -9,14 +9,11 @@ snapshot, and each step names the snapshot it came from.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import tarfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 from pyiceberg.expressions import EqualTo
 from pyiceberg.table import Table
 from tqdm import tqdm
@@ -25,8 +22,9 @@ from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import LineageError
 from pipelines.storage import S3Options, filesystem
-from pipelines.versions import VersionInfo, read_manifest, resolve_version
+from pipelines.versions import VersionInfo, resolve_version, shard_manifest
 from schemas.signals import SIGNAL_FIELDS
+from sharding.format import ShardManifest, iter_members, read_index
 
 log = logging.getLogger(__name__)
 
@@ -128,59 +126,55 @@ def _ingest_snapshot(table: Table, snapshot_id: int, run_id: str | None) -> int 
     return None
 
 
-def _index_name(entry: dict[str, Any]) -> str:
-    if isinstance(entry.get("index"), str):
-        return str(entry["index"])
-    return str(entry["path"]).removesuffix(".tar") + ".idx.npy"
-
-
-def locate_in_shards(manifest: dict[str, Any], manifest_uri: str, doc_id: str,
+def locate_in_shards(manifest: ShardManifest, manifest_uri: str, doc_id: str,
                      s3: S3Options | None = None) -> ShardPosition | None:
     """Find the sample whose `<key>.json` names `doc_id`: reads each shard's index and only its JSON members.
 
-    Falls back to reading the tar itself when a shard's index is missing. Returns None when no shard has it.
+    Falls back to reading the tar member by member (sharding.format.iter_members) when a shard's index is
+    missing or unreadable. Returns None when no shard has it. `manifest_uri` is what the position reports.
     """
-    fs, mpath = filesystem(manifest_uri, s3)
+    fs, mpath = filesystem(manifest.uri, s3)
     folder = mpath.rsplit("/", 1)[0]
-    needle = json.dumps(doc_id, ensure_ascii=False).encode("utf-8")  # as sharding.tarformat.sample_json writes it
-    shards = manifest.get("shards", [])
+    needle = json.dumps(doc_id, ensure_ascii=False).encode("utf-8")  # as sharding.format.sample_json writes it
     first_key = 0
-    for number, entry in enumerate(tqdm(shards, desc="searching shards", unit="shard", disable=None if len(shards) >= 8 else True)):
-        shard_path = f"{folder}/{entry['path']}"
+    shards = list(zip(manifest.paths, manifest.index_paths, manifest.sha256, strict=True))
+    for number, (name, index_name, digest) in enumerate(
+        tqdm(shards, desc="searching shards", unit="shard", disable=None if len(shards) >= 8 else True)
+    ):
+        shard_path = f"{folder}/{name}"
         try:
-            with fs.open_input_stream(f"{folder}/{_index_name(entry)}") as f:
-                index = np.load(io.BytesIO(f.read()), allow_pickle=False)
+            with fs.open_input_stream(f"{folder}/{index_name}") as f:
+                index = read_index(f.read())
         except (FileNotFoundError, OSError, ValueError):
             log.debug("no readable index for %s; reading the tar", shard_path)
             pos = _scan_tar(fs, shard_path, doc_id, needle)
             if pos is not None:
-                return ShardPosition(entry["path"], number, *pos, manifest_uri, entry["sha256"])
-            first_key += int(entry["n_samples"])
+                return ShardPosition(name, number, *pos, manifest_uri, digest)
+            first_key += int(manifest.n_samples[number])
             continue
         with fs.open_input_file(shard_path) as f:
             for i, row in enumerate(index):
                 blob = f.read_at(int(row["json_nbytes"]), int(row["json_offset"]))
                 if needle in blob and json.loads(blob).get("doc_id") == doc_id:
-                    return ShardPosition(entry["path"], number, f"{first_key + i:012d}", int(row["tokens_offset"]),
+                    return ShardPosition(name, number, f"{first_key + i:012d}", int(row["tokens_offset"]),
                                          int(row["n_tokens"]), int(row["json_offset"]), int(row["json_nbytes"]),
-                                         manifest_uri, entry["sha256"])
+                                         manifest_uri, digest)
         first_key += len(index)
     return None
 
 
 def _scan_tar(fs: Any, path: str, doc_id: str, needle: bytes) -> tuple[str, int, int, int, int] | None:
-    with fs.open_input_file(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
+    with fs.open_input_stream(path) as f:
         tokens: dict[str, tuple[int, int]] = {}
-        for member in tar:
+        for member, blob in iter_members(f, want=lambda name: name.endswith(".json")):
             key, _, ext = member.name.partition(".")
             if ext == "tokens":
-                tokens[key] = (member.offset_data, member.size)
-            elif ext == "json":
-                blob = tar.extractfile(member).read()  # type: ignore[union-attr]
+                tokens[key] = (member.offset, member.size)
+            elif ext == "json" and blob is not None:
                 if needle in blob and json.loads(blob).get("doc_id") == doc_id:
-                    t_off, t_size = tokens.get(key, (-1, 0))
+                    t_off, _ = tokens.get(key, (-1, 0))
                     meta = json.loads(blob)
-                    return key, t_off, int(meta.get("n_tokens", -1)), member.offset_data, member.size
+                    return key, t_off, int(meta.get("n_tokens", -1)), member.offset, member.size
     return None
 
 
@@ -188,15 +182,14 @@ def doc_at_member(cfg: Config, shard: str, member: str, *, version: str = "curre
     """The doc_id of a shard member. `shard` is a shard file name or its number; `member` a key (with or
     without `.json`/`.tokens`) or the global sample index. Raises LineageError when either is unknown."""
     info = resolve_version(cfg, version)
-    manifest = read_manifest(cfg, info)
+    manifest = shard_manifest(cfg, info)
     if manifest is None or info.manifest_uri is None:
         raise LineageError(f"version {info.name} has no shard manifest")
-    shards = manifest.get("shards", [])
-    names = [s["path"] for s in shards]
+    names = list(manifest.paths)
     if shard.isdigit() and shard not in names:
         number = int(shard)
-        if number >= len(shards):
-            raise LineageError(f"no shard {shard}: the manifest lists {len(shards)}")
+        if number >= len(names):
+            raise LineageError(f"no shard {shard}: the manifest lists {len(names)}")
     elif shard in names or f"{shard}.tar" in names:
         number = names.index(shard if shard in names else f"{shard}.tar")
     else:
@@ -204,17 +197,18 @@ def doc_at_member(cfg: Config, shard: str, member: str, *, version: str = "curre
     key = member.split(".", 1)[0]
     if not key.isdigit():
         raise LineageError(f"bad member {member!r}: expected a sample key such as 000000000042")
-    fs, mpath = filesystem(info.manifest_uri, cfg.shard.s3_options())
+    fs, mpath = filesystem(manifest.uri, cfg.shard.s3_options())
     folder = mpath.rsplit("/", 1)[0]
-    first = sum(int(s["n_samples"]) for s in shards[:number])
+    first = int(manifest.first_sample[number])
+    n = int(manifest.n_samples[number])
     i = int(key) - first
-    if not 0 <= i < int(shards[number]["n_samples"]):
+    if not 0 <= i < n:
         raise LineageError(f"member {int(key):012d} is not in {names[number]} (keys {first:012d}.."
-                           f"{first + int(shards[number]['n_samples']) - 1:012d})")
+                           f"{first + n - 1:012d})")
     try:
-        with fs.open_input_stream(f"{folder}/{_index_name(shards[number])}") as f:
-            row = np.load(io.BytesIO(f.read()), allow_pickle=False)[i]
-    except (FileNotFoundError, OSError) as exc:
+        with fs.open_input_stream(f"{folder}/{manifest.index_paths[number]}") as f:
+            row = read_index(f.read())[i]
+    except (FileNotFoundError, OSError, ValueError) as exc:
         raise LineageError(f"index of {names[number]} cannot be read: {exc}") from None
     with fs.open_input_file(f"{folder}/{names[number]}") as f:
         return str(json.loads(f.read_at(int(row["json_nbytes"]), int(row["json_offset"])))["doc_id"])
@@ -251,7 +245,7 @@ def trace_document(cfg: Config, doc_id: str, *, version: str | VersionInfo = "cu
     toks = _rows(tables["tokens"], info.snapshot_id("tokens"), "doc_id", doc_id)
     if toks:
         out.n_tokens = toks[0].get("n_tokens")
-    manifest = read_manifest(cfg, info)
+    manifest = shard_manifest(cfg, info)
     if manifest is not None and info.manifest_uri is not None and out.decision in ("kept", None):
         out.position = locate_in_shards(manifest, info.manifest_uri, doc_id, cfg.shard.s3_options())
     return out

@@ -39,8 +39,8 @@ from sharding.dataset_plan import (
     plan_dataset,
     sample_sizes,
 )
-from sharding.manifest import MANIFEST_NAME, build_manifest, index_name, manifest_bytes, shard_name
-from sharding.tarformat import index_bytes
+from sharding.format.manifest import MANIFEST_NAME, build_manifest, index_name, manifest_bytes, shard_name
+from sharding.format.tar import index_bytes
 from sharding.writer import ShardStats, ShardWriter, delete_names, list_names, open_sink, write_object
 
 log = logging.getLogger(__name__)

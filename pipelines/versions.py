@@ -38,6 +38,7 @@ from pipelines.config import Config, load_config
 from pipelines.errors import VersionError
 from pipelines.storage import S3Options, filesystem
 from schemas import TABLES
+from sharding.format import ShardManifest, parse_manifest
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +133,6 @@ def read_bytes(uri: str, s3: S3Options | None = None) -> bytes | None:
         return None
 
 
-def manifest_totals(manifest: dict[str, Any]) -> dict[str, int]:
-    shards = manifest.get("shards", [])
-    return {
-        "n_shards": int(manifest.get("n_shards", len(shards))),
-        "n_samples": int(manifest.get("n_samples", sum(int(s["n_samples"]) for s in shards))),
-        "n_tokens": int(manifest.get("n_tokens", sum(int(s["n_tokens"]) for s in shards))),
-        "total_bytes": int(manifest.get("total_bytes", sum(int(s["bytes"]) for s in shards))),
-    }
-
-
 def current_state(cfg: Config, catalog: Catalog | None = None) -> VersionInfo:
     """The lake as it is now, shaped like a version named `current` (nothing is tagged or written)."""
     catalog = catalog or lake.open_catalog(cfg.lake)
@@ -162,7 +153,7 @@ def current_state(cfg: Config, catalog: Catalog | None = None) -> VersionInfo:
         params_hash=cfg.params_hash(),
         git_sha=lake.git_sha(),
         table_rows={n: _rows(tables[n], s) for n, s in snapshots.items()},
-        shards=manifest_totals(json.loads(blob)) if blob is not None else {},
+        shards=parse_manifest(blob, manifest_uri).totals() if blob is not None else {},
     )
 
 
@@ -334,11 +325,19 @@ def read_version_table(cfg: Config, info: VersionInfo, table: str, columns: tupl
     return lake.read_table(tbl, columns, snapshot_id)
 
 
-def read_manifest(cfg: Config, info: VersionInfo) -> dict[str, Any] | None:
+def shard_manifest(cfg: Config, info: VersionInfo) -> ShardManifest | None:
+    """The version's shard manifest, validated (sharding.format); None when it has none or it is gone.
+    Raises ManifestError when it is there but invalid."""
     if info.manifest_uri is None:
         return None
     blob = read_bytes(info.manifest_uri, cfg.shard.s3_options())
-    return json.loads(blob) if blob is not None else None
+    return parse_manifest(blob, info.manifest_uri) if blob is not None else None
+
+
+def read_manifest(cfg: Config, info: VersionInfo) -> dict[str, Any] | None:
+    """The version's manifest as its JSON document (validated), for reports; None as `shard_manifest`."""
+    manifest = shard_manifest(cfg, info)
+    return dict(manifest.document) if manifest is not None else None
 
 
 def delete_version(cfg: Config, name: str) -> None:

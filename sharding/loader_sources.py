@@ -12,23 +12,16 @@ Source = str | Path | Sequence[str | Path] | Mapping[str, float]
 
 
 def resolve(name: str, resolver: Callable[[str], str] | None) -> str:
-    if is_remote(name) or Path(name).exists():
+    """A source as given when it is a location (an s3:// or file: URI, or an existing path), else what
+    ``resolver`` makes of it (a dataset version name). The loader never reads a config file itself."""
+    if is_remote(name) or name.startswith("file:") or Path(name).exists():
         return name
     if resolver is None:
-        resolver = _project_resolver(name)
-    return str(resolver(name))
-
-
-def _project_resolver(name: str) -> Callable[[str], str]:
-    """Dataset version names resolve through the tokenmill project in the working directory (params.yaml)."""
-    if not Path("params.yaml").exists():
         raise ValueError(
-            f"source {name!r} is neither an existing path nor an s3:// URI; to use it as a dataset version, run "
-            "from the project folder (params.yaml) or pass resolver=pipelines.versions.manifest_resolver(...)"
+            f"source {name!r} is neither an existing path nor an s3:// or file:// URI; to read it as a dataset "
+            "version, pass a resolver, e.g. resolver=pipelines.versions.manifest_resolver(\"params.yaml\")"
         )
-    from pipelines.versions import manifest_resolver
-
-    return manifest_resolver("params.yaml")
+    return str(resolver(name))
 
 
 def sources(source: Source) -> tuple[list[str], list[float] | None]:

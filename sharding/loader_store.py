@@ -18,9 +18,10 @@ import numpy as np
 
 from pipelines.storage import filesystem
 from sharding.cache import ShardCache
+from sharding.format import index_matrix, read_index
 from sharding.loader_errors import CorruptShardError
 from sharding.loader_manifest import RemoteOptions, ShardManifest, s3_path
-from sharding.loader_verify import check_tar_layout, load_index, sha256_file
+from sharding.loader_verify import check_tar_layout, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class ShardStore:
         return Path(loc).read_bytes()
 
     def index(self, shard: int) -> np.ndarray:
-        """Shard ``shard``'s index as int64 ``[n_samples, 4]`` (see loader_verify.load_index), checked
+        """Shard ``shard``'s index as int64 ``[n_samples, 4]`` (sharding.format.index_matrix), checked
         against the manifest's index_sha256 and sample/token counts."""
         got = self._indexes.get(shard)
         if got is not None:
@@ -195,7 +196,7 @@ class ShardStore:
         if self.verify and hashlib.sha256(data).hexdigest() != m.index_sha256[shard]:
             raise CorruptShardError(name, "index checksum does not match the manifest")
         try:
-            idx = load_index(data)
+            idx = index_matrix(read_index(data))
         except ValueError as exc:
             raise CorruptShardError(name, f"unreadable index ({exc})") from exc
         if len(idx) != m.n_samples[shard] or int(idx[:, 1].sum()) != m.n_tokens[shard]:

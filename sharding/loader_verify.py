@@ -1,25 +1,20 @@
 """Integrity checks run on a shard before its first use: checksum, index, and tar layout.
 
-Nothing here unpickles: indexes load with ``allow_pickle=False`` and tar headers are parsed as bytes.
+Nothing here unpickles: indexes load through sharding.format.read_index (``allow_pickle=False``) and tar
+headers are parsed as bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import threading
 from pathlib import Path
 
 import numpy as np
 
-from sharding.loader_manifest import INDEX_FIELDS
+from sharding.format.tar import BLOCK
 
-BLOCK = 512
 _CHUNK = 8 * 1024 * 1024
 _HEADER_ROWS = 16384  # tar headers checked per vectorised pass (bounded memory)
-# np.load parses the .npy header with ast.literal_eval, which CPython 3.11 cannot run in two threads at
-# once ("AST constructor recursion depth mismatch"); producer and checking threads load indexes
-_NPY_HEADER_LOCK = threading.Lock()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -29,22 +24,6 @@ def sha256_file(path: str | Path) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def load_index(data: bytes) -> np.ndarray:
-    """Parse a shard index (.npy of a structured array) without pickle. Returns an int64 array of shape
-    ``[n_samples, 4]`` with columns tokens_offset, n_tokens, json_offset, json_nbytes. Raises ValueError
-    when the fields are missing or negative."""
-    with _NPY_HEADER_LOCK:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    names = arr.dtype.names or ()
-    missing = [f for f in INDEX_FIELDS if f not in names]
-    if arr.ndim != 1 or missing:
-        raise ValueError(f"index must be a 1-D structured array with {INDEX_FIELDS}; missing {missing}")
-    out = np.stack([arr[f].astype(np.int64) for f in INDEX_FIELDS], axis=1)
-    if out.size and out.min() < 0:
-        raise ValueError("index has negative offsets or sizes")
-    return out
 
 
 def _padded(n: np.ndarray) -> np.ndarray:
@@ -72,7 +51,7 @@ def check_tar_layout(buf: np.ndarray, index: np.ndarray, itemsize: int) -> str |
     """Check that a shard's bytes are exactly the tar the index describes. Returns None when sound,
     else the first problem found, in words.
 
-    ``buf`` is the whole shard as uint8; ``index`` comes from :func:`load_index`. Checks: members
+    ``buf`` is the whole shard as uint8; ``index`` is a shard index as ``sharding.format.index_matrix`` gives it. Checks: members
     alternate ``.tokens`` / ``.json`` and tile the file from byte 0 with no gaps or extra members;
     each header is a regular-file ustar header whose size matches the index; no member name (with its
     ustar prefix) is absolute or contains ``..``; the tail after the last member is zero blocks (two

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from sharding.tarformat import BLOCK, END_NBYTES
+from sharding.format.tar import BLOCK, END_NBYTES
 
 MIN_SAMPLE_NBYTES = 4 * BLOCK
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipelines.storage import S3Options, is_s3, local_path, s3_client, split_s3
-from sharding.tarformat import (
+from sharding.format.tar import (
     END_OF_ARCHIVE,
     INDEX_DTYPE,
     JSON_EXT,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharding.tarformat import (
+from sharding.format.tar import (
     END_OF_ARCHIVE,
     INDEX_DTYPE,
     encode_sample,

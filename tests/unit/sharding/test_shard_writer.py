@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sharding.manifest import build_manifest, manifest_bytes, parse_manifest
-from sharding.tarformat import END_OF_ARCHIVE, encode_sample, sample_json
+from sharding.format import build_manifest, manifest_bytes, parse_manifest
+from sharding.format.tar import END_OF_ARCHIVE, encode_sample, sample_json
 from sharding.writer import (
     ShardStats,
     ShardWriter,
@@ -69,7 +69,7 @@ def test_manifest_adds_up_and_rejects_gaps() -> None:
                        target_bytes=8192, params_hash="p")
     assert (m["n_shards"], m["n_samples"], m["n_tokens"], m["total_bytes"]) == (2, 3, 8, 6144)
     assert m["shards"][1]["path"] == "shard-000001.tar" and m["shards"][1]["index"] == "shard-000001.idx.npy"
-    assert parse_manifest(manifest_bytes(m)) == m
+    assert parse_manifest(manifest_bytes(m)).document == m
     bad = dict(m, n_tokens=9)
     with pytest.raises(ValueError, match="n_tokens=9"):
         parse_manifest(manifest_bytes(bad))

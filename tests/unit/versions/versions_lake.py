@@ -20,7 +20,7 @@ from pipelines import lake
 from pipelines.config import Config
 from schemas import TABLES
 from schemas.signals import SIGNAL_FIELDS
-from sharding.tarformat import sample_json
+from sharding.format.tar import sample_json
 
 INDEX_DTYPE = np.dtype([("tokens_offset", "<i8"), ("n_tokens", "<i8"), ("json_offset", "<i8"),
                         ("json_nbytes", "<i8")])

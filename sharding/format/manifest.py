@@ -1,16 +1,29 @@
-"""The dataset manifest (`manifest.json`, format "tokenmill-shards/1"): what the loader and `audit` read."""
+"""The dataset manifest (`manifest.json`, format "tokenmill-shards/1"), writer side: the format string, the
+token dtypes and the shard names (defined here only), building the document and its canonical bytes. Reading
+it back is `sharding.format.model` (parse, validate, read)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from sharding.writer import ShardStats
+import numpy as np
 
 FORMAT = "tokenmill-shards/1"
 MANIFEST_NAME = "manifest.json"
-TOKEN_DTYPES = ("uint16", "uint32")
+TOKEN_DTYPES: dict[str, np.dtype[Any]] = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+
+
+class ShardRecord(Protocol):
+    """What the manifest records about one written shard (sharding.writer.ShardStats is one)."""
+
+    shard_index: int
+    bytes: int
+    n_samples: int
+    n_tokens: int
+    sha256: str
+    index_sha256: str
 
 
 def shard_name(shard_index: int) -> str:
@@ -26,7 +39,7 @@ def index_name(shard_index: int) -> str:
 
 
 def build_manifest(
-    shards: Sequence[ShardStats],
+    shards: Sequence[ShardRecord],
     *,
     token_dtype: str,
     eod_id: int,
@@ -37,7 +50,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest dict; `shards` must be numbered 0..n-1 (ValueError naming the first gap)."""
     if token_dtype not in TOKEN_DTYPES:
-        raise ValueError(f"token_dtype must be one of {TOKEN_DTYPES}, got {token_dtype!r}")
+        raise ValueError(f"token_dtype must be one of {tuple(TOKEN_DTYPES)}, got {token_dtype!r}")
     ordered = sorted(shards, key=lambda s: s.shard_index)
     for expected, s in enumerate(ordered):
         if s.shard_index != expected:
@@ -72,19 +85,3 @@ def build_manifest(
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     """Canonical bytes: sorted keys, two-space indent, trailing newline."""
     return (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode("utf-8")
-
-
-def parse_manifest(data: bytes) -> dict[str, Any]:
-    """Parse and check a manifest; ValueError naming what is wrong (format, counts that do not add up)."""
-    m = json.loads(data)
-    if m.get("format") != FORMAT:
-        raise ValueError(f"not a {FORMAT} manifest: format={m.get('format')!r}")
-    if m["token_dtype"] not in TOKEN_DTYPES:
-        raise ValueError(f"manifest token_dtype {m['token_dtype']!r} is not one of {TOKEN_DTYPES}")
-    for key, field in (("n_samples", "n_samples"), ("n_tokens", "n_tokens"), ("total_bytes", "bytes")):
-        total = sum(s[field] for s in m["shards"])
-        if total != m[key]:
-            raise ValueError(f"manifest {key}={m[key]} but its shards sum to {total}")
-    if m["n_shards"] != len(m["shards"]):
-        raise ValueError(f"manifest n_shards={m['n_shards']} but lists {len(m['shards'])} shards")
-    return m

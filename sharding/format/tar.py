@@ -1,5 +1,6 @@
 """The on-disk shard format: reproducible ustar members, sample sizes counting headers and padding, the
-per-shard index and the sample JSON. Pure functions; the shard writer and the loader both build on them.
+per-shard index (written and parsed here only) and the sample JSON, and `iter_members`, the one way a tar is
+read member by member. Pure functions; the shard writer, the loader and lineage all build on them.
 
 A sample is two members, in order: `<key>.tokens` (little-endian token ids) and `<key>.json` (UTF-8 JSON
 {"doc_id","n_tokens","source"}, sorted keys, no spaces). `key` is the 12-digit zero-padded global sample
@@ -9,7 +10,12 @@ index. Headers carry mode 0o644, uid/gid 0, empty uname/gname and mtime 0, byte 
 
 from __future__ import annotations
 
+import io
 import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,9 +27,11 @@ MAX_MEMBER_SIZE = 8**11 - 1  # largest size an 11-digit octal ustar field holds
 TOKENS_EXT = "tokens"
 JSON_EXT = "json"
 
-INDEX_DTYPE = np.dtype(
-    [("tokens_offset", "<i8"), ("n_tokens", "<i8"), ("json_offset", "<i8"), ("json_nbytes", "<i8")]
-)
+INDEX_FIELDS = ("tokens_offset", "n_tokens", "json_offset", "json_nbytes")
+INDEX_DTYPE = np.dtype([(f, "<i8") for f in INDEX_FIELDS])
+# np.load parses the .npy header with ast.literal_eval, which CPython 3.11 cannot run in two threads at
+# once ("AST constructor recursion depth mismatch"); the loader's producer and checking threads load indexes
+_NPY_HEADER_LOCK = threading.Lock()
 
 
 def sample_key(index: int) -> str:
@@ -128,8 +136,6 @@ def encode_sample(index: int, tokens: bytes, meta_json: bytes) -> bytes:
 
 def index_bytes(index: np.ndarray) -> bytes:
     """A shard index as `.npy` bytes (no pickle); the header is deterministic for a given length."""
-    import io
-
     if index.dtype != INDEX_DTYPE:
         raise ValueError(f"index dtype must be {INDEX_DTYPE}, got {index.dtype}")
     buf = io.BytesIO()
@@ -138,10 +144,74 @@ def index_bytes(index: np.ndarray) -> bytes:
 
 
 def read_index(data: bytes) -> np.ndarray:
-    """Parse `.npy` bytes of a shard index; ValueError when the dtype is not INDEX_DTYPE."""
-    import io
+    """Parse `.npy` bytes of a shard index, never unpickling: a 1-D structured array with the INDEX_FIELDS,
+    returned as INDEX_DTYPE. ValueError ("not a shard index ...") for any other array, negative offsets or
+    sizes, or bytes that are no `.npy`."""
+    with _NPY_HEADER_LOCK:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    names = arr.dtype.names or ()
+    missing = [f for f in INDEX_FIELDS if f not in names]
+    if arr.ndim != 1 or missing:
+        raise ValueError(f"not a shard index: dtype {arr.dtype}, shape {arr.shape}; needs 1-D with {INDEX_FIELDS}")
+    out = np.empty(len(arr), INDEX_DTYPE)
+    for f in INDEX_FIELDS:
+        out[f] = arr[f]
+    if len(out) and min(int(out[f].min()) for f in INDEX_FIELDS) < 0:
+        raise ValueError("not a shard index: negative offsets or sizes")
+    return out
 
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
-    if arr.dtype != INDEX_DTYPE:
-        raise ValueError(f"not a shard index: dtype {arr.dtype}")
-    return arr
+
+def index_matrix(index: np.ndarray) -> np.ndarray:
+    """A shard index as int64 ``[n_samples, 4]``, columns in INDEX_FIELDS order (what the loader's kernels take)."""
+    return np.stack([index[f].astype(np.int64) for f in INDEX_FIELDS], axis=1)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One tar member as `iter_members` finds it: its name, the offset of its data and its size in bytes."""
+
+    name: str
+    offset: int
+    size: int
+
+
+def iter_members(
+    stream: BinaryIO, want: Callable[[str], bool] = lambda name: False
+) -> Iterator[tuple[Member, bytes | None]]:
+    """The members of a tar read front to back from a binary stream (a shard with no readable index),
+    parsing the ustar headers by hand as `ustar_header` writes them, with the data of those whose name
+    `want` accepts (None for the others, which are skipped); stops at the end-of-archive blocks.
+    ValueError naming the byte offset for a header whose checksum or size field is unreadable, or data
+    cut short."""
+    offset = 0
+    while True:
+        header = stream.read(BLOCK)
+        if len(header) < BLOCK or not any(header):
+            return
+        stored = header[148:156].strip(b"\0 ")
+        if not stored or int(stored, 8) != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+            raise ValueError(f"tar header at byte {offset}: checksum does not match")
+        size_field = header[124:136].strip(b"\0 ")
+        if not size_field.isdigit():
+            raise ValueError(f"tar header at byte {offset}: unreadable size field {size_field!r}")
+        size = int(size_field, 8)
+        name = header[:100].split(b"\0", 1)[0]
+        prefix = header[345:500].split(b"\0", 1)[0]
+        full = (prefix + b"/" + name if prefix else name).decode("utf-8", "replace")
+        member = Member(full, offset + BLOCK, size)
+        data = _read_exactly(stream, padded(size), member, keep=want(full))
+        yield member, data[:size] if data is not None else None
+        offset += BLOCK + padded(size)
+
+
+def _read_exactly(stream: BinaryIO, nbytes: int, member: Member, *, keep: bool) -> bytes | None:
+    parts: list[bytes] = []
+    left = nbytes
+    while left:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            raise ValueError(f"tar member {member.name!r} at byte {member.offset}: data cut short")
+        if keep:
+            parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts) if keep else None
