@@ -204,7 +204,10 @@ def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_ev
     current = current.checkpoint() if checkpoint_dir else current.localCheckpoint()
     for round_no in range(1, max_iterations + 1):
         if _is_star_forest(current):
-            log.info("connected components converged after %d rounds", round_no - 1)
+            # zero rounds is the usual case, not a failure: every candidate pair already points at its
+            # cluster's minimum, so the edges are a forest of stars before any round
+            log.info("connected components: %s", "the candidate edges were already stars (no round needed)"
+                     if round_no == 1 else f"stars after {round_no - 1} round(s)")
             break
         current = _small_star(_large_star(current))
         if round_no % checkpoint_every == 0:

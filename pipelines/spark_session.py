@@ -6,7 +6,9 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 from pyiceberg.table import Table
@@ -29,10 +31,12 @@ REQUIRED_CONF = {
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.adaptive.coalescePartitions.enabled": "true",
 }
+# Spark's JVM logging for the CLI's own session: WARN and up, one line each (see the file)
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # Defaults of the CLI's own (local) session only; a spark-submit'ed job keeps Spark's own defaults.
 LOCAL_CONF = {
     "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "true",
+    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
     "spark.driver.memory": "4g",
     "spark.python.worker.reuse": "true",
 }
@@ -85,7 +89,7 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", _python())
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
-        for key, value in {**DEFAULT_CONF, **cfg.conf}.items():
+        for key, value in {**DEFAULT_CONF, **_progress_conf(), **cfg.conf}.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         origin = "params.yaml (spark.master, spark.conf)"
@@ -103,13 +107,20 @@ def _submitted_session(cfg: SparkConfig) -> SparkSession:
     builder = SparkSession.builder
     if not submitted.contains("spark.app.name"):
         builder = builder.appName(cfg.app_name)
-    for key, value in REQUIRED_CONF.items():
+    for key, value in {**REQUIRED_CONF, **_progress_conf()}.items():
         if not submitted.contains(key):
             builder = builder.config(key, value)
     if cfg.conf or cfg.master != SparkConfig().master:
         log.info("spark-submit owns the cluster settings: params.yaml spark.master=%s and spark.conf keys %s "
                  "are not applied", cfg.master, sorted(cfg.conf))
     return builder.getOrCreate()
+
+
+def _progress_conf() -> dict[str, str]:
+    """Spark's console progress bar only where someone watches it, a terminal. Redrawn with carriage returns,
+    it runs together into one long line in log files and `dvc repro` output; there, each stage logs a start
+    and a done line instead (pipelines.stages)."""
+    return {"spark.ui.showConsoleProgress": "true" if sys.stderr.isatty() else "false"}
 
 
 def effective_settings(spark: SparkSession) -> dict[str, str]:
