@@ -14,8 +14,8 @@ class DedupConfig(BaseModel):
     near: bool = True
     threshold: float = Field(default=0.8, gt=0.0, lt=1.0, description="Jaccard similarity of near duplicates")
     num_perm: int = Field(default=128, gt=0)
-    bands: int | None = Field(default=None, description="default: chosen from threshold and weights")
-    rows: int | None = None
+    bands: int | None = Field(default=None, gt=0, description="default: chosen from threshold and weights")
+    rows: int | None = Field(default=None, gt=0)
     # Candidates are verified by signature Jaccard, so false positives are cheap and false negatives are lost
     # recall: the defaults give 16 bands x 8 rows at 0.8 (P(candidate | J=0.8) = 0.95, see dedup/lsh.py).
     false_positive_weight: float = Field(default=0.05, ge=0.0)

@@ -118,7 +118,11 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"--set {key!r}: empty key segment")
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"--set {key.strip()}: value {raw!r} is not valid YAML ({mark})") from None
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         if isinstance(node, list):
@@ -163,14 +167,36 @@ def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | 
                 loaded = yaml.safe_load(p.read_text())
             except yaml.YAMLError as exc:
                 raise ConfigError(f"{p}: not valid YAML ({exc.__class__.__name__})") from exc
-            if loaded is not None and not isinstance(loaded, dict):
+            if loaded is None:
+                raise ConfigError(f"{p} is empty; write `{{}}` in it to run with every default")
+            if not isinstance(loaded, dict):
                 raise ConfigError(f"{p}: top level must be a mapping")
-            data = loaded or {}
+            data = loaded
         elif str(path) != "params.yaml":
             raise ConfigError(f"config file not found: {p}")
     for assignment in overrides or []:
         apply_override(data, assignment)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
+    check_paths(cfg)
+    return cfg
+
+
+def check_paths(cfg: Config) -> None:
+    """Local paths that must be folders (or not exist yet) are checked before any stage starts Spark.
+
+    Raises ConfigError naming the key and the path.
+    """
+    folders = {"lake.root": cfg.lake.root, "lake.warehouse": cfg.lake.warehouse,
+               "lake.metrics_dir": cfg.lake.metrics_dir, "shard.output": cfg.shard.output}
+    for key, value in folders.items():
+        if not value or "://" in value and not value.startswith("file://"):
+            continue
+        path = Path(value.removeprefix("file://"))
+        for parent in (path, *path.parents):
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ConfigError(f"{key}: {parent} is a file, not a folder")
+                break

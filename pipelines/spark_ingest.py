@@ -9,16 +9,19 @@ summary (see `pipelines.sources.state` for why that order is safe under SIGKILL 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from pyarrow import fs as pafs
 from pyiceberg.table import Table
 from pyspark.sql import SparkSession
 
 from pipelines import lake
 from pipelines.config import Config
+from pipelines.errors import TokenmillError
 from pipelines.report import StageReport
 from pipelines.sources import commit, lease
 from pipelines.sources import state as ingest_state
@@ -26,6 +29,7 @@ from pipelines.sources.failpoints import failpoint
 from pipelines.sources.plan import plan_run, settle
 from pipelines.sources.state import IngestState
 from pipelines.sources.tasks import TaskContext, discard_files, pack_units, run_units
+from pipelines.storage import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,45 @@ def _execute(spark: SparkSession, groups: list[list[dict[str, Any]]], ctx: TaskC
         for units in part:
             yield from run_units(units, ctx)
 
-    return sc.parallelize(groups, len(groups)).mapPartitions(task).collect()
+    try:
+        return sc.parallelize(groups, len(groups)).mapPartitions(task).collect()
+    except Exception as exc:
+        _discard_run_files(ctx)
+        raise IngestTaskError(f"ingest task failed: {worker_error(exc)}") from exc
+
+
+class IngestTaskError(TokenmillError):
+    """A Spark task of the ingest stage failed (after Spark's retries); the run committed nothing."""
+
+
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit)): (.*)$")
+
+
+def worker_error(exc: BaseException) -> str:
+    """The innermost `SomeError: message` line of a failed task's Python traceback, as one line (the
+    whole message when it holds none).
+
+    >>> worker_error(RuntimeError("Traceback ...\\n  File x\\nOSError: [Errno 28] no space left on device: /l"))
+    'OSError: [Errno 28] no space left on device: /l'
+    """
+    text = str(exc)
+    found = [m for line in text.splitlines() if (m := _ERROR_LINE.match(line.strip()))]
+    if found:
+        return f"{found[-1].group(1)}: {found[-1].group(2)}"[:500]
+    return " ".join(text.split())[:500]
+
+
+def _discard_run_files(ctx: TaskContext) -> None:
+    """Delete the data files this run's tasks wrote before the job failed (nothing was committed)."""
+    prefix = f"ingest-{ctx.run_id[:8]}-"
+    for directory in (ctx.raw_dir, ctx.quarantine_dir):
+        fs, path = filesystem(directory)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        except OSError:
+            continue
+        discard_files([f"{directory.split('://', 1)[0]}://{i.path}" for i in infos
+                       if i.base_name.startswith(prefix)])
 
 
 def _summary(cfg: Config, run_id: str, counts: dict[str, int], extra: dict[str, str] | None = None) -> dict[str, str]:

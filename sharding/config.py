@@ -11,7 +11,7 @@ class ShardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target_bytes: int = Field(
-        default=134_217_728, ge=4096, description="shard size limit, tar headers included"
+        default=134_217_728, ge=4096, le=1 << 36, description="shard size limit, tar headers included (4 KiB..64 GiB)"
     )
     output: str | None = Field(default=None, description="local dir or s3:// URI; default <lake.root>/shards")
     endpoint: str | None = Field(default=None, description="S3 endpoint override for an s3:// output")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from pyiceberg.table import Table
 
-from pipelines import lake
+from pipelines.storage import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def lease_uri(raw_docs: Table, run_id: str) -> str:
 
 
 def _write(uri: str, run_id: str) -> None:
-    fs, path = lake.filesystem_for(uri)
+    fs, path = filesystem(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     body = json.dumps({"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
                        "heartbeat_at": time.time()}).encode()
@@ -61,7 +61,7 @@ def held(raw_docs: Table, run_id: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-        fs, path = lake.filesystem_for(uri)
+        fs, path = filesystem(uri)
         try:
             fs.delete_file(path)
         except FileNotFoundError:
@@ -70,7 +70,7 @@ def held(raw_docs: Table, run_id: str) -> Iterator[None]:
 
 def is_alive(raw_docs: Table, run_id: str, now: float | None = None) -> bool:
     """Whether run `run_id` may still be running (see the module doc for when it is provably dead)."""
-    fs, path = lake.filesystem_for(lease_uri(raw_docs, run_id))
+    fs, path = filesystem(lease_uri(raw_docs, run_id))
     try:
         with fs.open_input_stream(path) as f:
             lease = json.loads(f.read())

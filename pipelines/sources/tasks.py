@@ -8,6 +8,7 @@ per unit, the files and counts; it commits nothing.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import time
@@ -73,8 +74,13 @@ class RollingWriter:
         n = table.num_rows
         table = table.append_column("ingested_at", pa.repeat(pa.scalar(self.ctx.ingested_at, pa.timestamp("us", "UTC")), n))
         table = table.append_column("run_id", pa.repeat(pa.scalar(self.ctx.run_id, pa.large_string()), n))
-        path = lake.write_data_file(self.directory, table.select(self.schema.names).cast(self.schema),
-                                    prefix=self.prefix)
+        try:
+            path = lake.write_data_file(self.directory, table.select(self.schema.names).cast(self.schema),
+                                        prefix=self.prefix)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+                raise OSError(errno.ENOSPC, f"no space left on device: {self.directory}") from None
+            raise
         if path:
             self.paths.append(path)
         self.pending, self.pending_bytes = [], 0
