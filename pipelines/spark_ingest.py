@@ -61,6 +61,8 @@ def _execute(spark: SparkSession, groups: list[list[dict[str, Any]]], ctx: TaskC
 class IngestTaskError(TokenmillError):
     """A Spark task of the ingest stage failed (after Spark's retries); the run committed nothing."""
 
+    exit_code = 16
+
 
 _ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit)): (.*)$")
 
