@@ -39,7 +39,14 @@ from sharding.dataset_plan import (
     plan_dataset,
     sample_sizes,
 )
-from sharding.format.manifest import MANIFEST_NAME, build_manifest, index_name, manifest_bytes, shard_name
+from sharding.format.manifest import (
+    MANIFEST_NAME,
+    TOKEN_DTYPES,
+    build_manifest,
+    index_name,
+    manifest_bytes,
+    shard_name,
+)
 from sharding.format.tar import index_bytes
 from sharding.writer import ShardStats, ShardWriter, delete_names, list_names, open_sink, write_object
 
@@ -226,7 +233,7 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     if tokens is None:
         raise StageInputError(f"table {cfg.lake.namespace}.tokens does not exist; run tokenize first")
     info = tokens_info(tokens)
-    itemsize = 2 if info["token_dtype"] == "uint16" else 4
+    itemsize = TOKEN_DTYPES[info["token_dtype"]].itemsize
     df = read_input_df(spark, cfg, tokens).select("doc_id", "tokens", "n_tokens", "source")
     cores = spark.sparkContext.defaultParallelism
     meta = df.mapInArrow(_meta(s.seed), META_SCHEMA)

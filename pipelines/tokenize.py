@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.errors import MissingDependencyError
+from sharding.format.manifest import TOKEN_DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def token_dtype(vocab_size: int) -> np.dtype:
         raise ValueError(f"vocab_size must be positive, got {vocab_size}")
     if vocab_size > 1 << 32:
         raise ValueError(f"vocab_size {vocab_size} does not fit uint32 token ids")
-    return np.dtype("<u2") if vocab_size <= UINT16_VOCAB_LIMIT else np.dtype("<u4")
+    return TOKEN_DTYPES["uint16"] if vocab_size <= UINT16_VOCAB_LIMIT else TOKEN_DTYPES["uint32"]
 
 
 def parse_tiktoken_ranks(data: bytes) -> dict[bytes, int]:
@@ -193,7 +194,7 @@ def pack_ids(
     or is negative.
     """
     dtype = np.dtype(dtype)
-    if dtype not in (np.dtype("<u2"), np.dtype("<u4")):
+    if dtype not in TOKEN_DTYPES.values():
         raise ValueError(f"token dtype must be <u2 or <u4, got {dtype}")
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
@@ -254,7 +255,7 @@ def tokenizer_info(encoder: Encoder) -> dict[str, Any]:
     """What tables and manifests record about the tokenizer."""
     return {
         "tokenizer_sha256": encoder.spec.sha256,
-        "token_dtype": "uint16" if encoder.dtype.itemsize == 2 else "uint32",
+        "token_dtype": next(name for name, dt in TOKEN_DTYPES.items() if dt == encoder.dtype),
         "eod_id": encoder.eod_id,
         "vocab_size": encoder.vocab_size,
         "tokenizer_kind": encoder.spec.kind,
