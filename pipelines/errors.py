@@ -1,7 +1,7 @@
 """Every tokenmill domain error derives from `TokenmillError`; the CLI prints one as one line and exits with its
 `exit_code` (the table is in docs/errors.md). This module imports nothing but the standard library, so the
 loader and dedup derive their own errors from it (dedup.errors, sharding.loader_errors) without pulling in
-pyspark, pyiceberg or torch. Exit codes are distinct; tests/unit/test_errors.py checks that."""
+Spark, pyiceberg or torch. Exit codes are distinct; tests/unit/pipelines/test_errors.py checks that."""
 
 
 class TokenmillError(Exception):

@@ -38,7 +38,7 @@ from pipelines.errors import TokenmillError
 from pipelines.report import StageReport
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pipelines.spark_session import SparkSession
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pipelines.config import Config
 from pipelines.report import StageReport
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pipelines.spark_session import SparkSession
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ audit, lineage) goes through here, so they agree on what a URI means and on how 
 - `filesystem(uri, options)` gives ``(pyarrow FileSystem, path inside it)``; `s3_client(options)` a boto3
   client from the same settings, for what pyarrow does not do (multipart uploads, listing with ETags).
 
-Importing this module imports neither pyarrow.fs nor boto3 (nor pyspark, pyiceberg or torch).
+Importing this module imports neither pyarrow.fs nor boto3 (nor Spark, pyiceberg or torch).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The on-disk shard format, defined once: the tar layout and the per-shard index (`tar`), the manifest's
 format string, token dtypes, shard names, building and canonical bytes (`manifest`), and the one manifest
-model with its parser and reader (`model`). Imports numpy and the storage seam only (no torch, pyspark or
+model with its parser and reader (`model`). Imports numpy and the storage seam only (no torch, Spark or
 pyiceberg): the shard writer, the loader, versions, audit and lineage all read and write through it."""
 
 from sharding.format.manifest import (
