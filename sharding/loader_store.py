@@ -21,7 +21,7 @@ from sharding.cache import ShardCache
 from sharding.format import index_matrix, read_index
 from sharding.loader_errors import CorruptShardError
 from sharding.loader_manifest import RemoteOptions, ShardManifest, s3_path
-from sharding.loader_verify import check_tar_layout, sha256_file
+from sharding.loader_verify import check_tar_layout, check_token_ids, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,9 @@ class ShardStore:
         if sha256_file(path) != m.sha256[shard]:
             return "sha256 does not match the manifest"
         buf = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
-        return check_tar_layout(buf, self._load_index(shard), m.token_dtype.itemsize)
+        index = self._load_index(shard)
+        return (check_tar_layout(buf, index, m.token_dtype.itemsize)
+                or check_token_ids(buf, index, m.token_dtype, m.vocab_size))
 
     def close(self) -> None:
         self.checks.close()

@@ -89,6 +89,57 @@ def check_tar_layout(buf: np.ndarray, index: np.ndarray, itemsize: int) -> str |
     return None
 
 
+_TOKENS_NAME = np.frombuffer(b".tokens\0", dtype=np.uint8)
+_JSON_NAME = np.frombuffer(b".json\0", dtype=np.uint8)
+_KEY_DIGITS = 12
+
+
+def _check_names(name: np.ndarray, prefix: np.ndarray) -> tuple[int, str] | None:
+    """Member names as the writer makes them: `<key>.tokens` then `<key>.json` with one 12-digit key per
+    sample, keys rising by one, no ustar prefix. Anything else (`.pickle`, `.pyd`, a reordered or renamed
+    member) is refused before a reader that dispatches on the extension (webdataset's `.decode()`) sees it."""
+    rows = len(name)
+    suffix = np.empty(rows, dtype=bool)
+    suffix[0::2] = np.all(name[0::2, _KEY_DIGITS : _KEY_DIGITS + len(_TOKENS_NAME)] == _TOKENS_NAME, axis=1)
+    suffix[1::2] = np.all(name[1::2, _KEY_DIGITS : _KEY_DIGITS + len(_JSON_NAME)] == _JSON_NAME, axis=1)
+    digits = name[:, :_KEY_DIGITS]
+    ok = suffix & np.all((digits >= 48) & (digits <= 57), axis=1) & np.all(prefix == 0, axis=1)
+    keys = ((digits.astype(np.int64) - 48) * (np.int64(10) ** np.arange(_KEY_DIGITS - 1, -1, -1))).sum(axis=1)
+    ok[1::2] &= keys[1::2] == keys[0::2][: len(keys[1::2])]
+    ok[2::2] &= keys[2::2] == keys[0:-2:2] + 1
+    if np.all(ok):
+        return None
+    i = int(np.flatnonzero(~ok)[0])
+    text = bytes(name[i]).split(b"\0", 1)[0].decode("utf-8", "replace")
+    want = ".tokens" if i % 2 == 0 else ".json"
+    return i, f"member name {text!r} is not <12-digit key>{want} in sample order"
+
+
+def check_token_ids(buf: np.ndarray, index: np.ndarray, dtype: np.dtype, vocab_size: int) -> str | None:
+    """None when every token id in the shard is below `vocab_size`, else the first sample holding one that
+    is not (an id the model's embedding has no row for). `buf` and `index` as for `check_tar_layout`, whose
+    check must have passed (members aligned to 512-byte blocks)."""
+    tok_off, n_tok = index[:, 0].astype(np.int64), index[:, 1].astype(np.int64)
+    keep = np.flatnonzero(n_tok > 0)
+    if keep.size == 0:
+        return None
+    itemsize = np.dtype(dtype).itemsize
+    ids = buf[: len(buf) // itemsize * itemsize].view(np.dtype(dtype).newbyteorder("<"))
+    starts = tok_off[keep] // itemsize
+    bounds = np.empty(2 * keep.size, dtype=np.int64)
+    bounds[0::2], bounds[1::2] = starts, starts + n_tok[keep]
+    if bounds[-1] >= len(ids):  # reduceat needs every index inside the array
+        bounds = bounds[:-1]
+    highest = np.maximum.reduceat(ids, bounds)[0::2]
+    if bounds.size % 2:  # the last region ran to the end of the view: its max is the tail's
+        highest[-1] = ids[starts[-1] : starts[-1] + n_tok[keep][-1]].max()
+    over = np.flatnonzero(highest >= vocab_size)
+    if over.size == 0:
+        return None
+    sample = int(keep[over[0]])
+    return f"sample {sample}: token id {int(highest[over[0]])} >= vocab_size {vocab_size}"
+
+
 def _check_headers(headers: np.ndarray, sizes: np.ndarray) -> tuple[int, str] | None:
     name = headers[:, 0:100]
     prefix = headers[:, 345:500]
@@ -104,6 +155,9 @@ def _check_headers(headers: np.ndarray, sizes: np.ndarray) -> tuple[int, str] | 
             return i, f"unsafe {what} {text!r} (absolute or contains '..')"
     if not np.all(name[:, 0] != 0):
         return int(np.flatnonzero(name[:, 0] == 0)[0]), "empty member name"
+    problem = _check_names(name, prefix)
+    if problem is not None:
+        return problem
     vals, ok = _octal_fields(headers[:, 124:136])
     if not np.all(ok & (vals == sizes)):
         i = int(np.flatnonzero(~ok | (vals != sizes))[0])

@@ -93,7 +93,18 @@ def _require(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wh
     return value
 
 
+# A manifest lists one small entry per shard (about 300 bytes): 256 MiB is far more than any dataset needs,
+# and refusing larger ones keeps a corrupt or hostile file from being read into memory whole.
+MAX_MANIFEST_BYTES = 256 << 20
+
+
+def _check_size(size: int | None, uri: str) -> None:
+    if size is not None and size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{uri}: {size} bytes, over the {MAX_MANIFEST_BYTES} a manifest may have")
+
+
 def _load_json(data: str | bytes, uri: str) -> dict[str, Any]:
+    _check_size(len(data), uri)
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as exc:
@@ -187,8 +198,9 @@ def read_manifest(uri: str, s3: S3Options | None = None) -> ShardManifest:
     if is_s3(where):
         fs, key = filesystem(where, s3)
         try:
+            _check_size(fs.get_file_info(key).size, where)
             with fs.open_input_stream(key) as f:
-                data = f.read()
+                data = f.read(MAX_MANIFEST_BYTES + 1)
         except OSError as exc:  # FileNotFoundError included
             raise ManifestError(f"{where}: cannot read manifest ({exc})") from exc
     else:
@@ -196,7 +208,9 @@ def read_manifest(uri: str, s3: S3Options | None = None) -> ShardManifest:
         if not path.is_file():
             raise ManifestError(f"{path}: manifest not found")
         where = str(path.resolve())
-        data = path.read_bytes()
+        _check_size(path.stat().st_size, where)
+        with path.open("rb") as f:
+            data = f.read(MAX_MANIFEST_BYTES + 1)  # one byte more: a file grown since is refused too
     manifest = parse_manifest(data, where)
     log.debug("manifest %s: %d shards, %d tokens", where, manifest.n_shards, int(manifest.n_tokens.sum()))
     return manifest
