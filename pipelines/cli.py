@@ -170,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
     )
+    if not args.verbose:  # py4j logs every gateway connection at INFO
+        logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except ConfigError as exc:

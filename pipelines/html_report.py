@@ -266,24 +266,23 @@ def _counts(run: dict[str, Any]) -> str:
 
 
 def _stages_section(d: ReportData) -> list[str]:
-    """Per stage, the last run that did work (its counts and seconds) and when the stage last ran; from the
-    run history, or from the metrics files (the last run only) for a lake written before the history."""
-    if d.runs:
-        rows: list[list[object]] = []
-        for r in d.runs:
-            last, worked = r["last"], r["worked"]
-            when = _e(last["finished_at"]) + ("" if last.get("did_work") else " (nothing new)")
-            rows.append([_e(r["stage"]), when, _e(worked["finished_at"]) if worked else "none recorded",
-                         _n(float(worked.get("seconds", 0))) if worked else "", _counts(worked) if worked else ""])
-        return ["<h2>Stage runs</h2>",
-                "<p class='meta'>The counts are those of each stage's last run that did work; a later run with "
-                "nothing new committed nothing.</p>",
-                _table(["stage", "last run (UTC)", "last run that did work", "seconds", "counts"], rows, {3})]
-    if d.stages:
-        return ["<h2>Last stage runs</h2>",
-                _table(["stage", "seconds", "counts"],
-                       [[_e(s["stage"]), _n(float(s.get("seconds", 0))), _counts(s)] for s in d.stages], {1})]
-    return []
+    """Per stage, the last run that did work (its counts and seconds) and when the stage last ran, from the
+    run history; a stage without history (a lake written before it) shows its metrics file, the last run."""
+    rows: list[list[object]] = []
+    for r in d.runs:
+        last, worked = r["last"], r["worked"]
+        when = _e(last["finished_at"]) + ("" if last.get("did_work") else " (nothing new)")
+        rows.append([_e(r["stage"]), when, _e(worked["finished_at"]) if worked else "none recorded",
+                     _n(float(worked.get("seconds", 0))) if worked else "", _counts(worked) if worked else ""])
+    recorded = {r["stage"] for r in d.runs}
+    rows += [[_e(s["stage"]), "before the run history", "", _n(float(s.get("seconds", 0))), _counts(s)]
+             for s in d.stages if s["stage"] not in recorded]
+    if not rows:
+        return []
+    return ["<h2>Stage runs</h2>",
+            "<p class='meta'>The counts are those of each stage's last run that did work; a later run with "
+            "nothing new committed nothing.</p>",
+            _table(["stage", "last run (UTC)", "last run that did work", "seconds", "counts"], rows, {3})]
 
 
 def render_html(d: ReportData) -> str:

@@ -32,15 +32,16 @@ class StageReport:
         data = {"stage": self.stage, "counts": self.counts, "seconds": self.seconds}
         p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
-    def record_run(self, history: str | Path) -> dict[str, Any]:
+    def record_run(self, history: str | Path, previous_snapshots: dict[str, Any] | None = None) -> dict[str, Any]:
         """Append this run to the stage's history (JSON lines: stage, finished_at, seconds, counts, snapshots,
         did_work) and return the line. A run did work unless it was skipped or committed nothing: its snapshot
-        ids are those of the stage's previous run. Unlike the metrics file, which the last run overwrites,
-        the history keeps the last run that did work after a run with nothing new."""
+        ids are those of the stage's previous run (the history's last line, else ``previous_snapshots``, e.g.
+        from the stage's pointer file in a lake written before the history). Unlike the metrics file, which
+        the last run overwrites, the history keeps the last run that did work after a run with nothing new."""
         p = Path(history)
         p.parent.mkdir(parents=True, exist_ok=True)
         runs = read_history(p)
-        previous = runs[-1]["snapshots"] if runs else None
+        previous = runs[-1]["snapshots"] if runs else previous_snapshots
         line = {"stage": self.stage, "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "seconds": self.seconds, "counts": self.counts, "snapshots": self.snapshots,
                 "did_work": not self.skipped and self.snapshots != previous}

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.config import Config
 from pipelines.report import StageReport
@@ -56,6 +56,15 @@ def history_path(cfg: Config, stage: str) -> Path:
     return Path(cfg.lake.root) / "runs" / f"{stage}.jsonl"
 
 
+def _pointed_snapshots(pointer: Path) -> dict[str, Any] | None:
+    """The snapshot ids the stage's previous run recorded in its pointer file (None without one)."""
+    try:
+        data = json.loads(pointer.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("snapshots") if isinstance(data, dict) else None
+
+
 def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> StageReport:
     """Run one stage with a session (built from cfg.spark when not given), then write its metrics and pointer."""
     if spark is None:
@@ -67,7 +76,7 @@ def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> Stag
     report = stage_function(name)(spark, cfg)
     report.seconds = round(time.perf_counter() - start, 3)
     report.write_metrics(metrics_path(cfg, name))
-    report.record_run(history_path(cfg, name))
+    report.record_run(history_path(cfg, name), _pointed_snapshots(pointer_path(cfg, name)))
     pointer = {"stage": name, "snapshots": report.snapshots, "outputs": report.outputs,
                "params_hash": cfg.params_hash()}
     p = pointer_path(cfg, name)

@@ -92,3 +92,11 @@ def test_run_history_keeps_the_last_run_that_did_work(tmp_path) -> None:
     assert runs["shard"]["worked"] is None
     skipped = StageReport(stage="ingest", snapshots={"raw_docs": 12}, skipped=True).record_run(history)
     assert not skipped["did_work"]
+
+
+def test_the_first_recorded_run_compares_with_the_pointer_of_the_run_before(tmp_path) -> None:
+    history = tmp_path / "runs" / "ingest.jsonl"
+    idle = StageReport(stage="ingest", snapshots={"raw_docs": 11}).record_run(history, {"raw_docs": 11})
+    assert not idle["did_work"]
+    worked = StageReport(stage="curate", snapshots={"clean_docs": 5}).record_run(tmp_path / "c.jsonl", {"clean_docs": 4})
+    assert worked["did_work"]
