@@ -81,7 +81,7 @@ lint: $(VENV)/.test-installed
 bench: check-java $(BENCH_VENV)/.bench-installed
 ifeq ($(BENCH),)
 	@echo "anchors installed in $(BENCH_VENV); run one benchmark with make bench BENCH=<name>, one of:"
-	@ls benchmarks/*.py | sed -e 's|benchmarks/||' -e 's|\.py$$||' | grep -v '^__init__$$' | tr '\n' ' '; echo
+	@ls benchmarks/*.py | sed -e 's|benchmarks/||' -e 's|\.py$$||' | grep -v '^_' | tr '\n' ' '; echo
 else
 	$(BENCH_VENV)/bin/python -m benchmarks.$(BENCH)
 endif

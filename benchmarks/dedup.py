@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,18 +34,10 @@ sys.path.append(str(ROOT / "benchmarks"))
 
 from dedup_quality import base_documents, source_texts, word_stream  # noqa: E402
 
+from benchmarks._timing import median_seconds  # noqa: E402
 from dedup.shingle import shingle_strings  # noqa: E402
 
 NUM_PERM, NGRAM = 128, 5
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def ours(texts: list[str]) -> Callable[[], object]:
@@ -121,7 +112,7 @@ def signature_speed(mb: float, repeats: int) -> None:
         except Exception as exc:  # an anchor that does not install or run is reported, not fatal
             print(f"  {name:34s} unavailable: {type(exc).__name__}: {exc}")
             continue
-        results[name] = size_mb / median_time(fn, repeats)
+        results[name] = size_mb / median_seconds(fn, repeats)[0]
     base = results["tokenmill (numba)"]
     for name, rate in results.items():
         ratio = "" if name.startswith("tokenmill") else f"   tokenmill is {base / rate:6.1f}x faster"

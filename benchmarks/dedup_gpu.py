@@ -12,12 +12,8 @@ CPU kernel's bit for bit (exit status 1 if not).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import numba
 import numpy as np
@@ -28,6 +24,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.append(str(_HERE))
 
+from benchmarks._timing import median_seconds  # noqa: E402
 from dedup.gpu import minhash_from_hashes_torch  # noqa: E402
 from dedup.minhash import minhash_signatures  # noqa: E402
 from dedup.shingle import shingle_hashes  # noqa: E402
@@ -46,21 +43,6 @@ def documents(text: str, target_mb: float, doc_bytes: int = 2000) -> pa.Array:
     total = sum(len(d.encode()) for d in docs)
     reps = max(1, int(np.ceil(target_mb * 1e6 / total)))
     return pa.array(docs * reps, pa.large_string())
-
-
-T = TypeVar("T")
-
-
-def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
-    """Median seconds of `repeats` (at least 1) calls of `fn`, and the last call's result."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def main() -> None:
@@ -89,15 +71,15 @@ def main() -> None:
 
     k = args.num_perm
     minhash_signatures(arr[:100], num_perm=k)  # compile
-    t_cpu, cpu_sig = timed(lambda: minhash_signatures(arr, num_perm=k), args.repeats)
+    t_cpu, cpu_sig = median_seconds(lambda: minhash_signatures(arr, num_perm=k), args.repeats)
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     one = arr[: max(1, len(arr) // 8)]
     one_mb = float(np.frombuffer(one.buffers()[1], np.int64)[one.offset + len(one)] -
                    np.frombuffer(one.buffers()[1], np.int64)[one.offset]) / 1e6
-    t_one, _ = timed(lambda: minhash_signatures(one, num_perm=k), args.repeats)
+    t_one, _ = median_seconds(lambda: minhash_signatures(one, num_perm=k), args.repeats)
     numba.set_num_threads(threads)
-    t_sh, (hashes, offsets) = timed(lambda: shingle_hashes(arr), args.repeats)
+    t_sh, (hashes, offsets) = median_seconds(lambda: shingle_hashes(arr), args.repeats)
 
     def on_device(compiled: bool) -> np.ndarray:
         out = minhash_from_hashes_torch(hashes, offsets, num_perm=k, device=dev, compile=compiled)
@@ -106,11 +88,11 @@ def main() -> None:
         return out
 
     on_device(False)  # warm up
-    t_eager, eager_sig = timed(lambda: on_device(False), args.repeats)
+    t_eager, eager_sig = median_seconds(lambda: on_device(False), args.repeats)
     t_dev, dev_sig = t_eager, eager_sig
     if args.compile:
         on_device(True)  # compile
-        t_dev, dev_sig = timed(lambda: on_device(True), args.repeats)
+        t_dev, dev_sig = median_seconds(lambda: on_device(True), args.repeats)
         print(f"{name} MinHash, eager torch (incl. copies): {mb / t_eager:9.1f} MB/s; torch.compile below")
     n_sh = len(hashes)
     print(f"CPU text -> signatures, {threads} threads: {mb / t_cpu:9.1f} MB/s")

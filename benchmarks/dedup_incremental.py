@@ -19,12 +19,8 @@ the source text, so the corpus also holds natural near duplicates beyond the pla
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +31,7 @@ sys.path.append(str(ROOT / "benchmarks"))
 
 from dedup_quality import base_documents, edit, source_texts, word_stream  # noqa: E402
 
+from benchmarks._timing import median_seconds  # noqa: E402
 from dedup.config import DedupConfig  # noqa: E402
 from dedup.incremental import near_duplicates_against_index_local  # noqa: E402
 from dedup.local import near_duplicates_local  # noqa: E402
@@ -43,21 +40,6 @@ from dedup.minhash import minhash_signatures  # noqa: E402
 from dedup.shingle import shingle_strings  # noqa: E402
 
 CFG = DedupConfig(keep=["doc_id"])  # old ids ("a...") sort before new ones ("n..."): full mode keeps the old
-
-
-T = TypeVar("T")
-
-
-def median_time(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
-    """Median seconds of `repeats` (at least 1) calls of `fn`, and the last call's result."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 def corpus(n_old: int, n_new: int, n_copies: int, seed: int) -> tuple[list[str], list[str], dict[str, str]]:
@@ -138,9 +120,9 @@ def main() -> None:
     both = pa.table({"doc_id": [f"a{i:07d}" for i in range(len(old))] + new_ids, "text": old + new})
     near_duplicates_against_index_local([batch.slice(0, 10)], index, cfg=CFG)  # numba warm-up
 
-    t_ours, ours = median_time(lambda: near_duplicates_against_index_local([batch], index, cfg=CFG), args.repeats)
-    t_ds, ds = median_time(lambda: datasketch_batch(lsh, new), args.repeats)
-    t_full, full = median_time(lambda: near_duplicates_local([both], cfg=CFG), args.repeats)
+    t_ours, ours = median_seconds(lambda: near_duplicates_against_index_local([batch], index, cfg=CFG), args.repeats)
+    t_ds, ds = median_seconds(lambda: datasketch_batch(lsh, new), args.repeats)
+    t_full, full = median_seconds(lambda: near_duplicates_local([both], cfg=CFG), args.repeats)
 
     ours_map = dict(zip(ours.column("doc_id").to_pylist(), ours.column("kept_doc_id").to_pylist(), strict=True))
     full_map = {d: k for d, k in zip(full.column("doc_id").to_pylist(), full.column("kept_doc_id").to_pylist(),

@@ -11,10 +11,7 @@ per core. Prints the median of `--repeats` timings, documents/s, MB/s and our sp
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from parity import RAW, corpus_batch, datatrove_filter, load_corpus  # noqa: E402
 
+from benchmarks._timing import median_seconds  # noqa: E402
 from pipelines.filters import curate_batch  # noqa: E402
 from pipelines.filters.config import (  # noqa: E402
     C4QualityFilter,
@@ -40,15 +38,6 @@ FAMILIES: dict[str, FilterSpec] = {
     "c4_quality": C4QualityFilter(),
     "fineweb_quality": FineWebQualityFilter(),
 }
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run_datatrove(names: list[str], texts: list[str]) -> None:
@@ -82,8 +71,8 @@ def main() -> None:
     print("-" * len(header))
     for label, names in rows:
         specs = [FAMILIES[n] for n in names]
-        ours = median_seconds(partial(curate_batch, batch, normalize=RAW, filters=specs), args.repeats)
-        theirs = median_seconds(partial(run_datatrove, names, texts), args.repeats)
+        ours, _ = median_seconds(partial(curate_batch, batch, normalize=RAW, filters=specs), args.repeats)
+        theirs, _ = median_seconds(partial(run_datatrove, names, texts), args.repeats)
         print(
             f"{label:<18} {len(docs) / ours:>12.0f} {mb / ours:>10.2f} {len(docs) / theirs:>10.0f} "
             f"{mb / theirs:>8.2f} {theirs / ours:>6.1f}x"

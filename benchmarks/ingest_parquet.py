@@ -19,7 +19,6 @@ import functools
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks._timing import median_seconds
 from pipelines.sources.config import LocalSource
 from pipelines.sources.objects import ReadOptions, list_local, read_object
 from pipelines.sources.parquet_records import _decode_parquet_rows, decode_parquet_arrow
@@ -85,15 +85,14 @@ def one_core() -> str:
     return "not pinned (no sched_setaffinity)"
 
 
-def median_seconds(fn: Callable[[], int], repeats: int, want: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def counted(fn: Callable[[], int], want: int) -> Callable[[], int]:
+    """`fn`, stopping the benchmark when a run does not count `want` records."""
+    def run() -> int:
         got = fn()
-        times.append(time.perf_counter() - start)
         if got != want:
             raise SystemExit(f"{fn.__name__}: {got} records, expected {want}")
-    return statistics.median(times)
+        return got
+    return run
 
 
 def main() -> None:
@@ -147,7 +146,7 @@ def main() -> None:
             if got.to_pydict() != want.to_arrow().to_pydict() or got_raws != want_raws:
                 raise SystemExit("the vectorised decoder disagrees with the row-by-row one")
 
-        times = {name: median_seconds(fn, args.repeats, n)
+        times = {name: median_seconds(counted(fn, n), args.repeats)[0]
                  for name, fn in (("old", old), ("new", new), ("anchor", anchor), ("reader", reader),
                                   ("read", read_only))}
         spark_s = spark_ingest(path.parent, tmp / "lake", n) if args.spark else None

@@ -17,28 +17,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
-T = TypeVar("T")
-
-
-def median_seconds(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
-    """Median seconds of `repeats` (at least 1) calls of `fn`, and the last call's result."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}")
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+from benchmarks._timing import median_seconds  # noqa: E402
 
 
 def write_dataset(folder: Path, n_docs: int, docs_per_shard: int, seed: int) -> dict:
