@@ -8,6 +8,7 @@ import sys
 
 from pipelines.config import load_config
 from pipelines.errors import TokenmillError
+from pipelines.secrets import install_log_redaction
 
 
 def main(stage: str, argv: list[str] | None = None) -> int:
@@ -16,6 +17,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     try:
         cfg = load_config(args.config, args.overrides)
         from pipelines.spark_session import build_session

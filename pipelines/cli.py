@@ -18,6 +18,7 @@ from pathlib import Path
 from pipelines import versions_cli
 from pipelines.config import Config, load_config
 from pipelines.errors import ConfigError, TokenmillError
+from pipelines.secrets import install_log_redaction
 
 log = logging.getLogger("tokenmill")
 
@@ -172,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:  # py4j logs every gateway connection at INFO
         logging.getLogger("py4j").setLevel(logging.WARNING)
+    install_log_redaction()  # no level logs a secret, a key id or a request signature
     try:
         return int(args.func(args))
     except ConfigError as exc:

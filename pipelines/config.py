@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dedup.config import DedupConfig
 from pipelines.errors import ConfigError
 from pipelines.filters.config import FilterSpec, LengthFilter, NormalizeConfig
 from pipelines.follow_config import FollowConfig
 from pipelines.monitor_config import MonitorConfig
+from pipelines.secrets import check_no_literal_secrets, resolve_settings
 from pipelines.sources.config import IngestConfig, SourceConfig
 from pipelines.tokenize_config import TokenizeConfig
 from sharding.config import ShardConfig
@@ -47,7 +48,12 @@ class LakeConfig(BaseModel):
         if not props:
             props = {"type": "sql", "uri": f"sqlite:///{root / 'catalog.db'}"}
         props.setdefault("warehouse", self.warehouse_uri())
-        return props
+        return resolve_settings(props, "lake.catalog")
+
+    @model_validator(mode="after")
+    def _no_literal_secrets(self) -> LakeConfig:
+        check_no_literal_secrets(self.catalog, "catalog")
+        return self
 
     def warehouse_uri(self) -> str:
         if self.warehouse:

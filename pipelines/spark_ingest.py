@@ -23,8 +23,10 @@ from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import TokenmillError
 from pipelines.report import StageReport
+from pipelines.secrets import resolve_settings
 from pipelines.sources import commit, lease
 from pipelines.sources import state as ingest_state
+from pipelines.sources.config import KafkaSource
 from pipelines.sources.failpoints import failpoint
 from pipelines.sources.plan import plan_run, settle
 from pipelines.sources.state import IngestState
@@ -129,7 +131,7 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: 
     results: list[dict[str, Any]] = []
     if plan.units:
         ctx = TaskContext(
-            sources=tuple(cfg.sources), run_id=run_id, ingested_at=datetime.now(UTC),
+            sources=_resolved_sources(cfg), run_id=run_id, ingested_at=datetime.now(UTC),
             raw_dir=lake.data_dir(raw), quarantine_dir=lake.data_dir(quarantine),
             max_record_bytes=cfg.ingest.max_record_bytes, raw_limit=cfg.ingest.quarantine_raw_bytes,
             file_bytes=cfg.ingest.file_bytes, max_expansion=cfg.ingest.max_expansion,
@@ -172,6 +174,13 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: 
     report.outputs = {"raw_docs": f"{cfg.lake.namespace}.raw_docs", "quarantine": f"{cfg.lake.namespace}.quarantine"}
     log.info("ingest %s: %s", run_id[:8], outcome.counts)
     return report
+
+
+def _resolved_sources(cfg: Config) -> tuple[Any, ...]:
+    """The sources with Kafka client secrets resolved here, on the driver, so tasks need no environment of
+    their own (the values travel inside the tasks, as Spark ships any closure, and are never logged)."""
+    return tuple(s.model_copy(update={"client": resolve_settings(s.client, f"sources.{i}.client")})
+                 if isinstance(s, KafkaSource) else s for i, s in enumerate(cfg.sources))
 
 
 def _undo(cfg: Config, run_id: str, quarantine: Table, files: list[str], quarantine_files: list[str],

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.secrets import check_no_literal_secrets
 from pipelines.storage import S3Options
 
 ObjectFormat = Literal["auto", "jsonl", "parquet", "text"]
@@ -76,7 +77,8 @@ class KafkaSource(_Source):
 
     The first run starts at `starting_offsets`; later runs start where the last committed raw_docs snapshot
     left off. `max_records`/`max_bytes` bound one run (bytes are split evenly over the partitions read).
-    `client` settings (SASL/SSL) go to kafka-python as given and never appear in logs or snapshot summaries.
+    `client` settings (SASL/SSL) go to kafka-python and never appear in logs or snapshot summaries; secrets
+    among them must be references (`sasl_plain_password: ${env:KAFKA_PASSWORD}`, see `pipelines.secrets`).
     """
 
     type: Literal["kafka"] = "kafka"
@@ -100,6 +102,7 @@ class KafkaSource(_Source):
     def _check_topics(self) -> KafkaSource:
         if not self.topics and not self.topic_pattern:
             raise ValueError("kafka source needs topics or topic_pattern")
+        check_no_literal_secrets(self.client, "client")
         return self
 
     def label(self) -> str:

@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 
 from pipelines.errors import StageInputError
+from pipelines.secrets import resolve_settings
 from pipelines.sources.config import KafkaSource
 from pipelines.sources.records import Decoded, decode_json_values, decode_text_values, split_decoded
 
@@ -96,8 +97,9 @@ def consumer(src: KafkaSource, defaults: dict[str, Any] | None = None, **extra: 
     and take precedence over `defaults` (but not over `extra`)."""
     from kafka import KafkaConsumer
 
+    client = resolve_settings(src.client, f"kafka source {src.label()}: client")
     settings: dict[str, Any] = {"bootstrap_servers": src.bootstrap.split(","), "enable_auto_commit": False,
-                                "group_id": None, **(defaults or {}), **src.client, **extra}
+                                "group_id": None, **(defaults or {}), **client, **extra}
     return KafkaConsumer(**settings)
 
 

@@ -57,10 +57,12 @@ def _lake(cfg: Config):
     return lake.read_table(raw), lake.read_table(q), raw
 
 
-def test_bounded_runs_read_everything_once(spark, lake_config: Config, kafka_bootstrap: str, caplog) -> None:
+def test_bounded_runs_read_everything_once(spark, lake_config: Config, kafka_bootstrap: str, caplog,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     ids = produce(kafka_bootstrap, "docs")
+    monkeypatch.setenv("TM_TEST_SASL", "hunter2-secret")
     cfg = _config(lake_config, kafka_bootstrap, "docs", max_records=100, records_per_task=30,
-                  client={"sasl_plain_password": "hunter2-secret", "client_id": "tokenmill-test"})
+                  client={"sasl_plain_password": "${env:TM_TEST_SASL}", "client_id": "tokenmill-test"})
     caplog.set_level(logging.DEBUG)
     first = run_ingest(spark, cfg)
     assert first.counts["records_read"] == 100
@@ -83,6 +85,31 @@ def test_bounded_runs_read_everything_once(spark, lake_config: Config, kafka_boo
     assert sum(offsets["docs"].values()) == N_GOOD + len(BAD)
     everything = json.dumps([s.summary.additional_properties for s in raw_table.snapshots()])
     assert "hunter2" not in everything and "hunter2" not in caplog.text
+    written = [p for p in Path(cfg.lake.root).rglob("*") if p.is_file()]
+    assert written and not [p for p in written if b"hunter2" in p.read_bytes()]
+
+
+def test_the_cli_writes_and_logs_no_planted_secret(kafka_bootstrap: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    produce(kafka_bootstrap, "secrets")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "lake": {"root": str(tmp_path / "lake")}, "spark": {"master": "local[1]"},
+        "sources": [{"type": "kafka", "bootstrap": kafka_bootstrap, "topics": ["secrets"], "poll_timeout_ms": 3000,
+                     "client": {"sasl_plain_password": "${env:TM_SASL}"}}]}))
+    env = {**os.environ, "TM_SASL": "planted-Secret-91c3"}
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", "-v", "--config", str(params)],
+                          cwd=tmp_path, env=env, capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert b"planted-Secret-91c3" not in proc.stdout + proc.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 5
+    assert not [p for p in written if b"planted-Secret-91c3" in p.read_bytes()]
 
 
 @pytest.mark.parametrize("point", ["ingest.task_written", "ingest.after_quarantine_commit"])

@@ -61,7 +61,7 @@ def test_bad_key_or_value_names_it(override: str, named: str) -> None:
 
 def test_params_hash_changes_with_params_but_not_secrets() -> None:
     base = load_config(None, ["sources=[{type: kafka, bootstrap: 'h:1', topics: [t]}]"])
-    secret = load_config(None, ["sources=[{type: kafka, bootstrap: 'h:1', topics: [t], client: {sasl_plain_password: x}}]"])
+    secret = load_config(None, ["sources=[{type: kafka, bootstrap: 'h:1', topics: [t], client: {sasl_plain_password: '${env:X}'}}]"])
     other = load_config(None, ["sources=[{type: kafka, bootstrap: 'h:1', topics: [u]}]"])
     assert base.params_hash() == secret.params_hash()
     assert base.params_hash() != other.params_hash()
