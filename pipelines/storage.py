@@ -151,11 +151,6 @@ def local_path(uri: str | os.PathLike[str]) -> str:
     return norm.removeprefix("file://")
 
 
-def join_uri(base: str, name: str) -> str:
-    """``name`` (a relative path with ``/``) inside the location ``base``, in ``base``'s canonical form."""
-    return normalize_uri(base).rstrip("/") + "/" + name.lstrip("/")
-
-
 def split_s3(uri: str) -> tuple[str, str]:
     """``(bucket, key)`` of an S3 URI, the key without leading or trailing ``/``; StorageError otherwise."""
     norm = normalize_uri(uri)

@@ -14,7 +14,6 @@ from pipelines.storage import (
     S3Options,
     filesystem,
     is_s3,
-    join_uri,
     local_path,
     normalize_uri,
     split_s3,
@@ -138,8 +137,6 @@ def test_unserved_locations_are_one_clear_error_naming_them(uri: str, message: s
 def test_helpers_agree_on_one_form(tmp_path: Path) -> None:
     assert is_s3("s3a://b/k") and not is_s3(str(tmp_path)) and not is_s3("file:///s3://x")
     assert split_s3("s3a://bucket/pre/fix/") == ("bucket", "pre/fix")
-    assert join_uri(str(tmp_path), "shard-000000.tar") == f"file://{tmp_path}/shard-000000.tar"
-    assert join_uri("s3://b/v1/", "/manifest.json") == "s3://b/v1/manifest.json"
     with pytest.raises(StorageError, match="not a local path"):
         local_path("s3://b/k")
     with pytest.raises(StorageError, match="not an s3:// URI"):
