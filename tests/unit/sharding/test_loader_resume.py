@@ -363,3 +363,18 @@ def test_follow_stays_when_the_manifest_cannot_be_read_and_moves_once_it_can(gro
     where[0] = new
     _rows([loader], 1)  # epoch 2 starts: moves
     assert loader.state_dict()["eras"][0][-1][1] == 9
+
+
+# written by the first state format (sharding/loader.py at 7ed780d) after 3 steps of _ranks(grown[1], 2, 1)
+V1_STATE = {"version": 1, "epoch": 0, "step": 3, "global_batch": 2, "seed": 4,
+            "config_hash": "e72225c57dc073c0f27bed8476b2b30241748a63815c6ff698f72a259744611f"}
+
+
+def test_a_state_of_the_first_format_resumes_where_it_was_saved(grown) -> None:
+    manifest = grown[1]
+    resumed = _ranks(manifest, 2, 1)[0]
+    resumed.load_state_dict(V1_STATE)
+    assert (resumed.state_dict()["windows"], resumed.state_dict()["global_step"]) == (6, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(_rows([resumed], 2), _rows(_ranks(manifest, 1, 1), 10)[6:], strict=True))
+    with pytest.raises(ValueError, match="config_hash"):
+        _ranks(grown[0], 2, 1)[0].load_state_dict(V1_STATE)  # other data
