@@ -77,7 +77,8 @@ def chapters() -> list[dict[str, str]]:
             r = json.loads(line.decode())
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
-        rows.append({"id": r["id"], "text": r["text"][:800]})
+        if isinstance(r, dict) and isinstance(r.get("text"), str) and len(r["text"].split()) >= 20:
+            rows.append({"id": str(r.get("id")), "text": r["text"][:800]})
     return rows
 
 

@@ -30,9 +30,11 @@ def _chapters(first: int, n: int) -> list[dict[str, str]]:
     rows = []
     for line in KJV.read_bytes().splitlines():  # the sample plants a few bad lines: take good ones only
         try:
-            rows.append(json.loads(line.decode()))
+            r = json.loads(line.decode())
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
+        if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("text"), str):
+            rows.append(r)
     return [{"id": r["id"], "text": r["text"][:600]} for r in rows[first : first + n]]
 
 
