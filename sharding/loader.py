@@ -224,7 +224,16 @@ class TokenLoader(_DatasetBase):
     def _move_onto(self, plan: LoaderPlan, manifests: Sequence[ShardManifest], counts: Sequence[int]) -> None:
         """Install ``plan`` with each source moved onto the first ``counts[i]`` shards of
         ``manifests[i]`` from its next stream epoch on (sharding.loader_state.moved_plan)."""
-        self._install(moved_plan(plan, self.windows, manifests, counts))
+        moved = moved_plan(plan, self.windows, manifests, counts)
+        same = moved.eras == self.plan.eras and moved.weights == self.plan.weights and all(
+            a is b for a, b in zip(moved.manifests, self.plan.manifests, strict=True)
+        )
+        if not same:
+            self._install(moved)  # a new batcher: its shard checks start afresh
+            return
+        # the same plan at another position: keep the batchers and what they verified
+        for b in (self.batcher, *self._twins):
+            b.window_offset = self.windows - self.global_step * self.plan.global_batch
 
     def _refresh(self) -> None:
         """At an epoch's start (follow=True): re-read the sources and move onto what every rank

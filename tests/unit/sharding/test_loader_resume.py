@@ -378,3 +378,18 @@ def test_a_state_of_the_first_format_resumes_where_it_was_saved(grown) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(_rows([resumed], 2), _rows(_ranks(manifest, 1, 1), 10)[6:], strict=True))
     with pytest.raises(ValueError, match="config_hash"):
         _ranks(grown[0], 2, 1)[0].load_state_dict(V1_STATE)  # other data
+
+
+def test_a_loader_that_already_ran_resumes_another_batch_size_with_all_its_producers(grown, monkeypatch) -> None:
+    from sharding import loader_plan
+
+    monkeypatch.setattr(loader_plan, "CHUNK_TOKENS", 3 * SEQ)  # one step per chunk: both producers pack
+    manifest = grown[1]
+    reference = _rows(_ranks(manifest, 1, 1), 10 + 18)
+    busy = _ranks(manifest, 3, 1, producers=2)[0]
+    _rows([busy], 4)  # its producer threads and their batchers exist now
+    small = _ranks(manifest, 2, 1)[0]
+    _rows([small], 5)
+    busy.load_state_dict(small.state_dict())
+    got = _rows([busy], 6)
+    assert all(np.array_equal(a, b) for a, b in zip(got, reference[10:], strict=True))
