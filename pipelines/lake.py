@@ -24,7 +24,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
 
-from pipelines.storage import filesystem
+from pipelines.storage import filesystem, local_path
 from schemas import TABLES, TableDef
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def open_catalog(lake: LakeConfig) -> Catalog:
     if props.get("type") == "sql" and props.get("uri", "").startswith("sqlite:///"):
         Path(props["uri"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if props.get("warehouse", "").startswith("file://"):
-        Path(props["warehouse"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        Path(local_path(props["warehouse"])).mkdir(parents=True, exist_ok=True)
     catalog = load_catalog(lake.catalog_name, **props)
     try:
         catalog.create_namespace(lake.namespace)

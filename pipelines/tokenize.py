@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.errors import MissingDependencyError
+from pipelines.storage import local_path
 from sharding.format.manifest import TOKEN_DTYPES
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def load_spec(
     tiktoken_eod_id: int | None = None,
 ) -> TokenizerSpec:
     """Read the tokenizer file at `path` into a spec; MissingDependencyError when the file does not exist."""
-    p = Path(str(path).removeprefix("file://"))
+    p = Path(local_path(path))
     if not p.is_file():
         raise MissingDependencyError(
             f"tokenizer file not found: {p} (set tokenize.tokenizer, or run `tokenmill train-tokenizer`)"
