@@ -18,6 +18,7 @@ from pyiceberg.table import Table
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import AuditError, StorageError
+from pipelines.sources import identity as source_identity
 from pipelines.storage import S3Options, filesystem
 from sharding.format import ShardManifest, read_manifest
 from sharding.loader_errors import ManifestError
@@ -144,6 +145,7 @@ def audit(cfg: Config) -> AuditResult:
     else:
         result.add("input = raw_docs + quarantine", read == n_raw + n_quarantine,
                    f"{read} read = {n_raw} raw + {n_quarantine} quarantined")
+    result.add("each input record once", *source_identity.check(raw, quarantine))
     decisions = tables["doc_decisions"]
     if decisions is None or decisions.current_snapshot() is None:
         result.add("doc_decisions", False, "table missing or empty: run `tokenmill curate`")

@@ -103,3 +103,36 @@ def test_a_run_starting_inside_another_commit_window_leaves_its_quarantine_alone
     assert raw.num_rows == 20
     assert q.num_rows == 2  # both runs' bad line: the live run's row was not taken for an interrupted run's
     assert first.counts["records_read"] + other[0].counts["records_read"] == raw.num_rows + q.num_rows  # type: ignore[attr-defined]
+
+
+def test_the_audit_finds_a_record_ingested_twice_however_it_arose(spark, lake_config: Config, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    from pipelines.audit import audit
+
+    monkeypatch.setattr(spark_ingest, "failpoint", lambda name: None)
+    src = _source(tmp_path / "a", "a", 20)
+    cfg = _config(lake_config, src)
+    run_ingest(spark, cfg)
+    data = tmp_path / "a" / "a.jsonl"
+    data.write_text(data.read_text() + '{"id": "a-new", "text": "grown"}\n')
+    os.utime(data, ns=(1, 2))
+    assert run_ingest(spark, cfg).counts["raw_docs"] == 21  # a changed object is read again: a new version
+
+    def once(c: Config) -> tuple[bool, str]:
+        (check,) = [c for c in audit(cfg).checks if c.name == "each input record once"]
+        return check.ok, check.detail
+
+    ok, detail = once(cfg)
+    assert ok, detail
+    catalog = lake.open_catalog(cfg.lake)
+    raw = catalog.load_table((cfg.lake.namespace, "raw_docs"))
+    first = sorted(lake.data_files(raw))[0].removeprefix("file://")
+    copy = first.replace(".parquet", "-copy.parquet")
+    shutil.copy(first, copy)
+    lake.commit_files(raw, [f"file://{copy}"], lake.snapshot_summary(cfg, "manual", "copy"))
+    ok, detail = once(cfg)
+    assert not ok
+    assert "record(s) ingested more than once" in detail and f"file://{data}@" in detail
