@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class DedupConfig(BaseModel):
@@ -23,8 +23,23 @@ class DedupConfig(BaseModel):
     ngram: int = Field(default=5, gt=0, description="shingle size in words (or characters)")
     shingle: Literal["word", "char"] = "word"
     seed: int = 42
-    verify: bool = Field(
-        default=True, description="drop candidate edges whose signature Jaccard is below verify_threshold"
+    verify: Literal["signature", "shingles", "none"] = Field(
+        default="signature",
+        description="evidence for a removal: 'signature' (MinHash estimate; candidate edges below "
+        "verify_threshold dropped), 'shingles' (as 'signature', and a removal needs exact Jaccard of the "
+        "shingle sets >= threshold, computed for candidate pairs only), 'none' (edges unfiltered; removals "
+        "still need the signature estimate). true/false mean 'signature'/'none'",
+    )
+    tolerance: float = Field(
+        default=0.03, ge=0.0, lt=1.0,
+        description="a near duplicate is removed only when its estimated Jaccard to the kept document is >= "
+        "threshold - tolerance; 0.03 is about 0.85 standard error of the estimate at J=0.8 with 128 "
+        "permutations (sqrt(J(1-J)/num_perm) = 0.035); not applied to exact (shingles) similarities",
+    )
+    max_cluster: int = Field(
+        default=1000, gt=1,
+        description="components of candidate edges larger than this are reported (log and counts); they are "
+        "resolved member by member like any other, never removed wholesale",
     )
     verify_threshold: float | None = Field(
         default=None, gt=0.0, le=1.0, description="default: threshold - 0.1 (LSH's S-curve is strict at threshold)"
@@ -40,6 +55,23 @@ class DedupConfig(BaseModel):
         default_factory=lambda: ["-quality_score", "-n_chars", "doc_id"],
         description="keep rule: sort keys, '-' for descending; first one wins",
     )
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "signature" if value else "none"
+        return value
+
+    def removal_floor(self) -> float:
+        """The least similarity to the kept document that removes a near duplicate: threshold - tolerance for
+        signature estimates, threshold for exact shingle Jaccard."""
+        return self.threshold if self.verify == "shingles" else self.threshold - self.tolerance
+
+    @property
+    def verify_edges(self) -> bool:
+        """Whether candidate edges are filtered by signature Jaccard >= resolved_verify_threshold()."""
+        return self.verify != "none"
 
     def resolved_verify_threshold(self) -> float:
         """The signature-Jaccard floor candidate edges must reach when `verify` is on."""

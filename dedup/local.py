@@ -16,15 +16,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dedup.components import connected_components, star_edges
+from dedup.components import star_edges
 from dedup.config import DedupConfig
 from dedup.keep import keep_ranks, kept_members, parse_keep_rule
 from dedup.lsh import band_keys, resolve_bands
 from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
+from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("kept_doc_id", pa.string())])
+__all__ = ["RESULT_SCHEMA", "exact_duplicates_local", "near_duplicates_local"]
 
 
 def _tables(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterable[pa.Table]:
@@ -32,14 +33,16 @@ def _tables(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterable[pa.Table]:
         yield pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
 
 
-def _removed(meta: pa.Table, labels: np.ndarray, rule: list[tuple[str, bool]]) -> pa.Table:
-    """Rows (doc_id, cluster_id, kept_doc_id) of the non-kept members; `meta` is sorted by doc_id and
-    `labels` give each row's component as its smallest row index."""
+def _removed_exact(meta: pa.Table, labels: np.ndarray, rule: list[tuple[str, bool]]) -> pa.Table:
+    """RESULT_SCHEMA rows of the non-kept members of exact clusters; `meta` is sorted by doc_id and `labels`
+    give each row's cluster as its smallest row index. Equal texts have similarity 1."""
     kept = kept_members(labels, keep_ranks(meta, rule))
     removed = np.nonzero(kept != np.arange(len(kept)))[0]
     ids = meta["doc_id"].combine_chunks().cast(pa.string())
     return pa.table(
-        [ids.take(removed), ids.take(labels[removed]), ids.take(kept[removed])], schema=RESULT_SCHEMA
+        [ids.take(removed), ids.take(labels[removed]), ids.take(kept[removed]),
+         pa.array(np.ones(len(removed)), pa.float64()), pa.array(["exact_hash"] * len(removed), pa.string())],
+        schema=RESULT_SCHEMA,
     )
 
 
@@ -69,7 +72,7 @@ def exact_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, keep
     codes = pc.dictionary_encode(meta["exact_hash"].combine_chunks()).indices.to_numpy()
     first = np.full(int(codes.max()) + 1 if len(codes) else 0, len(codes), dtype=np.int64)
     np.minimum.at(first, codes, np.arange(len(codes)))
-    return _removed(meta, first[codes], rule)
+    return _removed_exact(meta, first[codes], rule)
 
 
 def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: DedupConfig) -> pa.Table:
@@ -77,9 +80,10 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
 
     Input columns: doc_id (string, unique), text (string) and the keep-rule columns of `cfg.keep`.
     Candidates are star edges of LSH buckets, verified by signature Jaccard >= cfg.resolved_verify_threshold()
-    when cfg.verify; clusters are their connected components; cluster_id is a cluster's smallest doc_id and
-    kept_doc_id its keep-rule winner. Returns RESULT_SCHEMA rows of the removed documents sorted by doc_id;
-    the result does not depend on how the input is split into batches.
+    unless cfg.verify is 'none'; their components are resolved by direct evidence (dedup.resolve): a member
+    is removed only when its own similarity to the kept document is >= cfg.removal_floor(). Returns
+    RESULT_SCHEMA rows of the removed documents sorted by doc_id; the result does not depend on how the
+    input is split into batches. With verify='shingles' the texts are held in memory until the end.
     """
     rule = parse_keep_rule(cfg.keep)
     bands, rows = resolve_bands(
@@ -88,6 +92,8 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
     meta_parts: list[pa.Table] = []
     sig_parts: list[np.ndarray] = []
     cols = ["doc_id", *[c for c, _ in rule if c != "doc_id"]]
+    if cfg.verify == "shingles":
+        cols.append("text")
     for table in _tables(batches):
         if "text" not in table.column_names:
             raise ValueError(f"input batches need a 'text' column, got {table.column_names}")
@@ -102,9 +108,16 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
     del sig_parts
     src, dst = star_edges(band_keys(sig, bands, rows), active=~is_empty(sig))
     n_candidates = len(src)
-    if cfg.verify and len(src):
+    if cfg.verify_edges and len(src):
         ok = signature_jaccard(sig[src], sig[dst]) >= cfg.resolved_verify_threshold()
         src, dst = src[ok], dst[ok]
-    log.info("near dedup: %d docs, %dx%d bands, %d candidate edges, %d verified", len(sig), bands, rows,
-             n_candidates, len(src))
-    return _removed(meta, connected_components(len(sig), src, dst), rule)
+    res = resolve_near(sig, src, dst, keep_ranks(meta, rule), floor=cfg.removal_floor(), verify=cfg.verify,
+                       texts=meta["text"] if cfg.verify == "shingles" else None, ngram=cfg.ngram, mode=cfg.shingle)
+    log.info("near dedup: %d docs, %dx%d bands, %d candidate edges, %d verified, %d removed in %d rounds",
+             len(sig), bands, rows, n_candidates, len(src), len(res.removed), res.rounds)
+    over = res.component_sizes[res.component_sizes > cfg.max_cluster]
+    if len(over):
+        log.warning("near dedup: %d components larger than max_cluster=%d (largest %d), resolved member by member",
+                    len(over), cfg.max_cluster, over[0])
+    ids = meta["doc_id"].combine_chunks().cast(pa.string())
+    return removed_rows(ids, res, "shingles" if cfg.verify == "shingles" else "signature")

@@ -63,8 +63,9 @@ def test_near_duplicates_local_removes_edited_copies_and_keeps_the_best() -> Non
             ids.append(f"d{i}{j}")
             quality.append(0.9 if j == 1 else 0.1)
     out = near_duplicates_local([_table(texts, ids, quality)], cfg=DedupConfig())
-    assert out.column_names == ["doc_id", "cluster_id", "kept_doc_id"]
-    rows = list(zip(*(out[c].to_pylist() for c in out.column_names), strict=True))
+    assert out.column_names == ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by"]
+    assert set(out["verified_by"].to_pylist()) == {"signature"} and pa.compute.min(out["similarity"]).as_py() >= 0.77
+    rows = list(zip(*(out[c].to_pylist() for c in out.column_names[:3]), strict=True))
     assert rows == [("d00", "d00", "d01"), ("d02", "d00", "d01"), ("d10", "d10", "d11"), ("d12", "d10", "d11")]
 
 
@@ -97,14 +98,19 @@ def test_verification_stops_weak_candidates() -> None:
     a, b = BASE[0].split(), BASE[1].split()
     half = " ".join(a[: len(a) // 2] + b[len(b) // 2 :])  # Jaccard ~0.3 to each base
     table = _table([BASE[0], BASE[1], half], ["a", "b", "c"], [0.0, 0.0, 1.0])
+    # unverified edges chain a~c~b into one cluster, but neither a nor b is similar to the kept c: no removal
     loose = DedupConfig(bands=64, rows=1, verify=False)
-    assert sorted(near_duplicates_local([table], cfg=loose)["doc_id"].to_pylist()) == ["a", "b"]
+    assert near_duplicates_local([table], cfg=loose).num_rows == 0
     verified = DedupConfig(bands=64, rows=1, verify=True)
     assert near_duplicates_local([table], cfg=verified).num_rows == 0
+    # the same chain with the keep rule favouring a: c is still not similar enough to a to be removed
+    favour_a = table.set_column(2, "quality_score", pa.array([1.0, 0.0, 0.0]))
+    assert near_duplicates_local([favour_a], cfg=loose).num_rows == 0
 
 
 def test_exact_duplicates_local() -> None:
     table = pa.table({"doc_id": ["b", "a", "c"], "exact_hash": ["h1", "h1", "h2"],
                       "quality_score": [0.9, 0.1, 0.5], "n_chars": [1, 1, 1]})
     out = exact_duplicates_local([table], keep=DedupConfig().keep)
-    assert list(zip(*(out[c].to_pylist() for c in out.column_names), strict=True)) == [("a", "a", "b")]
+    assert list(zip(*(out[c].to_pylist() for c in out.column_names), strict=True)) == [
+        ("a", "a", "b", 1.0, "exact_hash")]
