@@ -20,15 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dedup.components import connected_components, star_edges
+from dedup.components import star_edges
 from dedup.config import DedupConfig
 from dedup.keep import keep_ranks, kept_members, parse_keep_rule
 from dedup.lsh import band_keys, resolve_bands
 from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
+from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
 
 log = logging.getLogger(__name__)
-
-RESULT_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("kept_doc_id", pa.string())])
 
 
 def index_params(*, num_perm: int, bands: int, rows: int, ngram: int, shingle: str, seed: int) -> str:
@@ -124,9 +123,11 @@ def near_duplicates_against_index_local(
 
     `batches`: doc_id (unique), text, and the keep-rule columns of cfg.keep. `index`: dedup_index rows
     (doc_id, signature, band_keys) computed with the same parameters. New and index doc_ids must be
-    disjoint. Edges between two index documents are ignored (they were settled when kept). Returns
-    RESULT_SCHEMA rows of the removed *new* documents, sorted by doc_id; cluster_id is the component's
-    smallest doc_id (old or new). Raises ValueError on overlapping ids or an index of other parameters.
+    disjoint. Edges between two index documents are ignored (they were settled when kept). Clusters are
+    resolved by direct evidence (dedup.resolve) with the index documents pinned: they are kept first and never
+    removed. Returns RESULT_SCHEMA rows of the removed *new* documents, sorted by doc_id. verify='shingles'
+    is not available here (the index holds no texts): signatures give the evidence. Raises ValueError on
+    overlapping ids or an index of other parameters.
     """
     rule = parse_keep_rule(cfg.keep)
     bands, rows = resolve_bands(
@@ -162,16 +163,15 @@ def near_duplicates_against_index_local(
     src, dst = star_edges(keys, active=active)
     fresh = ~(is_old[src] & is_old[dst])
     src, dst = src[fresh], dst[fresh]
-    if cfg.verify and len(src):
+    if cfg.verify_edges and len(src):
         ok = signature_jaccard(sig[src], sig[dst]) >= cfg.resolved_verify_threshold()
         src, dst = src[ok], dst[ok]
-    labels = connected_components(len(ids), src, dst)
-    # keep-rule ranks of the new rows; old rows are ranked by doc_id (they are pinned anyway)
+    # keep-rule ranks of the new rows; old rows are ranked by doc_id (pinned: they come first)
     new_pos = np.nonzero(~is_old)[0]
     ranks = np.arange(len(ids), dtype=np.int64) + len(ids)
     ranks[new_pos] = keep_ranks(new.take(order[new_pos]), rule)
-    kept = kept_against_index(labels, is_old, ranks)
-    removed = np.nonzero(~is_old & (kept != np.arange(len(ids))))[0]
+    floor = cfg.threshold - cfg.tolerance
+    res = resolve_near(sig, src, dst, ranks, floor=floor, verify="signature", pinned=is_old)
     log.info("incremental near dedup: %d new, %d indexed, %d edges, %d removed", len(new_ids), len(old_ids),
-             len(src), len(removed))
-    return pa.table([ids.take(removed), ids.take(labels[removed]), ids.take(kept[removed])], schema=RESULT_SCHEMA)
+             len(src), len(res.removed))
+    return removed_rows(ids, res, "signature", rows=new_pos)
