@@ -1,12 +1,14 @@
 """Spark adapter of the dedup engine: exact and MinHash-LSH near duplicates of a DataFrame.
 
-Both functions return DataFrame(doc_id, cluster_id, kept_doc_id) with one row per *removed* document;
-cluster_id is the cluster's smallest doc_id and kept_doc_id its keep-rule winner (dedup.keep). Plan:
+Both functions return DataFrame(doc_id, cluster_id, kept_doc_id, similarity, verified_by) with one row per
+*removed* document; cluster_id is the final cluster's smallest doc_id and kept_doc_id its keep-rule winner
+(dedup.keep); similarity is the removed document's similarity to it (1.0 for exact duplicates). Plan:
 signatures and band keys through mapInArrow (numba kernels) -> per (band, key) bucket the smallest doc_id
 (a combiner-side aggregate, so hot buckets never gather in one task) -> star edges member -> bucket
 minimum (m - 1 edges for m members, never all pairs) -> verification of each edge by signature Jaccard
 -> connected components by alternating large-star / small-star rounds, bounded by cfg.max_iterations and
-checkpointed every cfg.checkpoint_every rounds -> keep rule as a min over a struct per cluster. Every step
+checkpointed every cfg.checkpoint_every rounds -> each component resolved whole inside one task by the evidence
+rule of dedup.resolve (dedup/spark_resolve.py; exact duplicates: keep rule as a min over a struct). Every step
 is a function of the data alone, so the result is the same for any partitioning, executor count or run.
 """
 
@@ -26,10 +28,11 @@ from dedup.errors import DedupError
 from dedup.keep import parse_keep_rule
 from dedup.lsh import band_keys, resolve_bands
 from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
+from dedup.spark_resolve import component_report, resolve_components
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ["doc_id", "cluster_id", "kept_doc_id"]
+RESULT_COLUMNS = ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by"]
 SIGNATURE_SCHEMA = "doc_id string, signature binary, band_keys array<bigint>"
 SIGNATURE_ARROW = pa.schema(
     [("doc_id", pa.string()), ("signature", pa.binary()), ("band_keys", pa.list_(pa.int64()))]
@@ -54,7 +57,9 @@ def _resolve_clusters(members: DataFrame, df: DataFrame, keep: list[str]) -> Dat
     """members(doc_id, cluster_id) -> removed rows (doc_id, cluster_id, kept_doc_id)."""
     ranked = members.join(df, "doc_id").select("doc_id", "cluster_id", _keep_order(df, keep).alias("k"))
     kept = ranked.groupBy("cluster_id").agg(F.min("k").getField("id").alias("kept_doc_id"))
-    return ranked.join(kept, "cluster_id").where(F.col("doc_id") != F.col("kept_doc_id")).select(*RESULT_COLUMNS)
+    return (ranked.join(kept, "cluster_id").where(F.col("doc_id") != F.col("kept_doc_id"))
+            .select("doc_id", "cluster_id", "kept_doc_id", F.lit(1.0).alias("similarity"),
+                    F.lit("exact_hash").alias("verified_by")))
 
 
 def exact_duplicates(df: DataFrame, *, keep: list[str]) -> DataFrame:
@@ -137,7 +142,7 @@ def _verify_partitions(num_perm: int, floor: float) -> Callable[[Iterator[pa.Rec
 
 def candidate_edges(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
     """Star edges (a, b), a > b: each member of an LSH bucket to the bucket's smallest doc_id, verified by
-    signature Jaccard >= cfg.resolved_verify_threshold() when cfg.verify."""
+    signature Jaccard >= cfg.resolved_verify_threshold() unless cfg.verify is 'none'."""
     keyed = sigs.select("doc_id", F.posexplode("band_keys").alias("band", "key"))
     roots = (
         keyed.groupBy("band", "key")
@@ -149,7 +154,7 @@ def candidate_edges(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
         keyed.join(roots, ["band", "key"]).where(F.col("doc_id") != F.col("root"))
         .select(F.col("doc_id").alias("a"), F.col("root").alias("b")).distinct()
     )
-    if not cfg.verify:
+    if not cfg.verify_edges:
         return edges
     sig = sigs.select("doc_id", "signature")
     paired = (
@@ -219,23 +224,27 @@ def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_ev
     return current.select(F.col("a").alias("doc_id"), F.col("b").alias("cluster_id")).unionByName(roots)
 
 
-def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None) -> DataFrame:
+def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
+                    stats: dict[str, int] | None = None) -> DataFrame:
     """MinHash-LSH near duplicates of `df` (doc_id unique, text normalized, keep-rule columns of cfg.keep).
 
-    Returns (doc_id, cluster_id, kept_doc_id) of the removed documents. The verified edge list and the
-    components are materialized (checkpointed) here; the returned frame only joins them with `df`.
+    Returns RESULT_COLUMNS rows of the removed documents: a member of a component of verified edges is
+    removed only with its own similarity to the kept document >= cfg.removal_floor() (dedup.resolve). The
+    verified edge list and the components are materialized (checkpointed) here. `stats`, when given,
+    receives the largest component's size and the count of components above cfg.max_cluster.
     """
     _keep_order(df, cfg.keep)
-    sigs = signatures(df, cfg).persist()
-    try:
-        edges = candidate_edges(sigs, cfg)
-        edges = edges.checkpoint() if checkpoint_dir and _set_dir(df, checkpoint_dir) else edges.localCheckpoint()
-    finally:
-        sigs.unpersist()
+    sigs = signatures(df, cfg)
+    sigs = sigs.checkpoint() if checkpoint_dir and _set_dir(df, checkpoint_dir) else sigs.localCheckpoint()
+    edges = candidate_edges(sigs, cfg)
+    edges = edges.checkpoint() if checkpoint_dir else edges.localCheckpoint()
     members = connected_components(edges, max_iterations=cfg.max_iterations,
                                    checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
     members = members.checkpoint() if checkpoint_dir else members.localCheckpoint()
-    return _resolve_clusters(members, df, cfg.keep)
+    report = component_report(members, cfg.max_cluster)
+    if stats is not None:
+        stats.update(report)
+    return resolve_components(members, edges, sigs, df, cfg=cfg)
 
 
 def _set_dir(df: DataFrame, checkpoint_dir: str) -> bool:

@@ -4,7 +4,9 @@ Earlier kept documents come as clean_docs (doc_id, exact_hash) for exact dedup a
 (doc_id, signature, band_keys) for near dedup. The keep rule of dedup/incremental.py applies: old documents
 always stay kept; a new document clustered with old ones becomes a duplicate of the smallest old doc_id in
 its cluster; clusters of new documents only use cfg.keep. Both functions return DataFrame(doc_id, cluster_id,
-kept_doc_id) with one row per removed *new* document, cluster_id being the cluster's smallest doc_id.
+kept_doc_id, similarity, verified_by) with one row per removed *new* document, cluster_id being the final
+cluster's smallest doc_id. Near dedup resolves components by direct evidence with the old documents pinned
+(dedup.resolve), as dedup.incremental's local engine does.
 
 Cost: exact dedup joins the batch's hashes with the old ones (a semi-join, then a group by); near dedup
 explodes the index's band keys once, keeps the old documents sharing a bucket with a new one, and runs the
@@ -19,7 +21,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from dedup.config import DedupConfig
-from dedup.spark import RESULT_COLUMNS, _keep_order, candidate_edges, connected_components, signatures
+from dedup.spark import _keep_order, candidate_edges, connected_components, signatures
+from dedup.spark_resolve import component_report, resolve_components
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,9 @@ def resolve_against_old(members: DataFrame, new: DataFrame, keep: list[str]) -> 
     winners = ranked.groupBy("cluster_id").agg(F.min("r").getField("id").alias("kept_doc_id"))
     return (
         ranked.where(F.col("is_new")).join(winners, "cluster_id")
-        .where(F.col("doc_id") != F.col("kept_doc_id")).select(*RESULT_COLUMNS)
+        .where(F.col("doc_id") != F.col("kept_doc_id"))
+        .select("doc_id", "cluster_id", "kept_doc_id", F.lit(1.0).alias("similarity"),
+                F.lit("exact_hash").alias("verified_by"))
     )
 
 
@@ -99,7 +104,8 @@ def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupC
     members = connected_components(edges, max_iterations=cfg.max_iterations,
                                    checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
     members = members.checkpoint() if checkpoint_dir else members.localCheckpoint()
-    return resolve_against_old(members, new, cfg.keep)
+    component_report(members, cfg.max_cluster)
+    return resolve_components(members, edges, new_sigs.unionByName(old_sigs), new, cfg=cfg, old=old_ids)
 
 
 def index_rows(kept: DataFrame, cfg: DedupConfig) -> DataFrame:

@@ -47,12 +47,41 @@ def _rows(df) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
     return sorted((r["doc_id"], r["cluster_id"], r["kept_doc_id"]) for r in df.collect())
 
 
+def _full(df) -> list[tuple[str, str, str, float, str]]:  # type: ignore[no-untyped-def]
+    return sorted((r["doc_id"], r["cluster_id"], r["kept_doc_id"], r["similarity"], r["verified_by"])
+                  for r in df.collect())
+
+
+def _chains() -> pa.Table:
+    """Chains A~B~C (A !~ C) of 200-word documents, four of them, plus the small corpus: B is A with one
+    12-word block replaced, C is B with another (J(A,B) ~ 0.85, J(A,C) ~ 0.73)."""
+    import numpy as np
+
+    ids, texts, quality = [], [], []
+    for k in range(4):
+        rng = np.random.default_rng(k)
+        a = [f"w{int(x)}" for x in rng.integers(0, 50_000, size=200)]
+        b = a[:40] + [f"v{int(x)}" for x in rng.integers(0, 50_000, size=12)] + a[52:]
+        c = b[:140] + [f"u{int(x)}" for x in rng.integers(0, 50_000, size=12)] + b[152:]
+        for name, words, q in (("a", a, 0.9 if k % 2 else 0.1), ("b", b, 0.5), ("c", c, 0.1 if k % 2 else 0.9)):
+            ids.append(f"chain-{k}-{name}")
+            texts.append(" ".join(words))
+            quality.append(q)
+    small = _corpus()
+    chains = pa.table({"doc_id": ids, "text": texts, "quality_score": pa.array(quality, pa.float64()),
+                       "n_chars": pa.array([len(t) for t in texts], pa.int64())})
+    chains = chains.append_column("exact_hash", text_hash128_hex(chains["text"]))
+    return pa.concat_tables([small, chains.cast(small.schema)])
+
+
 def test_exact_duplicates_contract(spark) -> None:  # type: ignore[no-untyped-def]
     df = spark.createDataFrame(_corpus().to_pandas())
     rows = _rows(exact_duplicates(df, keep=DedupConfig().keep))
     # doc-0-0 (quality 0.0) beats doc-9-0 (null quality sorts last)
     assert rows == [("doc-9-0", "doc-0-0", "doc-0-0")]
-    assert exact_duplicates(df, keep=["doc_id"]).columns == ["doc_id", "cluster_id", "kept_doc_id"]
+    assert exact_duplicates(df, keep=["doc_id"]).columns == ["doc_id", "cluster_id", "kept_doc_id", "similarity",
+                                                            "verified_by"]
+    assert _full(exact_duplicates(df, keep=DedupConfig().keep))[0][3:] == (1.0, "exact_hash")
 
 
 def test_near_duplicates_clusters_and_keep_rule(spark) -> None:  # type: ignore[no-untyped-def]
@@ -66,15 +95,25 @@ def test_near_duplicates_clusters_and_keep_rule(spark) -> None:  # type: ignore[
     assert len(rows) == 10  # 3 clusters x 3 removed + the exact copy doc-9-0
 
 
-def test_near_duplicates_independent_of_partitioning_and_equal_to_local(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    table = _corpus()
-    cfg = DedupConfig()
+@pytest.mark.parametrize("verify", ["signature", "shingles"])
+def test_near_duplicates_independent_of_partitioning_and_equal_to_local(spark, tmp_path, verify) -> None:  # type: ignore[no-untyped-def]
+    table = _chains()
+    cfg = DedupConfig(verify=verify)
     expected = near_duplicates_local(table.to_batches(max_chunksize=3), cfg=cfg)
-    want = sorted(zip(*(expected[c].to_pylist() for c in ("doc_id", "cluster_id", "kept_doc_id")), strict=True))
+    want = sorted(zip(*(expected[c].to_pylist() for c in expected.column_names), strict=True))
+    # each chain's winning end (c for even k, a for odd k) removes the middle only; the other end stays
+    removed = {r[0]: r for r in want}
+    for k in range(4):
+        win, other = ("c", "a") if k % 2 == 0 else ("a", "c")
+        assert removed[f"chain-{k}-b"][2] == f"chain-{k}-{win}" and f"chain-{k}-{other}" not in removed
+    assert {r[4] for r in want} == {verify} and min(r[3] for r in want) >= cfg.removal_floor()
     df = spark.createDataFrame(table.to_pandas())
     for parts in (1, 5):
-        got = _rows(near_duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}")))
+        stats: dict[str, int] = {}
+        got = _full(near_duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}"),
+                                    stats=stats))
         assert got == want
+        assert stats == {"near_largest_component": 5, "near_components_over_max_cluster": 0}  # doc-0-* and its copy
     exact = exact_duplicates_local([table], keep=cfg.keep)
     assert exact["doc_id"].to_pylist() == ["doc-9-0"]
 
