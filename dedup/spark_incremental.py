@@ -72,7 +72,7 @@ def exact_duplicates_incremental(new: DataFrame, old: DataFrame, *, keep: list[s
 
 
 def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupConfig,
-                                checkpoint_dir: str | None = None) -> DataFrame:
+                                checkpoint_dir: str | None = None, stats: dict[str, int] | None = None) -> DataFrame:
     """MinHash-LSH near duplicates of `new` (doc_id, text, keep-rule columns) among themselves and against
     `index` (dedup_index rows of earlier kept documents, same parameters, ids disjoint from `new`).
 
@@ -104,7 +104,9 @@ def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupC
     members = connected_components(edges, max_iterations=cfg.max_iterations,
                                    checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
     members = members.checkpoint() if checkpoint_dir else members.localCheckpoint()
-    component_report(members, cfg.max_cluster)
+    report = component_report(members, cfg.max_cluster)
+    if stats is not None:
+        stats.update(report)
     return resolve_components(members, edges, new_sigs.unionByName(old_sigs), new, cfg=cfg, old=old_ids)
 
 

@@ -51,11 +51,24 @@ def open_catalog(lake: LakeConfig) -> Catalog:
 
 
 def ensure_table(catalog: Catalog, namespace: str, table: TableDef | str) -> Table:
-    """Open the table, creating it (schema, partition spec, properties) when missing."""
+    """Open the table, creating it (schema, partition spec, properties) when missing.
+
+    A table created by an older tokenmill gains the columns added to its definition since (schema
+    evolution: Iceberg assigns them its next free ids and updates the name mapping that data files are
+    read through); rows written before read them as null. Columns are only ever added, never changed.
+    """
     tdef = TABLES[table] if isinstance(table, str) else table
     ident = (namespace, tdef.name)
     try:
-        return catalog.load_table(ident)
+        loaded = catalog.load_table(ident)
+        have = {f.name for f in loaded.schema().fields}
+        missing = [f for f in tdef.schema.fields if f.name not in have]
+        if missing:
+            log.info("table %s.%s: adding columns %s", namespace, tdef.name, [f.name for f in missing])
+            with loaded.update_schema() as update:
+                for f in missing:
+                    update.add_column(f.name, f.field_type, doc=f.doc)
+        return loaded
     except NoSuchTableError:
         log.info("creating table %s.%s", namespace, tdef.name)
         return catalog.create_table(

@@ -25,6 +25,7 @@ from dedup.exact import text_hash128_hex
 from dedup.incremental import dedup_index_params
 from dedup.spark import exact_duplicates, near_duplicates
 from dedup.spark_incremental import exact_duplicates_incremental, index_rows, near_duplicates_incremental
+from dedup.spark_resolve import RESULT_DDL
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
 from pipelines.errors import StageInputError, StageOutputError
@@ -72,28 +73,43 @@ def _filter_partitions(cfg: CurateConfig):
 
 
 def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
-                old: tuple[DataFrame, DataFrame] | None = None) -> DataFrame:
-    """(doc_id, cluster_id, kept_doc_id, dup_reason) for every document removed as an exact or near duplicate.
+                old: tuple[DataFrame, DataFrame] | None = None, stats: dict[str, int] | None = None) -> DataFrame:
+    """(doc_id, cluster_id, kept_doc_id, similarity, verified_by, dup_reason) for every document removed as an
+    exact or near duplicate.
 
-    `old` = (clean_docs (doc_id, exact_hash), dedup_index rows) of earlier kept documents: the documents of
-    `passed` are then deduplicated against those too, and the old ones always stay kept.
+    An exact duplicate of a document that near dedup then removes is re-pointed to the document kept in its
+    place (its text equals the removed one's, so it has the same similarity to the kept one and the same
+    evidence): every kept_doc_id names a kept document. `old` = (clean_docs (doc_id, exact_hash),
+    dedup_index rows) of earlier kept documents: the documents of `passed` are then deduplicated against
+    those too, and the old ones always stay kept. `stats` receives near dedup's component report.
     """
     keep_cols = [k.lstrip("-+") for k in cfg.dedup.keep]
     cols = list(dict.fromkeys(["doc_id", "text", "exact_hash", *keep_cols]))
     candidates = passed.select(*cols)
-    empty = candidates.sparkSession.createDataFrame(
-        [], "doc_id string, cluster_id string, kept_doc_id string, dup_reason string")
-    result = empty
+    result = candidates.sparkSession.createDataFrame([], f"{RESULT_DDL}, dup_reason string")
+    exact = None
     if cfg.dedup.exact:
         exact = (exact_duplicates(candidates, keep=cfg.dedup.keep) if old is None
                  else exact_duplicates_incremental(candidates, old[0], keep=cfg.dedup.keep))
         exact = exact.withColumn("dup_reason", F.lit("exact"))
-        result = result.unionByName(exact)
         candidates = candidates.join(exact.select("doc_id"), "doc_id", "left_anti")
     if cfg.dedup.near:
-        near = (near_duplicates(candidates, cfg=cfg.dedup, checkpoint_dir=checkpoint_dir) if old is None
-                else near_duplicates_incremental(candidates, old[1], cfg=cfg.dedup, checkpoint_dir=checkpoint_dir))
-        result = result.unionByName(near.withColumn("dup_reason", F.lit("near")))
+        near = (near_duplicates(candidates, cfg=cfg.dedup, checkpoint_dir=checkpoint_dir, stats=stats) if old is None
+                else near_duplicates_incremental(candidates, old[1], cfg=cfg.dedup, checkpoint_dir=checkpoint_dir,
+                                                 stats=stats))
+        near = near.withColumn("dup_reason", F.lit("near")).localCheckpoint()
+        result = result.unionByName(near)
+        if exact is not None:
+            moved = near.select(F.col("doc_id").alias("kept_doc_id"), F.col("cluster_id").alias("n_cluster"),
+                                F.col("kept_doc_id").alias("n_kept"), F.col("similarity").alias("n_sim"),
+                                F.col("verified_by").alias("n_by"))
+            exact = exact.join(moved, "kept_doc_id", "left").select(
+                "doc_id", F.coalesce("n_cluster", "cluster_id").alias("cluster_id"),
+                F.coalesce("n_kept", "kept_doc_id").alias("kept_doc_id"),
+                F.coalesce("n_sim", "similarity").alias("similarity"),
+                F.coalesce("n_by", "verified_by").alias("verified_by"), "dup_reason")
+    if exact is not None:
+        result = result.unionByName(exact)
     return result
 
 
@@ -112,9 +128,12 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
         primary, repeats = _split_repeated_ids(raw_df)
         curated = _filtered(spark, primary, cfg.curate, scratch)
-        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"))
+        stats: dict[str, int] = {}
+        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"),
+                           stats=stats)
         decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True)
+        counts.update(stats)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _report(cfg, counts, snapshots)
@@ -150,10 +169,12 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
             return report
         old = (read_table_df(spark, tables["clean_docs"]).select("doc_id", "exact_hash"),
                read_table_df(spark, tables["dedup_index"]))
+        stats: dict[str, int] = {}
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"),
-                           old=old)
+                           old=old, stats=stats)
         decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False)
+        counts.update(stats)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return _report(cfg, counts, snapshots)
@@ -203,13 +224,18 @@ def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None) -
 def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: Path,
             repeats: DataFrame) -> DataFrame:
     """Every raw row's decision: filtered (its reason), duplicate (exact/near, or doc_id for a repeated id),
-    else kept."""
+    else kept; kept rows get cluster_size (raw documents they stand for, themselves included; a repeated
+    doc_id is the same document ingested twice and does not count)."""
+    # a kept document stands for itself and every duplicate naming it (exact and near, of this run)
+    sizes = dups.groupBy(F.col("kept_doc_id").alias("doc_id")).agg(F.count(F.lit(1)).alias("_n_dups"))
     decided = (
-        curated.join(dups, "doc_id", "left")
+        curated.join(dups, "doc_id", "left").join(sizes, "doc_id", "left")
         .withColumn("decision", F.when(F.col("reason").isNotNull(), "filtered")
                     .when(F.col("dup_reason").isNotNull(), "duplicate").otherwise("kept"))
         .withColumn("reason", F.coalesce("reason", "dup_reason"))
-        .drop("dup_reason")
+        .withColumn("cluster_size", F.when(F.col("decision") == "kept",
+                                           F.lit(1).cast("long") + F.coalesce("_n_dups", F.lit(0))))
+        .drop("dup_reason", "_n_dups")
     )
     repeated = repeats.select(
         "doc_id", *SOURCE_COLUMNS, F.lit("duplicate").alias("decision"), F.lit("doc_id").alias("reason"),
@@ -291,6 +317,10 @@ def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
     missing = kept_ids.join(clean_ids, "doc_id", "left_anti")
     raw_df = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
     rows = _filtered(spark, raw_df.join(missing, "doc_id", "left_semi"), cfg.curate, scratch / "repair")
+    dec_cols = read_table_df(spark, decisions).columns
+    size = (F.col("cluster_size") if "cluster_size" in dec_cols else F.lit(None).cast("long")).alias("cluster_size")
+    sizes = read_table_df(spark, decisions).where(F.col("decision") == "kept").select("doc_id", size)
+    rows = rows.join(sizes, "doc_id", "left")
     clean_schema = TABLES["clean_docs"].arrow_schema
     files, n = write_df_files(rows.select(*clean_schema.names), clean, clean_schema, prefix=f"curate-{run_id[:8]}")
     log.warning("curate: completing an interrupted run: %d kept documents had no clean_docs row", n)
