@@ -64,7 +64,7 @@ def test_near_duplicates_local_removes_edited_copies_and_keeps_the_best() -> Non
             quality.append(0.9 if j == 1 else 0.1)
     out = near_duplicates_local([_table(texts, ids, quality)], cfg=DedupConfig())
     assert out.column_names == ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by"]
-    assert set(out["verified_by"].to_pylist()) == {"signature"} and pa.compute.min(out["similarity"]).as_py() >= 0.77
+    assert set(out["verified_by"].to_pylist()) == {"shingles"} and pa.compute.min(out["similarity"]).as_py() >= 0.8
     rows = list(zip(*(out[c].to_pylist() for c in out.column_names[:3]), strict=True))
     assert rows == [("d00", "d00", "d01"), ("d02", "d00", "d01"), ("d10", "d10", "d11"), ("d12", "d10", "d11")]
 
