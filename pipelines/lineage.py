@@ -58,6 +58,9 @@ class Lineage:
     reason: str | None = None
     cluster_id: str | None = None
     kept_doc_id: str | None = None
+    similarity: float | None = None  # a duplicate's Jaccard to kept_doc_id; verified_by says how it was found
+    verified_by: str | None = None
+    cluster_size: int | None = None  # a kept document: raw documents it stands for (itself included)
     signals: dict[str, Any] = field(default_factory=dict)
     in_clean_docs: bool = False
     n_tokens: int | None = None
@@ -81,12 +84,15 @@ class Lineage:
         if self.decision is None:
             out.append("  curate    no decision recorded (curate has not run on this document)")
         elif self.decision == "duplicate":
+            evidence = (f", similarity {self.similarity:.3f} ({self.verified_by})"
+                        if self.similarity is not None else "")
             out.append(f"  curate    duplicate ({self.reason}) of {self.kept_doc_id}, cluster {self.cluster_id}"
-                       f"; doc_decisions snapshot {snap}")
+                       f"{evidence}; doc_decisions snapshot {snap}")
         elif self.decision == "filtered":
             out.append(f"  curate    filtered ({self.reason}); doc_decisions snapshot {snap}")
         else:
-            out.append(f"  curate    kept; clean_docs snapshot {self.snapshots.get('clean_docs')}"
+            size = f", cluster of {self.cluster_size}" if self.cluster_size and self.cluster_size > 1 else ""
+            out.append(f"  curate    kept{size}; clean_docs snapshot {self.snapshots.get('clean_docs')}"
                        + ("" if self.in_clean_docs else " (but missing from clean_docs!)"))
         if self.signals:
             out.append("  signals   " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.signals.items()))
@@ -240,6 +246,8 @@ def trace_document(cfg: Config, doc_id: str, *, version: str | VersionInfo = "cu
         d = dec[0]
         out.decision, out.reason = d.get("decision"), d.get("reason")
         out.cluster_id, out.kept_doc_id = d.get("cluster_id"), d.get("kept_doc_id")
+        # absent (None) in decisions written before the evidence columns existed
+        out.similarity, out.verified_by, out.cluster_size = d.get("similarity"), d.get("verified_by"), d.get("cluster_size")
         out.signals = {f.name: d[f.name] for f in SIGNAL_FIELDS if d.get(f.name) is not None}
     out.in_clean_docs = bool(_rows(tables["clean_docs"], info.snapshot_id("clean_docs"), "doc_id", doc_id))
     toks = _rows(tables["tokens"], info.snapshot_id("tokens"), "doc_id", doc_id)

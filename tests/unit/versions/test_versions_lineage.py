@@ -38,7 +38,10 @@ def test_duplicate_names_its_kept_document_and_has_no_shard(lake_config: Config,
     trace = trace_document(lake_config, "d4")
     assert (trace.decision, trace.reason, trace.kept_doc_id, trace.cluster_id) == ("duplicate", "near", "d0", "d0")
     assert trace.position is None and trace.n_tokens is None and not trace.in_clean_docs
-    assert "duplicate (near) of d0, cluster d0" in "\n".join(trace.lines())
+    assert "duplicate (near) of d0, cluster d0, similarity 0.900 (shingles)" in "\n".join(trace.lines())
+    assert (trace.similarity, trace.verified_by) == (0.9, "shingles")
+    kept = trace_document(lake_config, "d0")
+    assert kept.cluster_size == 3 and "kept, cluster of 3" in "\n".join(kept.lines())
 
 
 def test_lineage_at_a_version_reads_that_versions_snapshots(lake_config: Config, lake_builder, first_docs,

@@ -122,7 +122,11 @@ def build_lake(cfg: Config, docs: list[dict[str, Any]], *, per_shard: int = 3) -
     dec = _table("doc_decisions", docs, {
         **_source_cols(docs), "decision": [d["decision"] for d in docs], "reason": [d["reason"] for d in docs],
         "kept_doc_id": [d["kept_doc_id"] for d in docs],
-        "cluster_id": [min(d["doc_id"], d["kept_doc_id"]) if d["kept_doc_id"] else None for d in docs]})
+        "cluster_id": [min(d["doc_id"], d["kept_doc_id"]) if d["kept_doc_id"] else None for d in docs],
+        "similarity": [0.9 if d["kept_doc_id"] else None for d in docs],
+        "verified_by": ["shingles" if d["kept_doc_id"] else None for d in docs],
+        "cluster_size": [1 + sum(o["kept_doc_id"] == d["doc_id"] for o in docs) if d["decision"] == "kept" else None
+                         for d in docs]})
     clean = _table("clean_docs", kept, {**_source_cols(kept), "text": [f"text of {d['doc_id']}" for d in kept]})
     toks = _table("tokens", kept, {"doc_id": [d["doc_id"] for d in kept],
                                    "tokens": [np.arange(d["n_tokens"], dtype="<u2").tobytes() for d in kept],
