@@ -234,12 +234,12 @@ def measure(kept_of: np.ndarray, i: np.ndarray, j: np.ndarray, jac: np.ndarray) 
         "min": float(truth.min()) if len(truth) else float("nan"),
         "largest": int(sizes.max()) if len(sizes) else 1,
         "dist": " ".join(f"{k}:{v}" for k, v in dist.items() if v),
-        "together": together,
+        "caught_mask": ~(is_kept[i] & is_kept[j]),
     }
 
 
 def _ratio(pair: object) -> str:
-    a, b = pair  # type: ignore[misc]
+    a, b = pair if isinstance(pair, tuple) else (0, 0)
     return f"{a / b:.4f} ({a}/{b})" if b else "n/a"
 
 
@@ -277,6 +277,7 @@ def main() -> None:
     if args.ours_only:
         engines = {"ours": engines["ours"]}
     results, seconds = {}, {}
+    ours(table.slice(0, 200), cfg), old_rule(table.slice(0, 200), cfg)  # numba kernels load before timing
     for name, run in engines.items():
         t = time.perf_counter()
         results[name] = measure(run(), i, j, jac)
@@ -298,12 +299,12 @@ def main() -> None:
     for label, fmt, target in rows_out:
         print(f"| {label} | " + " | ".join(fmt(results[n]) for n in names) + f" | {target} |")
     print("| seconds | " + " | ".join(f"{seconds[n]:.2f}" for n in names) + " | |")
-    print("\nrecall per Jaccard bin (" + ", ".join(names) + "):")
+    print("\nrecall (not both kept) per Jaccard bin (" + ", ".join(names) + "):")
     bins = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0001]
     for lo, up in zip(bins[:-1], bins[1:], strict=True):
         m = (jac >= lo) & (jac < up)
         if m.any():
-            vals = ", ".join(f"{results[n]['together'][m].mean():.3f}" for n in names)  # type: ignore[index]
+            vals = ", ".join(f"{results[n]['caught_mask'][m].mean():.3f}" for n in names)  # type: ignore[index]
             print(f"  [{lo:.2f}, {min(up, 1.0):.2f}{']' if up > 1 else ')'}: {vals}  ({m.sum()} pairs)")
 
 
