@@ -130,6 +130,16 @@ class ReportData:
     checks: list[Check] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    removal_similarity: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _near_similarities(dec: pa.Table) -> np.ndarray:
+    """Similarity of each near-duplicate removal to its kept document (none for decisions written before the
+    similarity column existed)."""
+    if "similarity" not in dec.column_names or dec.num_rows == 0:
+        return np.zeros(0)
+    near = dec.filter(pc.and_(pc.equal(dec.column("reason"), "near"), pc.is_valid(dec.column("similarity"))))
+    return near.column("similarity").to_numpy().astype(np.float64)
 
 
 def collect_report(cfg: Config, version: str = "current", against: str | None = None,
@@ -138,7 +148,7 @@ def collect_report(cfg: Config, version: str = "current", against: str | None = 
     info = resolve_version(cfg, version)
     prev = resolve_version(cfg, against) if against else previous_version(cfg, version)
     numeric = [f.name for f in SIGNAL_FIELDS if str(f.field_type) in NUMERIC]
-    cols = ("doc_id", "decision", "reason", "cluster_id", "kept_doc_id", "language", *numeric)
+    cols = ("doc_id", "decision", "reason", "cluster_id", "kept_doc_id", "similarity", "language", *numeric)
     dec = read_version_table(cfg, info, "doc_decisions", cols)
     sample = _sample(dec, sample_rows)
     kept_mask = pc.equal(sample.column("decision"), "kept").to_numpy(zero_copy_only=False)
@@ -157,7 +167,7 @@ def collect_report(cfg: Config, version: str = "current", against: str | None = 
         version=info, previous=prev, outcomes=outcome_counts(dec), quarantine=q_counts, signals=signals,
         cluster_sizes=cluster_sizes(dec.column("cluster_id").combine_chunks(), dec.column("doc_id").combine_chunks(),
                                     dec.column("kept_doc_id").combine_chunks()) if dec.num_rows else np.zeros(0),
-        languages=language_counts(kept), previous_languages=None,
+        languages=language_counts(kept), previous_languages=None, removal_similarity=_near_similarities(dec),
         n_tokens=tokens.column("n_tokens").to_numpy(zero_copy_only=False) if tokens.num_rows else np.zeros(0),
         previous_n_tokens=None, shard_sizes=[int(s["bytes"]) for s in manifest.get("shards", [])],
         target_bytes=manifest.get("target_bytes", cfg.shard.target_bytes),
@@ -285,6 +295,15 @@ def _stages_section(d: ReportData) -> list[str]:
             _table(["stage", "last run (UTC)", "last run that did work", "seconds", "counts"], rows, {3})]
 
 
+def _similarity_figure(d: ReportData) -> list[str]:
+    s = d.removal_similarity
+    if not s.size:
+        return []
+    return [_figure(plots.similarity_hist(s), "similarity of near-duplicate removals",
+                    f"{_n(int(s.size))} near-duplicate removals; each document's own Jaccard similarity to the "
+                    f"document kept in its place (lowest {s.min():.3f}, median {np.median(s):.3f}).")]
+
+
 def render_html(d: ReportData) -> str:
     """The whole page as one string (figures inline)."""
     v = d.version
@@ -310,6 +329,7 @@ def render_html(d: ReportData) -> str:
              _figure(plots.cluster_size_hist(d.cluster_sizes), "duplicate cluster sizes",
                      f"{_n(int(d.cluster_sizes.size))} cluster(s); largest {_n(int(d.cluster_sizes.max())) if d.cluster_sizes.size else 0}"
                      " documents. Each cluster keeps one document."),
+             *_similarity_figure(d),
              "<h2>Language mix</h2>",
              _figure(plots.language_bars(d.languages, d.previous_languages, labels=names), "language mix",
                      "Share of kept documents per language (fastText lid.176), next to the previous version."),

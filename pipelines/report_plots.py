@@ -196,6 +196,15 @@ def cluster_size_hist(sizes: np.ndarray) -> str:
     return to_png_base64(fig)
 
 
+def similarity_hist(values: np.ndarray) -> str:
+    """How similar each near-duplicate removal was to the document kept in its place (0.01-wide bins)."""
+    fig, (ax,) = _figure()
+    ax.hist(values, bins=np.arange(np.floor(values.min() * 100) / 100, 1.01, 0.01).tolist(), color=DROPPED)
+    ax.set_xlabel("Jaccard similarity to the kept document")
+    ax.set_ylabel("removed documents")
+    return to_png_base64(fig)
+
+
 def language_bars(current: Mapping[str, int], previous: Mapping[str, int] | None, top: int = 15,
                   labels: tuple[str, str] = ("this version", "previous")) -> str:
     """Share of kept documents per language (top `top`), next to the previous version's share."""

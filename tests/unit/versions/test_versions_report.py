@@ -38,6 +38,7 @@ def test_collect_gathers_the_version_and_its_predecessor(lake_config: Config, la
     assert d.version.name == "current" and d.previous.name == "v1"
     assert d.outcomes == {"kept": 5, "filtered:length": 2, "duplicate:near": 1, "duplicate:exact": 1}
     assert d.cluster_sizes.tolist() == [3]
+    assert d.removal_similarity.tolist() == [0.9]  # the near removal's evidence (the exact one is not plotted)
     assert d.languages == {"en": 3, "de": 2} and d.previous_languages == {"en": 3, "de": 1, "fr": 1}
     assert sorted(d.n_tokens.tolist()) == [60, 80, 140, 160, 180]
     assert len(d.shard_sizes) == 2 and d.target_bytes == 1 << 20
@@ -59,7 +60,8 @@ def test_report_page_has_every_section_and_real_pngs(lake_config: Config, lake_b
                     "Document length", "Shards", "Change against v1", "Monitoring checks"):
         assert f"<h2>{heading}</h2>" in page
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
-    assert len(images) == 7
+    assert len(images) == 8  # with the similarities of near removals
+    assert "1 near-duplicate removals; each document" in page and "(lowest 0.900, median 0.900)" in page
     assert all(base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n" for png in images)
     assert "2 documents added (240 tokens), 2 removed (320 tokens)" in page
     assert "now current filtered:length" in page
