@@ -68,3 +68,23 @@ def test_spliced_metadata_equals_parse_set_print(metadata: str | None, key: byte
     value = b'{"text": "x"' + (b"," + metadata[1:].encode("utf-8", "surrogatepass") if metadata else b"}")
     docs, _ = _batch([_record(0, value, key, headers, timestamp)], SRC, max_record_bytes=1 << 16, raw_limit=4)
     assert docs.column("metadata").to_pylist() == [_spelled_out(metadata, key, headers, timestamp)]
+
+
+def test_a_record_that_makes_decoding_raise_is_one_decode_error_row_and_its_batch_goes_on(monkeypatch) -> None:
+    from pipelines.sources import kafka
+
+    real = kafka._decode_batch
+
+    def poisoned(records, *args):  # type: ignore[no-untyped-def]
+        if any(r.value == b'{"text": "poison"}' for r in records):
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(records, *args)
+
+    monkeypatch.setattr(kafka, "_decode_batch", poisoned)
+    records = [_record(0, b'{"text": "a"}'), _record(1, b'{"text": "poison"}'), _record(2, b'{"text": "c"}')]
+    docs, bad = _batch(records, SRC, 1 << 20, 64)
+    assert docs.column("source_offset").to_pylist() == [0, 2]
+    (row,) = bad.to_pylist()
+    assert (row["error_code"], row["source_offset"], row["source_partition"]) == ("decode_error", 1, 3)
+    assert row["error_detail"] == "RecursionError: maximum recursion depth exceeded"
+    assert row["raw"] == b'{"text": "poison"}'
