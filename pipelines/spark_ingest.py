@@ -123,6 +123,9 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: 
     if orphans:
         ingest_state.delete_orphans(quarantine, orphans, _summary(cfg, run_id, {}))
         report.counts["recovered_runs"] = len(orphans)
+    swept = lease.sweep_dead_files(raw, quarantine, run_id)
+    if swept:
+        report.counts["orphan_files_removed"] = swept
     planned_snapshot = _snapshot_id(raw)
     state = ingest_state.load_state(raw)
     plan = plan_run(list(cfg.sources), state)

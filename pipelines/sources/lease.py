@@ -3,7 +3,9 @@
 A run writes `<raw_docs>/metadata/ingest-runs/<run_id>.json` (host, pid, heartbeat time) before its first
 commit and rewrites it every HEARTBEAT_S seconds from a daemon thread until the run ends, when the file is
 removed. A run is provably dead when its lease is gone, when it ran on this host and its process no longer
-exists, or when its heartbeat is older than TTL_S (another host). Only dead runs are cleaned up after.
+exists, or when its heartbeat is older than TTL_S (another host). Only dead runs are cleaned up after:
+their quarantine rows (`pipelines.sources.state`) and, here, the data files they wrote but never committed
+(`sweep_dead_files`, run at the start of every ingest).
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pyarrow import fs as pafs
 from pyiceberg.table import Table
 
+from pipelines import lake
 from pipelines.storage import filesystem
 
 log = logging.getLogger(__name__)
@@ -93,3 +98,38 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_RUN_FILE = re.compile(r"^\.?ingest-([0-9a-f]{8})-")
+
+
+def _leased_runs(raw_docs: Table) -> list[str]:
+    fs, path = filesystem(lease_uri(raw_docs, "x").rsplit("/", 1)[0])
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return [i.base_name.removesuffix(".json") for i in infos if i.base_name.endswith(".json")]
+
+
+def sweep_dead_files(raw_docs: Table, quarantine: Table, own_run: str) -> int:
+    """Delete ingest data files (and temporary files) that no snapshot can reference: written by a run that
+    never committed to either table and is provably dead (a SIGKILLed driver's tasks, a task killed while
+    writing). Files of any run named by a snapshot, of this run and of live runs are kept. Returns how
+    many files were deleted."""
+    keep = {own_run[:8]}
+    for table in (raw_docs, quarantine):
+        for snap in table.snapshots():
+            run = (snap.summary.additional_properties if snap.summary else {}).get(lake.SUMMARY_PREFIX + "run_id")
+            if run:
+                keep.add(run[:8])
+    keep |= {r[:8] for r in _leased_runs(raw_docs) if is_alive(raw_docs, r)}
+    deleted = 0
+    for table in (raw_docs, quarantine):
+        directory = lake.data_dir(table)
+        fs, path = filesystem(directory)
+        for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+            m = _RUN_FILE.match(info.base_name)
+            if m and m.group(1) not in keep and info.type == pafs.FileType.File:
+                fs.delete_file(info.path)
+                deleted += 1
+    if deleted:
+        log.warning("removed %d data file(s) of ingest runs that died before committing", deleted)
+    return deleted

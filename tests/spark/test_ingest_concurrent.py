@@ -136,3 +136,27 @@ def test_the_audit_finds_a_record_ingested_twice_however_it_arose(spark, lake_co
     ok, detail = once(cfg)
     assert not ok
     assert "record(s) ingested more than once" in detail and f"file://{data}@" in detail
+
+
+def test_data_files_of_dead_runs_are_removed_and_those_of_live_runs_kept(spark, lake_config: Config, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.sources import lease
+
+    monkeypatch.setattr(spark_ingest, "failpoint", lambda name: None)
+    cfg = _config(lake_config, _source(tmp_path / "a", "a", 5))
+    run_ingest(spark, cfg)
+    catalog = lake.open_catalog(cfg.lake)
+    raw = catalog.load_table((cfg.lake.namespace, "raw_docs"))
+    data = Path(lake.data_dir(raw).removeprefix("file://"))
+    committed = set(_data_files(cfg, "raw_docs"))
+    dead = [data / "ingest-deadbeef-0001.parquet", data / ".ingest-deadbeef-0002.parquet.tmp"]
+    live = data / "ingest-cafef00d-0003.parquet"
+    for p in [*dead, live]:
+        p.write_bytes(b"PAR1 half-written")
+    lease._write(lease.lease_uri(raw, "cafef00d" + "0" * 24), "cafef00d" + "0" * 24)  # this process: alive
+    report = run_ingest(spark, cfg)
+    assert report.counts["orphan_files_removed"] == 2
+    assert not any(p.exists() for p in dead) and live.exists()
+    assert committed <= set(_data_files(cfg, "raw_docs"))
+    raw_rows, _ = _tables(cfg)
+    assert raw_rows.num_rows == 5
