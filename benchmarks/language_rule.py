@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.filters.config import LanguageFilter
-from pipelines.filters.textual import detect_languages, language_scoring_text
+from pipelines.filters.language import detect_languages, language_scoring_text
 from pipelines.normalize import NormalizeConfig, normalize_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 Called inside a Spark `mapInArrow` task by the curate stage, and directly by tests and benchmarks. The
 batch's text is decoded and split into words once; every count-based family reads the same counts. A
 filter that edits text (`c4_quality`, `pii`) makes later filters see the edited text, which is then
-decoded and split again.
+decoded and split again. The runner knows no filter by name: each is a `base.Filter` (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -14,50 +14,22 @@ from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from pipelines.filters import c4 as c4k
-from pipelines.filters import rules
 from pipelines.filters import stats as S
-from pipelines.filters.chars import char_flags, codepoints
-from pipelines.filters.config import (
-    BadWordsFilter,
-    C4QualityFilter,
-    FilterSpec,
-    FineWebQualityFilter,
-    GopherQualityFilter,
-    GopherRepetitionFilter,
-    LanguageFilter,
-    LengthFilter,
-    NormalizeConfig,
-    PIIFilter,
-)
-from pipelines.filters.textual import (
-    detect_languages,
-    has_bad_words,
-    keep_draws,
-    language_scoring_text,
-    redact_pii,
-)
-from pipelines.filters.words import ABBREVIATIONS, decode_utf8, split_words
+from pipelines.filters.base import BatchContext, Filter
+from pipelines.filters.config import NormalizeConfig
+from pipelines.filters.counts import TextCounts
+from pipelines.filters.rules import quality_score, ratio
 from pipelines.normalize import normalize_text
 from schemas.base import TableDef, make_schema
 from schemas.signals import SIGNAL_FIELDS
 
+__all__ = ["BASE_SIGNALS", "TextCounts", "curate_batch"]
+
 log = logging.getLogger(__name__)
 
-_DEFAULT_STOP_WORDS = tuple(GopherQualityFilter().stop_words)
-_DEFAULT_SHORT_LINE = FineWebQualityFilter().short_line_length
-
-
-@lru_cache(maxsize=1)
-def _abbreviations() -> tuple[np.ndarray, np.ndarray]:
-    return codepoints(ABBREVIATIONS)
-
-
-@lru_cache(maxsize=8)
-def _word_list(words: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    return codepoints(words)
+# signal columns filled for every document whatever the filters, from the final text's counts
+BASE_SIGNALS = ("n_chars", "n_words", "n_lines", "mean_word_length", "alpha_words_ratio", "quality_score")
 
 
 @lru_cache(maxsize=1)
@@ -66,79 +38,17 @@ def _signal_schema() -> pa.Schema:
     return TableDef(name="signals", schema=make_schema(*SIGNAL_FIELDS)).arrow_schema
 
 
-class TextCounts:
-    """Code points, word tokens and counts of one version of a batch's text, each computed on first use."""
-
-    def __init__(self, text: pa.Array) -> None:
-        self.text = text.cast(pa.large_string())
-        n = len(self.text)
-        offsets = np.frombuffer(self.text.buffers()[1], dtype=np.int64)[
-            self.text.offset : self.text.offset + n + 1
-        ]
-        data = self.text.buffers()[2]
-        buf = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
-        self.fl = char_flags()
-        self.cps, self.cp_off = decode_utf8(buf, np.ascontiguousarray(offsets))
-        self._tokens: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._stats: dict[tuple, np.ndarray] = {}
-        self._rep: dict[tuple, np.ndarray] = {}
-
-    @property
-    def tokens(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._tokens is None:
-            self._tokens = split_words(self.cps, self.cp_off, self.fl, *_abbreviations())
-        return self._tokens
-
-    def stats(self, stop_words: Sequence[str] = _DEFAULT_STOP_WORDS, short_line: int = _DEFAULT_SHORT_LINE):
-        key = (tuple(stop_words), short_line)
-        if key not in self._stats:
-            ts, te, to = self.tokens
-            sw, sw_off = _word_list(key[0])
-            self._stats[key] = S.word_line_stats(
-                self.cps, self.cp_off, ts, te, to, self.fl, sw, sw_off, short_line
-            )
-        return self._stats[key]
-
-    def repetition(self, top_ns: Sequence[int], dup_ns: Sequence[int]) -> np.ndarray:
-        key = (tuple(top_ns), tuple(dup_ns))
-        if key not in self._rep:
-            ts, te, to = self.tokens
-            self._rep[key] = S.repetition_stats(
-                self.cps, self.cp_off, ts, te, to, self.fl,
-                np.array(key[0], dtype=np.int64), np.array(key[1], dtype=np.int64),
-            )  # fmt: skip
-        return self._rep[key]
-
-
-def _codes(words: Sequence[str]) -> np.ndarray:
-    return _word_list(tuple(words))[0]
-
-
-def _run_c4(tc: TextCounts, spec: C4QualityFilter) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    policy, policy_off = _word_list(c4k.POLICY_PHRASES)
-    reasons, sentences, cps, off = c4k.c4_lines(
-        tc.cps, tc.cp_off, tc.fl, *_abbreviations(), policy, policy_off,
-        _codes(["lorem ipsum"]), _codes(["javascript"]),
-        spec.remove_citations, spec.filter_no_terminal_punct, spec.min_num_sentences,
-        spec.min_words_per_line, spec.max_word_length, spec.filter_lorem_ipsum,
-        spec.filter_javascript, spec.filter_curly_bracket, spec.filter_policy,
-    )  # fmt: skip
-    data, boff = c4k.encode_utf8(cps, off)
-    text = pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(boff), pa.py_buffer(data))
-    names = np.array(c4k.C4_REASONS, dtype=object)
-    return names[reasons], sentences, text
-
-
 def curate_batch(
-    batch: pa.RecordBatch, *, normalize: NormalizeConfig, filters: list[FilterSpec]
+    batch: pa.RecordBatch, *, normalize: NormalizeConfig, filters: Sequence[Filter]
 ) -> pa.RecordBatch:
     """Normalize `batch.text`, run `filters` in order and add `reason` and the signal columns.
 
     Output: the same rows in the same order, `text` replaced by the normalized (and, for c4_quality/pii,
     edited) text, `reason` (null = kept, else the first failing filter's reason code) and one column per
     `schemas.signals.SIGNAL_FIELDS` with its exact Arrow type (null where not computed). A filter only
-    judges documents that earlier filters kept. Null text is treated as empty text. Never raises on
-    document content; raises ValueError when the batch has no string `text` column.
+    judges documents that earlier filters kept, and fills only the signals it declares. Null text is
+    treated as empty text. Never raises on document content; raises ValueError when the batch has no
+    string `text` column or a filter returns reasons that are not one per row.
     """
     if "text" not in batch.schema.names:
         raise ValueError(f"batch has no 'text' column (columns: {batch.schema.names})")
@@ -151,84 +61,13 @@ def curate_batch(
 
     for spec in filters:
         alive = reasons == None  # noqa: E711  (elementwise over the object array)
-        if isinstance(spec, LengthFilter):
-            st = tc.stats()
-            got = rules.first_reason(n, [
-                ("empty", st[:, S.N_WORDS] == 0),
-                ("too_short", st[:, S.N_NONSYMBOL] < spec.min_words),
-                ("too_long", st[:, S.N_CHARS] > spec.max_chars),
-            ])  # fmt: skip
-        elif isinstance(spec, GopherQualityFilter):
-            st = tc.stats(stop_words=spec.stop_words)
-            params = spec.model_dump(exclude={"name", "stop_words"})
-            got = rules.gopher_quality_reasons(st, **params)
-            sig["n_stop_words"] = st[:, S.N_STOP_WORDS]
-            sig["hash_word_ratio"] = rules._ratio(st[:, S.N_HASH], st[:, S.N_WORDS])
-            sig["ellipsis_word_ratio"] = rules._ratio(st[:, S.N_ELLIPSIS], st[:, S.N_WORDS])
-            sig["bullet_lines_ratio"] = rules._ratio(st[:, S.N_BULLET_LINES], st[:, S.N_LINES])
-            sig["ellipsis_lines_ratio"] = rules._ratio(st[:, S.N_ELLIPSIS_LINES], st[:, S.N_LINES])
-        elif isinstance(spec, GopherRepetitionFilter):
-            top_ns = [k for k, _ in spec.top_n_grams]
-            dup_ns = [k for k, _ in spec.dup_n_grams]
-            fr = rules.repetition_fractions(tc.stats(), tc.repetition(top_ns, dup_ns), top_ns, dup_ns)
-            got = rules.gopher_repetition_reasons(
-                fr, n, **spec.model_dump(exclude={"name", "top_n_grams", "dup_n_grams"}),
-                top_n_grams=spec.top_n_grams, dup_n_grams=spec.dup_n_grams,
-            )  # fmt: skip
-            sig.update(fr)
-        elif isinstance(spec, FineWebQualityFilter):
-            st = tc.stats(short_line=spec.short_line_length)
-            fr = rules.fineweb_fractions(st)
-            got = rules.fineweb_reasons(st, fr, **spec.model_dump(exclude={"name", "short_line_length"}))
-            sig.update(fr)
-        elif isinstance(spec, C4QualityFilter):
-            got, sentences, edited = _run_c4(tc, spec)
-            sig["c4_sentences"] = sentences
-            take = alive & (got == "")
-            if take.any():
-                tc = TextCounts(pc.if_else(pa.array(take), edited, tc.text))
-        elif isinstance(spec, PIIFilter):
-            redacted, counts = redact_pii(
-                tc.text, emails=spec.emails, ips=spec.ip_addresses, phones=spec.phone_numbers,
-                email_sub=spec.email_placeholder, ip_sub=spec.ip_placeholder, phone_sub=spec.phone_placeholder,
-            )  # fmt: skip
-            sig.update(counts)
-            total = counts["pii_emails"] + counts["pii_ips"] + counts["pii_phones"]
-            got = rules.first_reason(
-                n, [("pii", total > spec.max_matches if spec.max_matches is not None else None)]
-            )
-            if (total > 0).any():
-                tc = TextCounts(pc.if_else(pa.array(alive), redacted, tc.text))
-        elif isinstance(spec, LanguageFilter):
-            idx = np.flatnonzero(alive)
-            texts = tc.text.take(pa.array(idx)).to_pylist()
-            if spec.score_lines == "prose":
-                texts = [t if t is None else language_scoring_text(t, spec.max_input_chars) for t in texts]
-            langs, scores = detect_languages(texts, max_input_chars=spec.max_input_chars)
-            lang_col = np.full(n, None, dtype=object)
-            score_col = np.full(n, np.nan)
-            lang_col[idx] = langs
-            score_col[idx] = scores
-            ok = np.array(
-                [lg is not None and (spec.languages is None or lg in spec.languages) for lg in lang_col]
-            )
-            with np.errstate(invalid="ignore"):
-                ok &= score_col > spec.min_score
-            got = rules.first_reason(n, [("language", ~ok)])
-            sig["language"], sig["language_score"] = lang_col, score_col
-        elif isinstance(spec, BadWordsFilter):
-            found = has_bad_words(tc.text)
-            if spec.keep_fraction > 0 and found.any():
-                ids = (
-                    batch.column("doc_id")
-                    if "doc_id" in batch.schema.names
-                    else pa.array(range(n)).cast(pa.string())
-                )
-                found &= keep_draws(ids, spec.seed) >= spec.keep_fraction
-            sig["has_bad_words"] = found
-            got = rules.first_reason(n, [("bad_words", found)])
-        else:  # pragma: no cover - the discriminated union admits nothing else
-            raise ValueError(f"unknown filter {spec!r}")
+        result = spec.apply(BatchContext(batch=batch, counts=tc, alive=alive))
+        got = np.asarray(result.reasons, dtype=object)
+        if got.shape != (n,):
+            raise ValueError(f"filter {spec.name!r} returned {got.shape} reasons for {n} rows")
+        sig.update((k, v) for k, v in result.signals.items() if k in spec.signals)
+        if result.text is not None:
+            tc = TextCounts(result.text)
         fail = alive & (got != "")
         reasons[fail] = got[fail]
 
@@ -236,9 +75,9 @@ def curate_batch(
     sig["n_chars"] = st[:, S.N_CHARS]
     sig["n_words"] = st[:, S.N_NONSYMBOL]
     sig["n_lines"] = st[:, S.N_LINES]
-    sig["mean_word_length"] = rules._ratio(st[:, S.NONSYMBOL_CHARS], st[:, S.N_NONSYMBOL])
-    sig["alpha_words_ratio"] = rules._ratio(st[:, S.N_ALPHA_WORDS], st[:, S.N_WORDS])
-    sig["quality_score"] = rules.quality_score(st)
+    sig["mean_word_length"] = ratio(st[:, S.NONSYMBOL_CHARS], st[:, S.N_NONSYMBOL])
+    sig["alpha_words_ratio"] = ratio(st[:, S.N_ALPHA_WORDS], st[:, S.N_WORDS])
+    sig["quality_score"] = quality_score(st)
     return _assemble(batch, raw.type, tc.text, reasons, sig)
 
 

@@ -36,7 +36,7 @@ def datatrove_filter(name: str):
     )
 
     if name == "bad_words":
-        from pipelines.filters.textual import bad_words_en
+        from pipelines.filters.bad_words import bad_words_en
 
         f = C4BadWordsFilter(seed=0)
         # datatrove downloads the same LDNOOBW revision; give it our bundled copy, compiled its way

@@ -1,4 +1,4 @@
-"""C4's line and document rules (Raffel et al. 2020, section 2.2) as one kernel over a batch.
+"""`c4_quality`: C4's line and document rules (Raffel et al. 2020, section 2.2) as one kernel over a batch.
 
 Lines (as `str.splitlines`, each stripped) are kept only when they end in terminal punctuation (. ? ! " ')
 and not in an ellipsis, have at least `min_words_per_line` whitespace-separated words, no word longer
@@ -10,10 +10,16 @@ than `max_word_length`, and do not mention javascript or a cookie/terms-of-use p
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from numba import njit
 
+from pipelines.filters.base import BaseFilter, BatchContext, FilterResult
 from pipelines.filters.chars import LINEBREAK, SPACE, TERMINAL, UPUNCT
+from pipelines.filters.counts import abbreviations, word_list
 from pipelines.filters.words import _split_chunk, has
 
 C4_REASONS = ("", "lorem_ipsum", "curly_bracket", "too_few_sentences")
@@ -267,3 +273,39 @@ def encode_utf8(cps: np.ndarray, cp_off: np.ndarray) -> tuple[np.ndarray, np.nda
                 k += 4
     off[n_docs] = k
     return out[:k], off
+
+
+class C4QualityFilter(BaseFilter):
+    """C4's line rules (which edit the text) and document rules; -1 disables a numeric rule."""
+
+    name: Literal["c4_quality"] = "c4_quality"
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+    signals = ("c4_sentences",)
+
+    def apply(self, ctx: BatchContext) -> FilterResult:
+        tc = ctx.counts
+        policy, policy_off = word_list(POLICY_PHRASES)
+        codes, sentences, cps, off = c4_lines(
+            tc.cps, tc.cp_off, tc.fl, *abbreviations(), policy, policy_off,
+            word_list(("lorem ipsum",))[0], word_list(("javascript",))[0],
+            self.remove_citations, self.filter_no_terminal_punct, self.min_num_sentences,
+            self.min_words_per_line, self.max_word_length, self.filter_lorem_ipsum,
+            self.filter_javascript, self.filter_curly_bracket, self.filter_policy,
+        )  # fmt: skip
+        reasons = np.array(C4_REASONS, dtype=object)[codes]
+        # documents this filter keeps get their kept lines; the others keep the text they came with
+        take = ctx.alive & (reasons == "")
+        if not take.any():
+            return FilterResult(reasons, {"c4_sentences": sentences})
+        data, boff = encode_utf8(cps, off)
+        edited = pa.LargeStringArray.from_buffers(len(off) - 1, pa.py_buffer(boff), pa.py_buffer(data))
+        return FilterResult(reasons, {"c4_sentences": sentences}, pc.if_else(pa.array(take), edited, tc.text))
