@@ -15,7 +15,7 @@ import importlib
 import operator
 import typing
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
@@ -36,7 +36,9 @@ BUILTIN_FILTERS: tuple[str, ...] = (
     "pipelines.filters.pii:PIIFilter",
 )
 
-_FILTERS: dict[str, type[BaseModel]] = {}
+F = TypeVar("F", bound=BaseFilter)
+
+_FILTERS: dict[str, type[BaseFilter]] = {}
 
 
 def _filter_name(cls: type[BaseModel]) -> str:
@@ -50,18 +52,13 @@ def _filter_name(cls: type[BaseModel]) -> str:
     return args[0]
 
 
-def register(cls: type[BaseModel]) -> type[BaseModel]:
-    """Add a filter model to `curate.filters`; returns `cls` (so it also works as a class decorator).
-
-    Raises TypeError when `cls` breaks the contract (not a pydantic model with `extra="forbid"`, no Literal
-    `name`, no `apply`, `signals` not a tuple of `schemas.signals` column names) and ValueError when another
-    filter has its name. Registering the same class twice is a no-op.
-    """
-    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-        raise TypeError(f"filter {cls!r}: must be a pydantic model class")
+def _checked_name(cls: type[BaseFilter]) -> str:
+    """The filter's name, after checking the rest of the contract (TypeError naming what is wrong)."""
+    if not (isinstance(cls, type) and issubclass(cls, BaseFilter)):
+        raise TypeError(f"filter {cls!r}: must be a subclass of pipelines.filters.BaseFilter")
     name = _filter_name(cls)
     if cls.model_config.get("extra") != "forbid":
-        raise TypeError(f"filter {name!r}: its model must set extra='forbid' (subclass BaseFilter)")
+        raise TypeError(f"filter {name!r}: its model must keep extra='forbid'")
     if not callable(getattr(cls, "apply", None)) or getattr(cls, "apply", None) is BaseFilter.apply:
         raise TypeError(f"filter {name!r}: defines no apply(ctx) method")
     signals = getattr(cls, "signals", None)
@@ -70,6 +67,17 @@ def register(cls: type[BaseModel]) -> type[BaseModel]:
     unknown = [s for s in signals if s not in SIGNAL_NAMES]
     if unknown:
         raise TypeError(f"filter {name!r}: signals {unknown} are not columns of schemas/signals.py")
+    return name
+
+
+def register(cls: type[F]) -> type[F]:
+    """Add a filter model to `curate.filters`; returns `cls` (so it also works as a class decorator).
+
+    Raises TypeError when `cls` breaks the contract (not a `BaseFilter` with `extra="forbid"`, no Literal
+    `name`, no `apply`, `signals` not a tuple of `schemas.signals` column names) and ValueError when another
+    filter has its name. Registering the same class twice is a no-op.
+    """
+    name = _checked_name(cls)
     _builtins()
     if _FILTERS.get(name, cls) is not cls:
         raise ValueError(f"filter name {name!r} is taken by {_FILTERS[name].__qualname__}")
@@ -87,17 +95,17 @@ def _builtins() -> None:
     for entry in BUILTIN_FILTERS:
         module, _, attr = entry.partition(":")
         cls = getattr(importlib.import_module(module), attr)
-        _FILTERS.setdefault(_filter_name(cls), cls)
+        _FILTERS.setdefault(_checked_name(cls), cls)
 
 
-def registered() -> dict[str, type[BaseModel]]:
+def registered() -> dict[str, type[BaseFilter]]:
     """Name -> filter model of every registered filter, built-ins first, in registration order."""
     _builtins()
     return dict(_FILTERS)
 
 
 @lru_cache(maxsize=16)
-def _union_adapter(models: tuple[type[BaseModel], ...]) -> TypeAdapter[Any]:
+def _union_adapter(models: tuple[type[BaseFilter], ...]) -> TypeAdapter[Any]:
     if len(models) == 1:
         return TypeAdapter(models[0])
     union: Any = functools.reduce(operator.or_, models)  # A | B | ... of the classes, built at run time
