@@ -29,11 +29,8 @@ from pipelines.filters.registry import unregister
 from schemas.signals import SIGNAL_NAMES
 
 ENGLISH = (
-    "The history of the village goes back to the twelfth century, when a small chapel was built on the hill. "
-    "Over the following centuries the settlement grew slowly, and by the time of the first census it had "
-    "nearly four hundred inhabitants. Most of them worked on the farms that surrounded the village, and "
-    "some of the families that have lived there since then still own the same fields today. The old mill "
-    "by the river was restored in 1998 and is now a small museum with a cafe that is open in the summer. "
+    "The mill by the river was built in 1732 and ground grain for the farms of the valley until 1951. "
+    "It was restored by volunteers in 1998 and is now a museum that is open on summer weekends. "
     "Contact: mill@example.org or 192.168.1.20 for group visits, see [1] and [edit]."
 )
 TEXTS = [ENGLISH, "", "short one", "Ein kurzer deutscher Satz, der nicht englisch ist und etwas länger wird.",
