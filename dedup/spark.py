@@ -199,14 +199,11 @@ def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_ev
     """(doc_id, cluster_id) for every node of `edges` (a, b): cluster_id = the component's smallest node.
 
     Alternates large-star and small-star (Kiveris et al. 2014) until the graph is a forest of stars; the
-    plan is truncated every `checkpoint_every` rounds (reliable checkpoint under `checkpoint_dir`, else a
-    local one). Raises DedupError when `max_iterations` rounds do not converge.
+    plan is truncated every `checkpoint_every` rounds (written under `checkpoint_dir`, else a local
+    checkpoint, see `checkpoint`). Raises DedupError when `max_iterations` rounds do not converge.
     """
-    spark = edges.sparkSession
-    if checkpoint_dir:
-        spark.sparkContext.setCheckpointDir(checkpoint_dir)
     current = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b")).distinct()
-    current = current.checkpoint() if checkpoint_dir else current.localCheckpoint()
+    current = checkpoint(current, checkpoint_dir)
     for round_no in range(1, max_iterations + 1):
         if _is_star_forest(current):
             # zero rounds is the usual case, not a failure: every candidate pair already points at its
@@ -216,7 +213,7 @@ def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_ev
             break
         current = _small_star(_large_star(current))
         if round_no % checkpoint_every == 0:
-            current = current.checkpoint() if checkpoint_dir else current.localCheckpoint()
+            current = checkpoint(current, checkpoint_dir)
     else:
         if not _is_star_forest(current):
             raise DedupError(f"connected components did not converge in max_iterations={max_iterations} rounds")
@@ -235,18 +232,24 @@ def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | No
     """
     _keep_order(df, cfg.keep)
     sigs = signatures(df, cfg)
-    sigs = sigs.checkpoint() if checkpoint_dir and _set_dir(df, checkpoint_dir) else sigs.localCheckpoint()
+    sigs = checkpoint(sigs, checkpoint_dir)
     edges = candidate_edges(sigs, cfg)
-    edges = edges.checkpoint() if checkpoint_dir else edges.localCheckpoint()
+    edges = checkpoint(edges, checkpoint_dir)
     members = connected_components(edges, max_iterations=cfg.max_iterations,
                                    checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
-    members = members.checkpoint() if checkpoint_dir else members.localCheckpoint()
+    members = checkpoint(members, checkpoint_dir)
     report = component_report(members, cfg.max_cluster)
     if stats is not None:
         stats.update(report)
     return resolve_components(members, edges, sigs, df, cfg=cfg)
 
 
-def _set_dir(df: DataFrame, checkpoint_dir: str) -> bool:
-    df.sparkSession.sparkContext.setCheckpointDir(checkpoint_dir)
-    return True
+def checkpoint(df: DataFrame, checkpoint_dir: str | None) -> DataFrame:
+    """`df` with its plan cut: written as Parquet under `checkpoint_dir` (a scratch URI, local or s3://, by
+    the tasks through pyarrow, so no Hadoop filesystem or shared disk is needed) and read back; without a
+    directory, a local checkpoint on the executors. The caller removes the directory."""
+    if not checkpoint_dir:
+        return df.localCheckpoint()
+    from pipelines.spark_tables import materialize  # the pyarrow table I/O lives with the other Spark I/O
+
+    return materialize(df, checkpoint_dir)

@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from dedup.config import DedupConfig
-from dedup.spark import _keep_order, candidate_edges, connected_components, signatures
+from dedup.spark import _keep_order, candidate_edges, checkpoint, connected_components, signatures
 from dedup.spark_resolve import component_report, resolve_components
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,14 @@ def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupC
     not be merged into one cluster with each other. Edges and components are checkpointed here.
     """
     _keep_order(new, cfg.keep)
-    spark = new.sparkSession
-    if checkpoint_dir:
-        spark.sparkContext.setCheckpointDir(checkpoint_dir)
     new_sigs = signatures(new, cfg)
-    new_sigs = new_sigs.checkpoint() if checkpoint_dir else new_sigs.localCheckpoint()
+    new_sigs = checkpoint(new_sigs, checkpoint_dir)
     new_keys = new_sigs.select(F.posexplode("band_keys").alias("band", "key")).distinct()
     old_ids = (
         index.select("doc_id", F.posexplode("band_keys").alias("band", "key"))
         .join(new_keys, ["band", "key"], "left_semi").select("doc_id").distinct()
     )
-    old_ids = old_ids.checkpoint() if checkpoint_dir else old_ids.localCheckpoint()
+    old_ids = checkpoint(old_ids, checkpoint_dir)
     old_sigs = index.join(old_ids, "doc_id", "left_semi").select("doc_id", "signature", "band_keys")
     edges = candidate_edges(new_sigs.unionByName(old_sigs), cfg)
     old_a = old_ids.select(F.col("doc_id").alias("a"), F.lit(True).alias("a_old"))
@@ -100,10 +97,10 @@ def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupC
         .where(~(F.coalesce("a_old", F.lit(False)) & F.coalesce("b_old", F.lit(False))))
         .select("a", "b")
     )
-    edges = edges.checkpoint() if checkpoint_dir else edges.localCheckpoint()
+    edges = checkpoint(edges, checkpoint_dir)
     members = connected_components(edges, max_iterations=cfg.max_iterations,
                                    checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
-    members = members.checkpoint() if checkpoint_dir else members.localCheckpoint()
+    members = checkpoint(members, checkpoint_dir)
     report = component_report(members, cfg.max_cluster)
     if stats is not None:
         stats.update(report)

@@ -21,6 +21,7 @@ from pipelines.follow_config import FollowConfig
 from pipelines.monitor_config import MonitorConfig
 from pipelines.secrets import check_no_literal_secrets, resolve_settings
 from pipelines.sources.config import IngestConfig, SourceConfig
+from pipelines.storage import S3Options
 from pipelines.tokenize_config import TokenizeConfig
 from sharding.config import ShardConfig
 
@@ -37,7 +38,14 @@ class LakeConfig(BaseModel):
         "default: SqlCatalog on <root>/catalog.db",
     )
     warehouse: str | None = Field(default=None, description="default: <root>/warehouse")
+    scratch: str | None = Field(
+        default=None, description="URI (local path, file:// or s3://) for a run's temporary data: curate's "
+        "intermediate files and dedup checkpoints; each run's folder is removed when it ends; "
+        "default: <warehouse>/_scratch")
     metrics_dir: str | None = Field(default=None, description="per-stage metrics JSON; default: <root>/metrics")
+    s3: S3Options = Field(
+        default_factory=S3Options, description="how to reach an s3:// warehouse and scratch (endpoint, region); "
+        "unset fields come from AWS_ENDPOINT_URL(_S3), AWS_REGION and the AWS credential chain")
     read_version: str | None = Field(
         default=None, description="stages read their input tables at this dataset version (`tokenmill version`)")
 
@@ -45,20 +53,45 @@ class LakeConfig(BaseModel):
         """Properties for `pyiceberg.catalog.load_catalog`, with the embedded SQLite default filled in."""
         root = Path(self.root).absolute()
         props = dict(self.catalog)
-        if not props:
-            props = {"type": "sql", "uri": f"sqlite:///{root / 'catalog.db'}"}
+        if props.get("type", "sql") == "sql" and "uri" not in props:
+            # settings without a uri (a warehouse, S3 properties) keep the embedded SQLite catalog
+            props = {"type": "sql", "uri": f"sqlite:///{root / 'catalog.db'}", **props}
         props.setdefault("warehouse", self.warehouse_uri())
-        return resolve_settings(props, "lake.catalog")
+        return resolve_settings({**self.s3_catalog_properties(), **props}, "lake.catalog")
 
     @model_validator(mode="after")
     def _no_literal_secrets(self) -> LakeConfig:
         check_no_literal_secrets(self.catalog, "catalog")
         return self
 
+    def s3_catalog_properties(self) -> dict[str, str]:
+        """pyiceberg's S3 properties for `s3` (pyiceberg reads neither AWS_ENDPOINT_URL nor AWS_REGION);
+        keys only when configured here, else pyiceberg's pyarrow S3 client takes the AWS credential chain."""
+        r = self.s3.resolved()
+        props = {"s3.region": r.region or "us-east-1"}
+        if r.endpoint:
+            props["s3.endpoint"] = r.endpoint
+        if self.s3.access_key and self.s3.secret_key:
+            props.update({"s3.access-key-id": self.s3.access_key, "s3.secret-access-key": self.s3.secret_key})
+            if self.s3.session_token:
+                props["s3.session-token"] = self.s3.session_token
+        return props
+
+    def task_s3(self) -> S3Options:
+        """The S3 settings handed to Spark tasks: endpoint and region resolved here on the driver (executors
+        need no AWS_ENDPOINT_URL); keys only when configured, else each executor's own credential chain."""
+        r = self.s3.resolved()
+        return self.s3.model_copy(update={"endpoint": r.endpoint, "region": r.region})
+
     def warehouse_uri(self) -> str:
         if self.warehouse:
             return self.warehouse if "://" in self.warehouse else f"file://{Path(self.warehouse).absolute()}"
         return f"file://{Path(self.root).absolute() / 'warehouse'}"
+
+    def scratch_uri(self) -> str:
+        if self.scratch:
+            return self.scratch if "://" in self.scratch else f"file://{Path(self.scratch).absolute()}"
+        return self.warehouse_uri().rstrip("/") + "/_scratch"
 
 
 class SparkConfig(BaseModel):
@@ -163,6 +196,8 @@ def _format_validation_error(err: ValidationError) -> str:
 def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Config:
     """Load and validate the YAML config at `path` (missing default file: all defaults), then apply overrides.
 
+    Relative local paths (from the file or `--set`) are made absolute against the config file's folder (the
+    working directory without a file), once, here: no task ever sees a relative path.
     Raises ConfigError with one line naming the bad key or value.
     """
     data: dict[str, Any] = {}
@@ -186,6 +221,9 @@ def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | 
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
+    from pipelines.config_paths import resolve_paths
+
+    resolve_paths(cfg, Path(path).absolute().parent if path is not None and Path(path).exists() else Path.cwd())
     check_paths(cfg)
     return cfg
 

@@ -24,7 +24,7 @@ from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
 
-from pipelines.storage import filesystem, local_path
+from pipelines.storage import S3Options, filesystem, local_path
 from schemas import TABLES, TableDef
 
 if TYPE_CHECKING:
@@ -94,7 +94,46 @@ def data_dir(table: Table) -> str:
     return table.location().rstrip("/") + "/data"
 
 
-def write_data_file(directory: str, table: pa.Table, *, prefix: str) -> str | None:
+def table_s3(table: Table) -> S3Options:
+    """How tasks reach the table's files: the endpoint and region of its catalog's S3 properties (keys stay
+    with each executor's credential chain)."""
+    props = table.io.properties
+    return S3Options(endpoint=props.get("s3.endpoint") or None, region=props.get("s3.region") or None)
+
+
+# scratch folder URI -> the S3 settings of the lake it belongs to (see scratch_dir, scratch_s3)
+_scratch_s3: dict[str, S3Options] = {}
+
+
+def scratch_dir(lake: LakeConfig, name: str) -> str:
+    """A fresh folder URI for one run's temporary data under `lake.scratch` (local or S3); see remove_tree.
+    Data written under it (`spark_tables.materialize`) uses the lake's S3 settings."""
+    uri = f"{lake.scratch_uri().rstrip('/')}/{name}-{uuid.uuid4().hex[:12]}"
+    _scratch_s3[uri] = lake.task_s3()
+    return uri
+
+
+def scratch_s3(uri: str) -> S3Options | None:
+    """The S3 settings of the scratch folder holding `uri` (None: not under a scratch_dir of this process)."""
+    for base, options in _scratch_s3.items():
+        if uri == base or uri.startswith(base + "/"):
+            return options
+    return None
+
+
+def remove_tree(uri: str) -> None:
+    """Delete a folder (local) or every object under a prefix (S3); a missing one is fine, a failure is logged."""
+    fs, path = filesystem(uri, scratch_s3(uri))
+    _scratch_s3.pop(uri, None)
+    try:
+        fs.delete_dir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove scratch data %s: %s", uri, exc)
+
+
+def write_data_file(directory: str, table: pa.Table, *, prefix: str, s3: S3Options | None = None) -> str | None:
     """Write one Parquet data file under `directory` (URI) and return its URI; None for an empty table.
 
     The file is written under a temporary name and renamed (local), so a killed task leaves no partial
@@ -102,7 +141,7 @@ def write_data_file(directory: str, table: pa.Table, *, prefix: str) -> str | No
     """
     if table.num_rows == 0:
         return None
-    fs, path = filesystem(directory)
+    fs, path = filesystem(directory, s3)
     fs.create_dir(path, recursive=True)
     name = f"{prefix}-{uuid.uuid4().hex}.parquet"
     final = f"{path}/{name}"

@@ -10,10 +10,8 @@ documents kept before (see `run_curate_incremental`).
 from __future__ import annotations
 
 import logging
-import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pyarrow as pa
 from pyiceberg.table import Table
@@ -32,6 +30,7 @@ from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
 from pipelines.report import StageReport
 from pipelines.spark_session import read_input_df, read_table_df, write_df_files
+from pipelines.spark_tables import materialize
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
@@ -123,19 +122,19 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         return run_curate_incremental(spark, cfg)
     run_id = uuid.uuid4().hex
     tables = _open_tables(cfg)
-    scratch = Path(cfg.lake.root).absolute() / "tmp" / f"curate-{run_id}"
+    scratch = lake.scratch_dir(cfg.lake, f"curate-{run_id[:8]}")
     try:
         raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
         primary, repeats = _split_repeated_ids(raw_df)
         curated = _filtered(spark, primary, cfg.curate, scratch)
         stats: dict[str, int] = {}
-        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"),
+        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
                            stats=stats)
         decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True)
         counts.update(stats)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
 
 
@@ -151,7 +150,7 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
     """
     run_id = uuid.uuid4().hex
     tables = _open_tables(cfg)
-    scratch = Path(cfg.lake.root).absolute() / "tmp" / f"curate-{run_id}"
+    scratch = lake.scratch_dir(cfg.lake, f"curate-{run_id[:8]}")
     try:
         repaired = _repair_clean(spark, cfg, tables, run_id, scratch)
         if cfg.curate.dedup.near:
@@ -170,13 +169,13 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
         old = (read_table_df(spark, tables["clean_docs"]).select("doc_id", "exact_hash"),
                read_table_df(spark, tables["dedup_index"]))
         stats: dict[str, int] = {}
-        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, str(scratch / "checkpoints"),
+        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
                            old=old, stats=stats)
         decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False)
         counts.update(stats)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
 
 
@@ -191,12 +190,11 @@ def _snapshot_id(table: Table) -> int | None:
     return snap.snapshot_id if snap else None
 
 
-def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch: Path) -> DataFrame:
-    """Normalized and filtered rows (curated_schema), materialized once under `scratch`: filters are the
-    expensive step and dedup and the outputs all read the result."""
+def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch: str) -> DataFrame:
+    """Normalized and filtered rows (curated_schema), materialized once under `scratch` (a URI): filters are
+    the expensive step and dedup and the outputs all read the result."""
     curated = raw_df.mapInArrow(_filter_partitions(cfg), from_arrow_schema(curated_schema()))
-    curated.write.parquet(str(scratch / "curated"))
-    return spark.read.parquet(str(scratch / "curated"))
+    return materialize(curated, f"{scratch}/curated")
 
 
 def _same_row(left: DataFrame, right: DataFrame) -> Column:
@@ -221,7 +219,7 @@ def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None) -
     return primary, repeats
 
 
-def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: Path,
+def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: str,
             repeats: DataFrame) -> DataFrame:
     """Every raw row's decision: filtered (its reason), duplicate (exact/near, or doc_id for a repeated id),
     else kept; kept rows get cluster_size (raw documents they stand for, themselves included; a repeated
@@ -241,8 +239,7 @@ def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: P
         "doc_id", *SOURCE_COLUMNS, F.lit("duplicate").alias("decision"), F.lit("doc_id").alias("reason"),
         F.col("doc_id").alias("cluster_id"), F.col("doc_id").alias("kept_doc_id"))
     decided = decided.unionByName(repeated, allowMissingColumns=True)
-    decided.write.parquet(str(scratch / "decided"))
-    return spark.read.parquet(str(scratch / "decided"))
+    return materialize(decided, f"{scratch}/decided")
 
 
 def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided: DataFrame, run_id: str, *,
@@ -292,7 +289,7 @@ def _write_index(kept: DataFrame, index_t: Table, cfg: Config, summary: dict[str
     }, overwrite)
 
 
-def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], run_id: str, scratch: Path) -> bool:
+def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], run_id: str, scratch: str) -> bool:
     """Give every kept decision its clean_docs row when the last decisions commit has no matching clean_docs
     commit (a run stopped between the two). True when something was committed.
 
@@ -316,7 +313,7 @@ def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
                               "full curate did not finish: run curate with curate.dedup.incremental=false")
     missing = kept_ids.join(clean_ids, "doc_id", "left_anti")
     raw_df = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
-    rows = _filtered(spark, raw_df.join(missing, "doc_id", "left_semi"), cfg.curate, scratch / "repair")
+    rows = _filtered(spark, raw_df.join(missing, "doc_id", "left_semi"), cfg.curate, f"{scratch}/repair")
     dec_cols = read_table_df(spark, decisions).columns
     size = (F.col("cluster_size") if "cluster_size" in dec_cols else F.lit(None).cast("long")).alias("cluster_size")
     sizes = read_table_df(spark, decisions).where(F.col("decision") == "kept").select("doc_id", size)

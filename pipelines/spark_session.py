@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines import lake
 from pipelines.config import Config, SparkConfig
 from pipelines.errors import MissingDependencyError, StageInputError
+from pipelines.spark_tables import read_table_files, read_units_df, write_files
 
 log = logging.getLogger(__name__)
 
@@ -150,21 +151,27 @@ def _python() -> str:
     return sys.executable
 
 
-def read_table_df(spark: SparkSession, table: Table, snapshot_id: int | None = None) -> DataFrame:
-    """The table's current (or given) snapshot as a DataFrame, read from its Parquet data files directly."""
-    files = lake.data_files(table, snapshot_id)
+def read_table_df(spark: SparkSession, table: Table, snapshot_id: int | None = None,
+                  columns: Sequence[str] | None = None) -> DataFrame:
+    """The table's current (or given) snapshot as a DataFrame: the driver plans the data files (pyiceberg
+    scan), the tasks read them with pyarrow (`pipelines.spark_tables`); only `columns` when given."""
+    return read_table_files(spark, table, snapshot_id, columns)
+
+
+def read_data_files_df(spark: SparkSession, table: Table, files: Sequence[str],
+                       columns: Sequence[str] | None = None) -> DataFrame:
+    """Some data files of `table` (URIs, e.g. those appended since a snapshot) with the table's schema."""
     schema = table.schema().as_arrow()
-    if not files:
-        from pyspark.sql.pandas.types import from_arrow_schema
-
-        return spark.createDataFrame([], from_arrow_schema(schema))
-    return spark.read.parquet(*files)
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    return read_units_df(spark, [(f, -1) for f in files], schema, lake.table_s3(table))
 
 
-def read_input_df(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
+def read_input_df(spark: SparkSession, cfg: Config, table: Table, columns: Sequence[str] | None = None
+                  ) -> DataFrame:
     """A stage's input table: its current snapshot, or the snapshot tagged by `lake.read_version`."""
     if not cfg.lake.read_version:
-        return read_table_df(spark, table)
+        return read_table_df(spark, table, columns=columns)
     from pipelines.versions import resolve_version
 
     name = table.name()[-1]
@@ -172,26 +179,10 @@ def read_input_df(spark: SparkSession, cfg: Config, table: Table) -> DataFrame:
     if snapshot_id is None:
         raise StageInputError(f"version {cfg.lake.read_version!r} has no snapshot of table {name}")
     log.info("reading %s at version %s (snapshot %s)", name, cfg.lake.read_version, snapshot_id)
-    return read_table_df(spark, table, snapshot_id)
-
-
-FILES_SCHEMA = "path string, rows long"
-
-
-def _write_partitions(directory: str, arrow_schema: pa.Schema, prefix: str):
-    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        pieces = [b for b in batches if b.num_rows]
-        if not pieces:
-            return
-        table = pa.Table.from_batches(pieces).select(arrow_schema.names).cast(arrow_schema)
-        path = lake.write_data_file(directory, table, prefix=prefix)
-        yield pa.RecordBatch.from_pydict({"path": [path], "rows": [table.num_rows]})
-
-    return write
+    return read_table_df(spark, table, snapshot_id, columns)
 
 
 def write_df_files(df: DataFrame, table: Table, arrow_schema: pa.Schema, *, prefix: str) -> tuple[list[str], int]:
     """Write each partition of `df` (columns matching `arrow_schema`) as one Parquet file under the table's
     data folder; return the file URIs and the row count. Nothing is committed here."""
-    out = df.mapInArrow(_write_partitions(lake.data_dir(table), arrow_schema, prefix), FILES_SCHEMA).collect()
-    return [r["path"] for r in out], sum(r["rows"] for r in out)
+    return write_files(df, lake.data_dir(table), arrow_schema, prefix=prefix, s3=lake.table_s3(table))

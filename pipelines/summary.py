@@ -7,6 +7,7 @@ from rich.table import Table
 
 from pipelines.audit import AuditResult
 from pipelines.config import Config
+from pipelines.config_paths import mask_uri
 from pipelines.report import StageReport
 
 _console = Console(width=140)
@@ -31,8 +32,9 @@ def print_reports(reports: list[StageReport], cfg: Config) -> None:
         snaps = "\n".join(f"{k}@{v}" for k, v in r.snapshots.items())
         table.add_row(r.stage, _details(r.counts), "\n".join(x for x in (outputs, snaps) if x), f"{r.seconds:.1f}")
     _console.print(table)
-    _console.print(f"lake: {cfg.lake.root} (catalog {cfg.lake.catalog_properties().get('uri', cfg.lake.catalog_name)},"
-                   f" namespace {cfg.lake.namespace}); shards: {cfg.shards_uri()}")
+    catalog = mask_uri(cfg.lake.catalog_properties().get("uri", cfg.lake.catalog_name))
+    _console.print(f"lake: {cfg.lake.root} (catalog {catalog},"
+                   f" namespace {cfg.lake.namespace}); shards: {mask_uri(cfg.shards_uri())}")
 
 
 def print_audit(result: AuditResult) -> None:

@@ -1,0 +1,151 @@
+"""Tables and scratch data read and written by Spark tasks through pyarrow, never through a Hadoop filesystem.
+
+The driver plans the file list (a pyiceberg scan of a table's snapshot, or the files a `materialize` wrote) and
+distributes it to tasks as data; each task opens its files with a pyarrow filesystem (local or S3 through
+`pipelines.storage.filesystem`, with the S3 settings of the table's catalog or of the lake's scratch) and yields
+Arrow batches. So `s3://` and local warehouses behave the same and
+Spark needs no extra jars, and no path has to exist on every node except through its URI.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyiceberg.table import Table
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+
+from pipelines import lake
+from pipelines.storage import S3Options, filesystem
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 4096
+UNIT_SCHEMA = "path string, row_group int"
+FILES_SCHEMA = "path string, rows long"
+# a file with more row groups than this is read by several tasks, this many row groups each
+ROW_GROUPS_PER_TASK = 4
+
+
+class DeleteFilesError(RuntimeError):
+    """A table snapshot has row-level delete files, which tokenmill's readers do not apply."""
+
+
+def table_units(table: Table, snapshot_id: int | None = None) -> list[tuple[str, int]]:
+    """(file URI, first row group or -1 for the whole file) read units of a snapshot (default: current).
+
+    Files whose Iceberg metadata lists more than ROW_GROUPS_PER_TASK row groups (split offsets) are split
+    into several units. Raises DeleteFilesError when the snapshot has row-level deletes.
+    """
+    if table.current_snapshot() is None and snapshot_id is None:
+        return []
+    units: list[tuple[str, int]] = []
+    for task in table.scan(snapshot_id=snapshot_id).plan_files():
+        if task.delete_files:
+            raise DeleteFilesError(f"table {'.'.join(table.name())} has row-level delete files "
+                                   f"({len(task.delete_files)} for {task.file.file_path}); rewrite it first")
+        groups = len(task.file.split_offsets or ())
+        if groups > ROW_GROUPS_PER_TASK:
+            units += [(task.file.file_path, g) for g in range(0, groups, ROW_GROUPS_PER_TASK)]
+        else:
+            units.append((task.file.file_path, -1))
+    return units
+
+
+def _reader(schema: pa.Schema, s3: S3Options | None) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """mapInArrow function: read the units of each input batch, project and cast to `schema`."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for units in batches:
+            for path, group in zip(units.column("path").to_pylist(), units.column("row_group").to_pylist(),
+                                   strict=True):
+                yield from _read_unit(path, group, schema, s3)
+
+    return run
+
+
+def _read_unit(uri: str, group: int | None, schema: pa.Schema, s3: S3Options | None) -> Iterator[pa.RecordBatch]:
+    fs, path = filesystem(uri, s3)
+    try:
+        with fs.open_input_file(path) as f:
+            pf = pq.ParquetFile(f)
+            present = [name for name in schema.names if name in pf.schema_arrow.names]
+            groups = None
+            if group is not None and group >= 0:
+                groups = list(range(group, min(group + ROW_GROUPS_PER_TASK, pf.num_row_groups)))
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=present):
+                yield _conform(batch, schema)
+    except (OSError, pa.ArrowException) as exc:
+        raise OSError(f"{uri}: cannot read Parquet data file: {exc}") from exc
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """`batch` with exactly the columns of `schema`, in order and cast; missing columns (added to the table
+    after the file was written) are nulls."""
+    arrays = []
+    for field in schema:
+        idx = batch.schema.get_field_index(field.name)
+        col = batch.column(idx) if idx >= 0 else pa.nulls(batch.num_rows, field.type)
+        arrays.append(col if col.type == field.type else pc.cast(col, field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def read_units_df(spark: SparkSession, units: Sequence[tuple[str, int]], schema: pa.Schema,
+                  s3: S3Options | None = None) -> DataFrame:
+    """A DataFrame of the rows of Parquet read `units` (file URI, row group or -1), with Arrow schema `schema`
+    (columns a file lacks are nulls); S3 reached with `s3` (default: each executor's environment). One task
+    per unit; an empty list gives an empty frame."""
+    plain = pa.schema([pa.field(f.name, f.type) for f in schema])
+    spark_schema = from_arrow_schema(plain)
+    if not units:
+        return spark.createDataFrame([], spark_schema)
+    target = to_arrow_schema(spark_schema, timezone="UTC", prefers_large_types=False)
+    rows = [(path, group) for path, group in units]
+    unit_df = spark.sparkContext.parallelize(rows, len(rows)).toDF(UNIT_SCHEMA)
+    return unit_df.mapInArrow(_reader(target, s3), spark_schema)
+
+
+def read_table_files(spark: SparkSession, table: Table, snapshot_id: int | None = None,
+                     columns: Sequence[str] | None = None) -> DataFrame:
+    """The table's current (or given) snapshot as a DataFrame read by the tasks (pyarrow), optionally only
+    `columns` (in that order)."""
+    schema = table.schema().as_arrow()
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
+    return read_units_df(spark, table_units(table, snapshot_id), schema, lake.table_s3(table))
+
+
+def _write_partitions(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None
+                      ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        pieces = [b for b in batches if b.num_rows]
+        if not pieces:
+            return
+        table = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
+        path = lake.write_data_file(directory, table, prefix=prefix, s3=s3)
+        yield pa.RecordBatch.from_pydict({"path": [path], "rows": [table.num_rows]})
+
+    return write
+
+
+def write_files(df: DataFrame, directory: str, schema: pa.Schema, *, prefix: str, s3: S3Options | None = None
+                ) -> tuple[list[str], int]:
+    """Write each non-empty partition of `df` (columns of `schema`) as one Parquet file under `directory`
+    (a URI: local or S3, reached with `s3`); return the file URIs and the row count."""
+    out = df.mapInArrow(_write_partitions(directory, schema, prefix, s3), FILES_SCHEMA).collect()
+    return [r["path"] for r in out], sum(r["rows"] for r in out)
+
+
+def materialize(df: DataFrame, directory: str) -> DataFrame:
+    """Write `df` under `directory` (a scratch URI) and return a DataFrame that reads it back: the plan is cut
+    there, like a reliable checkpoint, without a Hadoop filesystem. The caller removes `directory`."""
+    schema = to_arrow_schema(df.schema, timezone="UTC", prefers_large_types=False)
+    s3 = lake.scratch_s3(directory)
+    files, rows = write_files(df, directory.rstrip("/") + f"/{uuid.uuid4().hex[:12]}", schema, prefix="part", s3=s3)
+    log.debug("materialized %d rows in %d files under %s", rows, len(files), directory)
+    return read_units_df(df.sparkSession, [(f, -1) for f in files], schema, s3)
