@@ -137,7 +137,7 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: 
             sources=_resolved_sources(cfg), run_id=run_id, ingested_at=datetime.now(UTC),
             raw_dir=lake.data_dir(raw), quarantine_dir=lake.data_dir(quarantine),
             max_record_bytes=cfg.ingest.max_record_bytes, raw_limit=cfg.ingest.quarantine_raw_bytes,
-            file_bytes=cfg.ingest.file_bytes, max_expansion=cfg.ingest.max_expansion,
+            file_bytes=cfg.ingest.file_bytes, max_expansion=cfg.ingest.max_expansion, lake_s3=lake.table_s3(raw),
         )
         n_tasks = cfg.ingest.parallelism or spark.sparkContext.defaultParallelism * UNITS_PER_CORE
         results = _execute(spark, pack_units(plan.units, n_tasks), ctx)

@@ -301,7 +301,7 @@ def _commit_shards_table(
         },
         schema=SHARDS.arrow_schema,
     )
-    path = lake.write_data_file(lake.data_dir(table), rows, prefix=f"shards-{run_id[:8]}")
+    path = lake.write_data_file(lake.data_dir(table), rows, prefix=f"shards-{run_id[:8]}", s3=lake.table_s3(table))
     summary = lake.snapshot_summary(cfg, "shard", run_id, {
         f"{lake.SUMMARY_PREFIX}manifest_uri": manifest_uri,
         f"{lake.SUMMARY_PREFIX}manifest_sha256": hashlib.sha256(blob).hexdigest(),

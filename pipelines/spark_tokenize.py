@@ -21,6 +21,7 @@ from pipelines.config import Config
 from pipelines.errors import StageInputError
 from pipelines.report import StageReport
 from pipelines.spark_session import read_input_df
+from pipelines.storage import S3Options
 from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
 from pipelines.train_tokenizer import save_tokenizer, train_bpe
 from schemas.tokens import TABLE as TOKENS
@@ -47,7 +48,8 @@ def _source_column(batch: pa.RecordBatch) -> pa.Array:
 
 
 def _tokenize_partition(
-    spec: TokenizerSpec, *, bos: bool, eos: bool, batch_size: int, directory: str, prefix: str
+    spec: TokenizerSpec, *, bos: bool, eos: bool, batch_size: int, directory: str, prefix: str,
+    s3: S3Options | None = None,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     schema = TOKENS.arrow_schema
 
@@ -72,10 +74,10 @@ def _tokenize_partition(
             rows += out.num_rows
             tokens += int(n_tokens.sum(dtype=np.int64))
             if held >= FILE_TARGET_BYTES:
-                paths.append(lake.write_data_file(directory, pa.concat_tables(pieces), prefix=prefix))
+                paths.append(lake.write_data_file(directory, pa.concat_tables(pieces), prefix=prefix, s3=s3))
                 pieces, held = [], 0
         if pieces:
-            paths.append(lake.write_data_file(directory, pa.concat_tables(pieces), prefix=prefix))
+            paths.append(lake.write_data_file(directory, pa.concat_tables(pieces), prefix=prefix, s3=s3))
         files = [p for p in paths if p]
         # Counts ride on the first row; a partition with no data still reports its zeros.
         yield pa.RecordBatch.from_pydict({
@@ -105,7 +107,7 @@ def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, directory: str,
     t = cfg.tokenize
     return df.mapInArrow(
         _tokenize_partition(spec, bos=t.bos, eos=t.eos, batch_size=t.batch_size, directory=directory,
-                            prefix=prefix),
+                            prefix=prefix, s3=cfg.lake.task_s3()),
         TASK_RESULT_SCHEMA,
     )
 

@@ -91,7 +91,7 @@ def load_state(raw_docs: Table) -> IngestState:
     state.offsets = json.loads(props.get(KEY_OFFSETS, "{}"))
     uri = props.get(KEY_LEDGER)
     if uri:
-        fs, path = filesystem(uri)
+        fs, path = filesystem(uri, lake.table_s3(raw_docs))
         try:
             with fs.open_input_stream(path) as f:
                 data = f.read()
@@ -116,7 +116,7 @@ def write_ledger(raw_docs: Table, state: IngestState, run_id: str) -> dict[str, 
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()
     uri = f"{raw_docs.location().rstrip('/')}/metadata/ingest-ledger-{run_id}.parquet"
-    fs, path = filesystem(uri)
+    fs, path = filesystem(uri, lake.table_s3(raw_docs))
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(data)

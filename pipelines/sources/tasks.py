@@ -48,6 +48,7 @@ class TaskContext:
     raw_limit: int
     file_bytes: int
     max_expansion: int = 1000
+    lake_s3: S3Options | None = None  # how to reach an s3:// warehouse (endpoint, region)
 
 
 class RollingWriter:
@@ -76,7 +77,7 @@ class RollingWriter:
         table = table.append_column("run_id", pa.repeat(pa.scalar(self.ctx.run_id, pa.large_string()), n))
         try:
             path = lake.write_data_file(self.directory, table.select(self.schema.names).cast(self.schema),
-                                        prefix=self.prefix)
+                                        prefix=self.prefix, s3=self.ctx.lake_s3)
         except OSError as exc:
             if exc.errno == errno.ENOSPC or "No space left" in str(exc):
                 raise OSError(errno.ENOSPC, f"no space left on device: {self.directory}") from None

@@ -1,0 +1,53 @@
+"""A lake whose warehouse and scratch are on S3 (moto), reached through `lake.s3` alone: pyiceberg, the tasks
+that read and write tables, and curate's scratch and checkpoints get the endpoint from the config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipelines import lake
+from pipelines.config import load_config
+from pipelines.stages import run_stage
+from pipelines.storage import S3Options, filesystem, s3_client
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark]
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "tiny"
+
+
+def test_s3_warehouse_and_scratch_from_the_lake_config(spark, s3_endpoint: str, tmp_path: Path) -> None:
+    # nothing in the environment names the endpoint: only lake.s3 does
+    assert not os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("AWS_ENDPOINT_URL_S3")
+    s3_client(S3Options(endpoint=s3_endpoint)).create_bucket(Bucket="lake-s3")
+    cfg = load_config(None, [
+        f"lake.root={tmp_path / 'lake'}", "lake.warehouse=s3://lake-s3/warehouse", f"lake.s3.endpoint={s3_endpoint}",
+        f"sources=[{{type: local, path: '{TINY / 'input'}'}}]", "curate.filters=[{name: length, min_words: 3}]",
+    ])
+    props = lake.open_catalog(cfg.lake).properties
+    assert props["s3.endpoint"] == s3_endpoint  # pyiceberg reads no AWS_ENDPOINT_URL: it must be a property
+
+    ingest = run_stage("ingest", cfg, spark)
+    curate = run_stage("curate", cfg, spark)
+
+    catalog = lake.open_catalog(cfg.lake)
+    raw = catalog.load_table(("tokenmill", "raw_docs"))
+    decisions = catalog.load_table(("tokenmill", "doc_decisions"))
+    clean = catalog.load_table(("tokenmill", "clean_docs"))
+    assert all(f.startswith("s3://lake-s3/warehouse/") for t in (raw, decisions, clean)
+               for f in lake.data_files(t))
+    n_raw = lake.read_table(raw, ("doc_id",)).num_rows
+    assert n_raw == ingest.counts["raw_docs"] > 0
+    assert lake.read_table(decisions, ("doc_id",)).num_rows == n_raw == curate.counts["raw_docs"]
+    assert curate.counts["kept"] + curate.counts["filtered"] + curate.counts["duplicate"] == n_raw
+    assert curate.counts["duplicate"] >= 7  # the corpus plants 3 exact and 4 near duplicates
+    assert lake.read_table(clean, ("doc_id",)).num_rows == curate.counts["kept"]
+    # the run's scratch (filtered rows, decisions, dedup checkpoints) went to S3 and was removed
+    assert cfg.lake.scratch_uri() == "s3://lake-s3/warehouse/_scratch"
+    fs, path = filesystem(cfg.lake.scratch_uri(), S3Options(endpoint=s3_endpoint))
+    from pyarrow import fs as pafs
+
+    left = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    assert [i.path for i in left if i.type == pafs.FileType.File] == []
