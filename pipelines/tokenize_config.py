@@ -19,7 +19,9 @@ class TrainTokenizerConfig(BaseModel):
 
     vocab_size: int = Field(default=8192, ge=256)
     min_frequency: int = Field(default=2, ge=1)
-    max_docs: int | None = Field(default=None, ge=1, description="train on at most this many clean docs")
+    max_docs: int | None = Field(
+        default=100_000, ge=1, description="train on a sample of at most this many clean docs (the driver holds "
+        "the sample, so its memory does not grow with the corpus); null: every doc")
     seed: int = Field(default=0, description="which docs are taken when max_docs caps the sample")
 
 
