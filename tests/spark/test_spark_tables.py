@@ -38,6 +38,7 @@ def test_a_file_of_many_row_groups_is_read_by_several_tasks_once_each(spark, lak
     big = tmp_path / "big.parquet"
     pq.write_table(_rows(1000), big, row_group_size=100)  # 10 row groups
     small = lake.write_data_file(lake.data_dir(table), _rows(7, start=1000), prefix="small")
+    assert small is not None
     lake.commit_files(table, [f"file://{big}", small], {})
     units = sorted(table_units(table))
     assert units == sorted([(f"file://{big}", g) for g in range(0, 10, ROW_GROUPS_PER_TASK)] + [(small, -1)])
