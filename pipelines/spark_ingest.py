@@ -87,13 +87,13 @@ def _discard_run_files(ctx: TaskContext) -> None:
     """Delete the data files this run's tasks wrote before the job failed (nothing was committed)."""
     prefix = f"ingest-{ctx.run_id[:8]}-"
     for directory in (ctx.raw_dir, ctx.quarantine_dir):
-        fs, path = filesystem(directory)
+        fs, path = filesystem(directory, ctx.lake_s3)
         try:
             infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         except OSError:
             continue
         discard_files([f"{directory.split('://', 1)[0]}://{i.path}" for i in infos
-                       if i.base_name.startswith(prefix)])
+                       if i.base_name.startswith(prefix)], ctx.lake_s3)
 
 
 def _summary(cfg: Config, run_id: str, counts: dict[str, int], extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -193,7 +193,7 @@ def _undo(cfg: Config, run_id: str, quarantine: Table, files: list[str], quarant
     try:
         if quarantine_committed:
             ingest_state.delete_orphans(quarantine, [run_id], _summary(cfg, run_id, {}))
-        discard_files([*files, *quarantine_files])
+        discard_files([*files, *quarantine_files], lake.table_s3(quarantine))
     except Exception:
         log.warning("ingest %s: could not undo the failed run's writes", run_id[:8], exc_info=True)
 

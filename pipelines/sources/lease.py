@@ -24,7 +24,8 @@ from pyarrow import fs as pafs
 from pyiceberg.table import Table
 
 from pipelines import lake
-from pipelines.storage import filesystem
+from pipelines.lake import table_s3
+from pipelines.storage import S3Options, filesystem
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ def lease_uri(raw_docs: Table, run_id: str) -> str:
     return f"{raw_docs.location().rstrip('/')}/metadata/ingest-runs/{run_id}.json"
 
 
-def _write(uri: str, run_id: str) -> None:
-    fs, path = filesystem(uri)
+def _write(uri: str, run_id: str, s3: S3Options) -> None:
+    fs, path = filesystem(uri, s3)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     body = json.dumps({"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
                        "heartbeat_at": time.time()}).encode()
@@ -49,13 +50,14 @@ def _write(uri: str, run_id: str) -> None:
 def held(raw_docs: Table, run_id: str) -> Iterator[None]:
     """Hold the run's lease for the block: written now, renewed every HEARTBEAT_S, removed at the end."""
     uri = lease_uri(raw_docs, run_id)
-    _write(uri, run_id)
+    s3 = table_s3(raw_docs)
+    _write(uri, run_id, s3)
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_S):
             try:
-                _write(uri, run_id)
+                _write(uri, run_id, s3)
             except OSError as exc:  # the next beat tries again; TTL_S allows for several misses
                 log.warning("ingest run %s: lease heartbeat failed: %s", run_id[:8], exc)
 
@@ -66,7 +68,7 @@ def held(raw_docs: Table, run_id: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-        fs, path = filesystem(uri)
+        fs, path = filesystem(uri, s3)
         try:
             fs.delete_file(path)
         except FileNotFoundError:
@@ -75,7 +77,7 @@ def held(raw_docs: Table, run_id: str) -> Iterator[None]:
 
 def is_alive(raw_docs: Table, run_id: str, now: float | None = None) -> bool:
     """Whether run `run_id` may still be running (see the module doc for when it is provably dead)."""
-    fs, path = filesystem(lease_uri(raw_docs, run_id))
+    fs, path = filesystem(lease_uri(raw_docs, run_id), table_s3(raw_docs))
     try:
         with fs.open_input_stream(path) as f:
             lease = json.loads(f.read())
@@ -104,7 +106,7 @@ _RUN_FILE = re.compile(r"^\.?ingest-([0-9a-f]{8})-")
 
 
 def _leased_runs(raw_docs: Table) -> list[str]:
-    fs, path = filesystem(lease_uri(raw_docs, "x").rsplit("/", 1)[0])
+    fs, path = filesystem(lease_uri(raw_docs, "x").rsplit("/", 1)[0], table_s3(raw_docs))
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     return [i.base_name.removesuffix(".json") for i in infos if i.base_name.endswith(".json")]
 
@@ -124,7 +126,7 @@ def sweep_dead_files(raw_docs: Table, quarantine: Table, own_run: str) -> int:
     deleted = 0
     for table in (raw_docs, quarantine):
         directory = lake.data_dir(table)
-        fs, path = filesystem(directory)
+        fs, path = filesystem(directory, table_s3(table))
         for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
             m = _RUN_FILE.match(info.base_name)
             if m and m.group(1) not in keep and info.type == pafs.FileType.File:

@@ -120,10 +120,10 @@ READ_TRIES = 3
 READ_RETRY_DELAY_S = 0.5
 
 
-def discard_files(paths: list[str]) -> None:
+def discard_files(paths: list[str], s3: S3Options | None = None) -> None:
     """Delete data files a failed attempt wrote (never committed, so nothing refers to them)."""
     for uri in paths:
-        fs, path = filesystem(uri)
+        fs, path = filesystem(uri, s3)
         try:
             fs.delete_file(path)
         except FileNotFoundError:
@@ -159,7 +159,7 @@ def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         raw_w.flush()
         q_w.flush()
     except BaseException:
-        discard_files(raw_w.paths + q_w.paths)
+        discard_files(raw_w.paths + q_w.paths, ctx.lake_s3)
         raise
     failpoint("ingest.task_written")
     result.update(raw_files=raw_w.paths, quarantine_files=q_w.paths, raw_docs=n_raw,

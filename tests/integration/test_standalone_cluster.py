@@ -1,0 +1,196 @@
+"""A lake built from scratch on a real Spark standalone cluster: a master and two workers started with
+`spark-class` from the pyspark install, each worker in a working directory of its own, the warehouse, scratch,
+input and shards on S3 (moto), the catalog in SQLite on the driver. Every stage (train-tokenizer included) is a
+`spark-submit --master spark://...` of its job with the code shipped by `--py-files`; then `tokenmill audit`
+passes and the loader reads the shards from S3.
+
+The workers' environment holds AWS credentials (the provider chain) but no endpoint: the endpoint reaches the
+tasks from the config only. The config file lives in its own folder and uses relative paths, which resolve
+against that folder, not against the working directory of the driver or of any executor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.storage import S3Options, s3_client
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow, pytest.mark.timeout(2400)]
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "tests" / "data" / "tiny" / "input"
+BIN = Path(sys.executable).parent
+SPARK_CLASS = Path(__import__("pyspark").__file__).parent / "bin" / "spark-class"
+PACKAGES = ("pipelines", "dedup", "sharding", "schemas")
+JOBS = ("ingest", "curate", "train_tokenizer", "tokenize", "shard")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """This environment (moto's dummy AWS credentials, set by conftest) without any S3 endpoint or code path."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "PYTHONPATH", "PYSPARK_GATEWAY_PORT")}
+    return {**env, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Spark master exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the Spark master does not listen on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """(spark://127.0.0.1:PORT, master web UI port) of a master with two 1-core workers."""
+    root = tmp_path_factory.mktemp("cluster")
+    port, ui = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+
+    def start(name: str, *args: str) -> subprocess.Popen[bytes]:
+        cwd = root / name
+        cwd.mkdir()
+        log = (cwd / "out.log").open("wb")
+        logs.append(log)
+        proc = subprocess.Popen([str(SPARK_CLASS), *args], cwd=cwd, env=_env(SPARK_WORKER_DIR=str(cwd / "work")),
+                                stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    try:
+        master = start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                       "--port", str(port), "--webui-port", str(ui))
+        _wait_port(port, master, timeout=120)
+        url = f"spark://127.0.0.1:{port}"
+        for i in (1, 2):
+            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "1",
+                  "--memory", "2g", "--webui-port", str(free_port()), "--work-dir", str(root / f"worker{i}" / "work"))
+        deadline = time.monotonic() + 120
+        while len(_master_state(ui).get("workers", [])) < 2:
+            if time.monotonic() > deadline:
+                pytest.fail(f"workers did not register with the master; logs under {root}")
+            time.sleep(1)
+        yield url, ui
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in logs:
+            log.close()
+
+
+def _master_state(ui: int) -> dict:  # type: ignore[type-arg]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except OSError:
+        return {}
+
+
+def _code_zip(path: Path) -> Path:
+    """The packages as one zip for --py-files: executors import the code from it, not from any shared disk."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for pkg in PACKAGES:
+            for f in sorted((REPO / pkg).rglob("*")):
+                if f.is_file() and "__pycache__" not in f.parts and f.suffix in (".py", ".txt", ".json", ".bin"):
+                    zf.write(f, f.relative_to(REPO).as_posix())
+    return path
+
+
+def test_jobs_build_a_lake_on_a_standalone_cluster(cluster: tuple[str, int], s3_endpoint: str,
+                                                   tmp_path: Path) -> None:
+    url, ui = cluster
+    s3 = s3_client(S3Options(endpoint=s3_endpoint))
+    s3.create_bucket(Bucket="cluster")
+    for f in sorted(TINY.iterdir()):
+        s3.upload_file(str(f), "cluster", f"input/{f.name}")
+    project = tmp_path / "project"
+    project.mkdir()
+    config = project / "params.yaml"
+    config.write_text(f"""
+lake:
+  root: lake
+  warehouse: s3://cluster/warehouse
+  s3: {{endpoint: "{s3_endpoint}"}}
+sources:
+  - {{type: s3, uri: "s3://cluster/input/", endpoint: "{s3_endpoint}"}}
+curate:
+  filters: [{{name: length, min_words: 3}}]
+tokenize:
+  tokenizer: lake/tokenizer.json
+  train: {{vocab_size: 600}}
+shard:
+  output: s3://cluster/shards
+  endpoint: "{s3_endpoint}"
+  target_bytes: 65536
+""")
+    code = _code_zip(tmp_path / "tokenmill-code.zip")
+    driver_env = _env(PYTHONPATH=str(REPO))
+    reports = {}
+    for job in JOBS:
+        proc = subprocess.run(
+            [str(BIN / "spark-submit"), "--master", url, "--py-files", str(code), "--conf", "spark.executor.cores=1",
+             "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.shuffle.partitions=4",
+             f"jobs/{job}.py", "--config", str(config)],
+            cwd=REPO, env=driver_env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"{job}: {proc.stderr[-4000:]}"
+        # the job ran where spark-submit said, not on params.yaml's local[*] (Python logs reach stdout)
+        assert f"master={url}" in proc.stdout
+        reports[job], _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index('{\n  "counts"'):])
+
+    apps = _master_state(ui).get("completedapps", [])
+    assert len(apps) == len(JOBS)
+    assert all(app["cores"] >= 1 for app in apps)
+    ingest, curate = reports["ingest"]["counts"], reports["curate"]["counts"]
+    assert curate["raw_docs"] == ingest["raw_docs"] > 0
+    assert curate["kept"] + curate["filtered"] + curate["duplicate"] == curate["raw_docs"]
+    assert reports["tokenize"]["counts"]["docs"] == curate["kept"]
+    assert reports["shard"]["counts"]["samples"] == curate["kept"]
+    assert reports["shard"]["counts"]["shards"] >= 2
+    # relative paths resolved against the config's folder; nothing landed in the repository or worker folders
+    assert (project / "lake" / "tokenizer.json").exists() and (project / "lake" / "catalog.db").exists()
+    assert reports["train_tokenizer"]["outputs"]["tokenizer"] == str(project / "lake" / "tokenizer.json")
+    # curate's scratch on S3 was cleaned up (pyarrow may leave an empty marker of the scratch folder itself)
+    listed = s3.list_objects_v2(Bucket="cluster", Prefix="warehouse/_scratch/")
+    assert [o["Key"] for o in listed.get("Contents", []) if o["Key"] != "warehouse/_scratch/"] == []
+
+    audit = subprocess.run([str(BIN / "tokenmill"), "audit", "--config", str(config)], cwd=tmp_path,
+                           env=_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=600)
+    assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
+
+    from sharding import TokenLoader
+    from sharding.loader_manifest import RemoteOptions
+
+    manifest = reports["shard"]["outputs"]["manifest"]
+    assert manifest.startswith("s3://cluster/shards/")
+    loader = TokenLoader(manifest, seq_len=64, batch_size=4, seed=0, rank=0, world_size=1,
+                         remote=RemoteOptions(endpoint=s3_endpoint, cache_dir=str(tmp_path / "cache")))
+    batch = next(iter(loader))
+    assert tuple(batch["input_ids"].shape) == (4, 64)
