@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyspark
 import pytest
 
 from pipelines.storage import S3Options, s3_client
@@ -31,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow, pyte
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "data" / "tiny" / "input"
 BIN = Path(sys.executable).parent
-SPARK_CLASS = Path(__import__("pyspark").__file__).parent / "bin" / "spark-class"
+SPARK_CLASS = Path(pyspark.__path__[0]) / "bin" / "spark-class"
 PACKAGES = ("pipelines", "dedup", "sharding", "schemas")
 JOBS = ("ingest", "curate", "train_tokenizer", "tokenize", "shard")
 
