@@ -33,7 +33,7 @@ def ingesting_runs(raw_docs: Table) -> dict[str, set[str]]:
         if not uri or uri in seen:
             continue
         seen.add(uri)
-        fs, path = filesystem(uri)
+        fs, path = filesystem(uri, lake.table_s3(raw_docs))
         try:
             with fs.open_input_stream(path) as f:
                 table = pq.read_table(io.BytesIO(f.read()), columns=["uri", "run_id"])

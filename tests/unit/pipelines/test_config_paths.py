@@ -92,8 +92,10 @@ def test_masked_properties_hide_secret_values() -> None:
                                         "s3.endpoint": "http://h:9000", "token": "***"}
 
 
-def test_cli_summary_never_prints_the_catalog_password(capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = load_config(None, ["lake.catalog={uri: 'postgresql+psycopg2://tm:hunter2@db:5432/cat'}"])
+def test_cli_summary_never_prints_the_catalog_password(capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TM_TEST_CATALOG_URI", "postgresql+psycopg2://tm:hunter2@db:5432/cat")
+    cfg = load_config(None, ["lake.catalog={uri: '${env:TM_TEST_CATALOG_URI}'}"])
     print_reports([StageReport(stage="ingest", counts={"raw_docs": 1})], cfg)
     out = capsys.readouterr().out
     assert "postgresql+psycopg2://tm:***@db:5432/cat" in out
