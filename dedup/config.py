@@ -51,10 +51,11 @@ class DedupConfig(BaseModel):
     )
     max_iterations: int = Field(default=40, gt=0, description="bound on distributed connected-components rounds")
     checkpoint_every: int = Field(default=2, gt=0, description="truncate the Spark plan every N rounds")
-    incremental: bool = Field(
-        default=False,
+    incremental: bool | None = Field(
+        default=None,
         description="curate only raw docs without a decision, deduplicated against earlier kept docs "
-        "(clean_docs exact hashes and the dedup_index table); earlier decisions never change",
+        "(clean_docs exact hashes and the dedup_index table); earlier decisions never change. Unset: "
+        "incremental when raw_docs only grew since the last curate and the curate params are unchanged",
     )
     keep: list[str] = Field(
         default_factory=lambda: ["-quality_score", "-n_chars", "doc_id"],

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines import versions_cli
+from pipelines import gc_cli, versions_cli
 from pipelines.config import Config, load_config
 from pipelines.errors import ConfigError, TokenmillError
 from pipelines.secrets import install_log_redaction
@@ -113,7 +113,7 @@ def _demo_loader(cfg: Config) -> None:
         return
     from sharding import TokenLoader
 
-    manifest = str(Path(cfg.shards_uri()) / "manifest.json")
+    manifest = str(Path(cfg.shards_uri()) / "manifest.json")  # the copy of the current manifest
     loader = TokenLoader(manifest, seq_len=512, batch_size=8, seed=0, rank=0, world_size=1)
     batch = next(iter(loader))
     ids = batch["input_ids"]
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     # subcommands that live in their own module (version, lineage, report, monitor); imported at the top, so
     # an ImportError there fails loudly instead of silently removing commands
     versions_cli.register(sub, _common, _config)
+    gc_cli.register(sub, _common, _config)
     return parser
 
 

@@ -18,6 +18,7 @@ from dedup.config import DedupConfig
 from pipelines.errors import ConfigError
 from pipelines.filters.config import FilterSpec, LengthFilter, NormalizeConfig
 from pipelines.follow_config import FollowConfig
+from pipelines.gc_config import GcConfig
 from pipelines.monitor_config import MonitorConfig
 from pipelines.secrets import check_no_literal_secrets, resolve_settings
 from pipelines.sources.config import IngestConfig, SourceConfig
@@ -122,6 +123,7 @@ class Config(BaseModel):
     shard: ShardConfig = Field(default_factory=ShardConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     follow: FollowConfig = Field(default_factory=FollowConfig)
+    gc: GcConfig = Field(default_factory=GcConfig)
 
     def shards_uri(self) -> str:
         """Where shards and the manifest go: `shard.output`, else `<lake.root>/shards`."""

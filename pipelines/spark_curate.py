@@ -26,9 +26,13 @@ from dedup.spark_incremental import exact_duplicates_incremental, index_rows, ne
 from dedup.spark_resolve import RESULT_DDL
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
+from pipelines.curate_mode import choose_mode
+from pipelines.curate_mode import stage_params as curate_params
 from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
 from pipelines.report import StageReport
+from pipelines.snapshots import STAGE_PARAMS, InputPlan, log_plan
+from pipelines.sources.failpoints import failpoint
 from pipelines.spark_session import read_input_df, read_table_df, write_df_files
 from pipelines.spark_tables import materialize
 from schemas import TABLES
@@ -115,13 +119,21 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
 def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
     """raw_docs -> clean_docs (kept, normalized, with signals) and doc_decisions (every raw doc's fate).
 
-    Full mode (default) recomputes both tables from all of raw_docs and rebuilds dedup_index from the kept
-    documents. With `curate.dedup.incremental`, see `run_curate_incremental`.
+    `pipelines.curate_mode.choose_mode` picks the run: nothing when raw_docs and the params are unchanged
+    (commits nothing, `report.skipped`); `run_curate_incremental` when raw_docs only grew; else full mode,
+    which recomputes both tables from all of raw_docs and rebuilds dedup_index from the kept documents.
     """
-    if cfg.curate.dedup.incremental:
-        return run_curate_incremental(spark, cfg)
-    run_id = uuid.uuid4().hex
     tables = _open_tables(cfg)
+    plan = choose_mode(cfg, tables)
+    log_plan("curate", plan)
+    if plan.mode == "skip" or (plan.mode == "incremental" and not plan.files):
+        report = _report(cfg, {"raw_docs": 0, "kept": 0, "filtered": 0, "duplicate": 0},
+                         {name: _snapshot_id(t) for name, t in tables.items() if name != "raw_docs"})
+        report.skipped = True
+        return report
+    if plan.mode == "incremental":
+        return run_curate_incremental(spark, cfg, plan)
+    run_id = uuid.uuid4().hex
     scratch = lake.scratch_dir(cfg.lake, f"curate-{run_id[:8]}")
     try:
         raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
@@ -131,14 +143,14 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
                            stats=stats)
         decided = _decide(spark, curated, dups, scratch, repeats)
-        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True)
+        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True, plan=plan)
         counts.update(stats)
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
 
 
-def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
+def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | None = None) -> StageReport:
     """Curate only the raw docs without a decision, deduplicated among themselves and against the documents
     earlier runs kept (clean_docs.exact_hash, dedup_index); earlier decisions never change.
 
@@ -147,6 +159,8 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
     links and completes what an interrupted run left undone (kept decisions without clean rows are re-derived
     from raw_docs; a stale index is rebuilt from clean_docs), so a crash between the commits is repaired by
     re-running. A run with nothing new commits nothing. `counts` describe this run's new documents.
+    `plan.files` (when given) are the raw_docs data files appended since the last run: only their rows are
+    candidates.
     """
     run_id = uuid.uuid4().hex
     tables = _open_tables(cfg)
@@ -156,7 +170,8 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
         if cfg.curate.dedup.near:
             repaired |= _repair_index(spark, cfg, tables, run_id)
         decided_rows = read_table_df(spark, tables["doc_decisions"]).select("doc_id", *SOURCE_COLUMNS)
-        raw_all = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+        raw_all = (spark.read.parquet(*plan.files) if plan is not None and plan.files
+                   else read_table_df(spark, tables["raw_docs"])).select("doc_id", "text", *SOURCE_COLUMNS)
         raw_df = raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
         primary, repeats = _split_repeated_ids(raw_df, decided_rows.select("doc_id").distinct())
         curated = _filtered(spark, primary, cfg.curate, scratch)
@@ -172,7 +187,7 @@ def run_curate_incremental(spark: SparkSession, cfg: Config) -> StageReport:
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
                            old=old, stats=stats)
         decided = _decide(spark, curated, dups, scratch, repeats)
-        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False)
+        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False, plan=plan)
         counts.update(stats)
     finally:
         lake.remove_tree(scratch)
@@ -243,7 +258,7 @@ def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: s
 
 
 def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided: DataFrame, run_id: str, *,
-            overwrite: bool) -> tuple[dict[str, int], dict[str, int | None]]:
+            overwrite: bool, plan: InputPlan | None = None) -> tuple[dict[str, int], dict[str, int | None]]:
     """Write and commit decisions, then clean docs, then (near dedup on) index rows of the kept documents,
     each commit naming the snapshot of the one before. `overwrite` replaces the tables, else appends."""
     raw = tables["raw_docs"]
@@ -257,13 +272,16 @@ def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided:
     counts = _decision_counts(decided)
     if n_dec != counts["raw_docs"] or n_clean != counts["kept"]:
         raise StageOutputError(f"curate wrote {n_dec} decisions / {n_clean} clean docs for {counts}")
+    failpoint("curate.before_commit")
     summary = lake.snapshot_summary(cfg, "curate", run_id, {
         "tokenmill.raw_snapshot_id": str(_snapshot_id(raw) or ""),
         "tokenmill.curate.mode": "full" if overwrite else "incremental",
         **{f"tokenmill.count.{k}": str(v) for k, v in counts.items()},
+        **(plan.summary() if plan is not None else {}), STAGE_PARAMS: curate_params(cfg),
     })
     snapshots: dict[str, int | None] = {}
     snapshots["doc_decisions"] = _commit_linked(tables["doc_decisions"], dec_files, summary, overwrite)
+    failpoint("curate.between_commits")
     snapshots["clean_docs"] = _commit_linked(
         tables["clean_docs"], clean_files, {**summary, DECISIONS_LINK: str(snapshots["doc_decisions"])}, overwrite)
     if cfg.curate.dedup.near:

@@ -25,7 +25,19 @@ from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError, StageOutputError
 from pipelines.report import StageReport
-from pipelines.spark_session import read_input_df
+from pipelines.shard_publish import (
+    MANIFEST_SHA,
+    MANIFEST_URI,
+    extend_manifest,
+    prefixed,
+    publish,
+    read_published,
+    refresh_alias,
+    run_dir,
+    run_stamp,
+)
+from pipelines.snapshots import STAGE_PARAMS, InputPlan, input_snapshot, log_plan, params_digest, plan_input
+from pipelines.spark_session import read_table_df
 from pipelines.storage import S3Options
 from schemas.shards import TABLE as SHARDS
 from sharding.dataset_plan import (
@@ -39,16 +51,9 @@ from sharding.dataset_plan import (
     plan_dataset,
     sample_sizes,
 )
-from sharding.format.manifest import (
-    MANIFEST_NAME,
-    TOKEN_DTYPES,
-    build_manifest,
-    index_name,
-    manifest_bytes,
-    shard_name,
-)
+from sharding.format.manifest import TOKEN_DTYPES, build_manifest, index_name, shard_name
 from sharding.format.tar import index_bytes
-from sharding.writer import ShardStats, ShardWriter, delete_names, list_names, open_sink, write_object
+from sharding.writer import ShardStats, ShardWriter, open_sink, write_object
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ META_SCHEMA = "bucket int, h long, doc_id string, ch long, nbytes long"
 BUCKET_SCHEMA = "bucket int, h binary, nbytes binary, coll_pos binary, coll_doc_ids array<string>, coll_ch binary"
 TAGGED_SCHEMA = "shard int, h long, doc_id string, ch long, tokens binary, n_tokens int, source string"
 WRITTEN_SCHEMA = "shard int, bytes long, n_samples long, n_tokens long, sha256 string, index_sha256 string"
+CODE_VERSION = "1"  # bump when the shard bytes written for the same tokens and settings change
 INFO_KEYS = ("token_dtype", "eod_id", "vocab_size", "tokenizer_sha256")
 
 
@@ -148,7 +154,7 @@ def _tag(seed: int, plan: DatasetPlan) -> Callable[[Iterator[pa.RecordBatch]], I
 
 
 def _write_shards(
-    out: str, s3: S3Options, plan: DatasetPlan, itemsize: int
+    out: str, s3: S3Options, plan: DatasetPlan, itemsize: int, first_key: int = 0
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def finish(writer: ShardWriter) -> dict[str, Any]:
         stats = writer.finish()
@@ -177,7 +183,7 @@ def _write_shards(
                         if writer is not None:
                             done.append(finish(writer))
                         sink = open_sink(out, shard_name(s), s3=s3)
-                        writer = ShardWriter(sink, s, int(plan.first_index[s]))
+                        writer = ShardWriter(sink, s, first_key + int(plan.first_index[s]))
                     data = tokens[i] or b""
                     if len(data) != n_tokens[i] * itemsize:
                         raise ValueError(f"doc_id {metas[i][:80]!r}: {len(data)} token bytes but n_tokens={n_tokens[i]}")
@@ -208,21 +214,24 @@ def tokens_info(table: Any) -> dict[str, str]:
     return {k: str(v) for k, v in info.items()}
 
 
-def _remove_stale(out: str, keep: set[str], s3: S3Options) -> int:
-    """Delete shard files (and temporary leftovers) of earlier runs that the new manifest does not list."""
-    stale = [
-        n for n in list_names(out, s3=s3)
-        if n not in keep and (n.startswith("shard-") or (n.startswith(".shard-") and ".tmp-" in n))
-    ]
-    delete_names(out, stale, s3=s3)
-    return len(stale)
+def stage_params(cfg: Config, info: dict[str, str]) -> str:
+    """What fixes the shards written for the same tokens: shard layout settings, the folder, the tokenizer."""
+    layout = cfg.shard.model_dump(mode="json", include={"target_bytes", "seed", "fill", "lookahead"})
+    return params_digest("shard", CODE_VERSION, layout, cfg.shards_uri().rstrip("/"), info)
 
 
 def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
-    """tokens -> shards + manifest under `cfg.shards_uri()`, and the shards table's rows replaced.
+    """tokens -> new shards under a run-scoped prefix of `cfg.shards_uri()`, a new manifest, and the shards
+    table committed to point at it (see `pipelines.shard_publish`).
 
-    Counts: shards, samples, tokens, bytes, oversized_docs. Outputs: {"manifest": uri}. An empty tokens table
-    gives an empty manifest. StageInputError when tokens is missing or records no tokenizer.
+    Incremental (see `pipelines.snapshots`): when tokens only grew since the snapshot the last run consumed,
+    only the new documents are sharded and the manifest lists the previous shards plus the new ones; a
+    rewritten tokens table, another tokenizer or other shard settings write every shard anew; nothing new
+    commits nothing. No existing object is overwritten or deleted (`tokenmill gc` removes unreferenced ones).
+
+    Counts: shards, samples, tokens, bytes (the published manifest's totals), shards_written, samples_written,
+    oversized_docs (this run). Outputs: {"manifest": uri}. StageInputError when tokens is missing or records
+    no tokenizer.
     """
     start = time.monotonic()
     run_id = uuid.uuid4().hex
@@ -233,14 +242,37 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     if tokens is None:
         raise StageInputError(f"table {cfg.lake.namespace}.tokens does not exist; run tokenize first")
     info = tokens_info(tokens)
+    params = stage_params(cfg, info)
+    last = lake.last_summary(lake.ensure_table(catalog, cfg.lake.namespace, SHARDS))
+    plan_in = plan_input(tokens, last, params, snapshot_id=input_snapshot(cfg, tokens))
+    previous = None
+    if plan_in.mode in ("skip", "incremental"):
+        previous = read_published(last.get(MANIFEST_URI, ""), last.get(MANIFEST_SHA), s.s3_options())
+        if previous is None:
+            plan_in = InputPlan("full", "the previous manifest is missing or changed", plan_in.snapshot_id,
+                                lake.data_files(tokens, plan_in.snapshot_id) if plan_in.snapshot_id else [])
+    log_plan("shard", plan_in)
+    if previous is not None and (plan_in.mode == "skip" or not plan_in.files):
+        uri = last[MANIFEST_URI]
+        refresh_alias(out, uri, s.s3_options())
+        return StageReport(
+            stage="shard", counts={**_totals(previous), "shards_written": 0, "samples_written": 0,
+                                   "oversized_docs": 0},
+            snapshots={"shards": _snapshot_id(catalog, cfg)}, outputs={"manifest": uri},
+            seconds=time.monotonic() - start, skipped=True)
     itemsize = TOKEN_DTYPES[info["token_dtype"]].itemsize
-    df = read_input_df(spark, cfg, tokens).select("doc_id", "tokens", "n_tokens", "source")
+    cols = ("doc_id", "tokens", "n_tokens", "source")
+    df = (spark.read.parquet(*plan_in.files) if plan_in.files
+          else read_table_df(spark, tokens, plan_in.snapshot_id)).select(*cols)
     cores = spark.sparkContext.defaultParallelism
     meta = df.mapInArrow(_meta(s.seed), META_SCHEMA)
     try:
         plan = plan_shards(meta, cfg, min(1 << BUCKET_BITS, max(cores, 1)))
     except DuplicateSampleError as exc:
         raise StageInputError(f"tokens: {exc}") from None
+    stamp = run_stamp(run_id)
+    run_out = f"{out}/{run_dir(stamp)}"
+    first_key = int(previous["n_samples"]) if previous is not None else 0
     written: list[dict[str, Any]] = []
     if plan.n_shards:
         tasks = min(plan.n_shards, s.write_tasks or cores)
@@ -249,7 +281,7 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
                 df.mapInArrow(_tag(s.seed, plan), TAGGED_SCHEMA)
                 .repartition(tasks, "shard")
                 .sortWithinPartitions("shard", "h", "doc_id", "ch")
-                .mapInArrow(_write_shards(out, s.s3_options(), plan, itemsize), WRITTEN_SCHEMA)
+                .mapInArrow(_write_shards(run_out, s.s3_options(), plan, itemsize, first_key), WRITTEN_SCHEMA)
                 .collect()
             )
         ]
@@ -258,53 +290,36 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
                    sha256=r["sha256"], index_sha256=r["index_sha256"])
         for r in written
     ]
-    manifest = build_manifest(
+    new = build_manifest(
         stats, token_dtype=info["token_dtype"], eod_id=int(info["eod_id"]), vocab_size=int(info["vocab_size"]),
         tokenizer_sha256=info["tokenizer_sha256"], target_bytes=s.target_bytes, params_hash=cfg.params_hash(),
     )
-    if manifest["n_shards"] != plan.n_shards:
-        raise StageOutputError(f"planned {plan.n_shards} shards but {manifest['n_shards']} were written")
-    blob = manifest_bytes(manifest)
-    write_object(out, MANIFEST_NAME, blob, s3=s.s3_options())
-    keep = {MANIFEST_NAME} | {e["path"] for e in manifest["shards"]} | {e["index"] for e in manifest["shards"]}
-    removed = _remove_stale(out, keep, s.s3_options())
-    manifest_uri = f"{out}/{MANIFEST_NAME}"
-    snapshot = _commit_shards_table(catalog, cfg, run_id, manifest, out, manifest_uri, blob)
+    if new["n_shards"] != plan.n_shards:
+        raise StageOutputError(f"planned {plan.n_shards} shards but {new['n_shards']} were written")
+    manifest = extend_manifest(previous if plan_in.mode == "incremental" else None,
+                               prefixed(new, run_dir(stamp)))
+    extra = {STAGE_PARAMS: params, **plan_in.summary()}
+    manifest_uri, snapshot = publish(cfg, catalog, run_id, out, stamp, manifest, extra)
     if plan.oversized.size:
         log.warning("%d documents are larger than a shard and got shards of their own: %s",
                     plan.oversized.size, [shard_name(int(i)) for i in plan.oversized[:10]])
-    log.info("shard: %d shards, %d samples, %d tokens -> %s (%d stale files removed)", manifest["n_shards"],
-             manifest["n_samples"], manifest["n_tokens"], manifest_uri, removed)
+    log.info("shard (%s): %d new shards, %d new samples; manifest lists %d shards, %d samples -> %s",
+             plan_in.mode, new["n_shards"], new["n_samples"], manifest["n_shards"], manifest["n_samples"],
+             manifest_uri)
     return StageReport(
         stage="shard",
-        counts={"shards": manifest["n_shards"], "samples": manifest["n_samples"], "tokens": manifest["n_tokens"],
-                "bytes": manifest["total_bytes"], "oversized_docs": int(plan.oversized.size)},
+        counts={**_totals(manifest), "shards_written": new["n_shards"], "samples_written": new["n_samples"],
+                "oversized_docs": int(plan.oversized.size)},
         snapshots={"shards": snapshot}, outputs={"manifest": manifest_uri}, seconds=time.monotonic() - start,
     )
 
 
-def _commit_shards_table(
-    catalog: Any, cfg: Config, run_id: str, manifest: dict[str, Any], out: str, manifest_uri: str, blob: bytes
-) -> int | None:
-    table = lake.ensure_table(catalog, cfg.lake.namespace, SHARDS)
-    entries = manifest["shards"]
-    rows = pa.Table.from_pydict(
-        {
-            "shard_index": list(range(len(entries))),
-            "path": [e["path"] for e in entries],
-            "uri": [f"{out}/{e['path']}" for e in entries],
-            "bytes": [e["bytes"] for e in entries],
-            "n_samples": [e["n_samples"] for e in entries],
-            "n_tokens": [e["n_tokens"] for e in entries],
-            "sha256": [e["sha256"] for e in entries],
-            "manifest_uri": [manifest_uri] * len(entries),
-        },
-        schema=SHARDS.arrow_schema,
-    )
-    path = lake.write_data_file(lake.data_dir(table), rows, prefix=f"shards-{run_id[:8]}", s3=lake.table_s3(table))
-    summary = lake.snapshot_summary(cfg, "shard", run_id, {
-        f"{lake.SUMMARY_PREFIX}manifest_uri": manifest_uri,
-        f"{lake.SUMMARY_PREFIX}manifest_sha256": hashlib.sha256(blob).hexdigest(),
-        f"{lake.SUMMARY_PREFIX}tokenizer_sha256": manifest["tokenizer_sha256"],
-    })
-    return lake.commit_files(table, [path] if path else [], summary, overwrite=True)
+def _totals(manifest: dict[str, Any]) -> dict[str, int]:
+    return {"shards": int(manifest["n_shards"]), "samples": int(manifest["n_samples"]),
+            "tokens": int(manifest["n_tokens"]), "bytes": int(manifest["total_bytes"])}
+
+
+def _snapshot_id(catalog: Any, cfg: Config) -> int | None:
+    table = lake.load_table(catalog, cfg.lake.namespace, "shards")
+    snap = table.current_snapshot() if table is not None else None
+    return snap.snapshot_id if snap is not None else None

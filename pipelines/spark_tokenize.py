@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError
 from pipelines.report import StageReport
-from pipelines.spark_session import read_input_df
+from pipelines.snapshots import STAGE_PARAMS, input_snapshot, log_plan, params_digest, plan_input
+from pipelines.sources.failpoints import failpoint
+from pipelines.spark_session import read_input_df, read_table_df
 from pipelines.storage import S3Options
 from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
 from pipelines.train_tokenizer import save_tokenizer, train_bpe
@@ -30,6 +33,7 @@ from sharding.plan import order_hash
 log = logging.getLogger(__name__)
 
 TASK_RESULT_SCHEMA = "path string, rows long, tokens long, bytes_in long"
+CODE_VERSION = "1"  # bump when the tokens written for the same input and tokenizer change
 FILE_TARGET_BYTES = 128 * 1024 * 1024  # tokens bytes per Parquet data file a task writes
 
 
@@ -90,12 +94,16 @@ def _tokenize_partition(
     return run
 
 
-def _clean_docs(spark: SparkSession, cfg: Config) -> DataFrame:
+def _clean_docs_table(cfg: Config) -> Table:
     catalog = lake.open_catalog(cfg.lake)
     table = lake.load_table(catalog, cfg.lake.namespace, "clean_docs")
     if table is None:
         raise StageInputError(f"table {cfg.lake.namespace}.clean_docs does not exist; run curate first")
-    return read_input_df(spark, cfg, table)
+    return table
+
+
+def _clean_docs(spark: SparkSession, cfg: Config) -> DataFrame:
+    return read_input_df(spark, cfg, _clean_docs_table(cfg))
 
 
 def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, directory: str, prefix: str) -> DataFrame:
@@ -112,19 +120,42 @@ def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, directory: str,
     )
 
 
-def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
-    """clean_docs -> tokens (replacing the table's rows), tokenizer identity in snapshot summary and properties.
+def stage_params(cfg: Config, spec: TokenizerSpec) -> str:
+    """What fixes the tokens of a document: the tokenize config (not the tokenizer's path, training settings
+    or batch size), the tokenizer file's sha256 and the code version."""
+    t = cfg.tokenize.model_dump(mode="json", exclude={"tokenizer", "train", "batch_size"})
+    return params_digest("tokenize", CODE_VERSION, t, spec.sha256)
 
-    Counts: docs, tokens, bytes_in (UTF-8 bytes of text). MissingDependencyError when the tokenizer file is
-    missing, StageInputError when clean_docs does not exist.
+
+def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
+    """clean_docs -> tokens, incrementally: only the clean docs appended since the snapshot the last run
+    consumed are encoded and appended (see `pipelines.snapshots`); a rewritten clean_docs, another tokenizer
+    or other tokenize params rebuild the table (reason logged and in the snapshot summary); nothing new
+    commits nothing (`report.skipped`).
+
+    Counts: docs, tokens, bytes_in (UTF-8 bytes of text) of this run. MissingDependencyError when the
+    tokenizer file is missing, StageInputError when clean_docs does not exist.
     """
     start = time.monotonic()
     run_id = uuid.uuid4().hex
     spec = tokenizer_spec(cfg)
     info = tokenizer_info(Encoder(spec))
     catalog = lake.open_catalog(cfg.lake)
-    docs = _clean_docs(spark, cfg)
+    clean = _clean_docs_table(cfg)
     table = lake.ensure_table(catalog, cfg.lake.namespace, TOKENS)
+    params = stage_params(cfg, spec)
+    plan = plan_input(clean, lake.last_summary(table), params, snapshot_id=input_snapshot(cfg, clean))
+    log_plan("tokenize", plan)
+    outputs = {"table": f"{cfg.lake.namespace}.tokens", "tokenizer": cfg.tokenize.tokenizer}
+    if plan.mode == "skip" or (plan.mode == "incremental" and not plan.files):
+        snap = table.current_snapshot()
+        return StageReport(stage="tokenize", counts={"docs": 0, "tokens": 0, "bytes_in": 0},
+                           snapshots={"tokens": snap.snapshot_id if snap else None}, outputs=outputs,
+                           seconds=time.monotonic() - start, skipped=True)
+    if plan.files:
+        docs = spark.read.parquet(*plan.files)
+    else:  # an empty input table
+        docs = read_table_df(spark, clean, plan.snapshot_id)
     results = tokenize_df(docs, spec, cfg, lake.data_dir(table), f"tokens-{run_id[:8]}").collect()
     files = [r["path"] for r in results if r["path"]]
     counts = {
@@ -135,17 +166,17 @@ def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
     extra = {f"{lake.SUMMARY_PREFIX}{k}": str(v) for k, v in info.items()}
     extra[f"{lake.SUMMARY_PREFIX}bos"] = str(cfg.tokenize.bos).lower()
     extra[f"{lake.SUMMARY_PREFIX}eos"] = str(cfg.tokenize.eos).lower()
+    extra.update({STAGE_PARAMS: params, **plan.summary()})
     summary = lake.snapshot_summary(cfg, "tokenize", run_id, extra)
-    snapshot = lake.commit_files(table, files, summary, overwrite=True)
-    with table.transaction() as tx:
-        tx.set_properties({k: str(v) for k, v in info.items()})
-    log.info("tokenize: %d docs, %d tokens (%s, tokenizer %s)", counts["docs"], counts["tokens"],
+    failpoint("tokenize.before_commit")
+    snapshot = lake.commit_files(table, files, summary, overwrite=plan.mode == "full")
+    if plan.mode == "full":
+        with table.transaction() as tx:
+            tx.set_properties({k: str(v) for k, v in info.items()})
+    log.info("tokenize (%s): %d docs, %d tokens (%s, tokenizer %s)", plan.mode, counts["docs"], counts["tokens"],
              info["token_dtype"], spec.sha256[:12])
-    return StageReport(
-        stage="tokenize", counts=counts, snapshots={"tokens": snapshot},
-        outputs={"table": f"{cfg.lake.namespace}.tokens", "tokenizer": cfg.tokenize.tokenizer},
-        seconds=time.monotonic() - start,
-    )
+    return StageReport(stage="tokenize", counts=counts, snapshots={"tokens": snapshot}, outputs=outputs,
+                       seconds=time.monotonic() - start)
 
 
 def _with_order_hash(seed: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:

@@ -1,15 +1,20 @@
 """Dataset versions: a name for one consistent state of every table and of the shards.
 
 `create_version` tags the current snapshot of every tokenmill table with the version name (an Iceberg tag, so
-`VERSION AS OF 'NAME'` works in any Iceberg engine), pins the shard files, and writes a version record:
+`VERSION AS OF 'NAME'` works in any Iceberg engine) and writes a version record:
 
     <lake.root>/versions/<NAME>.json           the record (format tokenmill-version/1)
-    <lake.root>/versions/<NAME>/shards/        hard links (or copies) of the shard folder, manifest included
+
+A version is a reference to the manifest the shards table's snapshot published (`manifest-<stamp>-<run>.json`
+under the shard folder, local or S3): shard runs write new object names and never overwrite or delete an
+object, and `tokenmill gc` keeps every object a version's manifest lists, so nothing needs copying. The record
+keeps the manifest's sha256 and `resolve_version` refuses a manifest that changed since. `pin="link"|"copy"`
+additionally places a private copy of the manifest and the files it lists (hard links, or copies) under
+`<lake.root>/versions/<NAME>/shards/`, for a local shard folder that may be removed by hand.
 
 Why a JSON file rather than an Iceberg table: the record is tiny, written once and never updated, is readable
 without a catalog, and DVC/git can track the folder. The tags live in the catalog, the record next to the lake;
-`resolve_version` checks that the two agree. Shards on S3 are not copied: the record keeps the manifest's
-sha256 and `resolve_version` refuses a manifest that changed since.
+`resolve_version` checks that the two agree.
 
 The pseudo-version `current` is the lake's present state (current snapshots, current manifest); every reader
 here accepts it where it accepts a version name.
@@ -173,18 +178,17 @@ def _check_manifest_matches_shards(catalog: Catalog, cfg: Config, state: Version
 
 
 def _pin_shards(manifest_uri: str, dest: Path, mode: PinMode) -> str:
-    """Hard-link (or copy) every file of the local shard folder into `dest`; return the pinned manifest URI.
-
-    Hard links cost no space and survive the shard stage rewriting its folder, since the shard writer replaces
-    files by rename; `copy` is for filesystems without hard links. Falls back to copying per file when a link
-    crosses devices.
-    """
-    src = Path(manifest_uri.removeprefix("file://")).parent
+    """Hard-link (or copy) the local manifest and every shard and index file it lists into `dest`, keeping
+    their paths relative to the manifest; return the pinned manifest URI. Falls back to copying per file when
+    a link fails (another device, a filesystem without hard links)."""
+    manifest_path = Path(manifest_uri.removeprefix("file://"))
+    src = manifest_path.parent
+    manifest = json.loads(manifest_path.read_bytes())
+    names = [manifest_path.name, *(e[k] for e in manifest.get("shards", []) for k in ("path", "index"))]
     dest.mkdir(parents=True, exist_ok=False)
-    for entry in sorted(src.iterdir()):
-        if not entry.is_file():
-            continue
-        target = dest / entry.name
+    for name in names:
+        entry, target = src / name, dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if mode == "link":
             try:
                 os.link(entry, target)
@@ -192,12 +196,13 @@ def _pin_shards(manifest_uri: str, dest: Path, mode: PinMode) -> str:
             except OSError:
                 log.debug("hard link failed for %s, copying", entry)
         shutil.copy2(entry, target)
-    return f"file://{dest / Path(manifest_uri).name}"
+    return f"file://{dest / manifest_path.name}"
 
 
-def create_version(cfg: Config, name: str, *, message: str = "", pin: PinMode = "link",
+def create_version(cfg: Config, name: str, *, message: str = "", pin: PinMode = "none",
                    catalog: Catalog | None = None) -> VersionInfo:
-    """Tag every table's current snapshot as `name`, pin the shards and write the version record.
+    """Tag every table's current snapshot as `name` and write the version record referencing the current
+    manifest (`pin="link"|"copy"`: also a private copy of a local manifest and its shards).
 
     Raises VersionError when the name is invalid or taken (as a record or as a tag on any table) or when no
     table has a snapshot yet. A failure half-way removes the tags already created, so a version either exists

@@ -192,13 +192,15 @@ def register(sub: argparse._SubParsersAction, add_common_args: AddArgs, load_cfg
         return lambda args: fn(args, load_cfg(args))
 
     version = sub.add_parser("version", help="create, list, show, diff and delete dataset versions",
-                             description="Dataset versions: Iceberg tags on every table plus the pinned shards.")
+                             description="Dataset versions: Iceberg tags on every table plus a reference to the "
+                                         "published shard manifest.")
     actions = version.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = actions.add_parser("create", help="tag the current snapshot of every table and pin the shards")
+    p = actions.add_parser("create", help="tag the current snapshot of every table and reference the current manifest")
     p.add_argument("name", help="version name: letters, digits, '.', '_', '-'")
     p.add_argument("--message", "-m", default="", help="what this version is")
-    p.add_argument("--pin", choices=("link", "copy", "none"), default="link",
-                   help="keep local shards: hard links (default), copies, or none (reference only)")
+    p.add_argument("--pin", choices=("link", "copy", "none"), default="none",
+                   help="none (default): reference the immutable manifest, which gc keeps; link/copy: also a "
+                        "private copy of a local manifest and its shards (hard links or copies)")
     p.add_argument("--strict", action="store_true", help="refuse to create it when a monitoring check fails")
     p.set_defaults(func=bind(cmd_version_create))
     p_list = actions.add_parser("list", help="all versions, oldest first")

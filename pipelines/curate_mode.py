@@ -1,0 +1,58 @@
+"""Which curate run is due: nothing, the incremental one (new raw docs deduplicated against the kept ones),
+or a full rebuild; see `pipelines.snapshots` for the rules shared with tokenize and shard.
+
+`curate.dedup.incremental` decides: true always runs incrementally, false always in full, unset (the default)
+picks incremental when raw_docs only grew since the snapshot the last curate consumed and the curate params
+and code version are unchanged. An interrupted run is completed the way it was started: a full run stopped
+between its commits runs in full again; an incremental one is repaired by the incremental path.
+"""
+
+from __future__ import annotations
+
+from pyiceberg.table import Table
+
+from pipelines import lake
+from pipelines.config import Config
+from pipelines.snapshots import InputPlan, input_snapshot, params_digest, plan_input
+
+CODE_VERSION = "1"  # bump when curate decides differently for the same raw docs and params
+DECISIONS_LINK = f"{lake.SUMMARY_PREFIX}decisions_snapshot_id"
+CLEAN_LINK = f"{lake.SUMMARY_PREFIX}clean_snapshot_id"
+MODE_KEY = f"{lake.SUMMARY_PREFIX}curate.mode"
+
+
+def stage_params(cfg: Config) -> str:
+    """What fixes curate's decisions: the curate config (but not the choice of mode) and the code version."""
+    curate = cfg.curate.model_dump(mode="json", exclude={"dedup": {"incremental"}})
+    return params_digest("curate", CODE_VERSION, curate)
+
+
+def _snapshot_id(table: Table) -> str:
+    snap = table.current_snapshot()
+    return str(snap.snapshot_id) if snap is not None else ""
+
+
+def _outputs_linked(cfg: Config, tables: dict[str, Table]) -> bool:
+    """True when clean_docs (and dedup_index, with near dedup) were committed after the last decisions."""
+    if lake.last_summary(tables["clean_docs"]).get(DECISIONS_LINK) != _snapshot_id(tables["doc_decisions"]):
+        return False
+    if cfg.curate.dedup.near:
+        return lake.last_summary(tables["dedup_index"]).get(CLEAN_LINK) == _snapshot_id(tables["clean_docs"])
+    return True
+
+
+def choose_mode(cfg: Config, tables: dict[str, Table]) -> InputPlan:
+    """The plan of this curate run over `tables` (raw_docs, doc_decisions, clean_docs, dedup_index)."""
+    raw, decisions = tables["raw_docs"], tables["doc_decisions"]
+    forced = cfg.curate.dedup.incremental
+    last = lake.last_summary(decisions)
+    plan = plan_input(raw, last, stage_params(cfg), snapshot_id=input_snapshot(cfg, raw),
+                      incremental=forced is not False)
+    every = lake.data_files(raw, plan.snapshot_id) if plan.snapshot_id is not None else []
+    if forced is True and plan.mode == "full":
+        return InputPlan("incremental", f"curate.dedup.incremental is set ({plan.reason})", plan.snapshot_id, every)
+    if plan.mode != "full" and not _outputs_linked(cfg, tables):
+        if last.get(MODE_KEY) == "full":
+            return InputPlan("full", "completing an interrupted full run", plan.snapshot_id, every)
+        return InputPlan("incremental", "completing an interrupted incremental run", plan.snapshot_id, every)
+    return plan
