@@ -175,10 +175,9 @@ def audit(cfg: Config) -> AuditResult:
         result.add("tokens = clean_docs", ok, detail)
     shards = tables["shards"]
     if shards is not None and shards.current_snapshot() is not None:
-        manifests = set(lake.read_table(shards, ("manifest_uri",)).column("manifest_uri").to_pylist())
-        manifest_uri = next(iter(manifests)) if len(manifests) == 1 else None
-        if manifest_uri is None:
-            manifest_uri = cfg.shards_uri().rstrip("/") + "/manifest.json"
+        from pipelines.versions import manifest_location
+
+        manifest_uri = manifest_location(cfg, shards)
         manifest = audit_shards(result, manifest_uri, cfg.shard.s3_options(), tokens)
         result.add("shards table = manifest",
                    manifest is not None and total_records(shards) == manifest.n_shards,

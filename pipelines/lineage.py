@@ -185,8 +185,9 @@ def _scan_tar(fs: Any, path: str, doc_id: str, needle: bytes) -> tuple[str, int,
 
 
 def doc_at_member(cfg: Config, shard: str, member: str, *, version: str = "current") -> str:
-    """The doc_id of a shard member. `shard` is a shard file name or its number; `member` a key (with or
-    without `.json`/`.tokens`) or the global sample index. Raises LineageError when either is unknown."""
+    """The doc_id of a shard member. `shard` is a shard path as the manifest lists it (`runs/<run>/shard-…`),
+    its file name when only one shard has it, or its number; `member` a key (with or without
+    `.json`/`.tokens`) or the global sample index. Raises LineageError when either is unknown or ambiguous."""
     info = resolve_version(cfg, version)
     manifest = shard_manifest(cfg, info)
     if manifest is None or info.manifest_uri is None:
@@ -198,6 +199,11 @@ def doc_at_member(cfg: Config, shard: str, member: str, *, version: str = "curre
             raise LineageError(f"no shard {shard}: the manifest lists {len(names)}")
     elif shard in names or f"{shard}.tar" in names:
         number = names.index(shard if shard in names else f"{shard}.tar")
+    elif (matches := [i for i, n in enumerate(names) if n.rpartition("/")[2] in (shard, f"{shard}.tar")]):
+        if len(matches) > 1:
+            raise LineageError(f"shard name {shard!r} is ambiguous in {info.manifest_uri}: "
+                               f"{', '.join(names[i] for i in matches[:3])}; give its path or number")
+        number = matches[0]
     else:
         raise LineageError(f"no shard {shard!r} in {info.manifest_uri}")
     key = member.split(".", 1)[0]

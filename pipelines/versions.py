@@ -120,8 +120,12 @@ def _rows(table: Table | None, snapshot_id: int | None) -> int:
 
 
 def manifest_location(cfg: Config, shards_table: Table | None) -> str:
-    """The manifest the shards table points at (one distinct manifest_uri), else `<shards_uri>/manifest.json`."""
+    """The manifest the shards table's current snapshot published (its summary, else its one distinct
+    manifest_uri), else the `<shards_uri>/manifest.json` copy."""
     if shards_table is not None and shards_table.current_snapshot() is not None:
+        published = lake.last_summary(shards_table).get(f"{lake.SUMMARY_PREFIX}manifest_uri")
+        if published:
+            return published
         uris = set(lake.read_table(shards_table, ("manifest_uri",)).column("manifest_uri").to_pylist()) - {None}
         if len(uris) == 1:
             return str(next(iter(uris)))

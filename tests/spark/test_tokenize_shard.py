@@ -149,7 +149,10 @@ def test_shard_writes_full_checked_shards_that_webdataset_reads(spark, corpus_cf
 
     report = run_shard(spark, corpus_cfg)
     out, m = read_manifest(corpus_cfg)
-    assert report.outputs["manifest"] == str(out / "manifest.json")
+    published = Path(report.outputs["manifest"])
+    assert published.parent == out and published.name.startswith("manifest-")
+    assert published.read_bytes() == (out / "manifest.json").read_bytes()  # manifest.json: the current one's copy
+    assert all(s["path"].startswith("runs/") for s in m["shards"])
     rows = tokens_rows(corpus_cfg)
     assert m["n_samples"] == report.counts["samples"] == 401
     assert m["n_tokens"] == sum(n for _, n, _ in rows.values())
@@ -219,23 +222,30 @@ def test_shard_bytes_do_not_depend_on_partitioning(spark, corpus_cfg: Config, tm
     assert [s["sha256"] for s in third["shards"]] != [s["sha256"] for s in first["shards"]]
 
 
-def test_rerun_with_bigger_shards_replaces_them_and_removes_stale_files(
+def test_rerun_with_bigger_shards_writes_new_objects_and_keeps_the_old_ones(
     spark, corpus_cfg: Config, tmp_path: Path
 ) -> None:
     from pipelines.spark_shard import run_shard
 
     data = corpus_cfg.model_dump()
     data["shard"]["output"] = str(tmp_path / "rerun")
-    run_shard(spark, Config.model_validate(data))
+    first = run_shard(spark, Config.model_validate(data))
     out, before = read_manifest(Config.model_validate(data))
+    old_files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
     data["shard"]["target_bytes"] = 4 << 20
     cfg = Config.model_validate(data)
     report = run_shard(spark, cfg)
     _, after = read_manifest(cfg)
     assert after["n_shards"] < before["n_shards"] and report.counts["samples"] == 401
-    on_disk = sorted(p.name for p in out.iterdir())
-    expected = sorted(["manifest.json"] + [s["path"] for s in after["shards"]] + [s["index"] for s in after["shards"]])
-    assert on_disk == expected
+    assert report.outputs["manifest"] != first.outputs["manifest"]
+    assert all(p.read_bytes() == blob for p, blob in old_files.items())  # nothing overwritten or deleted
+    new_paths = {s["path"] for s in after["shards"]}
+    assert not new_paths & {s["path"] for s in before["shards"]}
+    table = lake.load_table(lake.open_catalog(cfg.lake), cfg.lake.namespace, "shards")
+    summary = lake.last_summary(table)
+    assert summary["tokenmill.mode"] == "full"
+    assert summary["tokenmill.rebuild_reason"] == "params, tokenizer or code version changed"
+    assert summary["tokenmill.manifest_uri"] == report.outputs["manifest"]
 
 
 def test_empty_corpus_gives_empty_manifest(spark, lake_config: Config, tmp_path: Path) -> None:
@@ -318,10 +328,15 @@ def test_shard_to_s3_gives_the_same_bytes_as_local(spark, corpus_cfg: Config, s3
     data["shard"].update(output="s3://shards/dataset/v1", endpoint=s3_env)
     cfg = Config.model_validate(data)
     report = run_shard(spark, cfg)
-    assert report.outputs["manifest"] == "s3://shards/dataset/v1/manifest.json"
+    assert report.outputs["manifest"].startswith("s3://shards/dataset/v1/manifest-")
     remote = json.loads(read_object(cfg.shards_uri(), "manifest.json", s3=s3))
-    assert remote["shards"] == local["shards"]
+    strip = lambda entries: [{**e, "path": e["path"].rsplit("/", 1)[1], "index": e["index"].rsplit("/", 1)[1]}  # noqa: E731
+                             for e in entries]
+    assert strip(remote["shards"]) == strip(local["shards"])
     for entry in remote["shards"][:2]:
         blob = read_object(cfg.shards_uri(), entry["path"], s3=s3)
         assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
-    assert len(list_names(cfg.shards_uri(), s3=s3)) == 2 * remote["n_shards"] + 1
+    assert sorted(list_names(cfg.shards_uri(), s3=s3)) == sorted(
+        ["manifest.json", report.outputs["manifest"].rsplit("/", 1)[1]])
+    run = remote["shards"][0]["path"].rsplit("/", 1)[0]
+    assert len(list_names(f"{cfg.shards_uri()}/{run}", s3=s3)) == 2 * remote["n_shards"]

@@ -24,12 +24,13 @@ def test_kept_document_traces_to_source_decision_and_shard_member(lake_config: C
     assert trace.signals["language"] == "fr" and trace.signals["n_words"] == 100
     # kept order d0 d1 d2 d6 d7, three per shard: d6 is the 4th sample, first of shard 1
     pos = trace.position
-    assert (pos.shard, pos.shard_number, pos.key, pos.n_tokens) == ("shard-000001.tar", 1, "000000000003", 200)
+    assert pos.shard.startswith("runs/") and pos.shard.endswith("/shard-000001.tar")
+    assert (pos.shard_number, pos.key, pos.n_tokens) == (1, "000000000003", 200)
     data = (Path(lake_config.shards_uri()) / pos.shard).read_bytes()
     assert b'"doc_id":"d6"' in data[pos.json_offset:pos.json_offset + pos.json_nbytes]
     text = "\n".join(trace.lines())
     assert "local file:///data/b.jsonl record 3" in text
-    assert "shard-000001.tar member 000000000003.tokens" in text
+    assert f"{pos.shard} member 000000000003.tokens" in text
 
 
 def test_duplicate_names_its_kept_document_and_has_no_shard(lake_config: Config, lake_builder,
@@ -64,7 +65,7 @@ def test_member_resolves_to_its_document(lake_config: Config, lake_builder, firs
     assert doc_at_member(lake_config, "shard-000001.tar", "000000000004.json") == "d7"
     assert doc_at_member(lake_config, "1", "3") == "d6"
     assert doc_at_member(lake_config, "shard-000000", "000000000000.tokens") == "d0"
-    with pytest.raises(LineageError, match="member 000000000004 is not in shard-000000.tar"):
+    with pytest.raises(LineageError, match="member 000000000004 is not in runs/.*/shard-000000.tar"):
         doc_at_member(lake_config, "0", "4")
     with pytest.raises(LineageError, match="no shard 7"):
         doc_at_member(lake_config, "7", "0")
@@ -72,8 +73,9 @@ def test_member_resolves_to_its_document(lake_config: Config, lake_builder, firs
 
 def test_shard_without_index_is_searched_in_the_tar(lake_config: Config, lake_builder, first_docs) -> None:
     lake_builder(lake_config, first_docs)
-    (Path(lake_config.shards_uri()) / "shard-000001.idx.npy").unlink()
+    for index in Path(lake_config.shards_uri()).glob("runs/*/shard-000001.idx.npy"):
+        index.unlink()
     pos = trace_document(lake_config, "d7").position
-    assert (pos.shard, pos.key, pos.n_tokens) == ("shard-000001.tar", "000000000004", 140)
+    assert pos.shard.endswith("/shard-000001.tar") and (pos.key, pos.n_tokens) == ("000000000004", 140)
     data = (Path(lake_config.shards_uri()) / pos.shard).read_bytes()
     assert data[pos.json_offset:pos.json_offset + pos.json_nbytes].startswith(b'{"doc_id":"d7"')

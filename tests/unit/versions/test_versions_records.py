@@ -15,6 +15,7 @@ from pipelines.versions import (
     delete_version,
     list_versions,
     previous_version,
+    read_manifest,
     read_version_table,
     resolve_version,
 )
@@ -22,7 +23,7 @@ from pipelines.versions import (
 
 def test_create_tags_every_table_and_records_the_manifest(lake_config: Config, lake_builder, first_docs) -> None:
     snaps = lake_builder(lake_config, first_docs)
-    info = create_version(lake_config, "v1", message="first")
+    info = create_version(lake_config, "v1", message="first", pin="link")
     catalog = lake.open_catalog(lake_config.lake)
     for name, snapshot_id in snaps.items():
         table = lake.load_table(catalog, lake_config.lake.namespace, name)
@@ -35,8 +36,11 @@ def test_create_tags_every_table_and_records_the_manifest(lake_config: Config, l
     assert info.pinned == "link"
     pinned = Path(info.manifest_uri.removeprefix("file://"))
     assert pinned.parent == Path(lake_config.lake.root).absolute() / "versions" / "v1" / "shards"
-    assert sorted(p.name for p in pinned.parent.iterdir()) == [
-        "manifest.json", "shard-000000.idx.npy", "shard-000000.tar", "shard-000001.idx.npy", "shard-000001.tar"]
+    assert info.source_manifest_uri.endswith(f"/shards/{pinned.name}") and pinned.name.startswith("manifest-")
+    manifest = json.loads(pinned.read_text())
+    files = sorted(str(p.relative_to(pinned.parent)) for p in pinned.parent.rglob("*") if p.is_file())
+    assert files == sorted([pinned.name, *(e[k] for e in manifest["shards"] for k in ("path", "index"))])
+    assert len(files) == 5 and all(f.startswith("runs/") for f in files if f != pinned.name)
     record = json.loads((Path(lake_config.lake.root) / "versions" / "v1.json").read_text())
     assert record["format"] == "tokenmill-version/1" and record["message"] == "first"
     assert record["params_hash"] == lake_config.params_hash()
@@ -96,11 +100,16 @@ def test_empty_lake_has_nothing_to_version(lake_config: Config) -> None:
     assert list_versions(lake_config) == []
 
 
-def test_changed_unpinned_manifest_is_refused(lake_config: Config, lake_builder, first_docs, second_docs) -> None:
+def test_unpinned_version_references_the_published_manifest_and_refuses_a_changed_one(
+        lake_config: Config, lake_builder, first_docs, second_docs) -> None:
     lake_builder(lake_config, first_docs)
-    info = create_version(lake_config, "v1", pin="none")
-    assert info.pinned == "none" and info.manifest_uri == f"file://{lake_config.shards_uri()}/manifest.json"
-    lake_builder(lake_config, second_docs)
+    info = create_version(lake_config, "v1")
+    folder = Path(lake_config.shards_uri())
+    assert info.pinned == "none" and info.manifest_uri == info.source_manifest_uri
+    assert info.manifest_uri.startswith(f"file://{folder}/manifest-")
+    lake_builder(lake_config, second_docs)  # a later run publishes another manifest; v1's stays as it was
+    assert read_manifest(lake_config, resolve_version(lake_config, "v1"))["n_samples"] == 5
+    Path(info.manifest_uri.removeprefix("file://")).write_text("{}")  # changed by hand
     with pytest.raises(VersionError, match="manifest .* changed since"):
         resolve_version(lake_config, "v1")
     assert resolve_version(lake_config, "v1", verify=False).name == "v1"

@@ -22,8 +22,9 @@ def _tags(cfg: Config, name: str) -> dict[str, int]:
 
 
 def _pinned_files_match_manifest(info) -> None:
-    folder = Path(info.manifest_uri.removeprefix("file://")).parent
-    manifest = json.loads((folder / "manifest.json").read_bytes())
-    assert hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest() == info.manifest_sha256
+    path = Path(info.manifest_uri.removeprefix("file://"))
+    folder = path.parent
+    manifest = json.loads(path.read_bytes())
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == info.manifest_sha256
     for e in manifest["shards"]:
         assert hashlib.sha256((folder / e["path"]).read_bytes()).hexdigest() == e["sha256"]

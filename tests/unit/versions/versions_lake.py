@@ -71,11 +71,12 @@ def _source_cols(docs: list[dict[str, Any]]) -> dict[str, list[Any]]:
             "source_offset": [d["offset"] for d in docs]}
 
 
-def write_shards(folder: Path, kept: list[dict[str, Any]], per_shard: int) -> dict[str, Any]:
-    """Tar shards in the tokenmill layout: `<key>.tokens` + `<key>.json`, an index per shard, a manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():
-        old.unlink()
+def write_shards(folder: Path, kept: list[dict[str, Any]], per_shard: int, run: str = "r") -> dict[str, Any]:
+    """Tar shards in the tokenmill layout (`<key>.tokens` + `<key>.json`, an index per shard) under
+    `runs/<run>/`, the manifest `manifest-<run>.json` and its copy `manifest.json`, as the shard stage
+    publishes them: nothing earlier is overwritten."""
+    run_dir = folder / "runs" / run
+    run_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for s, start in enumerate(range(0, len(kept), per_shard)):
         name = f"shard-{s:06d}.tar"
@@ -93,18 +94,19 @@ def write_shards(folder: Path, kept: list[dict[str, Any]], per_shard: int) -> di
                     tar.addfile(info, io.BytesIO(payload))
                 rows.append((offsets[0], d["n_tokens"], offsets[1], len(meta)))
         data = buf.getvalue()
-        tmp = folder / f".{name}.tmp"
+        tmp = run_dir / f".{name}.tmp"
         tmp.write_bytes(data)
-        tmp.replace(folder / name)
-        index_file = folder / f"shard-{s:06d}.idx.npy"
+        tmp.replace(run_dir / name)
+        index_file = run_dir / f"shard-{s:06d}.idx.npy"
         np.save(index_file, np.array(rows, dtype=INDEX_DTYPE))
-        entries.append({"path": name, "index": index_file.name, "bytes": len(data), "n_samples": len(rows),
+        entries.append({"path": f"runs/{run}/{name}", "index": f"runs/{run}/{index_file.name}", "bytes": len(data), "n_samples": len(rows),
                         "n_tokens": sum(r[1] for r in rows), "sha256": hashlib.sha256(data).hexdigest(),
                         "index_sha256": hashlib.sha256(index_file.read_bytes()).hexdigest()})
     manifest = {"format": "tokenmill-shards/1", "token_dtype": "uint16", "eod_id": 0, "vocab_size": 8192,
                 "tokenizer_sha256": "0" * 64, "target_bytes": 1 << 20, "n_shards": len(entries), "n_samples": len(kept),
                 "n_tokens": sum(e["n_tokens"] for e in entries),
                 "total_bytes": sum(e["bytes"] for e in entries), "params_hash": "p", "shards": entries}
+    (folder / f"manifest-{run}.json").write_text(json.dumps(manifest, indent=2))
     tmp = folder / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(folder / "manifest.json")
@@ -133,8 +135,8 @@ def build_lake(cfg: Config, docs: list[dict[str, Any]], *, per_shard: int = 3) -
                                    "n_tokens": [d["n_tokens"] for d in kept],
                                    "source": [f"local:{d['uri']}" for d in kept]})
     folder = Path(cfg.shards_uri())
-    manifest = write_shards(folder, kept, per_shard)
-    muri = f"file://{folder / 'manifest.json'}"
+    manifest = write_shards(folder, kept, per_shard, run_id)
+    muri = f"file://{folder / f'manifest-{run_id}.json'}"
     sh = manifest["shards"]
     shards = _table("shards", [], {"shard_index": list(range(len(sh))), "path": [e["path"] for e in sh],
                                    "uri": [f"file://{folder / e['path']}" for e in sh],
@@ -151,8 +153,9 @@ def build_lake(cfg: Config, docs: list[dict[str, Any]], *, per_shard: int = 3) -
         if stage == "ingest":
             summary["tokenmill.records_read"] = str(n)
         if stage == "shard":  # as the shard stage records it
-            blob = (folder / "manifest.json").read_bytes()
+            blob = (folder / f"manifest-{run_id}.json").read_bytes()
             summary[f"{lake.SUMMARY_PREFIX}manifest_sha256"] = hashlib.sha256(blob).hexdigest()
+            summary[f"{lake.SUMMARY_PREFIX}manifest_uri"] = muri
         snaps[name] = lake.commit_files(table, [f] if f else [], summary, overwrite=True)
     lake.ensure_table(catalog, cfg.lake.namespace, "quarantine")
     return snaps
