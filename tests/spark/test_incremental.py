@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_tokenize_shard import configure, make_texts
+from test_tokenize_shard import configure, make_texts, write_clean_docs
 
 from pipelines import lake
 from pipelines.config import Config
@@ -105,7 +105,6 @@ def test_a_rewritten_input_rebuilds_in_full(spark, lake_config: Config, tmp_path
     from pipelines.spark_shard import run_shard
     from pipelines.spark_tokenize import run_tokenize
     from pipelines.train_tokenizer import save_tokenizer, train_bpe
-    from test_tokenize_shard import write_clean_docs
 
     cfg = configure(lake_config, tmp_path)
     texts = make_texts(80, seed=5)
