@@ -118,7 +118,9 @@ def run_ingest(spark: SparkSession, cfg: Config) -> StageReport:
 
 
 def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: Table) -> StageReport:
-    report = StageReport(stage=STAGE)
+    # the same outputs whether or not anything was new: a no-op run leaves the DVC pointer byte-identical
+    report = StageReport(stage=STAGE, outputs={"raw_docs": f"{cfg.lake.namespace}.raw_docs",
+                                               "quarantine": f"{cfg.lake.namespace}.quarantine"})
     orphans = [r for r in ingest_state.orphan_runs(raw, quarantine) if not lease.is_alive(raw, r)]
     if orphans:
         ingest_state.delete_orphans(quarantine, orphans, _summary(cfg, run_id, {}))
@@ -174,7 +176,6 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: 
               [] if quarantine_committed else outcome.quarantine_files, quarantine_committed)
         raise
     failpoint("ingest.after_raw_commit")
-    report.outputs = {"raw_docs": f"{cfg.lake.namespace}.raw_docs", "quarantine": f"{cfg.lake.namespace}.quarantine"}
     log.info("ingest %s: %s", run_id[:8], outcome.counts)
     return report
 

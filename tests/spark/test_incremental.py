@@ -122,3 +122,37 @@ def test_a_rewritten_input_rebuilds_in_full(spark, lake_config: Config, tmp_path
     assert shard.counts["samples"] == shard.counts["samples_written"] == 50
     ids = np.array(sorted(d for _, d, _ in samples(shard.outputs["manifest"])))
     assert ids.tolist() == [f"doc-{i:05d}" for i in range(50)]
+
+
+def test_a_second_tokenmill_run_with_nothing_new_commits_nothing(spark, tmp_path: Path) -> None:
+    import yaml
+
+    from pipelines.cli import main
+    from schemas import TABLES
+
+    tiny = Path(__file__).resolve().parents[1] / "data" / "tiny" / "input"
+    root = tmp_path / "lake"
+    config = tmp_path / "params.yaml"
+    config.write_text(yaml.safe_dump({
+        "lake": {"root": str(root), "metrics_dir": str(root / "metrics")}, "spark": {"master": "local[2]"},
+        "sources": [{"type": "local", "path": str(tiny)}],
+        "curate": {"filters": [{"name": "length", "min_words": 5, "max_chars": 10000}]},
+        "tokenize": {"tokenizer": str(root / "tokenizer.json"), "train": {"vocab_size": 600}},
+        "shard": {"target_bytes": 16384},
+    }))
+    assert main(["run", "--config", str(config)]) == 0
+    cfg = Config.model_validate(yaml.safe_load(config.read_text()))
+    catalog = lake.open_catalog(cfg.lake)
+
+    def state() -> tuple[dict[str, list[int]], dict[str, str]]:
+        snaps = {name: sorted(s.snapshot_id for s in lake.load_table(catalog, cfg.lake.namespace, name).snapshots())
+                 for name in TABLES if lake.load_table(catalog, cfg.lake.namespace, name) is not None}
+        pointers = {p.name: p.read_text() for p in (root / "pointers").glob("*.json")}
+        return snaps, pointers
+
+    before = state()
+    assert before[0]["shards"] and set(before[1]) >= {"ingest.json", "curate.json", "tokenize.json", "shard.json"}
+    assert main(["run", "--config", str(config)]) == 0
+    assert state() == before  # no snapshot committed, every DVC pointer byte-identical
+    metrics = {s: json.loads((root / "metrics" / f"{s}.json").read_text()) for s in ("curate", "tokenize", "shard")}
+    assert metrics["tokenize"]["counts"]["docs"] == 0 and metrics["shard"]["counts"]["samples_written"] == 0
