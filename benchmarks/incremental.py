@@ -41,11 +41,14 @@ STAGES = ("ingest", "curate", "tokenize", "shard")
 def sample_records(n: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for name in ("kjv.jsonl", "jargon.jsonl"):
-        for line in (ROOT / "data" / "sample" / name).read_text().splitlines():
+        for line in (ROOT / "data" / "sample" / name).read_bytes().splitlines():
             if len(out) == n:
                 return out
-            rec = json.loads(line)
-            out.append({"id": rec["id"], "text": rec["text"]})
+            try:  # the sample plants malformed records for the quarantine; the benchmark takes clean ones
+                rec = json.loads(line.decode("utf-8"))
+                out.append({"id": str(rec["id"]), "text": str(rec["text"])})
+            except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+                continue
     if len(out) < n:
         raise SystemExit(f"the sample holds only {len(out)} JSONL records; use --docs {len(out)} or fewer")
     return out

@@ -62,3 +62,9 @@ class StorageError(TokenmillError, ValueError):
     """A URI that no storage backend serves (unknown scheme, s3:// without a bucket, a remote file:// host)."""
 
     exit_code = 13
+
+
+class GcError(TokenmillError):
+    """`tokenmill gc` cannot read a manifest it must keep, so it removes nothing."""
+
+    exit_code = 17

@@ -25,7 +25,7 @@ from pyarrow import fs as pafs
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.errors import TokenmillError
+from pipelines.errors import GcError
 from pipelines.shard_publish import MANIFEST_URI, RUNS_DIR, manifest_relpath, published_manifests
 from pipelines.storage import filesystem
 from schemas import TABLES
@@ -34,10 +34,6 @@ from sharding.format.manifest import MANIFEST_NAME
 log = logging.getLogger(__name__)
 
 LINK_KEYS = ("input_snapshot_id", "raw_snapshot_id", "decisions_snapshot_id", "clean_snapshot_id")
-
-
-class GcError(TokenmillError):
-    """A manifest that something references cannot be read: gc refuses to guess what it lists."""
 
 
 @dataclass
