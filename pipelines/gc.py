@@ -30,6 +30,7 @@ from pipelines.shard_publish import MANIFEST_URI, RUNS_DIR, manifest_relpath, pu
 from pipelines.storage import filesystem
 from schemas import TABLES
 from sharding.format.manifest import MANIFEST_NAME
+from sharding.writer import delete_names
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,9 @@ def collect_garbage(cfg: Config, *, dry_run: bool = False, now: datetime | None 
             result.notes.append(f"{rel}: younger than gc.min_age_seconds, kept")
             continue
         result.removed.append((rel, int(info.size or 0)))
-        if not dry_run:
-            fs.delete_file(info.path)
     if not dry_run:
+        # plain object deletes: pyarrow's S3 delete_file would leave a folder marker object behind
+        delete_names(out, [name for name, _ in result.removed], s3=cfg.shard.s3_options())
         _remove_empty_run_dirs(fs, root)
     result.expired = expire_snapshots(cfg, catalog, dry_run=dry_run, notes=result.notes)
     log.info("gc: %s %d objects (%d bytes), kept %d objects of %d manifests", "would remove" if dry_run else
