@@ -29,6 +29,7 @@ from dedup.keep import parse_keep_rule
 from dedup.lsh import band_keys, resolve_bands
 from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
 from dedup.spark_resolve import component_report, resolve_components
+from dedup.spark_steps import Steps
 
 log = logging.getLogger(__name__)
 
@@ -195,25 +196,38 @@ def _is_star_forest(edges: DataFrame) -> bool:
 
 
 def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_every: int = 1,
-                         checkpoint_dir: str | None = None) -> DataFrame:
+                         checkpoint_dir: str | None = None, steps: Steps | None = None) -> DataFrame:
     """(doc_id, cluster_id) for every node of `edges` (a, b): cluster_id = the component's smallest node.
 
     Alternates large-star and small-star (Kiveris et al. 2014) until the graph is a forest of stars; the
     plan is truncated every `checkpoint_every` rounds (written under `checkpoint_dir`, else a local
-    checkpoint, see `checkpoint`). Raises DedupError when `max_iterations` rounds do not converge.
+    checkpoint, see `checkpoint`). With persisted `steps`, every round is written instead (`cc-NNN`) and a
+    re-run starts from the last complete one. Raises DedupError when `max_iterations` rounds do not converge.
     """
-    current = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b")).distinct()
-    current = checkpoint(current, checkpoint_dir)
-    for round_no in range(1, max_iterations + 1):
+    oriented = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b")).distinct()
+    persist = steps is not None and steps.folder is not None
+    resumed = steps.last_round("cc") if steps is not None and persist else None
+    first = 1
+    if resumed is not None:
+        first, current = resumed[0] + 1, resumed[1]
+    elif persist and steps is not None:
+        current = steps.materialize("cc-000", lambda: oriented)
+    else:
+        current = checkpoint(oriented, checkpoint_dir)
+    for round_no in range(first, max_iterations + 1):
         if _is_star_forest(current):
             # zero rounds is the usual case, not a failure: every candidate pair already points at its
             # cluster's minimum, so the edges are a forest of stars before any round
             log.info("connected components: %s", "the candidate edges were already stars (no round needed)"
                      if round_no == 1 else f"stars after {round_no - 1} round(s)")
             break
-        current = _small_star(_large_star(current))
-        if round_no % checkpoint_every == 0:
-            current = checkpoint(current, checkpoint_dir)
+        nxt = _small_star(_large_star(current))
+        if persist and steps is not None:
+            current = steps.materialize(f"cc-{round_no:03d}", lambda nxt=nxt: nxt)  # type: ignore[misc]
+        elif round_no % checkpoint_every == 0:
+            current = checkpoint(nxt, checkpoint_dir)
+        else:
+            current = nxt
     else:
         if not _is_star_forest(current):
             raise DedupError(f"connected components did not converge in max_iterations={max_iterations} rounds")
@@ -222,22 +236,30 @@ def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_ev
 
 
 def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
-                    stats: dict[str, int] | None = None) -> DataFrame:
+                    stats: dict[str, int] | None = None, steps: Steps | None = None) -> DataFrame:
     """MinHash-LSH near duplicates of `df` (doc_id unique, text normalized, keep-rule columns of cfg.keep).
 
     Returns RESULT_COLUMNS rows of the removed documents: a member of a component of verified edges is
     removed only with its own similarity to the kept document >= cfg.removal_floor() (dedup.resolve). The
     verified edge list and the components are materialized (checkpointed) here. `stats`, when given,
-    receives the largest component's size and the count of components above cfg.max_cluster.
+    receives the largest component's size and the count of components above cfg.max_cluster. With
+    persisted `steps` (dedup.spark_steps), signatures, edges, component rounds and components are written
+    there and a re-run reuses the complete ones.
     """
     _keep_order(df, cfg.keep)
-    sigs = signatures(df, cfg)
-    sigs = checkpoint(sigs, checkpoint_dir)
-    edges = candidate_edges(sigs, cfg)
-    edges = checkpoint(edges, checkpoint_dir)
-    members = connected_components(edges, max_iterations=cfg.max_iterations,
-                                   checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
-    members = checkpoint(members, checkpoint_dir)
+    if steps is not None and steps.folder is not None:
+        sigs = steps.materialize("signatures", lambda: signatures(df, cfg))
+        edges = steps.materialize("edges", lambda: candidate_edges(sigs, cfg))
+        members = steps.materialize("components", lambda: connected_components(
+            edges, max_iterations=cfg.max_iterations, checkpoint_every=cfg.checkpoint_every, steps=steps))
+    else:
+        sigs = signatures(df, cfg)
+        sigs = checkpoint(sigs, checkpoint_dir)
+        edges = candidate_edges(sigs, cfg)
+        edges = checkpoint(edges, checkpoint_dir)
+        members = connected_components(edges, max_iterations=cfg.max_iterations,
+                                       checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
+        members = checkpoint(members, checkpoint_dir)
     report = component_report(members, cfg.max_cluster)
     if stats is not None:
         stats.update(report)

@@ -24,6 +24,7 @@ from dedup.incremental import dedup_index_params
 from dedup.spark import exact_duplicates, near_duplicates
 from dedup.spark_incremental import exact_duplicates_incremental, index_rows, near_duplicates_incremental
 from dedup.spark_resolve import RESULT_DDL
+from dedup.spark_steps import Steps
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
 from pipelines.curate_mode import choose_mode
@@ -33,6 +34,7 @@ from pipelines.filters import curate_batch
 from pipelines.report import StageReport
 from pipelines.snapshots import STAGE_PARAMS, InputPlan, log_plan
 from pipelines.sources.failpoints import failpoint
+from pipelines.spark_curate_steps import steps_dir
 from pipelines.spark_session import read_input_df, read_table_df, write_df_files
 from pipelines.spark_tables import materialize
 from schemas import TABLES
@@ -76,7 +78,8 @@ def _filter_partitions(cfg: CurateConfig):
 
 
 def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
-                old: tuple[DataFrame, DataFrame] | None = None, stats: dict[str, int] | None = None) -> DataFrame:
+                old: tuple[DataFrame, DataFrame] | None = None, stats: dict[str, int] | None = None,
+                steps: Steps | None = None) -> DataFrame:
     """(doc_id, cluster_id, kept_doc_id, similarity, verified_by, dup_reason) for every document removed as an
     exact or near duplicate.
 
@@ -97,7 +100,8 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
         exact = exact.withColumn("dup_reason", F.lit("exact"))
         candidates = candidates.join(exact.select("doc_id"), "doc_id", "left_anti")
     if cfg.dedup.near:
-        near = (near_duplicates(candidates, cfg=cfg.dedup, checkpoint_dir=checkpoint_dir, stats=stats) if old is None
+        near = (near_duplicates(candidates, cfg=cfg.dedup, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps)
+                if old is None
                 else near_duplicates_incremental(candidates, old[1], cfg=cfg.dedup, checkpoint_dir=checkpoint_dir,
                                                  stats=stats))
         near = near.withColumn("dup_reason", F.lit("near")).localCheckpoint()
@@ -135,16 +139,20 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         return run_curate_incremental(spark, cfg, plan)
     run_id = uuid.uuid4().hex
     scratch = lake.scratch_dir(cfg.lake, f"curate-{run_id[:8]}")
+    # filtered documents, signatures, edges and component rounds survive a killed run (spark_curate_steps)
+    steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"])), on_done=lambda n: failpoint(f"curate.{n}"))
     try:
         raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
         primary, repeats = _split_repeated_ids(raw_df)
-        curated = _filtered(spark, primary, cfg.curate, scratch)
+        curated = _filtered(spark, primary, cfg.curate, scratch, steps)
         stats: dict[str, int] = {}
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
-                           stats=stats)
+                           stats=stats, steps=steps)
         decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True, plan=plan)
         counts.update(stats)
+        counts["resumed_steps"] = len(steps.reused)
+        steps.remove()
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
@@ -205,10 +213,13 @@ def _snapshot_id(table: Table) -> int | None:
     return snap.snapshot_id if snap else None
 
 
-def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch: str) -> DataFrame:
+def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch: str,
+              steps: Steps | None = None) -> DataFrame:
     """Normalized and filtered rows (curated_schema), materialized once under `scratch` (a URI): filters are
     the expensive step and dedup and the outputs all read the result."""
     curated = raw_df.mapInArrow(_filter_partitions(cfg), from_arrow_schema(curated_schema()))
+    if steps is not None and steps.folder is not None:  # a persisted step (spark_curate_steps)
+        return steps.materialize("curated", lambda: curated)
     return materialize(curated, f"{scratch}/curated")
 
 
