@@ -51,6 +51,12 @@ class DedupConfig(BaseModel):
     )
     max_iterations: int = Field(default=40, gt=0, description="bound on distributed connected-components rounds")
     checkpoint_every: int = Field(default=2, gt=0, description="truncate the Spark plan every N rounds")
+    driver_components_max_edges: int = Field(
+        default=2_000_000, ge=0,
+        description="Spark: a verified edge list up to this size is collected and its components found by "
+        "union-find on the driver (about 100 bytes per edge), saving the distributed rounds' jobs and "
+        "checkpoints; larger graphs, or 0, use the distributed rounds. Same result either way",
+    )
     incremental: bool | None = Field(
         default=None,
         description="curate only raw docs without a decision, deduplicated against earlier kept docs "

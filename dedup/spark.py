@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
+from dedup.components import connected_components as union_find_components
 from dedup.config import DedupConfig
 from dedup.errors import DedupError
 from dedup.keep import parse_keep_rule
@@ -235,6 +237,19 @@ def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_ev
     return current.select(F.col("a").alias("doc_id"), F.col("b").alias("cluster_id")).unionByName(roots)
 
 
+def components_on_driver(edges: DataFrame) -> DataFrame:
+    """(doc_id, cluster_id) of the nodes of a small edge list (a, b), by union-find on the driver: the same
+    result as `connected_components` (cluster_id = the component's smallest doc_id) without its jobs."""
+    table = edges.select("a", "b").toArrow()
+    ends = pa.chunked_array(table["a"].chunks + table["b"].chunks, pa.string())
+    nodes = pc.unique(ends).sort()
+    src = pc.index_in(table["a"], value_set=nodes).to_numpy(zero_copy_only=False).astype(np.int64)
+    dst = pc.index_in(table["b"], value_set=nodes).to_numpy(zero_copy_only=False).astype(np.int64)
+    labels = union_find_components(len(nodes), src, dst)
+    members = pa.table({"doc_id": nodes, "cluster_id": nodes.take(pa.array(labels))})
+    return edges.sparkSession.createDataFrame(members.to_pandas(), "doc_id string, cluster_id string")
+
+
 def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
                     stats: dict[str, int] | None = None, steps: Steps | None = None) -> DataFrame:
     """MinHash-LSH near duplicates of `df` (doc_id unique, text normalized, keep-rule columns of cfg.keep).
@@ -250,16 +265,21 @@ def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | No
     if steps is not None and steps.folder is not None:
         sigs = steps.materialize("signatures", lambda: signatures(df, cfg))
         edges = steps.materialize("edges", lambda: candidate_edges(sigs, cfg))
-        members = steps.materialize("components", lambda: connected_components(
-            edges, max_iterations=cfg.max_iterations, checkpoint_every=cfg.checkpoint_every, steps=steps))
+        small = not steps.done("components") and edges.count() <= cfg.driver_components_max_edges
+        members = steps.materialize("components", lambda: components_on_driver(edges) if small else
+                                    connected_components(edges, max_iterations=cfg.max_iterations,
+                                                         checkpoint_every=cfg.checkpoint_every, steps=steps))
     else:
         sigs = signatures(df, cfg)
         sigs = checkpoint(sigs, checkpoint_dir)
         edges = candidate_edges(sigs, cfg)
         edges = checkpoint(edges, checkpoint_dir)
-        members = connected_components(edges, max_iterations=cfg.max_iterations,
-                                       checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
-        members = checkpoint(members, checkpoint_dir)
+        if edges.count() <= cfg.driver_components_max_edges:
+            members = components_on_driver(edges)
+        else:
+            members = connected_components(edges, max_iterations=cfg.max_iterations,
+                                           checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
+            members = checkpoint(members, checkpoint_dir)
     report = component_report(members, cfg.max_cluster)
     if stats is not None:
         stats.update(report)

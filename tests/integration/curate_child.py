@@ -1,4 +1,5 @@
-"""Run one curate in a fresh process, SIGKILLed at a failpoint: `python curate_child.py CONFIG.json POINT`.
+"""Run one curate in a fresh process, SIGKILLed at a failpoint when one is named:
+`python curate_child.py CONFIG.json [POINT]`.
 The kill targets this process (the driver), which takes its Spark JVM and workers down with it."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 
 if __name__ == "__main__":
     config_path = Path(sys.argv[1])
-    os.environ["TOKENMILL_FAILPOINT"] = f"{sys.argv[2]}:{os.getpid()}"
+    if len(sys.argv) > 2:
+        os.environ["TOKENMILL_FAILPOINT"] = f"{sys.argv[2]}:{os.getpid()}"
     from pipelines.config import Config
     from pipelines.spark_curate import run_curate
     from pipelines.spark_session import build_session

@@ -41,7 +41,9 @@ def _corpus(src: Path) -> None:
 
 
 def _config(tmp: Path, name: str, src: Path) -> Config:
-    return load_config(None, [f"lake.root={tmp / name}", f"sources=[{{type: local, path: '{src}'}}]"])
+    # distributed component rounds even for this small graph, so that their persisted rounds are exercised
+    return load_config(None, [f"lake.root={tmp / name}", f"sources=[{{type: local, path: '{src}'}}]",
+                              "curate.dedup.driver_components_max_edges=0"])
 
 
 def _decisions(cfg: Config) -> list[tuple]:

@@ -95,10 +95,11 @@ def test_near_duplicates_clusters_and_keep_rule(spark) -> None:  # type: ignore[
     assert len(rows) == 10  # 3 clusters x 3 removed + the exact copy doc-9-0
 
 
-@pytest.mark.parametrize("verify", ["signature", "shingles"])
-def test_near_duplicates_independent_of_partitioning_and_equal_to_local(spark, tmp_path, verify) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("verify", "driver_max"), [("signature", 0), ("shingles", 2_000_000)])
+def test_near_duplicates_independent_of_partitioning_and_equal_to_local(spark, tmp_path, verify, driver_max) -> None:  # type: ignore[no-untyped-def]
+    # components by distributed rounds (driver_max 0) and by union-find on the driver: the same decisions
     table = _chains()
-    cfg = DedupConfig(verify=verify)
+    cfg = DedupConfig(verify=verify, driver_components_max_edges=driver_max)
     expected = near_duplicates_local(table.to_batches(max_chunksize=3), cfg=cfg)
     want = sorted(zip(*(expected[c].to_pylist() for c in expected.column_names), strict=True))
     # each chain's winning end (c for even k, a for odd k) removes the middle only; the other end stays
