@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_follow import _chapters, _config, produce
+from test_follow_cycles import _chapters, _config, produce
 
 from pipelines.follow import StopFlag, run_follow
 from sharding import TokenLoader

@@ -12,7 +12,7 @@ import pytest
 from pipelines.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spark"))
-from test_incremental import append_clean_docs  # noqa: E402
+from test_incremental_stages import append_clean_docs  # noqa: E402
 from test_tokenize_shard import configure, make_texts  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
