@@ -30,7 +30,7 @@ def test_an_empty_config_file_is_refused_not_silently_defaulted(tmp_path: Path) 
     with pytest.raises(ConfigError, match="params.yaml is empty; write `{}`"):
         load_config(params)
     params.write_text("{}\n")
-    assert load_config(params).lake.root == "lake"
+    assert load_config(params).lake.root == str(tmp_path / "lake")  # relative paths resolve against the config file's folder
 
 
 @pytest.mark.parametrize("key", ["lake.root", "lake.warehouse", "lake.metrics_dir", "shard.output"])

@@ -35,7 +35,8 @@ def test_references_stay_references_in_the_config_and_resolve_where_used(
     assert resolve("postgresql://u:${env:TM_TEST_SASL}@h/db", "k") == "postgresql://u:planted-secret-1@h/db"
     monkeypatch.setenv("TM_PG", "pg-secret")
     cfg = load_config(None, [f"lake.root={tmp_path}", "lake.catalog={type: sql, uri: 'sqlite:///${env:TM_PG}'}"])
-    assert cfg.lake.catalog_properties()["uri"] == "sqlite:///${env:TM_PG}"  # not a URI password: kept
+    # not a URI password: the reference is kept (the relative SQLite path resolves against the config folder)
+    assert cfg.lake.catalog_properties()["uri"] == f"sqlite:///{Path.cwd()}/${{env:TM_PG}}"
 
 
 def test_a_missing_variable_is_a_config_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

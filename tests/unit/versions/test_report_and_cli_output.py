@@ -39,7 +39,7 @@ def test_no_change_is_said_not_drawn_and_stage_runs_show_the_last_work(lake_conf
     assert "0 documents added (0 tokens), 0 removed (0 tokens)" in change
     assert "The kept documents of current are those of v1." in change
     assert "documents added and removed by reason" not in page  # no empty chart
-    assert len(re.findall(r"data:image/png", page)) == 6
+    assert len(re.findall(r"data:image/png", page)) == 7  # six panels plus the similarities of near removals
     stages = page[page.index("<h2>Stage runs</h2>"):]
     assert "records_read=6,270" in stages and "records_read=0" not in stages
     assert "(nothing new)" in stages
