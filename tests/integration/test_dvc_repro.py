@@ -79,8 +79,6 @@ def test_dvc_repro_builds_then_is_up_to_date(tmp_path: Path) -> None:
     assert shown.returncode == 0 and "metrics/curate.json" in shown.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="dvc.lock predates the code on main; regenerate it with .ci/dvc-lock after "
-                   "the final merge, commit it and remove this marker")
 def test_committed_lock_matches_the_committed_code(tmp_path: Path) -> None:
     """On a clean checkout only the lake (not in git) is missing: no code dependency, param or command
     differs from what dvc.lock recorded. After changing a stage's code run .ci/dvc-lock and commit."""
