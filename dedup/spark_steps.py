@@ -1,19 +1,25 @@
 """Persisted steps of a Spark job, so that a run killed midway continues where it stopped.
 
-Each step's result is Parquet in its own folder under one run folder; a step is complete when its folder has
-Spark's `_SUCCESS` marker (written last, after every task's file), so a SIGKILL during a step leaves it
-incomplete and a re-run recomputes that step only. Without a folder, steps are local checkpoints (nothing
+Each step's result is Parquet in its own folder under one run folder, written and read by the tasks through
+pyarrow (`pipelines.spark_tables`, no Hadoop filesystem); a step is complete when its folder has the `_SUCCESS`
+marker, written by the driver last, after every task's file, and naming those files and their schema (files of
+failed task attempts are not named, so never read). A SIGKILL during a step leaves it incomplete and a re-run
+recomputes that step only. Without a folder, steps are local checkpoints (nothing
 survives the process). The caller picks the folder, keyed by whatever makes results comparable.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +52,30 @@ class Steps:
         if self.done(name):
             log.info("reusing persisted step %s", name)
             self.reused.append(name)
-            return self.spark.read.parquet(self.path(name))
-        compute().write.mode("overwrite").parquet(self.path(name))
+            return self._read(name)
+        self._write(name, compute())
         self._on_done(name)
-        return self.spark.read.parquet(self.path(name))
+        return self._read(name)
+
+    def _write(self, name: str, df: DataFrame) -> None:
+        from pipelines.spark_tables import write_files
+
+        folder = Path(self.path(name))
+        shutil.rmtree(folder, ignore_errors=True)  # what an interrupted attempt at this step left
+        schema = to_arrow_schema(df.schema, timezone="UTC", prefers_large_types=False)
+        files, _ = write_files(df, folder.as_uri(), schema, prefix="part")
+        marker = {"files": files, "schema": base64.b64encode(schema.serialize().to_pybytes()).decode()}
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{MARKER}.tmp"
+        tmp.write_text(json.dumps(marker))
+        tmp.replace(folder / MARKER)
+
+    def _read(self, name: str) -> DataFrame:
+        from pipelines.spark_tables import read_units_df
+
+        marker = json.loads((Path(self.path(name)) / MARKER).read_text())
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(marker["schema"])))
+        return read_units_df(self.spark, [(f, -1) for f in marker["files"]], schema)
 
     def last_round(self, prefix: str) -> tuple[int, DataFrame] | None:
         """The highest complete round `<prefix>-NNN` and its result, or None."""
@@ -61,7 +87,7 @@ class Steps:
             return None
         name = f"{prefix}-{rounds[-1]:03d}"
         self.reused.append(name)
-        return rounds[-1], self.spark.read.parquet(self.path(name))
+        return rounds[-1], self._read(name)
 
     def remove(self) -> None:
         if self.folder is not None:

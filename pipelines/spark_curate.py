@@ -35,7 +35,7 @@ from pipelines.report import StageReport
 from pipelines.snapshots import STAGE_PARAMS, InputPlan, log_plan
 from pipelines.sources.failpoints import failpoint
 from pipelines.spark_curate_steps import steps_dir
-from pipelines.spark_session import read_input_df, read_table_df, write_df_files
+from pipelines.spark_session import read_data_files_df, read_input_df, read_table_df, write_df_files
 from pipelines.spark_tables import materialize
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
@@ -178,7 +178,7 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
         if cfg.curate.dedup.near:
             repaired |= _repair_index(spark, cfg, tables, run_id)
         decided_rows = read_table_df(spark, tables["doc_decisions"]).select("doc_id", *SOURCE_COLUMNS)
-        raw_all = (spark.read.parquet(*plan.files) if plan is not None and plan.files
+        raw_all = (read_data_files_df(spark, tables["raw_docs"], plan.files) if plan is not None and plan.files
                    else read_table_df(spark, tables["raw_docs"])).select("doc_id", "text", *SOURCE_COLUMNS)
         raw_df = raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
         primary, repeats = _split_repeated_ids(raw_df, decided_rows.select("doc_id").distinct())

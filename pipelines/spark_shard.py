@@ -37,7 +37,7 @@ from pipelines.shard_publish import (
     run_stamp,
 )
 from pipelines.snapshots import STAGE_PARAMS, InputPlan, input_snapshot, log_plan, params_digest, plan_input
-from pipelines.spark_session import read_table_df
+from pipelines.spark_session import read_data_files_df, read_table_df
 from pipelines.storage import S3Options
 from schemas.shards import TABLE as SHARDS
 from sharding.dataset_plan import (
@@ -262,7 +262,7 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
             seconds=time.monotonic() - start, skipped=True)
     itemsize = TOKEN_DTYPES[info["token_dtype"]].itemsize
     cols = ("doc_id", "tokens", "n_tokens", "source")
-    df = (spark.read.parquet(*plan_in.files) if plan_in.files
+    df = (read_data_files_df(spark, tokens, plan_in.files) if plan_in.files
           else read_table_df(spark, tokens, plan_in.snapshot_id)).select(*cols)
     cores = spark.sparkContext.defaultParallelism
     meta = df.mapInArrow(_meta(s.seed), META_SCHEMA)

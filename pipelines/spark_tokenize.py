@@ -23,7 +23,7 @@ from pipelines.errors import StageInputError
 from pipelines.report import StageReport
 from pipelines.snapshots import STAGE_PARAMS, input_snapshot, log_plan, params_digest, plan_input
 from pipelines.sources.failpoints import failpoint
-from pipelines.spark_session import read_input_df, read_table_df
+from pipelines.spark_session import read_data_files_df, read_input_df, read_table_df
 from pipelines.storage import S3Options
 from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
 from pipelines.train_tokenizer import save_tokenizer, train_bpe
@@ -153,7 +153,7 @@ def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
                            snapshots={"tokens": snap.snapshot_id if snap else None}, outputs=outputs,
                            seconds=time.monotonic() - start, skipped=True)
     if plan.files:
-        docs = spark.read.parquet(*plan.files)
+        docs = read_data_files_df(spark, clean, plan.files)
     else:  # an empty input table
         docs = read_table_df(spark, clean, plan.snapshot_id)
     results = tokenize_df(docs, spec, cfg, lake.data_dir(table), f"tokens-{run_id[:8]}").collect()

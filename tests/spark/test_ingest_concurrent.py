@@ -153,7 +153,7 @@ def test_data_files_of_dead_runs_are_removed_and_those_of_live_runs_kept(spark, 
     live = data / "ingest-cafef00d-0003.parquet"
     for p in [*dead, live]:
         p.write_bytes(b"PAR1 half-written")
-    lease._write(lease.lease_uri(raw, "cafef00d" + "0" * 24), "cafef00d" + "0" * 24)  # this process: alive
+    lease._write(lease.lease_uri(raw, "cafef00d" + "0" * 24), "cafef00d" + "0" * 24, lake.table_s3(raw))  # this process: alive
     report = run_ingest(spark, cfg)
     assert report.counts["orphan_files_removed"] == 2
     assert not any(p.exists() for p in dead) and live.exists()
