@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
-from test_tokenize_shard import configure, make_texts, write_clean_docs
+from test_tokenize_shard import clean_docs_rows, configure, make_texts, write_clean_docs
 
 from pipelines import lake
 from pipelines.config import Config
@@ -21,14 +20,8 @@ pytestmark = pytest.mark.spark
 def append_clean_docs(cfg: Config, texts: list[str], first: int) -> None:
     """One append commit of clean_docs rows doc-<first>... (as an incremental curate makes)."""
     table = lake.ensure_table(lake.open_catalog(cfg.lake), cfg.lake.namespace, CLEAN_DOCS)
-    schema = CLEAN_DOCS.arrow_schema
-    n = len(texts)
-    cols = {name: pa.nulls(n, schema.field(name).type) for name in schema.names}
-    cols["doc_id"] = pa.array([f"doc-{first + i:05d}" for i in range(n)], schema.field("doc_id").type)
-    cols["text"] = pa.array(texts, schema.field("text").type)
-    cols["source_type"] = pa.array(["local"] * n, schema.field("source_type").type)
-    cols["source_uri"] = pa.array(["/data/x.jsonl"] * n, schema.field("source_uri").type)
-    path = lake.write_data_file(lake.data_dir(table), pa.table(cols, schema=schema), prefix="t")
+    rows = clean_docs_rows(texts, first, ["/data/x.jsonl"] * len(texts))
+    path = lake.write_data_file(lake.data_dir(table), rows, prefix="t")
     lake.commit_files(table, [path] if path else [], lake.snapshot_summary(cfg, "curate", "test"))
 
 

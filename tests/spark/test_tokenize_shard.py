@@ -37,17 +37,23 @@ def make_texts(n: int, seed: int = 7) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=int(k))) for k in lengths]
 
 
-def write_clean_docs(cfg: Config, texts: list[str], files: int = 3) -> None:
-    catalog = lake.open_catalog(cfg.lake)
-    table = lake.ensure_table(catalog, cfg.lake.namespace, CLEAN_DOCS)
+def clean_docs_rows(texts: list[str], first: int, source_uris: list[str]) -> pa.Table:
+    """clean_docs rows doc-<first>... holding `texts` (other signal columns null)."""
     schema = CLEAN_DOCS.arrow_schema
     n = len(texts)
     cols = {name: pa.nulls(n, schema.field(name).type) for name in schema.names}
-    cols["doc_id"] = pa.array([f"doc-{i:05d}" for i in range(n)], schema.field("doc_id").type)
+    cols["doc_id"] = pa.array([f"doc-{first + i:05d}" for i in range(n)], schema.field("doc_id").type)
     cols["text"] = pa.array(texts, schema.field("text").type)
     cols["source_type"] = pa.array(["local"] * n, schema.field("source_type").type)
-    cols["source_uri"] = pa.array([f"/data/part-{i % 4}.jsonl" for i in range(n)], schema.field("source_uri").type)
-    full = pa.table(cols, schema=schema)
+    cols["source_uri"] = pa.array(source_uris, schema.field("source_uri").type)
+    return pa.table(cols, schema=schema)
+
+
+def write_clean_docs(cfg: Config, texts: list[str], files: int = 3) -> None:
+    catalog = lake.open_catalog(cfg.lake)
+    table = lake.ensure_table(catalog, cfg.lake.namespace, CLEAN_DOCS)
+    n = len(texts)
+    full = clean_docs_rows(texts, 0, [f"/data/part-{i % 4}.jsonl" for i in range(n)])
     bounds = np.linspace(0, n, files + 1).astype(int)
     paths = [lake.write_data_file(lake.data_dir(table), full.slice(a, b - a), prefix="t")
              for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
