@@ -87,6 +87,7 @@ def main() -> None:
                              f"shard.target_bytes={target}"])
     catalog = lake.open_catalog(cfg.lake)
     table = lake.ensure_table(catalog, cfg.lake.namespace, TABLE)
+    rows = rows.cast(lake.file_schema(table, rows.schema))
     bounds = np.linspace(0, rows.num_rows, 2 * args.cores + 1).astype(int)
     written = [lake.write_data_file(lake.data_dir(table), rows.slice(a, b - a), prefix="b")
                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

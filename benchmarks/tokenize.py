@@ -118,7 +118,7 @@ def main() -> None:
     cols.update(doc_id=pa.array([f"d{i}" for i in range(n)], pa.large_string()),
                 text=pa.array(texts, pa.large_string()), source_type=pa.array(["local"] * n, pa.large_string()),
                 source_uri=pa.array(["bench"] * n, pa.large_string()))
-    full = pa.table(cols, schema=schema)
+    full = pa.table(cols, schema=schema).cast(lake.file_schema(table, schema))
     bounds = np.linspace(0, n, 2 * args.cores + 1).astype(int)
     written = [lake.write_data_file(lake.data_dir(table), full.slice(a, b - a), prefix="b")
                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -1,8 +1,10 @@
 """Iceberg I/O through pyiceberg: the catalog, the six tables, Parquet data files written by tasks, and
 driver-side commits whose snapshot summary records the tokenmill version, params hash and git commit.
 
-Executors write plain Parquet files (no field-id metadata) under the table's data folder; the driver adds them
-with `add_files` in one transaction per stage, so a stage either lands whole or not at all.
+Executors write Parquet files under the table's data folder, every column (nested ones included) carrying the
+field id of the loaded table's live schema (`file_schema`), so engines that resolve columns by id (Daft, DuckDB)
+read them; the driver adds them with `add_files` in one transaction per stage, so a stage either lands whole or
+not at all.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
+from pyiceberg.types import ListType, NestedField, StructType
 
 from pipelines.storage import S3Options, filesystem, local_path
 from schemas import TABLES, TableDef
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_PREFIX = "tokenmill."
+# the Arrow field metadata key pyarrow writes as a Parquet column's field id
+FIELD_ID = b"PARQUET:field_id"
 
 
 def open_catalog(lake: LakeConfig) -> Catalog:
@@ -94,6 +99,46 @@ def data_dir(table: Table) -> str:
     return table.location().rstrip("/") + "/data"
 
 
+def file_schema(table: Table, schema: pa.Schema) -> pa.Schema:
+    """`schema` (the columns tasks write into `table`'s data files, types unchanged) with every field, list
+    elements and struct members included, carrying the field id of the same column in the table's live
+    Iceberg schema as `PARQUET:field_id` metadata. The ids come from the loaded table, never from schemas/:
+    pyiceberg renumbers nested ids at create_table and schema evolution hands out new ones.
+
+    Raises ValueError naming a column the table does not have or whose shape differs.
+    """
+    live = table.schema()
+    fields = []
+    for f in schema:
+        try:
+            column = live.find_field(f.name)
+        except ValueError:
+            raise ValueError(f"table {'.'.join(table.name())} has no column {f.name!r}") from None
+        fields.append(_with_field_id(f, column))
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+def _with_field_id(field: pa.Field, column: NestedField) -> pa.Field:
+    kind, ice = field.type, column.field_type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if not isinstance(ice, ListType):
+            raise ValueError(f"column {column.name!r} is {ice} in the table, a list in the data")
+        element = _with_field_id(kind.value_field, ice.element_field)
+        kind = pa.large_list(element) if pa.types.is_large_list(kind) else pa.list_(element)
+    elif pa.types.is_struct(kind):
+        if not isinstance(ice, StructType):
+            raise ValueError(f"column {column.name!r} is {ice} in the table, a struct in the data")
+        members = []
+        for member in (kind.field(i) for i in range(kind.num_fields)):
+            inner = ice.field_by_name(member.name)
+            if inner is None:
+                raise ValueError(f"column {column.name!r} has no member {member.name!r} in the table")
+            members.append(_with_field_id(member, inner))
+        kind = pa.struct(members)
+    metadata = {**(field.metadata or {}), FIELD_ID: str(column.field_id).encode()}
+    return pa.field(field.name, kind, nullable=field.nullable, metadata=metadata)
+
+
 def table_s3(table: Table) -> S3Options:
     """How tasks reach the table's files: the endpoint and region of its catalog's S3 properties (keys stay
     with each executor's credential chain)."""
@@ -136,7 +181,7 @@ def remove_tree(uri: str) -> None:
 def write_data_file(directory: str, table: pa.Table, *, prefix: str, s3: S3Options | None = None) -> str | None:
     """Write one Parquet data file under `directory` (URI) and return its URI; None for an empty table.
 
-    The file is written under a temporary name and renamed (local), so a killed task leaves no partial
+    Columns carry the Parquet field ids present in `table`'s schema metadata (see `file_schema`). The file is written under a temporary name and renamed (local), so a killed task leaves no partial
     file that a later commit could pick up. Names carry a random suffix: retried tasks never collide.
     """
     if table.num_rows == 0:

@@ -159,7 +159,7 @@ def _commit_shards_table(catalog: Any, cfg: Config, run_id: str, manifest: dict[
             "sha256": [e["sha256"] for e in entries],
             "manifest_uri": [manifest_uri] * len(entries),
         },
-        schema=SHARDS.arrow_schema,
+        schema=lake.file_schema(table, SHARDS.arrow_schema),
     )
     path = lake.write_data_file(lake.data_dir(table), rows, prefix=f"shards-{run_id[:8]}", s3=lake.table_s3(table))
     summary = lake.snapshot_summary(cfg, "shard", run_id, {

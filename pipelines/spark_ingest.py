@@ -32,6 +32,8 @@ from pipelines.sources.plan import plan_run, settle
 from pipelines.sources.state import IngestState
 from pipelines.sources.tasks import TaskContext, discard_files, pack_units, run_units
 from pipelines.storage import filesystem
+from schemas.quarantine import TABLE as QUARANTINE
+from schemas.raw_docs import TABLE as RAW_DOCS
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,8 @@ def _run(spark: SparkSession, cfg: Config, run_id: str, raw: Table, quarantine: 
             raw_dir=lake.data_dir(raw), quarantine_dir=lake.data_dir(quarantine),
             max_record_bytes=cfg.ingest.max_record_bytes, raw_limit=cfg.ingest.quarantine_raw_bytes,
             file_bytes=cfg.ingest.file_bytes, max_expansion=cfg.ingest.max_expansion, lake_s3=lake.table_s3(raw),
+            raw_file_schema=lake.file_schema(raw, RAW_DOCS.arrow_schema),
+            quarantine_file_schema=lake.file_schema(quarantine, QUARANTINE.arrow_schema),
         )
         n_tasks = cfg.ingest.parallelism or spark.sparkContext.defaultParallelism * UNITS_PER_CORE
         results = _execute(spark, pack_units(plan.units, n_tasks), ctx)

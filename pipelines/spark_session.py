@@ -184,5 +184,6 @@ def read_input_df(spark: SparkSession, cfg: Config, table: Table, columns: Seque
 
 def write_df_files(df: DataFrame, table: Table, arrow_schema: pa.Schema, *, prefix: str) -> tuple[list[str], int]:
     """Write each partition of `df` (columns matching `arrow_schema`) as one Parquet file under the table's
-    data folder; return the file URIs and the row count. Nothing is committed here."""
-    return write_files(df, lake.data_dir(table), arrow_schema, prefix=prefix, s3=lake.table_s3(table))
+    data folder, with the table's field ids; return the file URIs and the row count. Nothing is committed here."""
+    return write_files(df, lake.data_dir(table), lake.file_schema(table, arrow_schema), prefix=prefix,
+                       s3=lake.table_s3(table))

@@ -53,9 +53,8 @@ def _source_column(batch: pa.RecordBatch) -> pa.Array:
 
 def _tokenize_partition(
     spec: TokenizerSpec, *, bos: bool, eos: bool, batch_size: int, directory: str, prefix: str,
-    s3: S3Options | None = None,
+    s3: S3Options | None = None, schema: pa.Schema = TOKENS.arrow_schema,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    schema = TOKENS.arrow_schema
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         encoder = cached_encoder(spec)
@@ -106,16 +105,18 @@ def _clean_docs(spark: SparkSession, cfg: Config) -> DataFrame:
     return read_input_df(spark, cfg, _clean_docs_table(cfg))
 
 
-def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, directory: str, prefix: str) -> DataFrame:
-    """The per-task results (data file path, rows, tokens, bytes_in) of tokenizing clean_docs rows `df`."""
+def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, table: Table, prefix: str) -> DataFrame:
+    """The per-task results (data file path, rows, tokens, bytes_in) of tokenizing clean_docs rows `df` into
+    data files of the tokens `table` (not committed)."""
     df = df.select("doc_id", "text", "source_type", "source_uri")
     cores = df.sparkSession.sparkContext.defaultParallelism
     if df.rdd.getNumPartitions() < cores:
         df = df.repartition(cores)  # a small table is one file; spread it over the cores
     t = cfg.tokenize
     return df.mapInArrow(
-        _tokenize_partition(spec, bos=t.bos, eos=t.eos, batch_size=t.batch_size, directory=directory,
-                            prefix=prefix, s3=cfg.lake.task_s3()),
+        _tokenize_partition(spec, bos=t.bos, eos=t.eos, batch_size=t.batch_size, directory=lake.data_dir(table),
+                            prefix=prefix, s3=cfg.lake.task_s3(),
+                            schema=lake.file_schema(table, TOKENS.arrow_schema)),
         TASK_RESULT_SCHEMA,
     )
 
@@ -156,7 +157,7 @@ def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
         docs = read_data_files_df(spark, clean, plan.files)
     else:  # an empty input table
         docs = read_table_df(spark, clean, plan.snapshot_id)
-    results = tokenize_df(docs, spec, cfg, lake.data_dir(table), f"tokens-{run_id[:8]}").collect()
+    results = tokenize_df(docs, spec, cfg, table, f"tokens-{run_id[:8]}").collect()
     files = [r["path"] for r in results if r["path"]]
     counts = {
         "docs": sum(r["rows"] for r in results),

@@ -23,7 +23,8 @@ class TableDef:
 
     @property
     def arrow_schema(self) -> pa.Schema:
-        """The pyarrow schema of data files, without Iceberg field-id metadata (so `add_files` accepts them)."""
+        """The pyarrow schema of data files, without field-id metadata: writers add the ids of the live table
+        (`pipelines.lake.file_schema`), which pyiceberg may have renumbered at create_table."""
         fields = [pa.field(f.name, f.type, nullable=f.nullable) for f in schema_to_pyarrow(self.schema)]
         return pa.schema(fields)
 

@@ -49,6 +49,9 @@ class TaskContext:
     file_bytes: int
     max_expansion: int = 1000
     lake_s3: S3Options | None = None  # how to reach an s3:// warehouse (endpoint, region)
+    # the data files' schemas with the live tables' field ids (lake.file_schema); default: without ids
+    raw_file_schema: pa.Schema = raw_docs_schema.TABLE.arrow_schema
+    quarantine_file_schema: pa.Schema = quarantine_schema.TABLE.arrow_schema
 
 
 class RollingWriter:
@@ -133,8 +136,8 @@ def discard_files(paths: list[str], s3: S3Options | None = None) -> None:
 def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     src = ctx.sources[unit["source"]]
     prefix = f"ingest-{ctx.run_id[:8]}"
-    raw_w = RollingWriter(ctx.raw_dir, raw_docs_schema.TABLE.arrow_schema, ctx, prefix)
-    q_w = RollingWriter(ctx.quarantine_dir, quarantine_schema.TABLE.arrow_schema, ctx, prefix)
+    raw_w = RollingWriter(ctx.raw_dir, ctx.raw_file_schema, ctx, prefix)
+    q_w = RollingWriter(ctx.quarantine_dir, ctx.quarantine_file_schema, ctx, prefix)
     errors: Counter[str] = Counter()
     n_raw = 0
     result: dict[str, Any] = {"unit": unit}
