@@ -28,7 +28,8 @@ from benchmarks._timing import median_seconds  # noqa: E402
 def write_dataset(folder: Path, n_docs: int, docs_per_shard: int, seed: int) -> dict:
     from sharding.format.manifest import build_manifest, index_name, manifest_bytes, shard_name
     from sharding.format.tar import index_bytes, sample_json
-    from sharding.writer import ShardWriter, open_sink, write_object
+    from sharding.write.sinks import open_sink, write_object
+    from sharding.write.writer import ShardWriter
 
     rng = np.random.default_rng(seed)
     lengths = np.clip(rng.lognormal(6.1, 1.0, n_docs), 8, 16_384).astype(np.int64)

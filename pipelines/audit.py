@@ -20,8 +20,8 @@ from pipelines.config import Config
 from pipelines.errors import AuditError, StorageError
 from pipelines.sources import identity as source_identity
 from pipelines.storage import S3Options, filesystem
+from sharding.errors import ManifestError
 from sharding.format import ShardManifest, read_manifest
-from sharding.loader_errors import ManifestError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pipelines.secrets import check_no_literal_secrets, resolve_settings
 from pipelines.sources.config import IngestConfig, SourceConfig
 from pipelines.storage import S3Options
 from pipelines.tokenize_config import TokenizeConfig
-from sharding.config import ShardConfig
+from sharding.write.config import ShardConfig
 
 
 class LakeConfig(BaseModel):

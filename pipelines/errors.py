@@ -1,6 +1,6 @@
 """Every tokenmill domain error derives from `TokenmillError`; the CLI prints one as one line and exits with its
 `exit_code` (the table is in docs/errors.md). This module imports nothing but the standard library, so the
-loader and dedup derive their own errors from it (dedup.errors, sharding.loader_errors) without pulling in
+loader and dedup derive their own errors from it (dedup.errors, sharding.errors) without pulling in
 Spark, pyiceberg or torch. Exit codes are distinct; tests/unit/pipelines/test_errors.py checks that."""
 
 

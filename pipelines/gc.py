@@ -30,7 +30,7 @@ from pipelines.shard_publish import MANIFEST_URI, RUNS_DIR, manifest_relpath, pu
 from pipelines.storage import filesystem
 from schemas import TABLES
 from sharding.format.manifest import MANIFEST_NAME
-from sharding.writer import delete_names
+from sharding.write.sinks import delete_names
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pipelines.storage import S3Options
 from schemas.shards import TABLE as SHARDS
 from sharding.format.manifest import MANIFEST_NAME, manifest_bytes
 from sharding.format.model import parse_manifest
-from sharding.writer import read_object, write_object
+from sharding.write.sinks import read_object, write_object
 
 log = logging.getLogger(__name__)
 

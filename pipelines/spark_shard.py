@@ -2,7 +2,7 @@
 
 Two passes over the tokens table. Pass 1 ships only each document's order key and sample size to the
 driver (grouped by hash-prefix bucket, sorted within the bucket), which packs the whole dataset into shards
-(`sharding.dataset_plan`). Pass 2 tags every document with its shard, shuffles once by shard, sorts by key
+(`sharding.write.dataset_plan`). Pass 2 tags every document with its shard, shuffles once by shard, sorts by key
 within the shard and lets each task stream whole shards to their final place. The bytes depend only on the
 tokens rows and the config, never on how Spark partitioned them.
 """
@@ -40,7 +40,9 @@ from pipelines.snapshots import STAGE_PARAMS, InputPlan, input_snapshot, log_pla
 from pipelines.spark_session import read_data_files_df, read_table_df
 from pipelines.storage import S3Options
 from schemas.shards import TABLE as SHARDS
-from sharding.dataset_plan import (
+from sharding.format.manifest import TOKEN_DTYPES, build_manifest, index_name, shard_name
+from sharding.format.tar import index_bytes
+from sharding.write.dataset_plan import (
     BUCKET_BITS,
     DatasetPlan,
     DuplicateSampleError,
@@ -51,9 +53,8 @@ from sharding.dataset_plan import (
     plan_dataset,
     sample_sizes,
 )
-from sharding.format.manifest import TOKEN_DTYPES, build_manifest, index_name, shard_name
-from sharding.format.tar import index_bytes
-from sharding.writer import ShardStats, ShardWriter, open_sink, write_object
+from sharding.write.sinks import open_sink, write_object
+from sharding.write.writer import ShardStats, ShardWriter
 
 log = logging.getLogger(__name__)
 

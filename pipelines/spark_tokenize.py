@@ -28,7 +28,7 @@ from pipelines.storage import S3Options
 from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
 from pipelines.train_tokenizer import save_tokenizer, train_bpe
 from schemas.tokens import TABLE as TOKENS
-from sharding.plan import order_hash
+from sharding.write.plan import order_hash
 
 log = logging.getLogger(__name__)
 

@@ -1,23 +1,25 @@
-"""Token shards: the tar shard writer, shard index/manifest, pure shuffle/partition functions, and the
-streaming loader. ``from sharding import TokenLoader`` does not import torch (the loader imports it
-when iterated), so the writer side works without torch installed."""
+"""Token shards in three subpackages: `sharding.format` (the tar layout, the shard index and the one manifest
+model), `sharding.write` (order, packing plan, sinks and the shard writer) and `sharding.loader` (the streaming
+`TokenLoader`); `sharding.errors` holds the domain errors of all three. ``from sharding import TokenLoader``
+imports nothing until the name is used, and never torch (the loader imports it when iterated), so the writer
+side works without torch installed."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sharding.errors import CorruptShardError, ManifestError
     from sharding.loader import TokenLoader
-    from sharding.loader_errors import CorruptShardError, ManifestError
-    from sharding.loader_manifest import RemoteOptions
+    from sharding.loader.manifest import RemoteOptions
 
 __all__ = ["TokenLoader", "RemoteOptions", "CorruptShardError", "ManifestError"]
 
 _LAZY = {
     "TokenLoader": "sharding.loader",
-    "RemoteOptions": "sharding.loader_manifest",
-    "CorruptShardError": "sharding.loader_errors",
-    "ManifestError": "sharding.loader_errors",
+    "RemoteOptions": "sharding.loader",
+    "CorruptShardError": "sharding.errors",
+    "ManifestError": "sharding.errors",
 }
 
 

@@ -16,7 +16,7 @@ TOKEN_DTYPES: dict[str, np.dtype[Any]] = {"uint16": np.dtype("<u2"), "uint32": n
 
 
 class ShardRecord(Protocol):
-    """What the manifest records about one written shard (sharding.writer.ShardStats is one)."""
+    """What the manifest records about one written shard (sharding.write.writer.ShardStats is one)."""
 
     shard_index: int
     bytes: int

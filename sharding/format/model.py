@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from pipelines.storage import S3Options, filesystem, is_s3, local_path, normalize_uri
+from sharding.errors import ManifestError
 from sharding.format.manifest import FORMAT, MANIFEST_NAME, TOKEN_DTYPES
-from sharding.loader_errors import ManifestError
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ def test_s3_version_stays_readable_after_two_runs_and_gc(spark, lake_config: Con
     from pipelines.train_tokenizer import save_tokenizer, train_bpe
     from pipelines.versions import create_version, manifest_resolver
     from sharding import TokenLoader
-    from sharding.loader_manifest import RemoteOptions
+    from sharding.loader.manifest import RemoteOptions
 
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket="gc-shards")

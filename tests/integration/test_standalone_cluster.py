@@ -187,7 +187,7 @@ shard:
     assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
 
     from sharding import TokenLoader
-    from sharding.loader_manifest import RemoteOptions
+    from sharding.loader.manifest import RemoteOptions
 
     manifest = reports["shard"]["outputs"]["manifest"]
     assert manifest.startswith("s3://cluster/shards/")

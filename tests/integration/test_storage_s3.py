@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.storage import S3Options, filesystem, s3_client
-from sharding.writer import list_names, read_object, write_object
+from sharding.write.sinks import list_names, read_object, write_object
 
 pytestmark = pytest.mark.integration
 

@@ -296,9 +296,9 @@ def s3_env(s3_endpoint: str) -> str:
 
 @pytest.mark.integration
 def test_s3_multipart_sink_appears_only_on_commit(s3_env: str) -> None:
-    import sharding.writer as writer_mod
+    import sharding.write.sinks as writer_mod
     from pipelines.storage import S3Options, s3_client
-    from sharding.writer import delete_names, list_names, open_sink, read_object, write_object
+    from sharding.write.sinks import delete_names, list_names, open_sink, read_object, write_object
 
     out = "s3://shards/run1"
     s3 = S3Options(endpoint=s3_env)
@@ -324,7 +324,7 @@ def test_s3_multipart_sink_appears_only_on_commit(s3_env: str) -> None:
 def test_shard_to_s3_gives_the_same_bytes_as_local(spark, corpus_cfg: Config, s3_env: str) -> None:
     from pipelines.spark_shard import run_shard
     from pipelines.storage import S3Options
-    from sharding.writer import list_names, read_object
+    from sharding.write.sinks import list_names, read_object
 
     s3 = S3Options(endpoint=s3_env)
 

@@ -99,7 +99,7 @@ def test_cli_registers_the_version_commands() -> None:
 def test_error_base_storage_and_loader_import_without_spark_iceberg_or_torch() -> None:
     code = (
         "import sys\n"
-        "import pipelines.errors, pipelines.storage, dedup.errors, sharding.loader_errors\n"
+        "import pipelines.errors, pipelines.storage, dedup.errors, sharding.errors\n"
         "from sharding import TokenLoader, RemoteOptions, CorruptShardError, ManifestError\n"
         "heavy = sorted(m for m in ('pyspark', 'pyiceberg', 'torch', 'boto3') if m in sys.modules)\n"
         "print(','.join(heavy))\n"

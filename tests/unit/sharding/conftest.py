@@ -10,7 +10,9 @@ import pytest
 from loader_batches import SEQ
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import loader_kernels, loader_plan, loader_store
+from sharding.loader import batcher as loader_plan
+from sharding.loader import kernels
+from sharding.loader import store as loader_store
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarray]]:
-    loader_kernels.kernels()  # chunks of several steps from the first batch (the kernel path)
+    kernels.kernels()  # chunks of several steps from the first batch (the kernel path)
     docs = id_docs(150, seed=7, max_len=30)
     return write_shards(tmp_path_factory.mktemp("review") / "a", docs, docs_per_shard=20), docs
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import CorruptShardError, ManifestError, TokenLoader, loader_kernels
+from sharding import CorruptShardError, ManifestError, TokenLoader
+from sharding.loader import kernels
 
 SEQ = 16
 EOD = 0
@@ -125,7 +126,7 @@ def test_memory_stays_flat_over_epochs(dataset, producers) -> None:
             steps += sum(1 for _ in loader)
         return steps
 
-    loader_kernels.kernels()  # the one-time kernel load (imports) is not the loader's memory
+    kernels.kernels()  # the one-time kernel load (imports) is not the loader's memory
     epochs(2)  # buffer pools and per-epoch tables settle
     tracemalloc.start()
     try:

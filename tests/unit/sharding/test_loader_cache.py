@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyarrow import fs as pafs
 
-from sharding.cache import ShardCache
+from sharding.loader.cache import ShardCache
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import CorruptShardError, TokenLoader, loader_plan
-from sharding.loader_manifest import read_manifest
-from sharding.loader_store import ShardChecks, ShardStore
+from sharding import CorruptShardError, TokenLoader
+from sharding.loader import batcher as loader_plan
+from sharding.loader.manifest import read_manifest
+from sharding.loader.store import ShardChecks, ShardStore
 
 
 def test_a_verdict_is_computed_once_while_other_threads_wait_for_it() -> None:

@@ -11,11 +11,11 @@ import torch
 from loader_shard_fixture import write_shards
 
 from sharding import CorruptShardError
-from sharding.loader_buffers import BufferPool
-from sharding.loader_gather import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED, cu_seqlens, pack_rows
-from sharding.loader_manifest import read_manifest
-from sharding.loader_pack import pack_windows
-from sharding.loader_plan import HostBatcher, LoaderPlan
+from sharding.loader.batcher import HostBatcher, LoaderPlan
+from sharding.loader.buffers import BufferPool
+from sharding.loader.gather import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED, cu_seqlens, pack_rows
+from sharding.loader.manifest import read_manifest
+from sharding.loader.pack import pack_windows
 
 KEYS = ("input_ids", "labels", "position_ids", "cu_seqlens", "max_seqlen", "step")
 

@@ -12,7 +12,7 @@ from loader_shard_fixture import write_shards
 from sharding import ManifestError
 from sharding.format import index_matrix, read_index
 from sharding.format.model import MAX_MANIFEST_BYTES, parse_manifest, read_manifest
-from sharding.loader_verify import check_tar_layout, check_token_ids
+from sharding.loader.verify import check_tar_layout, check_token_ids
 
 
 def _shard(out: Path, docs: list[np.ndarray], dtype: str = "uint32") -> tuple[np.ndarray, np.ndarray]:

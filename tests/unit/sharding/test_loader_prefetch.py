@@ -12,8 +12,9 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import TokenLoader, loader_kernels
-from sharding.loader_plan import HostBatcher
+from sharding import TokenLoader
+from sharding.loader import kernels
+from sharding.loader.batcher import HostBatcher
 
 SEQ = 16
 BATCH = 2
@@ -23,7 +24,7 @@ KEYS = ("input_ids", "labels", "position_ids", "cu_seqlens")
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    loader_kernels.kernels()  # packed several steps per chunk from the start, so the thread runs ahead
+    kernels.kernels()  # packed several steps per chunk from the start, so the thread runs ahead
     return write_shards(
         tmp_path_factory.mktemp("prefetch") / "a", id_docs(150, seed=3, max_len=30), docs_per_shard=20
     )

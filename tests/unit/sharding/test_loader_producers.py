@@ -10,9 +10,11 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import TokenLoader, loader_kernels, loader_plan
-from sharding.loader_manifest import read_manifest
-from sharding.loader_plan import HostBatcher, LoaderPlan
+from sharding import TokenLoader
+from sharding.loader import batcher as loader_plan
+from sharding.loader import kernels
+from sharding.loader.batcher import HostBatcher, LoaderPlan
+from sharding.loader.manifest import read_manifest
 
 SEQ = 16
 BATCH = 2
@@ -22,7 +24,7 @@ KEYS = ("input_ids", "labels", "position_ids", "cu_seqlens")
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    loader_kernels.kernels()  # chunks of several steps from the first batch
+    kernels.kernels()  # chunks of several steps from the first batch
     root = tmp_path_factory.mktemp("producers")
     a = write_shards(root / "a", id_docs(160, seed=11, max_len=40), docs_per_shard=16)
     b = write_shards(root / "b", id_docs(90, seed=12, max_len=25), docs_per_shard=10)

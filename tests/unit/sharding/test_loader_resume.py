@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import TokenLoader, loader_kernels
-from sharding.loader_eras import StreamEras, adopt
+from sharding import TokenLoader
+from sharding.loader import kernels
+from sharding.loader.eras import StreamEras, adopt
 
 SEQ = 16
 EOD = 0
@@ -25,7 +26,7 @@ EOD = 0
 
 @pytest.fixture(scope="module")
 def docs() -> list[np.ndarray]:
-    loader_kernels.kernels()
+    kernels.kernels()
     return id_docs(72, seed=11, max_len=30)
 
 
@@ -381,7 +382,7 @@ def test_a_state_of_the_first_format_resumes_where_it_was_saved(grown) -> None:
 
 
 def test_a_loader_that_already_ran_resumes_another_batch_size_with_all_its_producers(grown, monkeypatch) -> None:
-    from sharding import loader_plan
+    from sharding.loader import batcher as loader_plan
 
     monkeypatch.setattr(loader_plan, "CHUNK_TOKENS", 3 * SEQ)  # one step per chunk: both producers pack
     manifest = grown[1]

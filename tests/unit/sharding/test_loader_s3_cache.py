@@ -16,11 +16,8 @@ from loader_batches import (
 )
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import (
-    RemoteOptions,
-    TokenLoader,
-    cache,
-)
+from sharding import RemoteOptions, TokenLoader
+from sharding.loader import cache
 
 # ----------------------------------------------------------------------------------------------- S3
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from loader_shard_fixture import write_shards
 
-from sharding import TokenLoader, loader_kernels
-from sharding.loader_plan import HostBatcher
+from sharding import TokenLoader
+from sharding.loader import kernels
+from sharding.loader.batcher import HostBatcher
 
 SEQ = 16
 BATCH = 3
@@ -54,8 +55,8 @@ def _count_chunks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_batches_before_the_kernels_load_are_the_reference_batches(manifest, monkeypatch) -> None:
-    monkeypatch.setattr(loader_kernels, "ready", lambda: False)
-    monkeypatch.setattr(loader_kernels, "start", lambda: None)
+    monkeypatch.setattr(kernels, "ready", lambda: False)
+    monkeypatch.setattr(kernels, "start", lambda: None)
     kernel_calls = _count_chunks(monkeypatch)
     loader = _loader(manifest)
     got = _collect(loader)
@@ -73,7 +74,7 @@ def test_batches_before_the_kernels_load_are_the_reference_batches(manifest, mon
 def test_switching_mid_run_gives_the_batches_of_a_kernel_only_run(
     manifest, monkeypatch, switch_after
 ) -> None:
-    loader_kernels.kernels()  # loaded: the unpatched run below uses the kernel from its first batch
+    kernels.kernels()  # loaded: the unpatched run below uses the kernel from its first batch
     pure = _loader(manifest)
     assert pure.batcher.chunk_steps > 1
     want = _collect(pure)
@@ -84,7 +85,7 @@ def test_switching_mid_run_gives_the_batches_of_a_kernel_only_run(
         asked[0] += 1
         return asked[0] > switch_after
 
-    monkeypatch.setattr(loader_kernels, "ready", ready)
+    monkeypatch.setattr(kernels, "ready", ready)
     kernel_calls = _count_chunks(monkeypatch)
     reference_calls: list[int] = []
     reference = HostBatcher.reference_batch
@@ -119,6 +120,6 @@ def test_import_and_construction_do_not_import_numba(manifest) -> None:
 
 
 def test_a_failed_kernel_load_is_raised_not_hidden(monkeypatch) -> None:
-    monkeypatch.setattr(loader_kernels, "_error", [ImportError("no numba here")])
+    monkeypatch.setattr(kernels, "_error", [ImportError("no numba here")])
     with pytest.raises(ImportError, match="no numba here"):
-        loader_kernels.kernels()
+        kernels.kernels()

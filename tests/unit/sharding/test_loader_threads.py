@@ -19,12 +19,10 @@ from loader_batches import (
     _same,
 )
 
-from sharding import (
-    TokenLoader,
-    loader_plan,
-    loader_store,
-    loader_stream,
-)
+from sharding import TokenLoader
+from sharding.loader import batcher as loader_plan
+from sharding.loader import store as loader_store
+from sharding.loader import stream as loader_stream
 
 # -------------------------------------------------------------------- iterating twice and closing
 
@@ -78,8 +76,8 @@ def test_batches_held_without_copying_stay_intact_with_two_producers(ds, short_c
 
 
 def test_a_skipped_shard_is_named_once_by_two_threads(ds, tmp_path, monkeypatch) -> None:
-    from sharding.loader_manifest import read_manifest
-    from sharding.loader_store import ShardStore
+    from sharding.loader.manifest import read_manifest
+    from sharding.loader.store import ShardStore
 
     manifest, _ = ds
     bad = read_manifest(str(_corrupt_copy(manifest, tmp_path / "bad")))

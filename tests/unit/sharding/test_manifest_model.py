@@ -25,8 +25,9 @@ from sharding.format import (
     sample_json,
     shard_name,
 )
-from sharding.loader_manifest import read_manifest as read_loader_manifest
-from sharding.writer import ShardStats, ShardWriter, open_sink, write_object
+from sharding.loader.manifest import read_manifest as read_loader_manifest
+from sharding.write.sinks import open_sink, write_object
+from sharding.write.writer import ShardStats, ShardWriter
 
 DOCS = [np.arange(n, dtype="<u2") for n in (5, 0, 300, 17)]
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharding.dataset_plan import DuplicateSampleError, collision_mask, plan_dataset
-from sharding.plan import assign_shards, dataset_order, hash64, lookup_shards, order_hash, shard_runs
+from sharding.write.dataset_plan import DuplicateSampleError, collision_mask, plan_dataset
+from sharding.write.plan import assign_shards, dataset_order, hash64, lookup_shards, order_hash, shard_runs
 
 TARGET = 64 * 1024
 

@@ -11,12 +11,8 @@ import pytest
 
 from sharding.format import build_manifest, manifest_bytes, parse_manifest
 from sharding.format.tar import END_OF_ARCHIVE, encode_sample, sample_json
-from sharding.writer import (
-    ShardStats,
-    ShardWriter,
-    list_names,
-    open_sink,
-)
+from sharding.write.sinks import list_names, open_sink
+from sharding.write.writer import ShardStats, ShardWriter
 
 SAMPLES = [(np.arange(n, dtype="<u2").tobytes(), sample_json(f"d{n}", n, "local:x"), n) for n in (0, 3, 700)]
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharding.shuffle import (
+from sharding.loader.shuffle import (
     block_starts,
     block_token_offsets,
     document_permutation,

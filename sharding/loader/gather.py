@@ -2,8 +2,8 @@
 
 One call fills many rows (windows of ``seq_len + 1`` stream tokens) straight from the memory-mapped
 shards, in one pass per row and without the GIL, so a prefetch thread runs beside the training loop.
-It is the fused form of :meth:`sharding.loader_stream.SourceStream.read` followed by
-:func:`sharding.loader_pack.pack_windows`, and gives the same arrays (tests hold the two together).
+It is the fused form of :meth:`sharding.loader.stream.SourceStream.read` followed by
+:func:`sharding.loader.pack.pack_windows`, and gives the same arrays (tests hold the two together).
 
 A *document table* describes a stretch of one source's stream: document ``d`` occupies stream
 offsets ``[start[d], start[d + 1])`` (its ``start[d + 1] - start[d] - 1`` tokens, then one EOD) and
@@ -22,7 +22,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from sharding.loader_kernels import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED
+from sharding.loader.kernels import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED
 
 __all__ = ["SLOT_CLOSED", "SLOT_OPEN", "SLOT_SKIPPED", "cu_seqlens", "load_kernels", "pack_rows"]
 
@@ -251,7 +251,7 @@ def load_kernels() -> None:
     """Compile (or load from numba's on-disk cache) both kernels by running them on a tiny table.
 
     Loading pulls in numba's array support (and scipy through it): most of a second, which a loader
-    spends in a background thread (sharding.loader_kernels) while its first batches come from the
+    spends in a background thread (sharding.loader.kernels) while its first batches come from the
     numpy path. Concurrent callers wait on numba's compiler lock."""
     token = np.arange(4, dtype=np.uint16)
     s, rows = 2, np.zeros(1, dtype=np.int64)

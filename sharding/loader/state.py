@@ -8,12 +8,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sharding.loader_eras import Era, adopt, check_eras
-from sharding.loader_stream import MixSchedule
+from sharding.loader.eras import Era, adopt, check_eras
+from sharding.loader.stream import MixSchedule
 
 if TYPE_CHECKING:
-    from sharding.loader_manifest import ShardManifest
-    from sharding.loader_plan import LoaderPlan
+    from sharding.loader.batcher import LoaderPlan
+    from sharding.loader.manifest import ShardManifest
 
 Position = tuple[int, int, int, int, int]  # epoch, step, global step, windows served, epoch end
 

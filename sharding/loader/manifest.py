@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import Field
 
 from pipelines.storage import S3Options, is_s3, normalize_uri
+from sharding.errors import ManifestError
 from sharding.format import ShardManifest
 from sharding.format import read_manifest as read_manifest_file
-from sharding.loader_errors import ManifestError
 
 __all__ = ["RemoteOptions", "ShardManifest", "check_compatible", "is_remote", "read_manifest", "s3_path"]
 

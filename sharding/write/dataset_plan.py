@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sharding.format.tar import END_NBYTES, sample_json, sample_nbytes
-from sharding.plan import assign_shards, hash64, lookup_shards, order_hash, shard_runs
+from sharding.write.plan import assign_shards, hash64, lookup_shards, order_hash, shard_runs
 
 BUCKET_BITS = 10  # 1024 hash-prefix buckets: all documents sharing an h land in one bucket
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -6,7 +6,7 @@ and rank ``r`` reads the ``r``-th run of ``batch_size``. Ranks therefore see dis
 same number of steps by construction (no collective at an epoch's end), and the state of a loader
 is a few integers, chiefly the number of windows served: it resumes exactly on any topology and at
 any global batch (ramp-up, fewer nodes), and on a later manifest of a growing dataset (see
-sharding.loader_eras: the epochs begun keep their shards, the new ones join at the next epoch).
+sharding.loader.eras: the epochs begun keep their shards, the new ones join at the next epoch).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sharding import loader_follow as follow_
-from sharding.loader_manifest import RemoteOptions, ShardManifest, read_manifest
-from sharding.loader_plan import FIELDS, HostBatcher, LoaderPlan
-from sharding.loader_sources import Source, resolve, sources, token_weights, topology
-from sharding.loader_state import (
+from sharding.loader import follow as follow_
+from sharding.loader.batcher import FIELDS, HostBatcher, LoaderPlan
+from sharding.loader.manifest import RemoteOptions, ShardManifest, read_manifest
+from sharding.loader.shuffle import normalize_weights
+from sharding.loader.sources import Source, resolve, sources, token_weights, topology
+from sharding.loader.state import (
     Position,
     check_position,
     eras_of_state,
@@ -30,8 +31,7 @@ from sharding.loader_state import (
     position_after,
     v1_position,
 )
-from sharding.loader_store import OnCorrupt
-from sharding.shuffle import normalize_weights
+from sharding.loader.store import OnCorrupt
 
 if TYPE_CHECKING:  # at run time TokenLoader is registered as one (see _register_iterable_dataset)
     from torch.utils.data import IterableDataset as _DatasetBase
@@ -62,7 +62,7 @@ class TokenLoader(_DatasetBase):
     virtual subclass when the first one is made, so importing this module does not import torch):
     ``DataLoader(loader, batch_size=None)`` hands its batches on unchanged, with ``num_workers=0``.
     DataLoader workers or auto-batching raise a one-line error saying what to do instead
-    (sharding.loader_torch.check_dataloader_use); pass ``num_workers`` to the loader itself.
+    (sharding.loader.torch_glue.check_dataloader_use); pass ``num_workers`` to the loader itself.
 
     ``source``: a manifest path or folder, an s3:// URI, a dataset-version name (given to
     ``resolver``, which returns a manifest path/URI), a list of them (mixed in proportion to their
@@ -81,18 +81,18 @@ class TokenLoader(_DatasetBase):
     another global batch the remaining windows are exactly those not served yet; on a manifest that
     extends the saved one, the current epoch finishes on the saved shards and the new ones join at
     the next. ``follow=True`` re-reads the sources at each epoch's start and moves onto a manifest
-    that extends them in the same way, every rank at the same step (sharding.loader_follow).
+    that extends them in the same way, every rank at the same step (sharding.loader.follow).
     ``on_corrupt="skip"`` masks a corrupt shard's documents (EOD filler, labels ignored) instead
     of raising, which keeps every rank's layout identical.
 
-    Batches are packed several steps at a time by a fused numba kernel (sharding.loader_gather);
+    Batches are packed several steps at a time by a fused numba kernel (sharding.loader.gather);
     without workers, ``producers`` threads (each on its own copy of the batcher) pack alternate
     chunks and the batches are handed out in step order (remote sources use one producer). Until
     the kernel has loaded (in a background thread started once the first batch is made, see
-    sharding.loader_kernels) they come one at a time from the numpy path, which gives the same
+    sharding.loader.kernels) they come one at a time from the numpy path, which gives the same
     batches. A yielded batch's CPU tensors keep their memory for as long as any
     reference to them (or a view, or a numpy array of them) is held; memory that nothing refers
-    to any more is reused for later batches (sharding.loader_buffers), so copy a tensor before
+    to any more is reused for later batches (sharding.loader.buffers), so copy a tensor before
     handing only its address (``data_ptr()``) to code that outlives the tensor.
     """
 
@@ -193,7 +193,7 @@ class TokenLoader(_DatasetBase):
         return self.step + (self.epoch_end - self.windows) // self.plan.global_batch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        from sharding import loader_torch as lt
+        from sharding.loader import torch_glue as lt
 
         lt.check_dataloader_use(sys._getframe(1))
         # one live iteration at a time: its prefetch thread or workers hold the batcher
@@ -223,7 +223,7 @@ class TokenLoader(_DatasetBase):
 
     def _move_onto(self, plan: LoaderPlan, manifests: Sequence[ShardManifest], counts: Sequence[int]) -> None:
         """Install ``plan`` with each source moved onto the first ``counts[i]`` shards of
-        ``manifests[i]`` from its next stream epoch on (sharding.loader_state.moved_plan)."""
+        ``manifests[i]`` from its next stream epoch on (sharding.loader.state.moved_plan)."""
         moved = moved_plan(plan, self.windows, manifests, counts)
         same = moved.eras == self.plan.eras and moved.weights == self.plan.weights and all(
             a is b for a, b in zip(moved.manifests, self.plan.manifests, strict=True)
@@ -237,7 +237,7 @@ class TokenLoader(_DatasetBase):
 
     def _refresh(self) -> None:
         """At an epoch's start (follow=True): re-read the sources and move onto what every rank
-        agrees extends them (sharding.loader_follow)."""
+        agrees extends them (sharding.loader.follow)."""
         moved = follow_.agreed_manifests(self.plan, self._names, lambda n: resolve(n, self._resolver), self._remote)
         if moved is None:
             return
@@ -255,7 +255,7 @@ class TokenLoader(_DatasetBase):
         if active is not None:
             active.close()  # type: ignore[attr-defined]
         if self._threads:
-            from sharding import loader_torch as lt
+            from sharding.loader import torch_glue as lt
 
             threads, self._threads = self._threads, []
             lt.wait_for(threads)
@@ -263,7 +263,7 @@ class TokenLoader(_DatasetBase):
     def _batches(self) -> Iterator[dict[str, Any]]:
         import torch
 
-        from sharding import loader_torch as lt
+        from sharding.loader import torch_glue as lt
 
         first = self.global_step
         g = self.plan.global_batch
@@ -329,7 +329,7 @@ class TokenLoader(_DatasetBase):
         """Producer ``part`` of ``parts``: chunks ``part, part + parts, ...`` of steps
         ``[first, stop)`` as CPU tensors, each chunk's lists followed by None, made on a batcher of
         its own (producer 0 uses :attr:`batcher`, the others copies of it made once)."""
-        from sharding import loader_torch as lt
+        from sharding.loader import torch_glue as lt
 
         while len(self._twins) < parts - 1:
             twin = pickle.loads(pickle.dumps(self.batcher))

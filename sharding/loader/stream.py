@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sharding import loader_kernels
-from sharding.loader_eras import Era, StreamEras
-from sharding.loader_kernels import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED
-from sharding.loader_store import ShardStore
-from sharding.shuffle import (
+from sharding.loader import kernels
+from sharding.loader.eras import Era, StreamEras
+from sharding.loader.kernels import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED
+from sharding.loader.shuffle import (
     block_starts,
     block_token_offsets,
     document_permutation,
@@ -26,6 +25,7 @@ from sharding.shuffle import (
     mixture_block_sources,
     shard_permutation,
 )
+from sharding.loader.store import ShardStore
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class _Block:
 
 
 class DocTable:
-    """The documents of one stretch of a source's stream, laid out for :func:`sharding.loader_gather.pack_rows`.
+    """The documents of one stretch of a source's stream, laid out for :func:`sharding.loader.gather.pack_rows`.
 
     Document ``d`` spans absolute stream offsets ``[start[d], start[d + 1])`` and its tokens lie at
     token offset ``src[d]`` of ``shards[slot[d]]``. Slots open lazily (:meth:`open`); the table keeps
@@ -79,9 +79,9 @@ class DocTable:
 
 
 class SourceStream:
-    """Reads ranges of one source's infinite token stream (see sharding.shuffle for the order).
+    """Reads ranges of one source's infinite token stream (see sharding.loader.shuffle for the order).
 
-    ``stream`` tells apart sources mixed under one seed. ``eras`` (see sharding.loader_eras) say how
+    ``stream`` tells apart sources mixed under one seed. ``eras`` (see sharding.loader.eras) say how
     many leading shards of the store's manifest each epoch reads (default: all of them, always).
     Memory: the per-epoch shard order and up to two blocks of per-document int64 arrays.
     """
@@ -228,7 +228,7 @@ class SourceStream:
         mask_cross_document: bool,
     ) -> None:
         """Fill ``out`` rows ``rows`` with the windows starting at stream offsets ``offsets`` (see
-        :func:`sharding.loader_gather.pack_rows` for ``out``'s arrays). Shards open, and are verified,
+        :func:`sharding.loader.gather.pack_rows` for ``out``'s arrays). Shards open, and are verified,
         when a window first needs them. Raises CorruptShardError under the "raise" policy.
 
         Rows are packed in runs whose windows lie in the blocks around the run's first window, so
@@ -257,7 +257,7 @@ class SourceStream:
         ignore_index: int,
         mask_cross_document: bool,
     ) -> None:
-        pack_rows = loader_kernels.kernels().pack_rows
+        pack_rows = kernels.kernels().pack_rows
         while True:
             need = np.zeros(len(table.state), dtype=np.uint8)
             missing = pack_rows(
@@ -323,8 +323,8 @@ class MixSchedule:
     """Which source each global window comes from, and its window index within that source.
 
     One source: window ``g`` is source 0's window ``g``. Several: blocks of ``block_windows`` global
-    windows are split among sources by :func:`sharding.shuffle.mixture_block_counts` and ordered by
-    :func:`sharding.shuffle.mixture_block_sources`; a source's windows are consumed in order, so its
+    windows are split among sources by :func:`sharding.loader.shuffle.mixture_block_counts` and ordered by
+    :func:`sharding.loader.shuffle.mixture_block_sources`; a source's windows are consumed in order, so its
     window index at ``g`` is the number of earlier windows given to it. Pure in ``(weights, seed, g)``.
     """
 

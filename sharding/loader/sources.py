@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from sharding.loader_eras import Era
-from sharding.loader_manifest import ShardManifest, is_remote
+from sharding.loader.eras import Era
+from sharding.loader.manifest import ShardManifest, is_remote
 
 Source = str | Path | Sequence[str | Path] | Mapping[str, float]
 

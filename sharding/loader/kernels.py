@@ -1,4 +1,4 @@
-"""Loading the fused kernels (sharding.loader_gather) off the loader's critical path.
+"""Loading the fused kernels (sharding.loader.gather) off the loader's critical path.
 
 Before its first call a numba kernel costs about a second of one-time work in each process:
 ``import numba`` (~0.25 s) and the set-up of numba's CPU target on first use (~0.7 s, most of it
@@ -23,7 +23,7 @@ from types import ModuleType
 
 log = logging.getLogger(__name__)
 
-# document-table slot states (see sharding.loader_gather)
+# document-table slot states (see sharding.loader.gather)
 SLOT_CLOSED = 0
 SLOT_OPEN = 1
 SLOT_SKIPPED = 2
@@ -36,7 +36,7 @@ _error: list[BaseException] = []
 
 def _load(done: threading.Event) -> None:
     try:
-        from sharding.loader_gather import load_kernels
+        from sharding.loader.gather import load_kernels
 
         load_kernels()
     except BaseException as exc:  # kept for kernels(), which re-raises it in the caller's thread
@@ -68,12 +68,12 @@ def ready() -> bool:
 
 
 def kernels() -> ModuleType:
-    """The kernel module (sharding.loader_gather), waiting for the background load if it is still
+    """The kernel module (sharding.loader.gather), waiting for the background load if it is still
     running. Raises what the load raised (ImportError when numba is missing, for instance)."""
     start()
     _done.wait()
     if _error:
         raise _error[0]
-    from sharding import loader_gather
+    from sharding.loader import gather
 
-    return loader_gather
+    return gather

@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sharding.loader_eras import prefix_identity
-from sharding.loader_errors import ManifestError
-from sharding.loader_manifest import RemoteOptions, ShardManifest, read_manifest
+from sharding.errors import ManifestError
+from sharding.loader.eras import prefix_identity
+from sharding.loader.manifest import RemoteOptions, ShardManifest, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torch.utils.data._utils.fetch import _IterableDatasetFetcher
 
-from sharding import loader_kernels
-from sharding.loader_plan import HostBatcher
-from sharding.shuffle import worker_steps
+from sharding.loader import kernels
+from sharding.loader.batcher import HostBatcher
+from sharding.loader.shuffle import worker_steps
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def worker_batches(batcher: HostBatcher, first: int, stop: int, num_workers: int
     if context == "fork":
         # a forked worker must not inherit a half-done numba import or a held compiler lock from the
         # kernel-loading thread; waiting here also hands the workers loaded kernels
-        loader_kernels.kernels()
+        kernels.kernels()
     loader = DataLoader(
         StepDataset(batcher, first, stop),
         batch_size=None,

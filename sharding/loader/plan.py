@@ -7,9 +7,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sharding.loader_eras import Era, StreamEras, check_eras, prefix_identity
-from sharding.loader_manifest import ShardManifest, check_compatible
-from sharding.shuffle import normalize_weights
+from sharding.loader.eras import Era, StreamEras, check_eras, prefix_identity
+from sharding.loader.manifest import ShardManifest, check_compatible
+from sharding.loader.shuffle import normalize_weights
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class LoaderPlan:
     total stream tokens divided by ``seq_len * global_batch``, at least 1; see :meth:`epoch_windows`).
     The stream is continuous, so the windows an epoch leaves over start the next one: nothing is
     dropped. ``eras`` holds, per source, which leading shards of its manifest each stream epoch reads
-    (sharding.loader_eras; all of them by default).
+    (sharding.loader.eras; all of them by default).
     """
 
     manifests: tuple[ShardManifest, ...]

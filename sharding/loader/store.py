@@ -17,11 +17,11 @@ from typing import Any, Literal
 import numpy as np
 
 from pipelines.storage import filesystem
-from sharding.cache import ShardCache
+from sharding.errors import CorruptShardError
 from sharding.format import index_matrix, read_index
-from sharding.loader_errors import CorruptShardError
-from sharding.loader_manifest import RemoteOptions, ShardManifest, s3_path
-from sharding.loader_verify import check_tar_layout, check_token_ids, sha256_file
+from sharding.loader.cache import ShardCache
+from sharding.loader.manifest import RemoteOptions, ShardManifest, s3_path
+from sharding.loader.verify import check_tar_layout, check_token_ids, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from sharding import loader_kernels
-from sharding.loader_buffers import OUTPUTS, BufferPool
-from sharding.loader_errors import CorruptShardError
-from sharding.loader_manifest import RemoteOptions
-from sharding.loader_pack import pack_stream, pack_windows
-from sharding.loader_store import OnCorrupt, ShardStore
-from sharding.loader_stream import MixSchedule, SourceStream
-from sharding.loader_window_plan import LoaderPlan
-from sharding.shuffle import rank_windows
+from sharding.errors import CorruptShardError
+from sharding.loader import kernels
+from sharding.loader.buffers import OUTPUTS, BufferPool
+from sharding.loader.manifest import RemoteOptions
+from sharding.loader.pack import pack_stream, pack_windows
+from sharding.loader.plan import LoaderPlan
+from sharding.loader.shuffle import rank_windows
+from sharding.loader.store import OnCorrupt, ShardStore
+from sharding.loader.stream import MixSchedule, SourceStream
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class HostBatcher:
 
     def share_checks(self, other: HostBatcher) -> None:
         """Take ``other``'s shard verdicts (a batcher of the same plan in this process), so shards both
-        read are checked once (see sharding.loader_store.ShardChecks)."""
+        read are checked once (see sharding.loader.store.ShardChecks)."""
         for mine, theirs in zip(self.streams, other.streams, strict=True):
             mine.store.share_checks(theirs.store)
 
@@ -115,7 +115,7 @@ class HostBatcher:
     def chunk(self, steps: np.ndarray | list[int], pool: BufferPool | None = None) -> list[Batch]:
         """Packed inputs of global steps ``steps`` for this rank, one dict per step (see
         :meth:`batch`), made by one fused kernel call per source; written into arrays from ``pool``
-        when given (see sharding.loader_buffers), into new arrays otherwise."""
+        when given (see sharding.loader.buffers), into new arrays otherwise."""
         steps = np.asarray(steps, dtype=np.int64).reshape(-1)
         if len(steps) == 0 or int(steps.min()) < 0:
             raise ValueError(f"steps must be a non-empty list of steps >= 0, got {steps.tolist()}")
@@ -154,7 +154,7 @@ class HostBatcher:
             batch["step"] = step
             batches.append(batch)
         if want_cu:
-            cu, ptr, max_len = loader_kernels.kernels().cu_seqlens(
+            cu, ptr, max_len = kernels.kernels().cu_seqlens(
                 out["seg"], out["n_seg"], n_batches=len(steps), batch=b
             )
             for i, batch in enumerate(batches):
@@ -168,15 +168,15 @@ class HostBatcher:
         a chunk meets a corrupt shard (under the "raise" policy) its steps are made one at a time, so
         the error comes after every good batch before the step that needs the shard.
 
-        Until the kernels have loaded (sharding.loader_kernels; the load starts once the first
+        Until the kernels have loaded (sharding.loader.kernels; the load starts once the first
         batch is made) each list is one batch from :meth:`reference_batch`, in fresh arrays: the
         same batches, sooner after start-up."""
         pool = BufferPool(keep, self._arrays)
         lo = first
         while lo < stop:
-            if not loader_kernels.ready():
+            if not kernels.ready():
                 got = [self.reference_batch(lo)]
-                loader_kernels.start()
+                kernels.start()
                 yield got
                 lo += 1
                 continue
@@ -210,9 +210,9 @@ class HostBatcher:
         got: list[Batch] | None
         for lo in range(first + part * cs, stop, parts * cs):
             hi = min(lo + cs, stop)
-            while lo < hi and not loader_kernels.ready():
+            while lo < hi and not kernels.ready():
                 got = [self.reference_batch(lo)]
-                loader_kernels.start()
+                kernels.start()
                 yield got
                 lo += 1
             if lo < hi:
@@ -266,16 +266,16 @@ class HostBatcher:
     def batch(self, step: int) -> Batch:
         """Packed inputs of global step ``step`` for this rank: ``input_ids``, ``labels``,
         ``position_ids`` (int64 ``[batch_size, seq_len]``), ``cu_seqlens`` (int32), ``max_seqlen`` and
-        ``step``, as defined by loader_pack.pack_windows (which :meth:`reference_batch` runs); made by
+        ``step``, as defined by sharding.loader.pack.pack_windows (which :meth:`reference_batch` runs); made by
         :meth:`reference_batch` itself until the kernels have loaded (starting their load)."""
-        if not loader_kernels.ready():
+        if not kernels.ready():
             got = self.reference_batch(step)
-            loader_kernels.start()
+            kernels.start()
             return got
         return self.chunk([step])[0]
 
     def reference_batch(self, step: int) -> Batch:
-        """:meth:`batch` computed by the plain numpy path (:meth:`windows` then loader_pack), which the
+        """:meth:`batch` computed by the plain numpy path (:meth:`windows` then sharding.loader.pack), which the
         fused kernel must match exactly; kept as the specification and for tests."""
         tokens, starts, valid = self.windows(step)
         ignore, mask = self.ignore_index, self.mask_cross_document

@@ -1,6 +1,7 @@
-"""Errors the streaming loader raises. Both are TokenmillErrors (the CLI's one-line message and exit
-code, docs/errors.md) and ValueErrors (they describe bad input data, and code catching ValueError
-keeps working). pipelines.errors imports only the standard library, so neither pulls in the lake."""
+"""Errors of the shard packages (the manifest model and the streaming loader). Both are TokenmillErrors (the
+CLI's one-line message and exit code, docs/errors.md) and ValueErrors (they describe bad input data, and code
+catching ValueError keeps working). pipelines.errors imports only the standard library, so neither pulls in
+the lake."""
 
 from __future__ import annotations
 

@@ -1,0 +1,15 @@
+"""The streaming loader: `TokenLoader` and what a caller passes to it.
+
+Inside the package, by concern: `sources` (what ``source`` names), `manifest` (reaching and reading a
+source's manifest, `RemoteOptions`), `plan` (the global window plan) and `eras` / `state` / `follow`
+(growing datasets, saved states), `shuffle` and `stream` (order, mixing, one source's token stream),
+`store`, `cache` and `verify` (shard bytes, local or fetched, checked before first use), `batcher`,
+`pack`, `gather`, `kernels` and `buffers` (packing windows into batches), `torch_glue` (DataLoader,
+prefetch thread, device copies; the only module that imports torch, when a loader is iterated)."""
+
+from sharding.errors import CorruptShardError, ManifestError
+from sharding.loader.batcher import FIELDS
+from sharding.loader.manifest import RemoteOptions
+from sharding.loader.token_loader import TokenLoader
+
+__all__ = ["FIELDS", "CorruptShardError", "ManifestError", "RemoteOptions", "TokenLoader"]
