@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH ?=
 TORCH_INSTALL = -c $(CONSTRAINTS) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 
-.PHONY: demo test test-all check-java chromium-present lint bench clean help
+.PHONY: demo test test-all check-java chromium-present postgresql-present lint bench clean help
 
 help:
 	@echo "make demo  - run the whole pipeline on data/sample (installs into $(VENV) first)"
@@ -63,13 +63,21 @@ chromium-present:
 	  command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null); } || \
 	  echo "warning: chromium is missing and could not be installed; the report rendering test will be skipped" >&2
 
+# tests/integration/test_lake_s3.py runs the catalog on PostgreSQL, started by the test from Debian's
+# postgresql package (initdb, pg_ctl). This step installs that package (apt-get, as root) when it is missing.
+postgresql-present:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql package (apt-get) for the PostgreSQL catalog test" >&2; \
+	  command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null); } || \
+	  echo "warning: postgresql is missing and could not be installed; the PostgreSQL catalog test will fail" >&2
+
 demo: check-java $(VENV)/.demo-installed
 	$(VENV)/bin/tokenmill demo
 
-test: check-java $(VENV)/.test-installed chromium-present
+test: check-java $(VENV)/.test-installed chromium-present postgresql-present
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-test-all: check-java $(VENV)/.test-installed
+test-all: check-java $(VENV)/.test-installed chromium-present postgresql-present
 	$(VENV)/bin/python -m pytest -m "" $(PYTEST_ARGS)
 
 # mypy runs from the repository root: module names are paths from here (explicit_package_bases in
