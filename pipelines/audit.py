@@ -3,6 +3,10 @@
 input records = raw_docs + quarantine (records read are in each ingest commit's snapshot summary);
 raw_docs = kept + filtered + duplicate (doc_decisions has exactly one row per raw doc_id);
 clean_docs = kept; tokens = clean_docs; manifest samples/tokens = tokens table; each shard's sha256 matches.
+
+Table totals come from Iceberg metadata; the per-document checks (doc_id sets, duplicate source identities,
+decision counts, token sums) are Spark aggregates (`pipelines.spark_audit`), so the driver's memory does not
+grow with the corpus. The audit uses the running SparkSession, or starts one from `spark` in the config.
 """
 
 from __future__ import annotations
@@ -10,18 +14,19 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.table import Table
 
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import AuditError, StorageError
-from pipelines.sources import identity as source_identity
 from pipelines.storage import S3Options, filesystem
 from sharding.errors import ManifestError
 from sharding.format import ShardManifest, read_manifest
+
+if TYPE_CHECKING:
+    from pipelines.spark_session import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -75,26 +80,12 @@ def ingested_records(raw_docs: Table) -> int | None:
     return total if seen else None
 
 
-def _ids(table: Table, column: str = "doc_id", row_filter: str | None = None) -> pa.Array:
-    if table.current_snapshot() is None:
-        return pa.array([], pa.string())
-    scan = table.scan(selected_fields=(column,), row_filter=row_filter) if row_filter else table.scan(
-        selected_fields=(column,))
-    return scan.to_arrow().column(column).combine_chunks()
-
-
-def _same_ids(a: pa.Array, b: pa.Array) -> tuple[bool, str]:
-    if len(a) != len(b):
-        return False, f"{len(a)} vs {len(b)} rows"
-    sa, sb = pc.sort_indices(a), pc.sort_indices(b)
-    equal = pc.all(pc.equal(pc.take(a, sa), pc.take(b, sb))).as_py()
-    return bool(equal) if equal is not None else len(a) == 0, "doc_ids differ" if not equal else "same doc_ids"
-
-
-def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, tokens: Table | None
-                 ) -> ShardManifest | None:
+def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, tokens: Table | None,
+                 spark: SparkSession) -> ShardManifest | None:
     """Check every shard's sha256 against the manifest (read and validated through sharding.format) and the
     manifest's counts against the tokens table; returns the manifest, None when it cannot be read."""
+    from pipelines import spark_audit
+
     try:
         manifest = read_manifest(manifest_uri, s3)
     except (ManifestError, StorageError) as exc:
@@ -121,14 +112,19 @@ def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, t
         result.add("shards = tokens", samples == n_tokens_rows,
                    f"manifest samples {samples}, tokens rows {n_tokens_rows}")
         if tokens.current_snapshot() is not None:
-            tok_sum = pc.sum(tokens.scan(selected_fields=("n_tokens",)).to_arrow().column("n_tokens")).as_py() or 0
+            tok_sum = spark_audit.column_sum(spark, tokens, "n_tokens")
             man_sum = int(manifest.n_tokens.sum())
             result.add("shard tokens = table tokens", tok_sum == man_sum, f"manifest {man_sum}, table {tok_sum}")
     return manifest
 
 
-def audit(cfg: Config) -> AuditResult:
-    """Run every check and return them all (the caller decides whether a failure is fatal)."""
+def audit(cfg: Config, spark: SparkSession | None = None) -> AuditResult:
+    """Run every check and return them all (the caller decides whether a failure is fatal). `spark`: default
+    the running session, else one built from `cfg.spark`."""
+    from pipelines import spark_audit
+    from pipelines.spark_session import build_session, read_table_df
+
+    spark = spark or build_session(cfg.spark)
     result = AuditResult()
     catalog = lake.open_catalog(cfg.lake)
     ns = cfg.lake.namespace
@@ -145,40 +141,41 @@ def audit(cfg: Config) -> AuditResult:
     else:
         result.add("input = raw_docs + quarantine", read == n_raw + n_quarantine,
                    f"{read} read = {n_raw} raw + {n_quarantine} quarantined")
-    result.add("each input record once", *source_identity.check(raw, quarantine))
+    extra, examples = spark_audit.duplicate_identities(spark, raw, quarantine)
+    result.add("each input record once", extra == 0,
+               "every source record (object + line, topic/partition/offset) ingested once per version" if extra == 0
+               else f"{extra} record(s) ingested more than once: " + ", ".join(examples))
     decisions = tables["doc_decisions"]
     if decisions is None or decisions.current_snapshot() is None:
         result.add("doc_decisions", False, "table missing or empty: run `tokenmill curate`")
         return result
-    dec = decisions.scan(selected_fields=("doc_id", "decision")).to_arrow()
-    counts = {k: 0 for k in ("kept", "filtered", "duplicate")}
-    for row in pc.value_counts(dec.column("decision")).to_pylist():
-        counts[row["values"]] = row["counts"]
+    dec = read_table_df(spark, decisions, columns=["doc_id", "decision"])
+    counts = {"kept": 0, "filtered": 0, "duplicate": 0, **spark_audit.decision_counts(dec)}
     unknown = set(counts) - {"kept", "filtered", "duplicate"}
     result.add("raw_docs = kept + filtered + duplicate",
                not unknown and sum(counts.values()) == n_raw,
                f"{n_raw} raw = {counts['kept']} kept + {counts['filtered']} filtered + {counts['duplicate']} duplicate"
                + (f"; unknown decisions {sorted(unknown)}" if unknown else ""))
     # a doc_id repeated in raw_docs has one decision per raw row (the repeats are duplicates, reason doc_id)
-    ok, detail = _same_ids(_ids(raw), dec.column("doc_id").combine_chunks())
+    ok, detail = spark_audit.same_ids(spark_audit.doc_ids(spark, raw), dec.select("doc_id"))
     result.add("one decision per raw doc", ok, detail)
     clean = tables["clean_docs"]
-    kept_ids = pc.filter(dec.column("doc_id"), pc.equal(dec.column("decision"), "kept")).combine_chunks()
-    unique = pc.count_distinct(kept_ids).as_py() == len(kept_ids)
-    result.add("kept doc_ids are unique", unique, f"{len(kept_ids)} kept" + ("" if unique else "; repeated doc_ids"))
+    kept_ids = dec.filter(dec["decision"] == "kept").select("doc_id")
+    n_kept, unique = spark_audit.kept_unique(kept_ids)
+    result.add("kept doc_ids are unique", unique, f"{n_kept} kept" + ("" if unique else "; repeated doc_ids"))
     if clean is not None:
-        ok, detail = _same_ids(_ids(clean), kept_ids)
+        ok, detail = spark_audit.same_ids(spark_audit.doc_ids(spark, clean), kept_ids)
         result.add("clean_docs = kept", ok, detail)
     tokens = tables["tokens"]
     if tokens is not None and tokens.current_snapshot() is not None and clean is not None:
-        ok, detail = _same_ids(_ids(tokens), _ids(clean))
+        ok, detail = spark_audit.same_ids(spark_audit.doc_ids(spark, tokens), spark_audit.doc_ids(spark, clean))
         result.add("tokens = clean_docs", ok, detail)
     shards = tables["shards"]
     if shards is not None and shards.current_snapshot() is not None:
         from pipelines.versions import manifest_location
 
         manifest_uri = manifest_location(cfg, shards)
-        manifest = audit_shards(result, manifest_uri, cfg.shard.s3_options(), tokens)
+        manifest = audit_shards(result, manifest_uri, cfg.shard.s3_options(), tokens, spark)
         result.add("shards table = manifest",
                    manifest is not None and total_records(shards) == manifest.n_shards,
                    f"{total_records(shards)} rows")

@@ -4,7 +4,8 @@ A record's identity is where it came from: (source type, object URI or topic, pa
 raw_docs and quarantine together hold each identity once per version of its input: an object read again
 because it changed since (its ledger entry moved to another run) may repeat its lines once per run that read
 it; a Kafka offset may repeat only after a run reset a partition (`reset: earliest` on a recreated topic).
-Anything else is a duplicate, however it arose (two runs, a retried commit, a file added twice).
+Anything else is a duplicate, however it arose (two runs, a retried commit, a file added twice). The audit
+counts them with Spark aggregates (`pipelines.spark_audit.duplicate_identities`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import io
 from collections import defaultdict
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
@@ -44,45 +43,13 @@ def ingesting_runs(raw_docs: Table) -> dict[str, set[str]]:
     return runs
 
 
-def _resets(raw_docs: Table) -> bool:
+def allowed_repeats_of_objects(raw_docs: Table) -> dict[str, int]:
+    """Object URI -> how many runs ingested a version of it: the times its lines may appear (one row per object,
+    read from the ledgers, not from the data)."""
+    return {uri: len(runs) for uri, runs in ingesting_runs(raw_docs).items()}
+
+
+def kafka_offsets_were_reset(raw_docs: Table) -> bool:
+    """Whether any ingest run reset a Kafka partition (then an offset may repeat once per run that read it)."""
     return any(int(_props(s).get(lake.SUMMARY_PREFIX + "kafka_offsets_reset", "0")) > 0
                for s in _ingest_snapshots(raw_docs))
-
-
-def duplicate_identities(raw_docs: Table, quarantine: Table | None) -> tuple[int, list[str]]:
-    """(number of rows beyond the first of an identity that is not allowed to repeat, up to 5 examples)."""
-    parts = [lake.read_table(t, (*KEY_COLUMNS, "run_id")) for t in (raw_docs, quarantine) if t is not None]
-    rows = pa.concat_tables([p.select([*KEY_COLUMNS, "run_id"]).cast(parts[0].select([*KEY_COLUMNS, "run_id"]).schema)
-                             for p in parts]) if parts else None
-    if rows is None or rows.num_rows == 0:
-        return 0, []
-    groups = rows.group_by(list(KEY_COLUMNS), use_threads=False).aggregate(
-        [("run_id", "count"), ("run_id", "count_distinct")])
-    suspicious = groups.filter(pc.greater(groups.column("run_id_count"), 1))
-    if suspicious.num_rows == 0:
-        return 0, []
-    versions = ingesting_runs(raw_docs)
-    resets = _resets(raw_docs)
-    extra, examples = 0, list[str]()
-    for row in suspicious.to_pylist():
-        n, k = row["run_id_count"], row["run_id_count_distinct"]
-        allowed = 1
-        if row["source_type"] == "kafka":
-            allowed = k if resets else 1
-        elif k <= max(1, len(versions.get(row["source_uri"], ()))):
-            allowed = k
-        if n > allowed:
-            extra += n - allowed
-            if len(examples) < 5:
-                where = row["source_uri"] if row["source_partition"] is None else \
-                    f"{row['source_uri']}/{row['source_partition']}"
-                examples.append(f"{where}@{row['source_offset']} x{n}")
-    return extra, examples
-
-
-def check(raw_docs: Table, quarantine: Table | None) -> tuple[bool, str]:
-    """The audit's check: (ok, one-line detail)."""
-    extra, examples = duplicate_identities(raw_docs, quarantine)
-    if extra == 0:
-        return True, "every source record (object + line, topic/partition/offset) ingested once per version"
-    return False, f"{extra} record(s) ingested more than once: " + ", ".join(examples)

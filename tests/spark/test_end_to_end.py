@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from pyiceberg.schema import index_by_name
 
 from pipelines import lake
@@ -209,3 +210,44 @@ def test_duckdb_iceberg_extension_reads_every_table(built) -> None:
         if table.name()[-1] == "tokens":  # values, not only row counts: columns resolve by field id
             total = con.execute(f"SELECT sum(n_tokens) FROM {scan}").fetchone()[0]
             assert total == sum(arrow.column("n_tokens").to_pylist()) > 0
+
+
+def test_audit_finds_a_planted_duplicate_and_a_lost_document(built, tmp_path: Path, capsys) -> None:
+    """A raw data file committed twice and a kept document missing from clean_docs: the Spark-aggregate audit
+    names both and `tokenmill audit` exits non-zero; the tables are put back afterwards."""
+    import shutil
+
+    from pipelines.cli import main
+
+    cfg, _ = built
+    catalog = lake.open_catalog(cfg.lake)
+    raw = lake.load_table(catalog, cfg.lake.namespace, "raw_docs")
+    clean = lake.load_table(catalog, cfg.lake.namespace, "clean_docs")
+    before = [(t, t.current_snapshot().snapshot_id) for t in (raw, clean)]
+    copied = lake.data_files(raw)[0].removeprefix("file://")
+    planted = f"{Path(copied).parent}/planted-copy.parquet"
+    shutil.copyfile(copied, planted)
+    n_copied = pq.read_metadata(planted).num_rows
+    kept = lake.read_table(clean)
+    try:
+        lake.commit_files(raw, [f"file://{planted}"], lake.snapshot_summary(cfg, "test", "planted"))
+        lost = kept.slice(1).cast(lake.file_schema(clean, kept.schema))
+        lake.commit_files(clean, [lake.write_data_file(lake.data_dir(clean), lost, prefix="planted")],
+                          lake.snapshot_summary(cfg, "test", "planted"), overwrite=True)
+        result = {c.name: c for c in audit(cfg).checks}
+        assert not result["each input record once"].ok
+        assert result["each input record once"].detail.startswith(f"{n_copied} record(s) ingested more than once")
+        assert not result["one decision per raw doc"].ok
+        assert not result["clean_docs = kept"].ok
+        assert result["clean_docs = kept"].detail == f"{kept.num_rows - 1} vs {kept.num_rows} rows"
+        assert not result["tokens = clean_docs"].ok
+        assert result["raw_docs = kept + filtered + duplicate"].ok is False
+        params = tmp_path / "params.yaml"
+        params.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+        assert main(["audit", "--config", str(params)]) != 0
+        assert "audit failed" in capsys.readouterr().err
+    finally:
+        for table, snapshot_id in before:
+            table.refresh()
+            table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
+    assert audit(cfg).ok
