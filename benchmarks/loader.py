@@ -203,7 +203,7 @@ def open_loader(name: str, data: Path, seq_len: int, batch: int, workers: int) -
 
     if name in OURS:
         from sharding import TokenLoader
-        from sharding.loader.batcher import FIELDS
+        from sharding.loader import FIELDS
 
         fields = ("input_ids",) if name == "tokenmill" else FIELDS
         loader = TokenLoader(

@@ -13,10 +13,11 @@ if TYPE_CHECKING:
     from sharding.loader import TokenLoader
     from sharding.loader.manifest import RemoteOptions
 
-__all__ = ["TokenLoader", "RemoteOptions", "CorruptShardError", "ManifestError"]
+__all__ = ["TokenLoader", "LoaderOptions", "RemoteOptions", "CorruptShardError", "ManifestError"]
 
 _LAZY = {
     "TokenLoader": "sharding.loader",
+    "LoaderOptions": "sharding.loader",
     "RemoteOptions": "sharding.loader",
     "CorruptShardError": "sharding.errors",
     "ManifestError": "sharding.errors",

@@ -9,7 +9,8 @@ import numpy as np
 
 from sharding.errors import CorruptShardError
 from sharding.loader import kernels
-from sharding.loader.buffers import OUTPUTS, BufferPool
+from sharding.loader.buffers import BufferPool
+from sharding.loader.fields import FIELDS, OUTPUTS
 from sharding.loader.manifest import RemoteOptions
 from sharding.loader.pack import pack_stream, pack_windows
 from sharding.loader.plan import LoaderPlan
@@ -21,11 +22,9 @@ log = logging.getLogger(__name__)
 
 CHUNK_TOKENS = 1 << 18  # tokens per rank packed by one kernel call (several steps when batches are small)
 CHUNK_SPAN = 1 << 26  # stream tokens a chunk may span (bounds the document table it needs)
-# what a batch can hold besides ``step``; ``cu_seqlens`` comes with ``max_seqlen``
-FIELDS = (*OUTPUTS, "cu_seqlens")
 
 Batch = dict[str, np.ndarray | int]
-__all__ = ["CHUNK_SPAN", "CHUNK_TOKENS", "FIELDS", "Batch", "HostBatcher", "LoaderPlan"]
+__all__ = ["CHUNK_SPAN", "CHUNK_TOKENS", "Batch", "HostBatcher", "LoaderPlan"]
 
 
 class HostBatcher:

@@ -20,9 +20,10 @@ import sys
 
 import numpy as np
 
+from sharding.loader.fields import OUTPUTS
+
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("input_ids", "labels", "position_ids")
 # references held while an array sits free in the pool: the pool's dict, plus getrefcount's argument
 _IDLE_REFS = 2
 

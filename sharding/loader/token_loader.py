@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sharding.loader import follow as follow_
-from sharding.loader.batcher import FIELDS, HostBatcher, LoaderPlan
+from sharding.loader.batcher import HostBatcher, LoaderPlan
+from sharding.loader.fields import FIELDS
 from sharding.loader.manifest import RemoteOptions, ShardManifest, read_manifest
+from sharding.loader.options import LoaderOptions, with_num_workers
 from sharding.loader.shuffle import normalize_weights
 from sharding.loader.sources import Source, resolve, sources, token_weights, topology
 from sharding.loader.state import (
@@ -69,7 +71,8 @@ class TokenLoader(_DatasetBase):
     tokens) or a dict ``{source: weight}``. ``batch_size`` is per rank; rank and world size come
     from torch.distributed when not given (0 and 1 without it). Each item is a dict of
     ``input_ids``, ``labels``, ``position_ids`` (int64 ``[batch_size, seq_len]``), ``cu_seqlens``
-    (int32), ``max_seqlen`` and ``step`` (the global step number), as CPU tensors or on ``device``.
+    (int32), ``max_seqlen`` and ``step`` (the global step number), as CPU tensors or on ``device``
+    (the fields' table: sharding.loader.fields).
     ``fields`` picks the outputs to compute, among ``input_ids`` (always), ``labels``,
     ``position_ids`` and ``cu_seqlens`` (with ``max_seqlen``): a model that shifts its labels itself
     and attends across documents needs ``("input_ids",)``, a third of the memory traffic. It does
@@ -85,8 +88,12 @@ class TokenLoader(_DatasetBase):
     ``on_corrupt="skip"`` masks a corrupt shard's documents (EOD filler, labels ignored) instead
     of raising, which keeps every rank's layout identical.
 
+    ``options`` (sharding.loader.options.LoaderOptions) holds what never changes a batch: DataLoader
+    worker processes, producer threads, prefetch depth and shard verification; ``num_workers=N`` is
+    shorthand for ``options=LoaderOptions(num_workers=N)``.
+
     Batches are packed several steps at a time by a fused numba kernel (sharding.loader.gather);
-    without workers, ``producers`` threads (each on its own copy of the batcher) pack alternate
+    without workers, ``options.producers`` threads (each on its own copy of the batcher) pack alternate
     chunks and the batches are handed out in step order (remote sources use one producer). Until
     the kernel has loaded (in a background thread started once the first batch is made, see
     sharding.loader.kernels) they come one at a time from the numpy path, which gives the same
@@ -105,26 +112,21 @@ class TokenLoader(_DatasetBase):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         device: Any = None,
         resolver: Callable[[str], str] | None = None,
         steps_per_epoch: int | None = None,
         block_shards: int = 4,
         on_corrupt: OnCorrupt = "raise",
-        verify: bool = True,
         remote: RemoteOptions | None = None,
-        prefetch: int = 4,
         mask_cross_document: bool = True,
-        producers: int = 2,
         fields: Sequence[str] = FIELDS,
         follow: bool = False,
+        options: LoaderOptions | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
-        if producers <= 0:
-            raise ValueError(f"producers must be > 0, got {producers}")
-        if num_workers < 0 or prefetch <= 0:
-            raise ValueError(f"num_workers must be >= 0 and prefetch > 0, got {num_workers} and {prefetch}")
+        self.options = with_num_workers(options, num_workers)
         rank, world_size = topology(rank, world_size)
         if follow:
             follow_.check_follow_topology(world_size)
@@ -148,16 +150,13 @@ class TokenLoader(_DatasetBase):
             eras=eras,
         )
         self._batcher_kw: dict[str, Any] = dict(
-            verify=verify,
+            verify=self.options.verify,
             on_corrupt=on_corrupt,
             remote=remote,
             mask_cross_document=mask_cross_document,
             fields=tuple(fields),
         )
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
-        self.num_workers = num_workers
-        self.prefetch = prefetch
-        self.producers = producers
         self.device = device
         # the position: windows served so far, and where the current epoch's windows end
         self.epoch = 0
@@ -270,16 +269,17 @@ class TokenLoader(_DatasetBase):
         stop = first + (self.epoch_end - self.windows) // g
         batcher = self.batcher
         # remote sources keep one producer: a second batcher would pin its own shards in the bounded cache
-        producers = 1 if any(m.remote for m in self.plan.manifests) else self.producers
-        if self.num_workers > 0:
-            nw = self.num_workers
+        opts = self.options
+        producers = 1 if any(m.remote for m in self.plan.manifests) else opts.producers
+        if opts.num_workers > 0:
+            nw = opts.num_workers
 
             def make() -> Iterator[list[dict[str, Any]]]:
                 return ([b] for b in lt.worker_batches(batcher, first, stop, nw))
 
-            depth = self.prefetch
+            depth = opts.prefetch
         else:
-            depth = -(-self.prefetch // batcher.chunk_steps)  # queued chunks holding `prefetch` batches
+            depth = -(-opts.prefetch // batcher.chunk_steps)  # queued chunks holding `prefetch` batches
             if producers == 1:
 
                 def make() -> Iterator[list[dict[str, Any]]]:
@@ -302,8 +302,8 @@ class TokenLoader(_DatasetBase):
             make,
             device,
             depth,
-            background=self.num_workers == 0 and producers == 1,
-            in_flight=self.prefetch,
+            background=opts.num_workers == 0 and producers == 1,
+            in_flight=opts.prefetch,
             started=started,
         )
         try:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import CorruptShardError, ManifestError, TokenLoader
+from sharding import CorruptShardError, LoaderOptions, ManifestError, TokenLoader
 from sharding.loader import kernels
 
 SEQ = 16
@@ -118,7 +118,9 @@ def test_input_ids_only_gives_the_same_tokens_and_resumes_with_all_fields(datase
 @pytest.mark.parametrize("producers", [1, 2])
 def test_memory_stays_flat_over_epochs(dataset, producers) -> None:
     manifest, _ = dataset
-    loader = TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=5, producers=producers, block_shards=2)
+    loader = TokenLoader(
+        manifest, seq_len=SEQ, batch_size=2, seed=5, options=LoaderOptions(producers=producers), block_shards=2
+    )
 
     def epochs(n: int) -> int:
         steps = 0

@@ -10,7 +10,7 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import CorruptShardError, TokenLoader
+from sharding import CorruptShardError, LoaderOptions, TokenLoader
 from sharding.loader import batcher as loader_plan
 from sharding.loader.manifest import read_manifest
 from sharding.loader.store import ShardChecks, ShardStore
@@ -87,8 +87,12 @@ def test_local_shards_are_checked_ahead_when_prefetched(tmp_path, hashed) -> Non
 def test_two_producers_hash_each_shard_once(tmp_path, hashed, monkeypatch) -> None:
     monkeypatch.setattr(loader_plan, "CHUNK_TOKENS", 64)  # chunks of 4 steps: both producers read every shard
     manifest = write_shards(tmp_path / "a", id_docs(200, seed=4), docs_per_shard=10)
-    loader = TokenLoader(manifest, seq_len=8, batch_size=2, seed=1, producers=2, block_shards=2)
-    single = TokenLoader(manifest, seq_len=8, batch_size=2, seed=1, producers=1, block_shards=2)
+    loader = TokenLoader(
+        manifest, seq_len=8, batch_size=2, seed=1, options=LoaderOptions(producers=2), block_shards=2
+    )
+    single = TokenLoader(
+        manifest, seq_len=8, batch_size=2, seed=1, options=LoaderOptions(producers=1), block_shards=2
+    )
     assert loader.batcher.chunk_steps == 4
     got = [b["input_ids"].clone() for b in loader]
     assert len(hashed) == 20 and set(hashed.values()) == {1}

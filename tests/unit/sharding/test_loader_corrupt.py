@@ -20,6 +20,7 @@ from loader_batches import (
 
 from sharding import (
     CorruptShardError,
+    LoaderOptions,
     TokenLoader,
 )
 
@@ -29,13 +30,13 @@ from sharding import (
 def test_two_producers_skip_a_corrupt_shard_exactly_like_one(ds, tmp_path, short_chunks, caplog) -> None:
     manifest, _ = ds
     bad = _corrupt_copy(manifest, tmp_path / "bad")
-    kw = dict(seq_len=SEQ, batch_size=2, seed=0, on_corrupt="skip", block_shards=2, prefetch=2)
+    kw = dict(seq_len=SEQ, batch_size=2, seed=0, on_corrupt="skip", block_shards=2)
     with caplog.at_level(logging.WARNING, logger="sharding"):
-        two = TokenLoader(bad, producers=2, **kw)
+        two = TokenLoader(bad, options=LoaderOptions(producers=2, prefetch=2), **kw)
         got = _collect(two)
     # named at least once (exactly once is racy: see test_a_skipped_shard_is_named_once_by_two_threads)
     assert any("shard-000002.tar" in r.getMessage() for r in caplog.records)
-    one = TokenLoader(bad, producers=1, **kw)
+    one = TokenLoader(bad, options=LoaderOptions(producers=1, prefetch=2), **kw)
     _same(got, _collect(one))
     _same(got, _reference(two, range(len(two))))
     ids = torch.cat([b["input_ids"] for b in got])
@@ -47,18 +48,19 @@ def test_two_producers_skip_a_corrupt_shard_exactly_like_one(ds, tmp_path, short
 def test_two_producers_deliver_every_good_batch_before_a_corrupt_shard_raises(ds, tmp_path, short_chunks):
     manifest, _ = ds
     bad = _corrupt_copy(manifest, tmp_path / "bad")
-    kw = dict(seq_len=SEQ, batch_size=2, seed=0, block_shards=2, prefetch=2)
+    kw = dict(seq_len=SEQ, batch_size=2, seed=0, block_shards=2)
     delivered = {}
     for producers in (1, 2):
         steps: list[int] = []
         with pytest.raises(CorruptShardError, match="shard-000002.tar"):
-            for b in TokenLoader(bad, producers=producers, **kw):
+            for b in TokenLoader(bad, options=LoaderOptions(producers=producers, prefetch=2), **kw):
                 steps.append(int(b["step"]))
         delivered[producers] = steps
     assert delivered[1] == delivered[2] == list(range(len(delivered[1])))
     # the failing step is the first that reads shard 2: the step before it is good in a clean loader
-    skip = _collect(TokenLoader(bad, on_corrupt="skip", producers=1, **kw), len(delivered[1]) + 1)
-    clean = _collect(TokenLoader(manifest, producers=1, **kw), len(delivered[1]) + 1)
+    one = LoaderOptions(producers=1, prefetch=2)
+    skip = _collect(TokenLoader(bad, on_corrupt="skip", options=one, **kw), len(delivered[1]) + 1)
+    clean = _collect(TokenLoader(manifest, options=one, **kw), len(delivered[1]) + 1)
     _same(skip[:-1], clean[:-1])
     assert not torch.equal(skip[-1]["labels"], clean[-1]["labels"])
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from loader_shard_fixture import write_shards
 
-from sharding import CorruptShardError
+from sharding import CorruptShardError, LoaderOptions
 from sharding.loader.batcher import HostBatcher, LoaderPlan
 from sharding.loader.buffers import BufferPool
 from sharding.loader.gather import SLOT_CLOSED, SLOT_OPEN, SLOT_SKIPPED, cu_seqlens, pack_rows
@@ -283,9 +283,9 @@ def test_yielded_batches_stay_intact_while_held(tmp_path) -> None:
     from sharding import TokenLoader
 
     manifest = write_shards(tmp_path / "a", _random_docs(200, seed=6, max_len=40), docs_per_shard=25)
-    loader = TokenLoader(manifest, seq_len=16, batch_size=2, seed=1, prefetch=1)
+    loader = TokenLoader(manifest, seq_len=16, batch_size=2, seed=1, options=LoaderOptions(prefetch=1))
     held = [b for _, b in zip(range(40), loader, strict=False)]  # keeps every batch, no copies
-    again = TokenLoader(manifest, seq_len=16, batch_size=2, seed=1, prefetch=1)
+    again = TokenLoader(manifest, seq_len=16, batch_size=2, seed=1, options=LoaderOptions(prefetch=1))
     for a, b in zip(held, again, strict=False):
         for k in ("input_ids", "labels", "position_ids"):
             assert torch.equal(a[k], b[k]), k

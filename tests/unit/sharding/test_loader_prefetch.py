@@ -12,7 +12,7 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import TokenLoader
+from sharding import LoaderOptions, TokenLoader
 from sharding.loader import kernels
 from sharding.loader.batcher import HostBatcher
 
@@ -37,8 +37,7 @@ def _loader(manifest: Path, producers: int = 1) -> TokenLoader:
         batch_size=BATCH,
         seed=5,
         steps_per_epoch=STEPS,
-        prefetch=2,
-        producers=producers,
+        options=LoaderOptions(prefetch=2, producers=producers),
     )
 
 

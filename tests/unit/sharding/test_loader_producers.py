@@ -10,7 +10,7 @@ import pytest
 import torch
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import TokenLoader
+from sharding import LoaderOptions, TokenLoader
 from sharding.loader import batcher as loader_plan
 from sharding.loader import kernels
 from sharding.loader.batcher import HostBatcher, LoaderPlan
@@ -57,8 +57,7 @@ def _make(source, producers: int, *, seed: int, rank: int) -> TokenLoader:
         rank=rank,
         world_size=2,
         steps_per_epoch=STEPS,
-        prefetch=2,
-        producers=producers,
+        options=LoaderOptions(prefetch=2, producers=producers),
     )
 
 
@@ -122,9 +121,11 @@ def test_strided_chunks_cover_every_step_once_in_chunk_order(sources) -> None:
 
 
 def test_tensors_from_two_producers_are_cpu_tensors(sources) -> None:
-    loader = TokenLoader(sources[0], seq_len=SEQ, batch_size=BATCH, steps_per_epoch=STEPS, producers=2)
+    loader = TokenLoader(
+        sources[0], seq_len=SEQ, batch_size=BATCH, steps_per_epoch=STEPS, options=LoaderOptions(producers=2)
+    )
     first = next(iter(loader))
     assert isinstance(first["input_ids"], torch.Tensor) and first["input_ids"].shape == (BATCH, SEQ)
     loader.close()
     with pytest.raises(ValueError, match="producers"):
-        TokenLoader(sources[0], seq_len=SEQ, batch_size=BATCH, producers=0)
+        TokenLoader(sources[0], seq_len=SEQ, batch_size=BATCH, options=LoaderOptions(producers=0))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from loader_shard_fixture import id_docs, write_shards
 
-from sharding import TokenLoader
+from sharding import LoaderOptions, TokenLoader
 from sharding.loader import kernels
 from sharding.loader.eras import StreamEras, adopt
 
@@ -387,7 +387,7 @@ def test_a_loader_that_already_ran_resumes_another_batch_size_with_all_its_produ
     monkeypatch.setattr(loader_plan, "CHUNK_TOKENS", 3 * SEQ)  # one step per chunk: both producers pack
     manifest = grown[1]
     reference = _rows(_ranks(manifest, 1, 1), 10 + 18)
-    busy = _ranks(manifest, 3, 1, producers=2)[0]
+    busy = _ranks(manifest, 3, 1, options=LoaderOptions(producers=2))[0]
     _rows([busy], 4)  # its producer threads and their batchers exist now
     small = _ranks(manifest, 2, 1)[0]
     _rows([small], 5)

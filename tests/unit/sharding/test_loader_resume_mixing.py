@@ -17,6 +17,7 @@ from loader_batches import (
 )
 
 from sharding import (
+    LoaderOptions,
     TokenLoader,
 )
 
@@ -26,7 +27,9 @@ from sharding import (
 @pytest.mark.parametrize("producers", [1, 2])
 def test_epoch_boundary_state_resumes_into_the_next_epoch(ds, short_chunks, producers) -> None:
     manifest, _ = ds
-    kw = dict(seq_len=SEQ, batch_size=2, seed=3, steps_per_epoch=7, producers=producers, prefetch=2)
+    kw = dict(
+        seq_len=SEQ, batch_size=2, seed=3, steps_per_epoch=7, options=LoaderOptions(producers=producers, prefetch=2)
+    )
     cont = TokenLoader(manifest, **kw)
     epoch0 = _collect(cont)
     state = cont.state_dict()
@@ -69,7 +72,9 @@ def test_mixing_resumes_exactly_across_a_mix_block_with_two_producers(ds, ds_b) 
     manifest, _ = ds
     source = {str(manifest): 0.3, str(ds_b): 0.7}
     # global batch 8: a mixing block of 1024 windows is 128 steps; stop at 126, inside the last chunk
-    kw = dict(seq_len=SEQ, batch_size=8, seed=4, steps_per_epoch=140, producers=2, prefetch=3)
+    kw = dict(
+        seq_len=SEQ, batch_size=8, seed=4, steps_per_epoch=140, options=LoaderOptions(producers=2, prefetch=3)
+    )
     full = _collect(TokenLoader(source, **kw))
     first = TokenLoader(source, **kw)
     head = _collect(first, 126)

@@ -18,6 +18,7 @@ from loader_batches import (
 from loader_shard_fixture import id_docs, write_shards
 
 from sharding import (
+    LoaderOptions,
     TokenLoader,
 )
 
@@ -28,7 +29,9 @@ def test_a_corpus_smaller_than_one_global_batch_wraps_epochs_and_splits_ranks_ev
     docs = id_docs(3, seed=1, min_len=2, max_len=6)
     manifest = write_shards(tmp_path / "tiny", docs, docs_per_shard=3)  # one shard, ~15 stream tokens
     ranks = [
-        TokenLoader(manifest, seq_len=SEQ, batch_size=4, seed=2, rank=r, world_size=2, producers=2)
+        TokenLoader(
+            manifest, seq_len=SEQ, batch_size=4, seed=2, rank=r, world_size=2, options=LoaderOptions(producers=2)
+        )
         for r in range(2)
     ]
     assert [len(lo) for lo in ranks] == [1, 1]  # 8 windows of 16 tokens, far more than the corpus
@@ -54,7 +57,9 @@ def test_a_corpus_smaller_than_one_global_batch_wraps_epochs_and_splits_ranks_ev
 @pytest.mark.parametrize("producers", [1, 2])
 def test_seq_len_longer_than_a_one_document_corpus_repeats_it_exactly(tmp_path, producers) -> None:
     manifest = write_shards(tmp_path / "one", [np.full(5, 7)], docs_per_shard=1)
-    loader = TokenLoader(manifest, seq_len=64, batch_size=2, seed=0, producers=producers, steps_per_epoch=3)
+    loader = TokenLoader(
+        manifest, seq_len=64, batch_size=2, seed=0, options=LoaderOptions(producers=producers), steps_per_epoch=3
+    )
     got = [b for _ in range(2) for b in _collect(loader)]
     assert [int(b["step"]) for b in got] == list(range(6))
     stream = torch.cat([b["input_ids"].reshape(-1) for b in got]).numpy()
@@ -66,7 +71,9 @@ def test_seq_len_longer_than_a_one_document_corpus_repeats_it_exactly(tmp_path, 
 def test_more_producers_than_chunks_end_cleanly(tmp_path, short_chunks) -> None:
     manifest = write_shards(tmp_path / "few", id_docs(4, seed=3, max_len=10), docs_per_shard=2)
     before = _loader_threads()
-    loader = TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=1, producers=4, steps_per_epoch=2)
+    loader = TokenLoader(
+        manifest, seq_len=SEQ, batch_size=2, seed=1, options=LoaderOptions(producers=4), steps_per_epoch=2
+    )
     got = _collect(loader)
     _same(got, _reference(loader, range(2)))
     assert loader.state_dict()["epoch"] == 1
@@ -99,7 +106,7 @@ def test_many_one_document_shards_with_windows_spanning_many_blocks(tmp_path, sh
     epoch_tokens = sum(len(d) + 1 for d in docs)
     # one window (129 tokens) spans ~30 shards, far more than the 16 maps a store keeps open
     kw = dict(seq_len=128, batch_size=2, seed=6, block_shards=2, steps_per_epoch=-(-epoch_tokens // 256))
-    two = TokenLoader(manifest, producers=2, **kw)
+    two = TokenLoader(manifest, options=LoaderOptions(producers=2), **kw)
     got = _collect(two)
     _same(got, _reference(two, range(len(two))))
     stream = torch.cat([b["input_ids"].reshape(-1) for b in got]).numpy()[:epoch_tokens]

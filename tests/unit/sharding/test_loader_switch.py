@@ -11,7 +11,7 @@ import pytest
 import torch
 from loader_shard_fixture import write_shards
 
-from sharding import TokenLoader
+from sharding import LoaderOptions, TokenLoader
 from sharding.loader import kernels
 from sharding.loader.batcher import HostBatcher
 
@@ -39,7 +39,9 @@ def _assert_same(got: dict, want: dict) -> None:
 
 def _loader(manifest: Path) -> TokenLoader:
     # several steps per kernel chunk, so the switch can fall inside what would be one chunk
-    return TokenLoader(manifest, seq_len=SEQ, batch_size=BATCH, seed=4, steps_per_epoch=40, prefetch=2)
+    return TokenLoader(
+        manifest, seq_len=SEQ, batch_size=BATCH, seed=4, steps_per_epoch=40, options=LoaderOptions(prefetch=2)
+    )
 
 
 def _count_chunks(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -19,7 +19,7 @@ from loader_batches import (
     _same,
 )
 
-from sharding import TokenLoader
+from sharding import LoaderOptions, TokenLoader
 from sharding.loader import batcher as loader_plan
 from sharding.loader import store as loader_store
 from sharding.loader import stream as loader_stream
@@ -30,7 +30,9 @@ from sharding.loader import stream as loader_stream
 @pytest.mark.parametrize("producers", [1, 2])
 def test_a_second_iterator_ends_the_first_without_replaying_or_losing_a_step(ds, short_chunks, producers):
     manifest, _ = ds
-    kw = dict(seq_len=SEQ, batch_size=2, seed=9, steps_per_epoch=10, producers=producers, prefetch=2)
+    kw = dict(
+        seq_len=SEQ, batch_size=2, seed=9, steps_per_epoch=10, options=LoaderOptions(producers=producers, prefetch=2)
+    )
     full = _collect(TokenLoader(manifest, **kw))
     loader = TokenLoader(manifest, **kw)
     it1 = iter(loader)
@@ -46,7 +48,9 @@ def test_a_second_iterator_ends_the_first_without_replaying_or_losing_a_step(ds,
 @pytest.mark.parametrize("producers", [1, 2])
 def test_close_stops_every_thread_is_idempotent_and_the_loader_continues(ds, short_chunks, producers):
     manifest, _ = ds
-    kw = dict(seq_len=SEQ, batch_size=2, seed=1, steps_per_epoch=12, producers=producers, prefetch=2)
+    kw = dict(
+        seq_len=SEQ, batch_size=2, seed=1, steps_per_epoch=12, options=LoaderOptions(producers=producers, prefetch=2)
+    )
     full = _collect(TokenLoader(manifest, **kw))
     before = _loader_threads()
     loader = TokenLoader(manifest, **kw)
@@ -63,7 +67,7 @@ def test_close_stops_every_thread_is_idempotent_and_the_loader_continues(ds, sho
 def test_batches_held_without_copying_stay_intact_with_two_producers(ds, short_chunks) -> None:
     manifest, _ = ds
     loader = TokenLoader(
-        manifest, seq_len=SEQ, batch_size=2, seed=2, steps_per_epoch=30, producers=2, prefetch=1
+        manifest, seq_len=SEQ, batch_size=2, seed=2, steps_per_epoch=30, options=LoaderOptions(producers=2, prefetch=1)
     )
     held = list(loader)  # every batch kept, none cloned: no array of the pools may be reused under them
     _same(held, _reference(loader, range(30)))
@@ -114,7 +118,9 @@ def test_a_skipped_shard_is_named_once_by_two_threads(ds, tmp_path, monkeypatch)
 
 def test_after_close_two_producers_still_check_each_shard_once(ds, short_chunks, hashed) -> None:
     manifest, _ = ds
-    loader = TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=0, producers=2, block_shards=2)
+    loader = TokenLoader(
+        manifest, seq_len=SEQ, batch_size=2, seed=0, options=LoaderOptions(producers=2), block_shards=2
+    )
     _collect(loader)
     assert len(hashed) == 8 and max(hashed.values()) == 1
     loader.close()  # releases shard maps; the next epoch checks shards again
@@ -151,7 +157,9 @@ def test_a_new_position_never_runs_beside_the_old_prefetch_thread(ds, monkeypatc
                 inside[id(self)] -= 1
 
     monkeypatch.setattr(loader_stream.SourceStream, "pack", pack)
-    loader = TokenLoader(manifest, seq_len=SEQ, batch_size=2, seed=0, producers=1, prefetch=1)
+    loader = TokenLoader(
+        manifest, seq_len=SEQ, batch_size=2, seed=0, options=LoaderOptions(producers=1, prefetch=1)
+    )
     it = iter(loader)
     next(it)
     try:
