@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--increments", type=int, default=20)
     ap.add_argument("--base", type=float, default=0.8)
     ap.add_argument("--full-at", default="1,10,20", help="increments after which a full rebuild is timed")
+    ap.add_argument("--keep-lakes", action="store_true", help="keep the work folder (lakes, inputs) and print it")
     args = ap.parse_args()
     from pipelines.config import SparkConfig
     from pipelines.spark_session import build_session
@@ -148,7 +149,10 @@ def main() -> None:
               + ("" if same else f" ({(ours - rebuilt).total()} only incremental, "
                                  f"{(rebuilt - ours).total()} only full)"))
     spark.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep_lakes:
+        print(f"lakes kept under {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

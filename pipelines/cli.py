@@ -44,7 +44,9 @@ def _stage_args(p: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace, extra: Sequence[str] = ()) -> Config:
     version = getattr(args, "from_version", None)
-    return load_config(args.config, [*extra, *args.overrides, *([f"lake.read_version={version}"] if version else [])])
+    flags = [*([f"lake.read_version={version}"] if version else []),
+             *(["tokenize.train.retrain=true"] if getattr(args, "retrain", False) else [])]
+    return load_config(args.config, [*extra, *args.overrides, *flags])
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -150,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--follow", action="store_true",
                            help="keep running: a cycle of all stages every follow.interval seconds or once "
                                 "follow.min_records wait; SIGTERM finishes the cycle in progress, a second abandons it")
+        if name == "train-tokenizer":
+            p.add_argument("--retrain", action="store_true",
+                           help="train even when the tokenizer file was trained with the same tokenize.train settings "
+                                "(kept otherwise, so new data does not change the tokenizer)")
         if name == "demo":
             p.add_argument("--keep", action="store_true", help="keep the previous demo lake instead of starting fresh")
         p.set_defaults(func=func)

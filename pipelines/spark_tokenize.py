@@ -10,6 +10,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +28,7 @@ from pipelines.sources.failpoints import failpoint
 from pipelines.spark_session import read_data_files_df, read_input_df, read_table_df
 from pipelines.storage import S3Options
 from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
-from pipelines.train_tokenizer import save_tokenizer, train_bpe
+from pipelines.train_tokenizer import save_tokenizer, train_bpe, training_reason, write_training_record
 from schemas.tokens import TABLE as TOKENS
 from sharding.write.plan import order_hash
 
@@ -191,14 +193,32 @@ def _with_order_hash(seed: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator
     return run
 
 
+def training_settings(cfg: Config) -> dict[str, Any]:
+    """What a trained tokenizer depends on besides its sample: `tokenize.train` (less `retrain`) and the EOD token."""
+    return {"train": cfg.tokenize.train.model_dump(mode="json", exclude={"retrain"}),
+            "eod_token": cfg.tokenize.eod_token}
+
+
 def train_tokenizer(spark: SparkSession, cfg: Config) -> StageReport:
-    """Train a byte-level BPE on clean_docs texts and write tokenizer.json to `tokenize.tokenizer`.
+    """Train a byte-level BPE on clean_docs texts and write tokenizer.json to `tokenize.tokenizer`, unless a
+    tokenizer trained with the same `tokenize.train` settings is already there (its training record says so):
+    then it is kept as is, said in one log line, and the report counts `kept: 1`. Adding data never retrains;
+    other settings or `tokenize.train.retrain` (`tokenmill train-tokenizer --retrain`) do.
 
     Documents are taken in the seeded hash order of their doc_id, at most `tokenize.train.max_docs` of them,
     so the same table and config give the same file. StageInputError when clean_docs is missing or empty.
     """
     start = time.monotonic()
     tc = cfg.tokenize.train
+    settings = training_settings(cfg)
+    reason = "retrain requested" if tc.retrain else training_reason(cfg.tokenize.tokenizer, settings)
+    if reason is None:
+        log.info("train-tokenizer: keeping %s, trained with the same tokenize.train settings (--retrain to train "
+                 "again)", cfg.tokenize.tokenizer)
+        return StageReport(stage="train-tokenizer", counts={"docs": 0, "kept": 1},
+                           outputs={"tokenizer": str(Path(cfg.tokenize.tokenizer.removeprefix("file://")))},
+                           seconds=time.monotonic() - start, skipped=True)
+    log.info("train-tokenizer: training: %s", reason)
     df = _clean_docs(spark, cfg).select("doc_id", "text")
     df = df.mapInArrow(_with_order_hash(tc.seed), "doc_id string, text string, h long").orderBy("h", "doc_id")
     if tc.max_docs is not None:
@@ -216,8 +236,9 @@ def train_tokenizer(spark: SparkSession, cfg: Config) -> StageReport:
     if n_docs == 0:
         raise StageInputError(f"table {cfg.lake.namespace}.clean_docs is empty: nothing to train a tokenizer on")
     path = save_tokenizer(tok, cfg.tokenize.tokenizer)
+    write_training_record(path, settings)
     log.info("trained a %d-token byte-level BPE on %d docs -> %s", tok.get_vocab_size(), n_docs, path)
     return StageReport(
-        stage="train-tokenizer", counts={"docs": n_docs, "vocab_size": tok.get_vocab_size()},
+        stage="train-tokenizer", counts={"docs": n_docs, "vocab_size": tok.get_vocab_size(), "kept": 0},
         outputs={"tokenizer": str(path)}, seconds=time.monotonic() - start,
     )

@@ -23,6 +23,9 @@ class TrainTokenizerConfig(BaseModel):
         default=100_000, ge=1, description="train on a sample of at most this many clean docs (the driver holds "
         "the sample, so its memory does not grow with the corpus); null: every doc")
     seed: int = Field(default=0, description="which docs are taken when max_docs caps the sample")
+    retrain: bool = Field(
+        default=False, description="train even when the tokenizer file was trained with these settings "
+        "(`tokenmill train-tokenizer --retrain`); otherwise that tokenizer is kept, so new data does not retrain it")
 
 
 class TokenizeConfig(BaseModel):

@@ -1,12 +1,20 @@
-"""Offline training of a byte-level BPE with HF `tokenizers`; `<|endoftext|>` is the EOD token with id 0."""
+"""Offline training of a byte-level BPE with HF `tokenizers`; `<|endoftext|>` is the EOD token with id 0.
+
+A trained tokenizer is written with a training record next to it (`<tokenizer>.train.json`: the training
+settings and the file's sha256). `training_reason` reads it back: a tokenizer trained with the same settings
+is kept when new data arrives, so tokens already written stay valid and the later stages stay incremental.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -50,6 +58,45 @@ def save_tokenizer(tok: Tokenizer, path: str | Path) -> Path:
     tmp.write_text(tok.to_str(pretty=True), encoding="utf-8")
     os.replace(tmp, p)
     return p
+
+
+def training_record_path(tokenizer: str | Path) -> Path:
+    """Where the training record of the tokenizer file `tokenizer` lives: `<tokenizer>.train.json`."""
+    p = Path(str(tokenizer).removeprefix("file://"))
+    return p.with_name(f"{p.name}.train.json")
+
+
+def write_training_record(tokenizer: str | Path, settings: dict[str, Any]) -> Path:
+    """Record that the file at `tokenizer` was trained with `settings` (JSON-able), with the file's sha256;
+    written through a temporary name and a rename, after the tokenizer itself."""
+    p = Path(str(tokenizer).removeprefix("file://"))
+    record = {"settings": settings, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+    out = training_record_path(p)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def training_reason(tokenizer: str | Path, settings: dict[str, Any]) -> str | None:
+    """Why the tokenizer at `tokenizer` must be (re)trained for `settings`, or None when the file exists and
+    its training record names the same settings and the file's current sha256 (keep it).
+
+    >>> training_reason("/nonexistent/tokenizer.json", {"vocab_size": 8192})
+    'no tokenizer at /nonexistent/tokenizer.json'
+    """
+    p = Path(str(tokenizer).removeprefix("file://"))
+    if not p.is_file():
+        return f"no tokenizer at {p}"
+    try:
+        record = json.loads(training_record_path(p).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{p} has no training record ({training_record_path(p).name})"
+    if not isinstance(record, dict) or record.get("settings") != json.loads(json.dumps(settings)):
+        return f"training settings changed since {p} was trained"
+    if record.get("sha256") != hashlib.sha256(p.read_bytes()).hexdigest():
+        return f"{p} changed since it was trained"
+    return None
 
 
 def tiktoken_ranks_from_bpe(tok: Tokenizer) -> bytes:

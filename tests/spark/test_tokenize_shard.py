@@ -121,6 +121,35 @@ def test_tokenize_writes_tokens_with_tokenizer_identity(spark, corpus_cfg: Confi
         assert source == f"local:/data/part-{i % 4}.jsonl"
 
 
+def test_train_tokenizer_keeps_a_tokenizer_trained_with_the_same_settings(
+    spark, corpus_cfg: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from pipelines.spark_tokenize import train_tokenizer
+
+    trained = Path(corpus_cfg.tokenize.tokenizer)
+    tok = tmp_path / "tokenizer.json"
+    shutil.copy(trained, tok)
+    shutil.copy(trained.with_name("tokenizer.json.train.json"), tmp_path / "tokenizer.json.train.json")
+    cfg = corpus_cfg.model_copy(deep=True)
+    cfg.tokenize.tokenizer = str(tok)
+    before = (tok.read_bytes(), tok.stat().st_mtime_ns)
+    with caplog.at_level("INFO", logger="pipelines.spark_tokenize"):
+        report = train_tokenizer(spark, cfg)
+    assert report.skipped and report.counts == {"docs": 0, "kept": 1}
+    assert (tok.read_bytes(), tok.stat().st_mtime_ns) == before
+    assert f"train-tokenizer: keeping {tok}, trained with the same tokenize.train settings" in caplog.text
+
+    cfg.tokenize.train.vocab_size = 300  # other settings train again, and the new record keeps that one
+    report = train_tokenizer(spark, cfg)
+    assert report.counts["kept"] == 0 and report.counts["docs"] == 401 and report.counts["vocab_size"] == 300
+    assert tok.read_bytes() != before[0]
+    assert train_tokenizer(spark, cfg).counts["kept"] == 1
+    cfg.tokenize.train.retrain = True
+    assert train_tokenizer(spark, cfg).counts == {"docs": 401, "vocab_size": report.counts["vocab_size"], "kept": 0}
+
+
 def test_tokenize_eos_and_tiktoken_file_give_same_ids(spark, corpus_cfg: Config, tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
