@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 import zipfile
@@ -195,3 +197,63 @@ shard:
                          remote=RemoteOptions(endpoint=s3_endpoint, cache_dir=str(tmp_path / "cache")))
     batch = next(iter(loader))
     assert tuple(batch["input_ids"].shape) == (4, 64)
+
+
+def _wheel(tmp_path: Path) -> Path:
+    """`pip wheel --no-deps` of a copy of the project (the build leaves nothing in the repository), offline."""
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md"):
+        src.mkdir(exist_ok=True)
+        (src / name).write_bytes((REPO / name).read_bytes())
+    for pkg in PACKAGES:
+        shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=600)
+    (wheel,) = (tmp_path / "dist").glob("tokenmill-*.whl")
+    return wheel
+
+
+def _python_without_tokenmill(tmp_path: Path) -> Path:
+    """A venv whose site-packages reaches this venv's third-party packages (a plain path entry, so their .pth
+    files, the editable install of tokenmill among them, are not processed): the executors' Python."""
+    env = tmp_path / "executor-env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
+    site = next((env / "lib").glob("python3*/site-packages"))
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return env / "bin" / "python"
+
+
+def test_executors_import_the_wheel_shipped_with_the_job(cluster: tuple[str, int], tmp_path: Path) -> None:
+    """The wheel from `pip wheel . --no-deps`, shipped by `--py-files` (as a .zip: Spark puts .zip/.egg/.jar
+    files on the executors' sys.path, a .whl it only copies), is what the executors import the package from:
+    their Python cannot import it otherwise."""
+    url, _ = cluster
+    wheel = _wheel(tmp_path)
+    shipped = tmp_path / wheel.with_suffix(".zip").name
+    shutil.copyfile(wheel, shipped)
+    executor_python = _python_without_tokenmill(tmp_path)
+    alone = subprocess.run([str(executor_python), "-c", "import pipelines"], env=_env(), capture_output=True,
+                           cwd=tmp_path, timeout=120)
+    assert alone.returncode != 0, "the executors' Python must not find tokenmill by itself"
+    deps = subprocess.run([str(executor_python), "-c", "import pyarrow, pyiceberg, numba"], env=_env(),
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert deps.returncode == 0, deps.stderr[-2000:]
+    config = tmp_path / "params.yaml"
+    config.write_text(f"""
+lake: {{root: lake}}
+sources: [{{type: local, path: "{TINY}"}}]
+""")
+    proc = subprocess.run(
+        [str(BIN / "spark-submit"), "--master", url, "--py-files", str(shipped),
+         "--conf", f"spark.pyspark.python={executor_python}", "--conf", f"spark.pyspark.driver.python={sys.executable}",
+         "--conf", "spark.executor.cores=1", "--conf", "spark.executor.memory=1g",
+         str(REPO / "tests" / "integration" / "shipped_probe.py"), str(config)],
+        cwd=tmp_path, env=_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    probe = json.loads(proc.stdout[proc.stdout.index("PROBE ") + 6:].splitlines()[0])
+    assert probe["raw_docs"] > 0
+    assert probe["origins"]
+    for origin in probe["origins"]:
+        module, python = origin.split("|")
+        assert python == str(executor_python)
+        assert f"{shipped.name}/pipelines/__init__.py" in module, module
