@@ -1,19 +1,27 @@
 """A corpus arriving in increments: the incremental stages against a full rebuild at the same point.
 
     .venv/bin/python -m benchmarks.incremental [--docs 3000] [--increments 20] [--base 0.8] [--full-at 1,10,20]
+        [--sources local,kafka] [--variants 0]
 
 Data: the first --docs records of the bundled sample (data/sample/kjv.jsonl then jargon.jsonl: real text,
-with its natural near duplicates). A base of --base of them lands in a local source folder as one JSONL file
-and is built once (ingest, curate, train-tokenizer, tokenize, shard); then each of --increments files adds an
-equal share of the rest and `ingest, curate, tokenize, shard` run again on the same lake (one Spark session),
-each stage deciding itself what to do (pipelines/snapshots.py). The anchor is a full rebuild at the same
-point: a fresh lake built from every file in the folder so far with the same tokenizer file, at the
-increments in --full-at.
+with its natural and planted near duplicates); --variants N appends N deterministic variants of each record
+(every third word replaced by another word of the record, chosen by position: new
+shingles, the same vocabulary; a new id) for a larger corpus, printed with its size.
+For each source in --sources, on its own lake and one Spark session: a base of --base of the records
+arrives (a JSONL file in a local folder, or records produced to a topic of a Tansu broker started here, the
+last one unbatched) and is built once (ingest, curate, train-tokenizer, tokenize, shard); then each of
+--increments adds an equal share of the rest and `ingest, curate, tokenize, shard` run again on the same lake,
+each stage deciding itself what to do (pipelines/snapshots.py). Anchors, after the increments in --full-at:
+a fresh lake built from the whole input so far (the folder, or the topic from offset 0) with the same
+tokenizer file. After the last increment the incremental lake itself is also rebuilt in full (curate with
+`curate.dedup.incremental=false`, then tokenize and shard, which rebuild because their input was rewritten).
 
-Printed per increment: wall seconds (sum of the four stages), docs tokenized, shards written, shards in the
-manifest; then the targets: last/first increment time (target <= 1.3), increment / full rebuild at the same
-point (target <= 0.10), and whether the final manifest's documents, as a multiset of token sequences, equal
-the full rebuild's. Each figure is one run on whatever machine runs it: say how loaded it was.
+Printed per increment: wall seconds, per stage seconds and Spark jobs, docs tokenized, shards written, shards
+in the manifest, and the fresh-lake rebuild's seconds and the ratio; then the targets: last/first increment
+time (<= 1.3), increment / full rebuild at the same point (<= 0.10), and whether the final manifest's
+documents, as a multiset of token sequences, equal the full rebuild's: the in-place rebuild (same arrivals:
+the target, see docs/dedup.md "Arrival first") and the fresh lake (one arrival for everything, so a later,
+better duplicate wins there). Each figure is one run on whatever machine runs it: say how loaded it was.
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ import argparse
 import collections
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +48,13 @@ from pipelines.stages import run_stage  # noqa: E402
 STAGES = ("ingest", "curate", "tokenize", "shard")
 
 
-def sample_records(n: int) -> list[dict[str, Any]]:
+def sample_records(n: int, variants: int = 0) -> list[dict[str, Any]]:
+    """The first `n` clean JSONL records of the sample, then `variants` rotated copies of each (new ids)."""
     out: list[dict[str, Any]] = []
     for name in ("kjv.jsonl", "jargon.jsonl"):
         for line in (ROOT / "data" / "sample" / name).read_bytes().splitlines():
             if len(out) == n:
-                return out
+                break
             try:  # the sample plants malformed records for the quarantine; the benchmark takes clean ones
                 rec = json.loads(line.decode("utf-8"))
                 out.append({"id": str(rec["id"]), "text": str(rec["text"])})
@@ -51,25 +62,102 @@ def sample_records(n: int) -> list[dict[str, Any]]:
                 continue
     if len(out) < n:
         raise SystemExit(f"the sample holds only {len(out)} JSONL records; use --docs {len(out)} or fewer")
-    return out
+    extra = []
+    for v in range(1, variants + 1):
+        for rec in out:  # every third word swapped for another of the record's words: a new document to dedup
+            words = rec["text"].split(" ")
+            extra.append({"id": f"{rec['id']}~v{v}", "text": " ".join(
+                words[(j * 7 + v) % len(words)] if (j + v) % 3 == 0 else w for j, w in enumerate(words))})
+    # interleave, so the base and every increment hold originals and variants alike
+    return [r for group in zip(*([out] + [extra[i * n:(i + 1) * n] for i in range(variants)]), strict=True)
+            for r in group]
 
 
-def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+class LocalFeed:
+    """Increments as JSONL files in one folder."""
+
+    def __init__(self, work: Path) -> None:
+        self.folder = work / "in-local"
+        self.folder.mkdir()
+        self.parts = 0
+
+    def source(self) -> str:
+        return f"[{{type: local, path: '{self.folder}'}}]"
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        path = self.folder / f"part-{self.parts:03d}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        self.parts += 1
+
+    def close(self) -> None:
+        pass
 
 
-def config(root: Path, folder: Path, tokenizer: Path) -> Config:
+class KafkaFeed:
+    """Increments as records produced to one topic of a Tansu broker started here (tests' broker)."""
+
+    def __init__(self, work: Path) -> None:
+        from kafka import KafkaProducer
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        from benchmarks.follow import start_broker
+
+        self.broker, self.bootstrap = start_broker(work)
+        self.topic = "bench-incremental"
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=1)])
+        admin.close()
+        self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+
+    def source(self) -> str:
+        return (f"[{{type: kafka, bootstrap: '{self.bootstrap}', topics: [{self.topic}], name: {self.topic}, "
+                f"poll_timeout_ms: 5000}}]")
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        # Tansu's high watermark is the last batch's base offset + 1: the final record goes alone
+        for r in records[:-1]:
+            self.producer.send(self.topic, json.dumps(r, ensure_ascii=False).encode(), partition=0)
+        self.producer.flush()
+        self.producer.send(self.topic, json.dumps(records[-1], ensure_ascii=False).encode(), partition=0)
+        self.producer.flush()
+
+    def close(self) -> None:
+        self.producer.close()
+        self.broker.terminate()
+        self.broker.wait(timeout=30)
+
+
+def config(root: Path, source: str, tokenizer: Path, *extra: str) -> Config:
     return load_config(None, [
-        f"lake.root={root}", f"lake.metrics_dir={root}/metrics", f"sources=[{{type: local, path: '{folder}'}}]",
+        f"lake.root={root}", f"lake.metrics_dir={root}/metrics", f"sources={source}",
         "spark.master=local[2]", f"tokenize.tokenizer={tokenizer}", "tokenize.train.vocab_size=4096",
-        "shard.target_bytes=1048576",
+        "shard.target_bytes=1048576", *extra,
     ])
 
 
-def run_stages(cfg: Config, spark: Any, stages: tuple[str, ...]) -> tuple[float, dict[str, Any]]:
-    start = time.perf_counter()
-    reports = {name: run_stage(name, cfg, spark) for name in stages}
-    return time.perf_counter() - start, reports
+@dataclass
+class Timed:
+    seconds: float = 0.0
+    reports: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, tuple[float, int]] = field(default_factory=dict)  # seconds, Spark jobs
+
+    def profile(self) -> str:
+        return " ".join(f"{n[:3]} {s:5.1f}s/{j:2d}j" for n, (s, j) in self.stages.items())
+
+
+def run_stages(cfg: Config, spark: Any, stages: tuple[str, ...], tag: str) -> Timed:
+    """Run `stages` in order; wall seconds in total and per stage, with the Spark jobs each started."""
+    sc = spark.sparkContext
+    out = Timed()
+    for name in stages:
+        group = f"{tag}/{name}"
+        sc.setJobGroup(group, group)
+        start = time.perf_counter()
+        out.reports[name] = run_stage(name, cfg, spark)
+        seconds = time.perf_counter() - start
+        out.stages[name] = (seconds, len(sc.statusTracker().getJobIdsForGroup(group)))
+        out.seconds += seconds
+    return out
 
 
 def token_multiset(manifest_uri: str) -> collections.Counter[str]:
@@ -88,71 +176,97 @@ def token_multiset(manifest_uri: str) -> collections.Counter[str]:
     return counts
 
 
+def compare(label: str, ours: collections.Counter[str], other: collections.Counter[str]) -> None:
+    same = ours == other
+    print(f"final manifest vs {label}: {ours.total()} vs {other.total()} documents; token sequences identical "
+          f"as a multiset: {same}" + ("" if same else f" ({(ours - other).total()} only incremental, "
+                                                     f"{(other - ours).total()} only the rebuild)"))
+
+
+def bench_source(kind: str, records: list[dict[str, Any]], args: argparse.Namespace, work: Path, spark: Any) -> None:
+    n_base = int(len(records) * args.base)
+    step = (len(records) - n_base) // args.increments
+    full_at = {int(x) for x in args.full_at.split(",") if x}
+    feed = LocalFeed(work) if kind == "local" else KafkaFeed(work)
+    tokenizer = work / f"tokenizer-{kind}.json"
+    try:
+        cfg = config(work / f"lake-{kind}", feed.source(), tokenizer)
+        feed.add(records[:n_base])
+        base = run_stages(cfg, spark, ("ingest", "curate", "train-tokenizer", "tokenize", "shard"), f"{kind}-base")
+        print(f"\n[{kind}] base {n_base} docs: {base.seconds:.1f} s ({base.profile()}); {args.increments} "
+              f"increments of {step} docs; fresh-lake rebuilds after increments {sorted(full_at)}")
+        print(f"{'inc':>3} {'docs':>6} {'incr s':>7} {'tokenized':>9} {'shards+':>7} {'shards':>6} {'full s':>7} "
+              f"{'incr/full':>9}  per stage (seconds/Spark jobs)")
+        rows: list[dict[str, Any]] = []
+        fresh_manifest = None
+        for i in range(1, args.increments + 1):
+            lo = n_base + (i - 1) * step
+            hi = len(records) if i == args.increments else lo + step
+            feed.add(records[lo:hi])
+            inc = run_stages(cfg, spark, STAGES, f"{kind}-{i}")
+            row = {"inc": i, "seconds": inc.seconds, "manifest": inc.reports["shard"].outputs["manifest"]}
+            full = ""
+            if i in full_at:
+                fresh = run_stages(config(work / f"fresh-{kind}-{i}", feed.source(), tokenizer), spark, STAGES,
+                                   f"{kind}-fresh-{i}")
+                row["full_seconds"] = fresh.seconds
+                full = f"{fresh.seconds:7.1f} {inc.seconds / fresh.seconds:9.2f}"
+                if i == args.increments:
+                    fresh_manifest = fresh.reports["shard"].outputs["manifest"]
+            rows.append(row)
+            print(f"{i:3d} {hi:6d} {inc.seconds:7.1f} {inc.reports['tokenize'].counts['docs']:9d} "
+                  f"{inc.reports['shard'].counts['shards_written']:7d} {inc.reports['shard'].counts['shards']:6d} "
+                  f"{full:>17}  {inc.profile()}", flush=True)
+        times = [r["seconds"] for r in rows]
+        print(f"[{kind}] last/first increment time: {times[-1] / times[0]:.2f} (target <= 1.3); median increment "
+              f"{sorted(times)[len(times) // 2]:.1f} s")
+        for r in rows:
+            if "full_seconds" in r:
+                print(f"[{kind}] increment {r['inc']}: {r['seconds']:.1f} s vs fresh-lake rebuild "
+                      f"{r['full_seconds']:.1f} s = {r['seconds'] / r['full_seconds']:.2f} (target <= 0.10)")
+        ours = token_multiset(rows[-1]["manifest"])
+        inplace = run_stages(config(work / f"lake-{kind}", feed.source(), tokenizer, "curate.dedup.incremental=false"),
+                             spark, ("curate", "tokenize", "shard"), f"{kind}-inplace")
+        print(f"[{kind}] in-place full rebuild (curate, tokenize, shard): {inplace.seconds:.1f} s "
+              f"({inplace.profile()})")
+        compare("an in-place full rebuild (same arrivals)", ours,
+                token_multiset(inplace.reports["shard"].outputs["manifest"]))
+        if fresh_manifest is not None:
+            compare("a fresh-lake rebuild (one arrival)", ours, token_multiset(fresh_manifest))
+    finally:
+        feed.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, default=3000)
+    ap.add_argument("--variants", type=int, default=0, help="deterministic variants per sample record")
     ap.add_argument("--increments", type=int, default=20)
     ap.add_argument("--base", type=float, default=0.8)
-    ap.add_argument("--full-at", default="1,10,20", help="increments after which a full rebuild is timed")
+    ap.add_argument("--full-at", default="1,10,20", help="increments after which a fresh-lake rebuild is timed")
+    ap.add_argument("--sources", default="local,kafka", help="comma-separated: local, kafka")
     ap.add_argument("--keep-lakes", action="store_true", help="keep the work folder (lakes, inputs) and print it")
     args = ap.parse_args()
     from pipelines.config import SparkConfig
     from pipelines.spark_session import build_session
 
-    records = sample_records(args.docs)
-    n_base = int(len(records) * args.base)
-    step = (len(records) - n_base) // args.increments
-    full_at = {int(x) for x in args.full_at.split(",") if x}
+    records = sample_records(args.docs, args.variants)
+    size = sum(len(r["text"].encode()) for r in records)
+    print(f"corpus: {len(records)} docs, {size / 1e6:.1f} MB of text ({args.docs} sample records, "
+          f"{args.variants} variants each); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     work = Path(tempfile.mkdtemp(prefix="tokenmill-incremental-"))
-    folder, tokenizer = work / "in", work / "tokenizer.json"
-    folder.mkdir()
     spark = build_session(SparkConfig(master="local[2]", app_name="bench-incremental",
                                       conf={"spark.ui.showConsoleProgress": "false"}))
-    cfg = config(work / "lake", folder, tokenizer)
-    write_jsonl(folder / "part-000.jsonl", records[:n_base])
-    base_s, _ = run_stages(cfg, spark, ("ingest", "curate", "train-tokenizer", "tokenize", "shard"))
-    print(f"corpus: {len(records)} docs, base {n_base} ({base_s:.1f} s to build), {args.increments} increments "
-          f"of {step} docs; full rebuilds after increments {sorted(full_at)}")
-    print(f"{'inc':>3} {'docs':>6} {'incr s':>7} {'tokenized':>9} {'shards+':>7} {'shards':>6} {'full s':>7} "
-          f"{'incr/full':>9}")
-    rows: list[dict[str, Any]] = []
-    final_full_manifest = None
-    for i in range(1, args.increments + 1):
-        lo = n_base + (i - 1) * step
-        hi = len(records) if i == args.increments else lo + step
-        write_jsonl(folder / f"part-{i:03d}.jsonl", records[lo:hi])
-        seconds, reports = run_stages(cfg, spark, STAGES)
-        row = {"inc": i, "docs": hi, "seconds": seconds, "tokenized": reports["tokenize"].counts["docs"],
-               "shards_written": reports["shard"].counts["shards_written"],
-               "shards": reports["shard"].counts["shards"], "manifest": reports["shard"].outputs["manifest"]}
-        if i in full_at:
-            full_cfg = config(work / f"full-{i}", folder, tokenizer)
-            row["full_seconds"], full_reports = run_stages(full_cfg, spark, STAGES)
-            if i == args.increments:
-                final_full_manifest = full_reports["shard"].outputs["manifest"]
-        rows.append(row)
-        full = f"{row['full_seconds']:7.1f} {seconds / row['full_seconds']:9.2f}" if "full_seconds" in row else ""
-        print(f"{i:3d} {hi:6d} {seconds:7.1f} {row['tokenized']:9d} {row['shards_written']:7d} {row['shards']:6d} "
-              f"{full}", flush=True)
-    times = [r["seconds"] for r in rows]
-    print(f"\nlast/first increment time: {times[-1] / times[0]:.2f} (target <= 1.3); median increment "
-          f"{sorted(times)[len(times) // 2]:.1f} s")
-    for r in rows:
-        if "full_seconds" in r:
-            print(f"increment {r['inc']}: {r['seconds']:.1f} s vs full rebuild {r['full_seconds']:.1f} s = "
-                  f"{r['seconds'] / r['full_seconds']:.2f} (target <= 0.10)")
-    if final_full_manifest is not None:
-        ours, rebuilt = token_multiset(rows[-1]["manifest"]), token_multiset(final_full_manifest)
-        same = ours == rebuilt
-        print(f"final manifest vs full rebuild: {ours.total()} vs {rebuilt.total()} documents; token "
-              f"sequences identical as a multiset: {same}"
-              + ("" if same else f" ({(ours - rebuilt).total()} only incremental, "
-                                 f"{(rebuilt - ours).total()} only full)"))
-    spark.stop()
-    if args.keep_lakes:
-        print(f"lakes kept under {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
+    try:
+        for kind in args.sources.split(","):
+            bench_source(kind.strip(), records, args, work, spark)
+    finally:
+        spark.stop()
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+        if args.keep_lakes:
+            print(f"lakes kept under {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,22 @@ _PER_KEY_NULLS = int(pa.__version__.split(".")[0]) >= 25
 DEFAULT_KEEP = ["-quality_score", "-n_chars", "doc_id"]
 
 
+def arrival_first(keep: list[str], arrival: str) -> list[str]:
+    """The keep rule with the arrival column (ascending: earliest first) leading it, unless `keep` names it.
+
+    With arrival leading, a document already published keeps priority over a duplicate that arrives later,
+    and a full rebuild over the same arrivals keeps what incremental runs kept; documents that arrived
+    together are ranked by `keep` as before.
+
+    >>> arrival_first(["-quality_score", "doc_id"], "ingested_at")
+    ['ingested_at', '-quality_score', 'doc_id']
+    >>> arrival_first(["-ingested_at"], "ingested_at")
+    ['-ingested_at']
+    """
+    named = {item[1:] if item.startswith(("-", "+")) else item for item in keep}
+    return list(keep) if arrival in named else [arrival, *keep]
+
+
 def parse_keep_rule(keep: list[str]) -> list[tuple[str, bool]]:
     """[(column, descending)] with the doc_id tie-break appended. Raises ValueError on an empty name or a
     column given twice."""

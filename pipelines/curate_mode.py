@@ -15,7 +15,7 @@ from pipelines import lake
 from pipelines.config import Config
 from pipelines.snapshots import InputPlan, input_snapshot, params_digest, plan_input
 
-CODE_VERSION = "1"  # bump when curate decides differently for the same raw docs and params
+CODE_VERSION = "2"  # bump when curate decides differently for the same raw docs and params (2: arrival first)
 DECISIONS_LINK = f"{lake.SUMMARY_PREFIX}decisions_snapshot_id"
 CLEAN_LINK = f"{lake.SUMMARY_PREFIX}clean_snapshot_id"
 MODE_KEY = f"{lake.SUMMARY_PREFIX}curate.mode"

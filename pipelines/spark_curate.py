@@ -21,6 +21,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from dedup.exact import text_hash128_hex
 from dedup.incremental import dedup_index_params
+from dedup.keep import arrival_first
 from dedup.spark import exact_duplicates, near_duplicates
 from dedup.spark_incremental import exact_duplicates_incremental, index_rows, near_duplicates_incremental
 from dedup.spark_resolve import RESULT_DDL
@@ -44,6 +45,10 @@ from schemas.signals import SIGNAL_FIELDS
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMNS = [f.name for f in SOURCE_FIELDS]
+# when a raw doc arrived (one timestamp per ingest commit): it leads the keep rule and the choice among repeated
+# doc_ids, so a published document keeps priority over a later duplicate in incremental and full runs alike
+ARRIVAL = "ingested_at"
+RAW_COLUMNS = ["doc_id", "text", *SOURCE_COLUMNS, ARRIVAL]
 SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
 # links between the three commits of a run (snapshot summary keys), see run_curate_incremental
 DECISIONS_LINK = "tokenmill.decisions_snapshot_id"
@@ -55,7 +60,7 @@ def curated_schema() -> pa.Schema:
     """Rows leaving the filter step: the raw row's identity and source, the final text, reason, hash, signals."""
     clean = TABLES["clean_docs"].arrow_schema
     return pa.schema([clean.field("doc_id"), clean.field("text"), *(clean.field(c) for c in SOURCE_COLUMNS),
-                      pa.field("reason", pa.string()), clean.field("exact_hash"),
+                      TABLES["raw_docs"].arrow_schema.field(ARRIVAL), pa.field("reason", pa.string()), clean.field("exact_hash"),
                       *(clean.field(c) for c in SIGNAL_COLUMNS)])
 
 
@@ -69,7 +74,7 @@ def _filter_partitions(cfg: CurateConfig):
             out = curate_batch(batch, normalize=cfg.normalize, filters=list(cfg.filters))
             columns = {name: out.column(name) for name in out.schema.names}
             columns["exact_hash"] = text_hash128_hex(columns["text"])
-            for name in SOURCE_COLUMNS:
+            for name in (*SOURCE_COLUMNS, ARRIVAL):
                 columns[name] = batch.column(name)
             arrays = [columns[f.name] if f.name in columns else pa.nulls(batch.num_rows, f.type) for f in schema]
             yield pa.RecordBatch.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
@@ -87,22 +92,25 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     place (its text equals the removed one's, so it has the same similarity to the kept one and the same
     evidence): every kept_doc_id names a kept document. `old` = (clean_docs (doc_id, exact_hash),
     dedup_index rows) of earlier kept documents: the documents of `passed` are then deduplicated against
-    those too, and the old ones always stay kept. `stats` receives near dedup's component report.
+    those too, and the old ones always stay kept. The keep rule is `curate.dedup.keep` led by the arrival
+    (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake keeps the document that arrived first,
+    as the incremental runs did. `stats` receives near dedup's component report.
     """
-    keep_cols = [k.lstrip("-+") for k in cfg.dedup.keep]
+    dedup_cfg = cfg.dedup.model_copy(update={"keep": arrival_first(cfg.dedup.keep, ARRIVAL)})
+    keep_cols = [k.lstrip("-+") for k in dedup_cfg.keep]
     cols = list(dict.fromkeys(["doc_id", "text", "exact_hash", *keep_cols]))
     candidates = passed.select(*cols)
     result = candidates.sparkSession.createDataFrame([], f"{RESULT_DDL}, dup_reason string")
     exact = None
     if cfg.dedup.exact:
-        exact = (exact_duplicates(candidates, keep=cfg.dedup.keep) if old is None
-                 else exact_duplicates_incremental(candidates, old[0], keep=cfg.dedup.keep))
+        exact = (exact_duplicates(candidates, keep=dedup_cfg.keep) if old is None
+                 else exact_duplicates_incremental(candidates, old[0], keep=dedup_cfg.keep))
         exact = exact.withColumn("dup_reason", F.lit("exact"))
         candidates = candidates.join(exact.select("doc_id"), "doc_id", "left_anti")
     if cfg.dedup.near:
-        near = (near_duplicates(candidates, cfg=cfg.dedup, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps)
+        near = (near_duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps)
                 if old is None
-                else near_duplicates_incremental(candidates, old[1], cfg=cfg.dedup, checkpoint_dir=checkpoint_dir,
+                else near_duplicates_incremental(candidates, old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
                                                  stats=stats))
         near = near.withColumn("dup_reason", F.lit("near")).localCheckpoint()
         result = result.unionByName(near)
@@ -142,7 +150,7 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
     # filtered documents, signatures, edges and component rounds survive a killed run (spark_curate_steps)
     steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"])), on_done=lambda n: failpoint(f"curate.{n}"))
     try:
-        raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+        raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select(*RAW_COLUMNS)
         primary, repeats = _split_repeated_ids(raw_df)
         curated = _filtered(spark, primary, cfg.curate, scratch, steps)
         stats: dict[str, int] = {}
@@ -179,7 +187,7 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
             repaired |= _repair_index(spark, cfg, tables, run_id)
         decided_rows = read_table_df(spark, tables["doc_decisions"]).select("doc_id", *SOURCE_COLUMNS)
         raw_all = (read_data_files_df(spark, tables["raw_docs"], plan.files) if plan is not None and plan.files
-                   else read_table_df(spark, tables["raw_docs"])).select("doc_id", "text", *SOURCE_COLUMNS)
+                   else read_table_df(spark, tables["raw_docs"])).select(*RAW_COLUMNS)
         raw_df = raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
         primary, repeats = _split_repeated_ids(raw_df, decided_rows.select("doc_id").distinct())
         curated = _filtered(spark, primary, cfg.curate, scratch)
@@ -232,10 +240,10 @@ def _same_row(left: DataFrame, right: DataFrame) -> Column:
 
 
 def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
-    """(primary, repeats): of the raw rows sharing a doc_id, the first by source coordinates (then text) is
-    curated; the others, and rows whose doc_id already has a decision (`known_ids`), become duplicates with
+    """(primary, repeats): of the raw rows sharing a doc_id, the first to arrive (ingested_at), then by source
+    coordinates (then text), is curated; the others, and rows whose doc_id already has a decision (`known_ids`), become duplicates with
     reason `doc_id`. Deterministic for any partitioning."""
-    order = [F.col(c).asc_nulls_first() for c in (*SOURCE_COLUMNS, "text")]
+    order = [F.col(ARRIVAL).asc_nulls_last(), *(F.col(c).asc_nulls_first() for c in (*SOURCE_COLUMNS, "text"))]
     ranked = raw_df.withColumn("_rank", F.row_number().over(Window.partitionBy("doc_id").orderBy(*order)))
     primary = ranked.where(F.col("_rank") == 1).drop("_rank")
     repeats = ranked.where(F.col("_rank") > 1).drop("_rank")
@@ -341,7 +349,7 @@ def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
         raise StageInputError(f"clean_docs holds documents without a 'kept' decision (e.g. {extra}); an earlier "
                               "full curate did not finish: run curate with curate.dedup.incremental=false")
     missing = kept_ids.join(clean_ids, "doc_id", "left_anti")
-    raw_df = read_table_df(spark, tables["raw_docs"]).select("doc_id", "text", *SOURCE_COLUMNS)
+    raw_df = read_table_df(spark, tables["raw_docs"]).select(*RAW_COLUMNS)
     rows = _filtered(spark, raw_df.join(missing, "doc_id", "left_semi"), cfg.curate, f"{scratch}/repair")
     dec_cols = read_table_df(spark, decisions).columns
     size = (F.col("cluster_size") if "cluster_size" in dec_cols else F.lit(None).cast("long")).alias("cluster_size")

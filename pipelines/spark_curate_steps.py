@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.config import Config
+from pipelines.curate_mode import CODE_VERSION
 from pipelines.storage import local_path
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def steps_root(cfg: Config) -> Path | None:
 def steps_dir(cfg: Config, raw_snapshot_id: int | None) -> Path | None:
     """The folder of one (input snapshot, curate parameters) pair; folders of other pairs are removed."""
     params = json.dumps(cfg.curate.model_dump(mode="json"), sort_keys=True)
-    key = hashlib.sha256(f"{raw_snapshot_id}|{cfg.lake.read_version}|{params}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{raw_snapshot_id}|{cfg.lake.read_version}|{params}|{CODE_VERSION}".encode()).hexdigest()[:16]
     root = steps_root(cfg)
     if root is None:
         log.info("curate: scratch is not local, steps are not persisted (a killed run starts again)")

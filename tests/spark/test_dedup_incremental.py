@@ -208,3 +208,35 @@ def test_interrupted_runs_are_completed(spark, tmp_path: Path, monkeypatch: pyte
     assert {r["doc_id"] for r in _rows(cfg, "clean_docs")} >= {"fortune-tao-0025", "fortune-fortunes-0036"}
     snaps = _snapshots(cfg)
     assert run_curate(spark, cfg).skipped and _snapshots(cfg) == snaps
+
+
+def test_a_later_better_duplicate_leaves_the_published_one_kept_in_full_rebuilds_too(spark, tmp_path: Path) -> None:
+    """A shorter near copy arrives first and is kept; the longer original (the keep rule's choice) arrives in a
+    later ingest and is its duplicate. A full rebuild of the same lake decides every document the same way,
+    because the arrival (ingested_at) leads the keep rule; documents that arrive together follow the keep rule."""
+    old = _texts(TINY / "docs-a.jsonl")
+    tao = _texts(TINY / "docs-b.jsonl.gz")["fortune-tao-0025"]
+    original = old["kjv-jonah-004"]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jsonl").write_text("".join(json.dumps(d) + "\n" for d in (
+        {"id": "early-copy", "text": _cut(original, [(40, 44), (250, 254)])}, {"id": "early-tao", "text": tao})))
+    cfg = _config(tmp_path / "lake", folder, incremental=True)
+    run_ingest(spark, cfg)
+    run_curate(spark, cfg)
+    (folder / "2.jsonl").write_text("".join(json.dumps(d) + "\n" for d in (
+        {"id": "late-original", "text": original}, {"id": "late-tao-copy", "text": tao + " And so on."},
+        {"id": "late-tao-longer", "text": tao + " And so on, and so forth."})))
+    run_ingest(spark, cfg)
+    assert run_curate(spark, cfg).counts["duplicate"] == 3
+    incremental = _check_consistent(cfg)
+    decided = {d: (r["decision"], r["reason"], r["kept_doc_id"]) for d, r in incremental.items()}
+    assert decided == {
+        "early-copy": ("kept", None, None), "early-tao": ("kept", None, None),
+        "late-original": ("duplicate", "near", "early-copy"),
+        "late-tao-copy": ("duplicate", "near", "early-tao"), "late-tao-longer": ("duplicate", "near", "early-tao"),
+    }
+    rebuilt = run_curate(spark, _config(tmp_path / "lake", folder, incremental=False))
+    assert rebuilt.counts["duplicate"] == 3
+    full = _check_consistent(cfg)
+    assert {d: (r["decision"], r["reason"], r["kept_doc_id"]) for d, r in full.items()} == decided

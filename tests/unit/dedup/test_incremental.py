@@ -15,6 +15,8 @@ from dedup.incremental import (
     near_duplicates_against_index_local,
     signature_matrix,
 )
+from dedup.keep import arrival_first
+from dedup.local import near_duplicates_local
 from dedup.lsh import band_keys
 from dedup.minhash import minhash_signatures
 
@@ -118,3 +120,18 @@ def test_overlapping_ids_and_foreign_index_are_rejected() -> None:
     narrow = CFG.model_copy(update={"bands": 8, "rows": 8})
     with pytest.raises(ValueError, match="8 keys per row"):
         near_duplicates_against_index_local([_batch(["b"], [OTHER])], index, cfg=narrow)
+
+
+def test_arrival_first_makes_a_full_run_keep_what_incremental_runs_kept() -> None:
+    cfg = CFG.model_copy(update={"keep": arrival_first(CFG.keep, "arrival"), "verify": "signature"})
+    early = BASE.removesuffix(" and cold")  # shorter: the keep rule alone prefers the later, longer original
+    first = pa.table({"doc_id": ["early"], "text": [early], "n_chars": [len(early)], "arrival": [1]})
+    later = pa.table({"doc_id": ["late", "late-other"], "text": [BASE, OTHER], "n_chars": [len(BASE), len(OTHER)],
+                      "arrival": [2, 2]})
+    assert near_duplicates_local([first], cfg=cfg).num_rows == 0  # the first run keeps (publishes) "early"
+    incremental = near_duplicates_against_index_local([later], _index(["early"], [early]), cfg=cfg)
+    full = near_duplicates_local([first, later], cfg=cfg)
+    assert _ids(incremental) == _ids(full) == [{"doc_id": "late", "cluster_id": "early", "kept_doc_id": "early"}]
+    # without the arrival leading the rule, a full run would drop the published document for the later one
+    plain = near_duplicates_local([first, later], cfg=cfg.model_copy(update={"keep": CFG.keep}))
+    assert _ids(plain) == [{"doc_id": "early", "cluster_id": "early", "kept_doc_id": "late"}]
