@@ -95,7 +95,7 @@ def sample_side_by_side(cores: int) -> None:
     from dedup.local import exact_duplicates_local, near_duplicates_local
     from dedup.spark import exact_duplicates, near_duplicates
     from pipelines.config import SparkConfig
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
 
     table, cfg = sample_table(), DedupConfig()
 
@@ -146,7 +146,7 @@ def main() -> None:
     from dedup.exact import text_hash128_hex
     from dedup.spark import exact_duplicates, near_duplicates
     from pipelines.config import SparkConfig
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
 
     spark = build_session(SparkConfig(master=f"local[{args.cores}]", app_name="dedup-bench",
                                       conf={"spark.sql.shuffle.partitions": str(4 * args.cores),

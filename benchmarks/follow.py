@@ -8,7 +8,7 @@ and lakes:
 - anchor: `tokenmill run` started again as soon as the previous one exits (a cron job with no gap), each
   a new process and Spark session.
 
-Freshness is measured the same way for both (pipelines.follow.published_freshness): seconds from a
+Freshness is measured the same way for both (pipelines.stages.follow.published_freshness): seconds from a
 record's Kafka timestamp to the publication of the manifest that first contains it. Prints cycles,
 documents published, freshness p50/p95 and the ratio anchor/ours (> 1: ours is fresher).
 
@@ -38,8 +38,8 @@ import time  # noqa: E402
 import yaml  # noqa: E402
 
 from pipelines.config import Config, load_config  # noqa: E402
-from pipelines.follow import StopFlag, freshness_stats, published_freshness, run_follow  # noqa: E402
-from pipelines.spark_session import build_session  # noqa: E402
+from pipelines.lake.spark import build_session  # noqa: E402
+from pipelines.stages.follow import StopFlag, freshness_stats, published_freshness, run_follow  # noqa: E402
 
 REPO = _HERE.parent
 KJV = REPO / "data" / "sample" / "kjv.jsonl"

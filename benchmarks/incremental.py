@@ -11,7 +11,7 @@ For each source in --sources, on its own lake and one Spark session: a base of -
 arrives (a JSONL file in a local folder, or records produced to a topic of a Tansu broker started here, the
 last one unbatched) and is built once (ingest, curate, train-tokenizer, tokenize, shard); then each of
 --increments adds an equal share of the rest and `ingest, curate, tokenize, shard` run again on the same lake,
-each stage deciding itself what to do (pipelines/snapshots.py). Anchors, after the increments in --full-at:
+each stage deciding itself what to do (pipelines/stages/snapshots.py). Anchors, after the increments in --full-at:
 a fresh lake built from the whole input so far (the folder, or the topic from offset 0) with the same
 tokenizer file. After the last increment the incremental lake itself is also rebuilt in full (curate with
 `curate.dedup.incremental=false`, then tokenize and shard, which rebuild because their input was rewritten).
@@ -248,7 +248,7 @@ def main() -> None:
     ap.add_argument("--keep-lakes", action="store_true", help="keep the work folder (lakes, inputs) and print it")
     args = ap.parse_args()
     from pipelines.config import SparkConfig
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
 
     records = sample_records(args.docs, args.variants)
     size = sum(len(r["text"].encode()) for r in records)

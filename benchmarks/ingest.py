@@ -38,8 +38,8 @@ import pyarrow.json as pajson  # noqa: E402
 
 from pipelines import lake  # noqa: E402
 from pipelines.config import Config, load_config  # noqa: E402
-from pipelines.spark_ingest import run_ingest  # noqa: E402
-from pipelines.spark_session import build_session  # noqa: E402
+from pipelines.lake.spark import build_session  # noqa: E402
+from pipelines.stages.ingest.spark import run_ingest  # noqa: E402
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer

@@ -179,8 +179,8 @@ def spark_ingest(folder: Path, root: Path, n: int) -> float:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
     from pipelines import lake
     from pipelines.config import Config, load_config
-    from pipelines.spark_ingest import run_ingest
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
+    from pipelines.stages.ingest.spark import run_ingest
 
     base = load_config(None, ["spark.master=local[2]", "ingest.parallelism=2"])
     spark = build_session(base.spark)

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from pipelines.filters.config import LanguageFilter
 from pipelines.filters.language import detect_languages, language_scoring_text
-from pipelines.normalize import NormalizeConfig, normalize_text
+from pipelines.filters.normalize import NormalizeConfig, normalize_text
 
 ROOT = Path(__file__).resolve().parents[1]
 FORTUNES = Path("/usr/share/games/fortunes")

@@ -76,8 +76,8 @@ def main() -> None:
 
     from pipelines import lake
     from pipelines.config import load_config
-    from pipelines.spark_session import build_session
-    from pipelines.spark_shard import run_shard
+    from pipelines.lake.spark import build_session
+    from pipelines.stages.shard.spark import run_shard
     from schemas.tokens import TABLE
 
     target = int(args.target_mb * 1024 * 1024)

@@ -85,9 +85,9 @@ def main() -> None:
 
     from pipelines import lake
     from pipelines.config import load_config
-    from pipelines.spark_session import build_session
-    from pipelines.spark_tokenize import run_tokenize
-    from pipelines.train_tokenizer import save_tokenizer, train_bpe
+    from pipelines.lake.spark import build_session
+    from pipelines.stages.tokenize.spark import run_tokenize
+    from pipelines.stages.tokenize.train import save_tokenizer, train_bpe
     from schemas.clean_docs import TABLE as CLEAN_DOCS
 
     texts = corpus(args.mb)

@@ -1,8 +1,8 @@
 """Monitoring and lineage kernels against their anchors, on the same data in one run.
 
-1. Signal drift: `pipelines.monitor.ks_distance` against `scipy.stats.ks_2samp` (statistic only) on two
+1. Signal drift: `pipelines.ops.monitor.ks_distance` against `scipy.stats.ks_2samp` (statistic only) on two
    seeded samples of `--n` values each; the statistics must agree.
-2. Lineage shard lookup: finding the shard member of a document with `pipelines.lineage.locate_in_shards`
+2. Lineage shard lookup: finding the shard member of a document with `pipelines.ops.lineage.locate_in_shards`
    (reads each shard's index, then only the JSON members) against reading the tars from the start with the
    upstream `webdataset` library until the document turns up. Shards are written with tokenmill's own shard
    writer; documents to look up are drawn with a fixed seed, spread over the whole dataset.
@@ -73,8 +73,8 @@ def main() -> None:
 
     from scipy.stats import ks_2samp
 
-    from pipelines.lineage import locate_in_shards
-    from pipelines.monitor import ks_distance
+    from pipelines.ops.lineage import locate_in_shards
+    from pipelines.ops.monitor import ks_distance
     from sharding.format import read_manifest
 
     rng = np.random.default_rng(args.seed)

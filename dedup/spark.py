@@ -292,6 +292,6 @@ def checkpoint(df: DataFrame, checkpoint_dir: str | None) -> DataFrame:
     directory, a local checkpoint on the executors. The caller removes the directory."""
     if not checkpoint_dir:
         return df.localCheckpoint()
-    from pipelines.spark_tables import materialize  # the pyarrow table I/O lives with the other Spark I/O
+    from pipelines.lake.files.spark import materialize  # the pyarrow table I/O lives with the other Spark I/O
 
     return materialize(df, checkpoint_dir)

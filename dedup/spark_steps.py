@@ -1,7 +1,7 @@
 """Persisted steps of a Spark job, so that a run killed midway continues where it stopped.
 
 Each step's result is Parquet in its own folder under one run folder, written and read by the tasks through
-pyarrow (`pipelines.spark_tables`, no Hadoop filesystem); a step is complete when its folder has the `_SUCCESS`
+pyarrow (`pipelines.lake.files.spark`, no Hadoop filesystem); a step is complete when its folder has the `_SUCCESS`
 marker, written by the driver last, after every task's file, and naming those files and their schema (files of
 failed task attempts are not named, so never read). A SIGKILL during a step leaves it incomplete and a re-run
 recomputes that step only. Without a folder, steps are local checkpoints (nothing
@@ -58,7 +58,7 @@ class Steps:
         return self._read(name)
 
     def _write(self, name: str, df: DataFrame) -> None:
-        from pipelines.spark_tables import write_files
+        from pipelines.lake.files.spark import write_files
 
         folder = Path(self.path(name))
         shutil.rmtree(folder, ignore_errors=True)  # what an interrupted attempt at this step left
@@ -71,7 +71,7 @@ class Steps:
         tmp.replace(folder / MARKER)
 
     def _read(self, name: str) -> DataFrame:
-        from pipelines.spark_tables import read_units_df
+        from pipelines.lake.files.spark import read_units_df
 
         marker = json.loads((Path(self.path(name)) / MARKER).read_text())
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(marker["schema"])))

@@ -20,7 +20,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     install_log_redaction()
     try:
         cfg = load_config(args.config, args.overrides)
-        from pipelines.spark_session import build_session
+        from pipelines.lake.spark import build_session
         from pipelines.stages import run_stage
 
         # under spark-submit, master, deploy mode and --conf come from spark-submit, not params.yaml

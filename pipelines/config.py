@@ -17,13 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from dedup.config import DedupConfig
 from pipelines.errors import ConfigError
 from pipelines.filters.config import FilterSpec, LengthFilter, NormalizeConfig
-from pipelines.follow_config import FollowConfig
-from pipelines.gc_config import GcConfig
-from pipelines.monitor_config import MonitorConfig
+from pipelines.ops.gc_config import GcConfig
+from pipelines.ops.monitor_config import MonitorConfig
 from pipelines.secrets import check_no_literal_secrets, resolve_settings
 from pipelines.sources.config import IngestConfig, SourceConfig
+from pipelines.stages.follow_config import FollowConfig
+from pipelines.stages.tokenize.config import TokenizeConfig
 from pipelines.storage import S3Options
-from pipelines.tokenize_config import TokenizeConfig
 from sharding.write.config import ShardConfig
 
 

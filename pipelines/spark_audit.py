@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.sources.identity import KEY_COLUMNS, allowed_repeats_of_objects, kafka_offsets_were_reset
-from pipelines.spark_session import read_table_df
+from pipelines.lake.spark import read_table_df
 
 EXAMPLES = 5
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     from pipelines.config import SparkConfig
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
 
     session = build_session(
         SparkConfig(master="local[2]", app_name="tokenmill-tests", conf={"spark.sql.shuffle.partitions": "4"})

@@ -19,8 +19,8 @@ from pipelines.filters import stats as S
 from pipelines.filters.base import BatchContext, Filter
 from pipelines.filters.config import NormalizeConfig
 from pipelines.filters.counts import TextCounts
+from pipelines.filters.normalize import normalize_text
 from pipelines.filters.rules import quality_score, ratio
-from pipelines.normalize import normalize_text
 from schemas.base import TableDef, make_schema
 from schemas.signals import SIGNAL_FIELDS
 

@@ -37,7 +37,7 @@ __all__ = [
 
 
 class NormalizeConfig(BaseModel):
-    """How raw text is normalized before any filter sees it (see `pipelines.normalize`)."""
+    """How raw text is normalized before any filter sees it (see `pipelines.filters.normalize`)."""
 
     model_config = ConfigDict(extra="forbid")
 

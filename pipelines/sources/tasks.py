@@ -1,4 +1,4 @@
-"""Work units of an ingest run and what a task does with them (no Spark here: `spark_ingest` ships these).
+"""Work units of an ingest run and what a task does with them (no Spark here: `pipelines.stages.ingest.spark` ships these).
 
 A unit is a small JSON-able dict: one object (`kind="object"`: uri, size, etag) or one Kafka offset range
 (`kind="kafka"`: topic, partition, start, end, max_bytes), with the index of its source in `cfg.sources`.

@@ -19,7 +19,7 @@ def resolve(name: str, resolver: Callable[[str], str] | None) -> str:
     if resolver is None:
         raise ValueError(
             f"source {name!r} is neither an existing path nor an s3:// or file:// URI; to read it as a dataset "
-            "version, pass a resolver, e.g. resolver=pipelines.versions.manifest_resolver(\"params.yaml\")"
+            "version, pass a resolver, e.g. resolver=pipelines.ops.versions.manifest_resolver(\"params.yaml\")"
         )
     return str(resolver(name))
 

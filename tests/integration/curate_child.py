@@ -14,8 +14,8 @@ if __name__ == "__main__":
     if len(sys.argv) > 2:
         os.environ["TOKENMILL_FAILPOINT"] = f"{sys.argv[2]}:{os.getpid()}"
     from pipelines.config import Config
-    from pipelines.spark_curate import run_curate
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
+    from pipelines.stages.curate.spark import run_curate
 
     cfg = Config.model_validate(json.loads(config_path.read_text()))
     report = run_curate(build_session(cfg.spark), cfg)

@@ -13,8 +13,8 @@ if __name__ == "__main__":
     if len(sys.argv) > 2:
         os.environ["TOKENMILL_FAILPOINT"] = f"{sys.argv[2]}:{os.getpid()}"
     from pipelines.config import Config
-    from pipelines.spark_ingest import run_ingest
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
+    from pipelines.stages.ingest.spark import run_ingest
 
     cfg = Config.model_validate(json.loads(config_path.read_text()))
     spark = build_session(cfg.spark)

@@ -5,7 +5,7 @@ import json
 import sys
 
 from pipelines.config import load_config
-from pipelines.spark_session import build_session
+from pipelines.lake.spark import build_session
 from pipelines.stages import run_stage
 
 

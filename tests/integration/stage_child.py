@@ -13,7 +13,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 3:
         os.environ["TOKENMILL_FAILPOINT"] = f"{sys.argv[3]}:{os.getpid()}"
     from pipelines.config import Config
-    from pipelines.spark_session import build_session
+    from pipelines.lake.spark import build_session
     from pipelines.stages import run_stage
 
     cfg = Config.model_validate(json.loads(config_path.read_text()))

@@ -14,8 +14,8 @@ import pytest
 
 from pipelines import lake
 from pipelines.config import Config, load_config
-from pipelines.spark_curate_steps import steps_root
 from pipelines.stages import run_stage
+from pipelines.stages.curate.steps import steps_root
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from pipelines import lake
-from pipelines.audit import audit
 from pipelines.config import Config, load_config
-from pipelines.follow import StopFlag, run_follow
+from pipelines.ops.audit import audit
+from pipelines.stages.follow import StopFlag, run_follow
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_follow_cycles import _chapters, _config, produce
 
-from pipelines.follow import StopFlag, run_follow
+from pipelines.stages.follow import StopFlag, run_follow
 from sharding import TokenLoader
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]

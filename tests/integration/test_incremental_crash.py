@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from pipelines import lake
-from pipelines.audit import audit
 from pipelines.config import Config, load_config
+from pipelines.ops.audit import audit
 from pipelines.stages import run_stage
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "tiny" / "input"

@@ -14,7 +14,7 @@ from crash import ingest_killed_at
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.spark_ingest import run_ingest
+from pipelines.stages.ingest.spark import run_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -160,8 +160,8 @@ def test_a_recreated_topic_stops_the_run_until_reset_says_otherwise(spark, lake_
 
 def test_two_runs_of_one_topic_read_each_record_once(spark, lake_config: Config, kafka_bootstrap: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines import spark_ingest
     from pipelines.sources.commit import ConcurrentIngestError
+    from pipelines.stages.ingest import spark as spark_ingest
 
     ids = produce(kafka_bootstrap, "twice")
     cfg = _config(lake_config, kafka_bootstrap, "twice")

@@ -62,7 +62,7 @@ def test_postgresql_catalog_with_an_s3_warehouse(spark, s3_endpoint: str, postgr
     the password shows nowhere."""
     from pyiceberg.catalog import load_catalog
 
-    from pipelines.summary import print_reports
+    from pipelines.cli.tables import print_reports
 
     monkeypatch.setenv("TM_TEST_PG_PASSWORD", postgres.password)
     s3_client(S3Options(endpoint=s3_endpoint)).create_bucket(Bucket="lake-pg")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipelines.config import Config
-from pipelines.html_report import write_report
-from pipelines.versions import create_version
+from pipelines.ops.html_report import write_report
+from pipelines.ops.versions import create_version
 
 _spec = importlib.util.spec_from_file_location(
     "versions_lake", Path(__file__).resolve().parents[1] / "unit" / "versions" / "versions_lake.py")

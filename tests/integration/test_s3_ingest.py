@@ -15,7 +15,7 @@ from crash import ingest_killed_at
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.spark_ingest import run_ingest
+from pipelines.stages.ingest.spark import run_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 

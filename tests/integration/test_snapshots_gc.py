@@ -28,11 +28,11 @@ def test_s3_version_stays_readable_after_two_runs_and_gc(spark, lake_config: Con
     import boto3
 
     from pipelines.cli import main
-    from pipelines.gc import collect_garbage
-    from pipelines.spark_shard import run_shard
-    from pipelines.spark_tokenize import run_tokenize
-    from pipelines.train_tokenizer import save_tokenizer, train_bpe
-    from pipelines.versions import create_version, manifest_resolver
+    from pipelines.ops.gc import collect_garbage
+    from pipelines.ops.versions import create_version, manifest_resolver
+    from pipelines.stages.shard.spark import run_shard
+    from pipelines.stages.tokenize.spark import run_tokenize
+    from pipelines.stages.tokenize.train import save_tokenizer, train_bpe
     from sharding import TokenLoader
     from sharding.loader.manifest import RemoteOptions
 

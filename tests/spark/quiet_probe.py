@@ -4,7 +4,7 @@ import json
 import sys
 
 from pipelines.config import load_config
-from pipelines.spark_session import build_session
+from pipelines.lake.spark import build_session
 
 if __name__ == "__main__":
     cfg = load_config(None, sys.argv[1:])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pipelines import lake
-from pipelines.audit import audit
 from pipelines.config import load_config
+from pipelines.ops.audit import audit
 from pipelines.stages import run_stage
 
 pytestmark = pytest.mark.spark

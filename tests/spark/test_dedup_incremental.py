@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from pipelines import lake
-from pipelines.audit import audit
 from pipelines.config import Config, load_config
-from pipelines.spark_curate import run_curate
-from pipelines.spark_ingest import run_ingest
+from pipelines.ops.audit import audit
+from pipelines.stages.curate.spark import run_curate
+from pipelines.stages.ingest.spark import run_ingest
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "tiny" / "input"
 TABLE_NAMES = ("doc_decisions", "clean_docs", "dedup_index")

@@ -13,8 +13,8 @@ import yaml
 from pyiceberg.schema import index_by_name
 
 from pipelines import lake
-from pipelines.audit import audit
 from pipelines.config import Config, load_config
+from pipelines.ops.audit import audit
 from pipelines.stages import run_stage
 from schemas import TABLES
 
@@ -124,7 +124,7 @@ def test_webdataset_reads_every_kept_document_once(built) -> None:
 
 def test_stage_reads_its_input_at_a_version(built, spark, tmp_path: Path) -> None:
     """Runs last: a shard run from version v1's tokens snapshot reproduces the same shard bytes elsewhere."""
-    from pipelines.versions import create_version
+    from pipelines.ops.versions import create_version
 
     cfg, reports = built
     create_version(cfg, "v1", pin="none")
@@ -140,7 +140,7 @@ def test_stage_reads_its_input_at_a_version(built, spark, tmp_path: Path) -> Non
 
 
 def test_loader_reads_a_dataset_version(built) -> None:
-    from pipelines.versions import manifest_resolver
+    from pipelines.ops.versions import manifest_resolver
     from sharding import TokenLoader
 
     cfg, _ = built

@@ -42,9 +42,9 @@ def snapshot(cfg: Config, name: str) -> int | None:
 
 
 def test_appended_docs_are_tokenized_and_sharded_alone(spark, lake_config: Config, tmp_path: Path) -> None:
-    from pipelines.spark_shard import run_shard
-    from pipelines.spark_tokenize import run_tokenize
-    from pipelines.train_tokenizer import save_tokenizer, train_bpe
+    from pipelines.stages.shard.spark import run_shard
+    from pipelines.stages.tokenize.spark import run_tokenize
+    from pipelines.stages.tokenize.train import save_tokenizer, train_bpe
 
     cfg = configure(lake_config, tmp_path, target_bytes=64 * 1024)
     texts = make_texts(300, seed=11)
@@ -95,9 +95,9 @@ def test_appended_docs_are_tokenized_and_sharded_alone(spark, lake_config: Confi
 
 
 def test_a_rewritten_input_rebuilds_in_full(spark, lake_config: Config, tmp_path: Path) -> None:
-    from pipelines.spark_shard import run_shard
-    from pipelines.spark_tokenize import run_tokenize
-    from pipelines.train_tokenizer import save_tokenizer, train_bpe
+    from pipelines.stages.shard.spark import run_shard
+    from pipelines.stages.tokenize.spark import run_tokenize
+    from pipelines.stages.tokenize.train import save_tokenizer, train_bpe
 
     cfg = configure(lake_config, tmp_path)
     texts = make_texts(80, seed=5)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipelines import lake, spark_ingest
+from pipelines import lake
 from pipelines.config import Config
 from pipelines.sources.commit import ConcurrentIngestError
 from pipelines.sources.state import load_state
-from pipelines.spark_ingest import run_ingest
+from pipelines.stages.ingest import spark as spark_ingest
+from pipelines.stages.ingest.spark import run_ingest
 
 pytestmark = pytest.mark.spark
 
@@ -110,7 +111,7 @@ def test_the_audit_finds_a_record_ingested_twice_however_it_arose(spark, lake_co
     import os
     import shutil
 
-    from pipelines.audit import audit
+    from pipelines.ops.audit import audit
 
     monkeypatch.setattr(spark_ingest, "failpoint", lambda name: None)
     src = _source(tmp_path / "a", "a", 20)

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.spark_ingest import run_ingest
+from pipelines.stages.ingest.spark import run_ingest
 from schemas import quarantine as quarantine_schema
 
 pytestmark = pytest.mark.spark

@@ -31,7 +31,7 @@ def test_spark_submit_with_the_documented_log4j_option_logs_at_warn_without_prog
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
     env.pop("SPARK_CONF_DIR", None)
     proc = subprocess.run([str(Path(sys.executable).parent / "spark-submit"), "--master", "local[1]",
-                           "--driver-java-options", "-Dlog4j2.configurationFile=pipelines/log4j2.properties",
+                           "--driver-java-options", "-Dlog4j2.configurationFile=pipelines/lake/log4j2.properties",
                            PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert _probe(proc) == {"sum": 499500, "progress": "false"}
     assert SPARK_INFO.findall(proc.stderr) == [] and " INFO " not in proc.stderr, proc.stderr[-3000:]

@@ -12,8 +12,8 @@ import pytest
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.spark_session import read_table_df
-from pipelines.spark_tables import ROW_GROUPS_PER_TASK, materialize, table_units
+from pipelines.lake.files.spark import ROW_GROUPS_PER_TASK, materialize, table_units
+from pipelines.lake.spark import read_table_df
 from schemas import TABLES
 
 pytestmark = pytest.mark.spark

@@ -15,8 +15,8 @@ import pytest
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.tokenize_config import GPT2_PATTERN
-from pipelines.train_tokenizer import tiktoken_ranks_from_bpe
+from pipelines.stages.tokenize.config import GPT2_PATTERN
+from pipelines.stages.tokenize.train import tiktoken_ranks_from_bpe
 from schemas.clean_docs import TABLE as CLEAN_DOCS
 from schemas.tokens import TABLE as TOKENS
 
@@ -84,7 +84,7 @@ def corpus_texts() -> list[str]:
 def corpus_cfg(spark, tmp_path_factory: pytest.TempPathFactory) -> Config:
     """One trained tokenizer and tokens table shared by the module's tests (they leave it as they found it)."""
     from pipelines.config import load_config
-    from pipelines.spark_tokenize import run_tokenize, train_tokenizer
+    from pipelines.stages.tokenize.spark import run_tokenize, train_tokenizer
 
     tmp_path = tmp_path_factory.mktemp("corpus")
     cfg = configure(load_config(None, [f"lake.root={tmp_path / 'lake'}"]), tmp_path)
@@ -126,7 +126,7 @@ def test_train_tokenizer_keeps_a_tokenizer_trained_with_the_same_settings(
 ) -> None:
     import shutil
 
-    from pipelines.spark_tokenize import train_tokenizer
+    from pipelines.stages.tokenize.spark import train_tokenizer
 
     trained = Path(corpus_cfg.tokenize.tokenizer)
     tok = tmp_path / "tokenizer.json"
@@ -135,7 +135,7 @@ def test_train_tokenizer_keeps_a_tokenizer_trained_with_the_same_settings(
     cfg = corpus_cfg.model_copy(deep=True)
     cfg.tokenize.tokenizer = str(tok)
     before = (tok.read_bytes(), tok.stat().st_mtime_ns)
-    with caplog.at_level("INFO", logger="pipelines.spark_tokenize"):
+    with caplog.at_level("INFO", logger="pipelines.stages.tokenize.spark"):
         report = train_tokenizer(spark, cfg)
     assert report.skipped and report.counts == {"docs": 0, "kept": 1}
     assert (tok.read_bytes(), tok.stat().st_mtime_ns) == before
@@ -153,7 +153,7 @@ def test_train_tokenizer_keeps_a_tokenizer_trained_with_the_same_settings(
 def test_tokenize_eos_and_tiktoken_file_give_same_ids(spark, corpus_cfg: Config, tmp_path: Path) -> None:
     from tokenizers import Tokenizer
 
-    from pipelines.spark_tokenize import run_tokenize
+    from pipelines.stages.tokenize.spark import run_tokenize
 
     hf_rows = tokens_rows(corpus_cfg)
     ranks = tmp_path / "tok.tiktoken"
@@ -180,7 +180,7 @@ def read_manifest(cfg: Config) -> tuple[Path, dict]:
 def test_shard_writes_full_checked_shards_that_webdataset_reads(spark, corpus_cfg: Config) -> None:
     import webdataset as wds
 
-    from pipelines.spark_shard import run_shard
+    from pipelines.stages.shard.spark import run_shard
 
     report = run_shard(spark, corpus_cfg)
     out, m = read_manifest(corpus_cfg)
@@ -225,7 +225,7 @@ def test_shard_writes_full_checked_shards_that_webdataset_reads(spark, corpus_cf
 
 
 def test_shard_bytes_do_not_depend_on_partitioning(spark, corpus_cfg: Config, tmp_path: Path) -> None:
-    from pipelines.spark_shard import run_shard
+    from pipelines.stages.shard.spark import run_shard
 
     run_shard(spark, corpus_cfg)
     _, first = read_manifest(corpus_cfg)
@@ -260,7 +260,7 @@ def test_shard_bytes_do_not_depend_on_partitioning(spark, corpus_cfg: Config, tm
 def test_rerun_with_bigger_shards_writes_new_objects_and_keeps_the_old_ones(
     spark, corpus_cfg: Config, tmp_path: Path
 ) -> None:
-    from pipelines.spark_shard import run_shard
+    from pipelines.stages.shard.spark import run_shard
 
     data = corpus_cfg.model_dump()
     data["shard"]["output"] = str(tmp_path / "rerun")
@@ -284,9 +284,9 @@ def test_rerun_with_bigger_shards_writes_new_objects_and_keeps_the_old_ones(
 
 
 def test_empty_corpus_gives_empty_manifest(spark, lake_config: Config, tmp_path: Path) -> None:
-    from pipelines.spark_shard import run_shard
-    from pipelines.spark_tokenize import run_tokenize
-    from pipelines.train_tokenizer import save_tokenizer, train_bpe
+    from pipelines.stages.shard.spark import run_shard
+    from pipelines.stages.tokenize.spark import run_tokenize
+    from pipelines.stages.tokenize.train import save_tokenizer, train_bpe
 
     cfg = configure(lake_config, tmp_path)
     save_tokenizer(train_bpe(make_texts(50), vocab_size=300), cfg.tokenize.tokenizer)
@@ -351,7 +351,7 @@ def test_s3_multipart_sink_appears_only_on_commit(s3_env: str) -> None:
 
 @pytest.mark.integration
 def test_shard_to_s3_gives_the_same_bytes_as_local(spark, corpus_cfg: Config, s3_env: str) -> None:
-    from pipelines.spark_shard import run_shard
+    from pipelines.stages.shard.spark import run_shard
     from pipelines.storage import S3Options
     from sharding.write.sinks import list_names, read_object
 

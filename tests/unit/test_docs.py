@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import DEMO_OVERRIDES, build_parser
+from pipelines.cli import build_parser
+from pipelines.cli.demo import DEMO_OVERRIDES
 from pipelines.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from pipelines.filters.config import (
     NormalizeConfig,
     PIIFilter,
 )
-from pipelines.normalize import normalize_text
+from pipelines.filters.normalize import normalize_text
 from schemas.clean_docs import TABLE as CLEAN_DOCS
 from schemas.signals import SIGNAL_FIELDS, SIGNAL_NAMES
 

@@ -12,7 +12,7 @@ import pytest
 from pipelines.filters import curate_batch
 from pipelines.filters.config import LanguageFilter
 from pipelines.filters.language import is_prose_line, language_scoring_text
-from pipelines.normalize import NormalizeConfig
+from pipelines.filters.normalize import NormalizeConfig
 
 SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
 

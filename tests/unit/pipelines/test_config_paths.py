@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.cli.tables import print_reports
 from pipelines.config import load_config
 from pipelines.config_paths import mask_uri, masked_properties
-from pipelines.report import StageReport
-from pipelines.summary import print_reports
+from pipelines.stages.report import StageReport
 
 CONFIG = """
 lake:

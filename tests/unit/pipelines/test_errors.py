@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import pipelines.cli as cli
+import pipelines.cli.audit as cli_audit
 from dedup.errors import DedupError
 from pipelines.errors import StageOutputError, StorageError, TokenmillError
 from sharding import CorruptShardError, ManifestError
@@ -85,7 +86,7 @@ def test_cli_prints_a_tokenmill_error_as_one_line_with_its_code(
     def failing(args: object) -> int:
         raise error
 
-    monkeypatch.setattr(cli, "cmd_audit", failing)
+    monkeypatch.setattr(cli_audit, "cmd_audit", failing)
     assert cli.main(["audit"]) == code
     assert capsys.readouterr().err.splitlines() == [line]
 

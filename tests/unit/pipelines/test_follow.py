@@ -12,7 +12,7 @@ import pytest
 from pipelines.cli import build_parser
 from pipelines.config import load_config
 from pipelines.errors import ConfigError
-from pipelines.follow import CycleAbandoned, StopFlag, due, freshness_stats
+from pipelines.stages.follow import CycleAbandoned, StopFlag, due, freshness_stats
 
 
 def test_follow_config_validates_and_stays_out_of_the_params_hash() -> None:

@@ -9,8 +9,8 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from pipelines.report import StageReport, last_runs, read_history
-from pipelines.report_plots import draw_shard_sizes, histogram_panel, legend_patches
+from pipelines.ops.report_plots import draw_shard_sizes, histogram_panel, legend_patches
+from pipelines.stages.report import StageReport, last_runs, read_history
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from pipelines import stages
 from pipelines.config import load_config
-from pipelines.report import StageReport
+from pipelines.stages.report import StageReport
 
 
 @pytest.mark.parametrize("tokenizer_exists", [False, True])

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pipelines.errors import MissingDependencyError
-from pipelines.tokenize import (
+from pipelines.stages.tokenize.config import GPT2_PATTERN
+from pipelines.stages.tokenize.encoder import (
     Encoder,
     decode_tokens,
     encode_texts,
@@ -19,8 +20,7 @@ from pipelines.tokenize import (
     token_dtype,
     tokenizer_info,
 )
-from pipelines.tokenize_config import GPT2_PATTERN
-from pipelines.train_tokenizer import save_tokenizer, tiktoken_ranks_from_bpe, train_bpe
+from pipelines.stages.tokenize.train import save_tokenizer, tiktoken_ranks_from_bpe, train_bpe
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. " * 3,

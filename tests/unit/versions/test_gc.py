@@ -11,8 +11,8 @@ import pytest
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import TokenmillError
-from pipelines.gc import collect_garbage
-from pipelines.versions import create_version, read_manifest, resolve_version
+from pipelines.ops.gc import collect_garbage
+from pipelines.ops.versions import create_version, read_manifest, resolve_version
 
 
 def _gc_config(cfg: Config, keep: int) -> Config:

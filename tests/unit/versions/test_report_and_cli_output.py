@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 from pipelines.config import Config
-from pipelines.html_report import write_report
-from pipelines.report import StageReport
-from pipelines.versions import create_version
+from pipelines.ops.html_report import write_report
+from pipelines.ops.versions import create_version
+from pipelines.stages.report import StageReport
 
 
 def test_a_taken_version_name_prints_only_the_error(cli, lake_config: Config, lake_builder, first_docs,

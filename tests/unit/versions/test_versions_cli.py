@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from pipelines.config import Config
-from pipelines.versions import list_versions
+from pipelines.ops.versions import list_versions
 
 
 def test_version_lifecycle(cli, lake_config: Config, lake_builder, first_docs, second_docs, capsys) -> None:

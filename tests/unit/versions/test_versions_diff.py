@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pipelines.config import Config
-from pipelines.versions import create_version, resolve_version
-from pipelines.versions_diff import diff_versions
+from pipelines.ops.versions import create_version, resolve_version
+from pipelines.ops.versions_diff import diff_versions
 
 
 def test_diff_groups_added_and_removed_by_source_and_reason(lake_config: Config, lake_builder, first_docs,

@@ -12,13 +12,13 @@ from versions_lake import _source_cols, _table
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import VersionError
-from pipelines.monitor import run_monitor
-from pipelines.versions import (
+from pipelines.ops.monitor import run_monitor
+from pipelines.ops.versions import (
     create_version,
     manifest_resolver,
     resolve_version,
 )
-from pipelines.versions_diff import diff_versions
+from pipelines.ops.versions_diff import diff_versions
 
 
 def test_diff_against_a_version_made_before_curate_ran(lake_config: Config, lake_builder, first_docs) -> None:

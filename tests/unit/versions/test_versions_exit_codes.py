@@ -8,7 +8,7 @@ import json
 from versions_checks import _tags
 
 from pipelines.config import Config
-from pipelines.versions import (
+from pipelines.ops.versions import (
     record_path,
     versions_dir,
 )

@@ -12,9 +12,9 @@ from versions_checks import _pinned_files_match_manifest, _tags
 
 from pipelines.config import Config
 from pipelines.errors import VersionError
-from pipelines.lineage import trace_document
-from pipelines.monitor import run_monitor
-from pipelines.versions import (
+from pipelines.ops.lineage import trace_document
+from pipelines.ops.monitor import run_monitor
+from pipelines.ops.versions import (
     create_version,
     delete_version,
     list_versions,
@@ -26,7 +26,7 @@ from pipelines.versions import (
     resolve_version,
     versions_dir,
 )
-from pipelines.versions_diff import diff_versions
+from pipelines.ops.versions_diff import diff_versions
 
 
 def test_deleting_one_of_two_versions_on_the_same_snapshots_keeps_the_other(lake_config: Config, lake_builder,

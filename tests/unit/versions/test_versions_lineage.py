@@ -8,8 +8,8 @@ import pytest
 
 from pipelines.config import Config
 from pipelines.errors import LineageError
-from pipelines.lineage import doc_at_member, trace_document
-from pipelines.versions import create_version
+from pipelines.ops.lineage import doc_at_member, trace_document
+from pipelines.ops.versions import create_version
 
 
 def test_kept_document_traces_to_source_decision_and_shard_member(lake_config: Config, lake_builder,

@@ -8,8 +8,8 @@ from versions_lake import doc
 
 from pipelines.config import Config
 from pipelines.errors import LineageError, VersionError
-from pipelines.lineage import trace_document
-from pipelines.versions import (
+from pipelines.ops.lineage import trace_document
+from pipelines.ops.versions import (
     create_version,
 )
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines.config import Config
-from pipelines.versions import PinMode, create_version, manifest_resolver
+from pipelines.ops.versions import PinMode, create_version, manifest_resolver
 from sharding import TokenLoader
 
 
@@ -51,6 +51,6 @@ def test_a_version_name_without_a_resolver_is_one_clear_error_even_in_a_project_
     create_version(lake_config, "v1")
     (tmp_path / "params.yaml").write_text(f"lake:\n  root: {lake_config.lake.root}\n")
     monkeypatch.chdir(tmp_path)  # the loader never reads params.yaml by itself
-    with pytest.raises(ValueError, match=r"pass a resolver, e.g. resolver=pipelines.versions.manifest_resolver"):
+    with pytest.raises(ValueError, match=r"pass a resolver, e.g. resolver=pipelines.ops.versions.manifest_resolver"):
         TokenLoader("v1", seq_len=16, batch_size=2, rank=0, world_size=1)
     assert _windows("v1", resolver=manifest_resolver("params.yaml")).shape[0] > 0

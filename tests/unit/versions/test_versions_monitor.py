@@ -9,7 +9,7 @@ from pyiceberg.types import StringType
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import MonitorError
-from pipelines.monitor import (
+from pipelines.ops.monitor import (
     Check,
     MonitorConfig,
     ks_distance,
@@ -20,8 +20,8 @@ from pipelines.monitor import (
     total_variation,
     write_prometheus,
 )
-from pipelines.report import StageReport
-from pipelines.versions import create_version
+from pipelines.ops.versions import create_version
+from pipelines.stages.report import StageReport
 
 
 def test_ks_distance_matches_known_values_and_scipy() -> None:

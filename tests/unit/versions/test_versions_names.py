@@ -8,7 +8,7 @@ from versions_checks import _pinned_files_match_manifest
 
 from pipelines.config import Config
 from pipelines.errors import VersionError
-from pipelines.versions import (
+from pipelines.ops.versions import (
     check_name,
     create_version,
     delete_version,

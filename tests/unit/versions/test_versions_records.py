@@ -10,7 +10,7 @@ import pytest
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import VersionError
-from pipelines.versions import (
+from pipelines.ops.versions import (
     create_version,
     delete_version,
     list_versions,

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from pipelines.config import Config
-from pipelines.html_report import cluster_sizes, collect_report, outcome_counts, write_report
-from pipelines.versions import create_version
+from pipelines.ops.html_report import cluster_sizes, collect_report, outcome_counts, write_report
+from pipelines.ops.versions import create_version
 
 
 def test_cluster_sizes_count_distinct_members_with_the_kept_one() -> None:
@@ -72,7 +72,7 @@ def test_report_page_has_every_section_and_real_pngs(lake_config: Config, lake_b
 
 
 def test_token_histogram_copes_with_one_length() -> None:
-    from pipelines.report_plots import token_length_hist
+    from pipelines.ops.report_plots import token_length_hist
 
     png = base64.b64decode(token_length_hist(np.array([5, 5, 5]), np.array([], dtype=np.int64)))
     assert png[:4] == b"\x89PNG"

@@ -24,8 +24,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError, StageOutputError
-from pipelines.report import StageReport
-from pipelines.shard_publish import (
+from pipelines.lake.spark import read_data_files_df, read_table_df
+from pipelines.stages.report import StageReport
+from pipelines.stages.shard.publish import (
     MANIFEST_SHA,
     MANIFEST_URI,
     extend_manifest,
@@ -36,8 +37,14 @@ from pipelines.shard_publish import (
     run_dir,
     run_stamp,
 )
-from pipelines.snapshots import STAGE_PARAMS, InputPlan, input_snapshot, log_plan, params_digest, plan_input
-from pipelines.spark_session import read_data_files_df, read_table_df
+from pipelines.stages.snapshots import (
+    STAGE_PARAMS,
+    InputPlan,
+    input_snapshot,
+    log_plan,
+    params_digest,
+    plan_input,
+)
 from pipelines.storage import S3Options
 from schemas.shards import TABLE as SHARDS
 from sharding.format.manifest import TOKEN_DTYPES, build_manifest, index_name, shard_name
@@ -223,9 +230,9 @@ def stage_params(cfg: Config, info: dict[str, str]) -> str:
 
 def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     """tokens -> new shards under a run-scoped prefix of `cfg.shards_uri()`, a new manifest, and the shards
-    table committed to point at it (see `pipelines.shard_publish`).
+    table committed to point at it (see `pipelines.stages.shard.publish`).
 
-    Incremental (see `pipelines.snapshots`): when tokens only grew since the snapshot the last run consumed,
+    Incremental (see `pipelines.stages.snapshots`): when tokens only grew since the snapshot the last run consumed,
     only the new documents are sharded and the manifest lists the previous shards plus the new ones; a
     rewritten tokens table, another tokenizer or other shard settings write every shard anew; nothing new
     commits nothing. No existing object is overwritten or deleted (`tokenmill gc` removes unreferenced ones).

@@ -20,18 +20,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import report_plots as plots
 from pipelines.config import Config
-from pipelines.monitor import Check, compare, language_counts, monitor_config, stage_metrics
-from pipelines.report import last_runs
-from pipelines.versions import (
+from pipelines.ops import report_plots as plots
+from pipelines.ops.monitor import Check, compare, language_counts, monitor_config, stage_metrics
+from pipelines.ops.versions import (
     VersionInfo,
     previous_version,
     read_manifest,
     read_version_table,
     resolve_version,
 )
-from pipelines.versions_diff import VersionDiff, diff_versions
+from pipelines.ops.versions_diff import VersionDiff, diff_versions
+from pipelines.stages.report import last_runs
 from schemas.signals import SIGNAL_FIELDS
 
 log = logging.getLogger(__name__)

@@ -35,10 +35,10 @@ import numpy as np
 
 from pipelines.config import Config
 from pipelines.errors import TokenmillError
-from pipelines.report import StageReport
+from pipelines.stages.report import StageReport
 
 if TYPE_CHECKING:
-    from pipelines.spark_session import SparkSession
+    from pipelines.lake.spark import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def run_follow(cfg: Config, spark: SparkSession | None = None, *, flag: StopFlag
     """Run cycles until a signal (see the module docstring) or `follow.max_cycles`; returns their reports.
     Raises CycleAbandoned on a second signal during a cycle."""
     if spark is None:
-        from pipelines.spark_session import build_session
+        from pipelines.lake.spark import build_session
 
         spark = build_session(cfg.spark)
     flag = flag or StopFlag()

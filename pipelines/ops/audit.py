@@ -26,7 +26,7 @@ from sharding.errors import ManifestError
 from sharding.format import ShardManifest, read_manifest
 
 if TYPE_CHECKING:
-    from pipelines.spark_session import SparkSession
+    from pipelines.lake.spark import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def audit(cfg: Config, spark: SparkSession | None = None) -> AuditResult:
     """Run every check and return them all (the caller decides whether a failure is fatal). `spark`: default
     the running session, else one built from `cfg.spark`."""
     from pipelines import spark_audit
-    from pipelines.spark_session import build_session, read_table_df
+    from pipelines.lake.spark import build_session, read_table_df
 
     spark = spark or build_session(cfg.spark)
     result = AuditResult()
@@ -172,7 +172,7 @@ def audit(cfg: Config, spark: SparkSession | None = None) -> AuditResult:
         result.add("tokens = clean_docs", ok, detail)
     shards = tables["shards"]
     if shards is not None and shards.current_snapshot() is not None:
-        from pipelines.versions import manifest_location
+        from pipelines.ops.versions import manifest_location
 
         manifest_uri = manifest_location(cfg, shards)
         manifest = audit_shards(result, manifest_uri, cfg.shard.s3_options(), tokens, spark)

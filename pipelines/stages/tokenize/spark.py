@@ -22,13 +22,20 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError
-from pipelines.report import StageReport
-from pipelines.snapshots import STAGE_PARAMS, input_snapshot, log_plan, params_digest, plan_input
+from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df
 from pipelines.sources.failpoints import failpoint
-from pipelines.spark_session import read_data_files_df, read_input_df, read_table_df
+from pipelines.stages.report import StageReport
+from pipelines.stages.snapshots import STAGE_PARAMS, input_snapshot, log_plan, params_digest, plan_input
+from pipelines.stages.tokenize.encoder import (
+    Encoder,
+    TokenizerSpec,
+    cached_encoder,
+    encode_texts,
+    load_spec,
+    tokenizer_info,
+)
+from pipelines.stages.tokenize.train import save_tokenizer, train_bpe, training_reason, write_training_record
 from pipelines.storage import S3Options
-from pipelines.tokenize import Encoder, TokenizerSpec, cached_encoder, encode_texts, load_spec, tokenizer_info
-from pipelines.train_tokenizer import save_tokenizer, train_bpe, training_reason, write_training_record
 from schemas.tokens import TABLE as TOKENS
 from sharding.write.plan import order_hash
 
@@ -132,7 +139,7 @@ def stage_params(cfg: Config, spec: TokenizerSpec) -> str:
 
 def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
     """clean_docs -> tokens, incrementally: only the clean docs appended since the snapshot the last run
-    consumed are encoded and appended (see `pipelines.snapshots`); a rewritten clean_docs, another tokenizer
+    consumed are encoded and appended (see `pipelines.stages.snapshots`); a rewritten clean_docs, another tokenizer
     or other tokenize params rebuild the table (reason logged and in the snapshot summary); nothing new
     commits nothing (`report.skipped`).
 

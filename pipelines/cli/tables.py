@@ -5,10 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.audit import AuditResult
 from pipelines.config import Config
 from pipelines.config_paths import mask_uri
-from pipelines.report import StageReport
+from pipelines.ops.audit import AuditResult
+from pipelines.stages.report import StageReport
 
 _console = Console(width=140)
 

@@ -28,16 +28,16 @@ from dedup.spark_resolve import RESULT_DDL
 from dedup.spark_steps import Steps
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
-from pipelines.curate_mode import choose_mode
-from pipelines.curate_mode import stage_params as curate_params
 from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
-from pipelines.report import StageReport
-from pipelines.snapshots import STAGE_PARAMS, InputPlan, log_plan
+from pipelines.lake.files.spark import materialize
+from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
 from pipelines.sources.failpoints import failpoint
-from pipelines.spark_curate_steps import steps_dir
-from pipelines.spark_session import read_data_files_df, read_input_df, read_table_df, write_df_files
-from pipelines.spark_tables import materialize
+from pipelines.stages.curate.mode import choose_mode
+from pipelines.stages.curate.mode import stage_params as curate_params
+from pipelines.stages.curate.steps import steps_dir
+from pipelines.stages.report import StageReport
+from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, log_plan
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
@@ -131,7 +131,7 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
 def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
     """raw_docs -> clean_docs (kept, normalized, with signals) and doc_decisions (every raw doc's fate).
 
-    `pipelines.curate_mode.choose_mode` picks the run: nothing when raw_docs and the params are unchanged
+    `pipelines.stages.curate.mode.choose_mode` picks the run: nothing when raw_docs and the params are unchanged
     (commits nothing, `report.skipped`); `run_curate_incremental` when raw_docs only grew; else full mode,
     which recomputes both tables from all of raw_docs and rebuilds dedup_index from the kept documents.
     """

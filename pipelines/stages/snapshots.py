@@ -108,7 +108,7 @@ def plan_input(input_table: Table, last: dict[str, str], stage_params: str, *,
 def input_snapshot(cfg: Any, table: Table) -> int | None:
     """The input snapshot a stage reads: the one tagged by `lake.read_version`, else the current one."""
     if cfg.lake.read_version:
-        from pipelines.versions import resolve_version
+        from pipelines.ops.versions import resolve_version
 
         return resolve_version(cfg, cfg.lake.read_version).snapshot_id(table.name()[-1])
     snap = table.current_snapshot()

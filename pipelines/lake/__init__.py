@@ -152,7 +152,7 @@ _scratch_s3: dict[str, S3Options] = {}
 
 def scratch_dir(lake: LakeConfig, name: str) -> str:
     """A fresh folder URI for one run's temporary data under `lake.scratch` (local or S3); see remove_tree.
-    Data written under it (`spark_tables.materialize`) uses the lake's S3 settings."""
+    Data written under it (`pipelines.lake.files.spark.materialize`) uses the lake's S3 settings."""
     uri = f"{lake.scratch_uri().rstrip('/')}/{name}-{uuid.uuid4().hex[:12]}"
     _scratch_s3[uri] = lake.task_s3()
     return uri

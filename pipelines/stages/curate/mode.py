@@ -1,5 +1,5 @@
 """Which curate run is due: nothing, the incremental one (new raw docs deduplicated against the kept ones),
-or a full rebuild; see `pipelines.snapshots` for the rules shared with tokenize and shard.
+or a full rebuild; see `pipelines.stages.snapshots` for the rules shared with tokenize and shard.
 
 `curate.dedup.incremental` decides: true always runs incrementally, false always in full, unset (the default)
 picks incremental when raw_docs only grew since the snapshot the last curate consumed and the curate params
@@ -13,7 +13,7 @@ from pyiceberg.table import Table
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.snapshots import InputPlan, input_snapshot, params_digest, plan_input
+from pipelines.stages.snapshots import InputPlan, input_snapshot, params_digest, plan_input
 
 CODE_VERSION = "2"  # bump when curate decides differently for the same raw docs and params (2: arrival first)
 DECISIONS_LINK = f"{lake.SUMMARY_PREFIX}decisions_snapshot_id"

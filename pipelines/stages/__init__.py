@@ -14,25 +14,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.config import Config
-from pipelines.report import StageReport
+from pipelines.stages.report import StageReport
 
 if TYPE_CHECKING:
-    from pipelines.spark_session import SparkSession
+    # the config imports stage config models from this package: importing it here at run time would be circular
+    from pipelines.config import Config
+    from pipelines.lake.spark import SparkSession
 
 log = logging.getLogger(__name__)
 
-StageFn = Callable[["SparkSession", Config], StageReport]
+StageFn = Callable[["SparkSession", "Config"], StageReport]
 
 # stage name -> "module:function"; imported lazily so `tokenmill --help` stays fast
 STAGES: dict[str, str] = {
-    "ingest": "pipelines.spark_ingest:run_ingest",
-    "curate": "pipelines.spark_curate:run_curate",
-    "tokenize": "pipelines.spark_tokenize:run_tokenize",
-    "shard": "pipelines.spark_shard:run_shard",
+    "ingest": "pipelines.stages.ingest.spark:run_ingest",
+    "curate": "pipelines.stages.curate.spark:run_curate",
+    "tokenize": "pipelines.stages.tokenize.spark:run_tokenize",
+    "shard": "pipelines.stages.shard.spark:run_shard",
 }
 EXTRA: dict[str, str] = {
-    "train-tokenizer": "pipelines.spark_tokenize:train_tokenizer",
+    "train-tokenizer": "pipelines.stages.tokenize.spark:train_tokenizer",
 }
 PIPELINE = ("ingest", "curate", "tokenize", "shard")
 
@@ -68,7 +69,7 @@ def _pointed_snapshots(pointer: Path) -> dict[str, Any] | None:
 def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> StageReport:
     """Run one stage with a session (built from cfg.spark when not given), then write its metrics and pointer."""
     if spark is None:
-        from pipelines.spark_session import build_session
+        from pipelines.lake.spark import build_session
 
         spark = build_session(cfg.spark)
     log.info("stage %s: start", name)
@@ -83,7 +84,7 @@ def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> Stag
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(pointer, indent=2, sort_keys=True) + "\n")
     if cfg.monitor.prometheus_file:
-        from pipelines.monitor import stage_metrics, write_prometheus
+        from pipelines.ops.monitor import stage_metrics, write_prometheus
 
         write_prometheus(cfg.monitor.prometheus_file, stage_metrics(metrics_path(cfg, name).parent))
     log.info("stage %s: done in %.1fs %s", name, report.seconds, report.counts)
@@ -95,7 +96,7 @@ def run_pipeline(cfg: Config, spark: SparkSession | None = None, stages: tuple[s
     """Run `stages` in order with one session. When the configured tokenizer file does not exist yet, a
     byte-level BPE is trained on clean_docs (`train-tokenizer`) right before tokenize."""
     if spark is None:
-        from pipelines.spark_session import build_session
+        from pipelines.lake.spark import build_session
 
         spark = build_session(cfg.spark)
     tokenizer = cfg.tokenize.tokenizer

@@ -1,20 +1,16 @@
-"""Subcommand `tokenmill gc [--dry-run]`, registered into the `tokenmill` parser by pipelines.cli through
-`register(sub, add_common_args, load_cfg)`."""
+"""Subcommand `tokenmill gc [--dry-run]`: remove shard objects nothing references and expire old snapshots."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
+from pipelines.cli.args import add_common_args, load
 from pipelines.config import Config
-
-AddArgs = Callable[[argparse.ArgumentParser], None]
-LoadCfg = Callable[[argparse.Namespace], Config]
 
 
 def cmd_gc(args: argparse.Namespace, cfg: Config) -> int:
     """Print every object removed (or, with --dry-run, that would be) and the bytes freed."""
-    from pipelines.gc import collect_garbage
+    from pipelines.ops.gc import collect_garbage
 
     result = collect_garbage(cfg, dry_run=args.dry_run)
     verb = "would remove" if result.dry_run else "removed"
@@ -29,11 +25,11 @@ def cmd_gc(args: argparse.Namespace, cfg: Config) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, add_common_args: AddArgs, load_cfg: LoadCfg) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `gc` to the tokenmill subcommands."""
     help_text = ("remove shard objects that neither the current manifest, the last gc.keep_snapshots published "
                  "ones nor any dataset version references, and expire old Iceberg snapshots")
     p = sub.add_parser("gc", help=help_text, description=help_text)
     add_common_args(p)
     p.add_argument("--dry-run", action="store_true", help="only print what would be removed")
-    p.set_defaults(func=lambda args: cmd_gc(args, load_cfg(args)))
+    p.set_defaults(func=lambda args: cmd_gc(args, load(args)))

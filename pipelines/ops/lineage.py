@@ -21,8 +21,8 @@ from tqdm import tqdm
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import LineageError
+from pipelines.ops.versions import VersionInfo, resolve_version, shard_manifest
 from pipelines.storage import S3Options, filesystem
-from pipelines.versions import VersionInfo, resolve_version, shard_manifest
 from schemas.signals import SIGNAL_FIELDS
 from sharding.format import ShardManifest, iter_members, read_index
 

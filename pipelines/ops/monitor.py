@@ -26,9 +26,9 @@ import pyarrow.compute as pc
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import MonitorError
-from pipelines.monitor_config import MonitorConfig
-from pipelines.report import StageReport
-from pipelines.versions import VersionInfo, previous_version, read_version_table, resolve_version
+from pipelines.ops.monitor_config import MonitorConfig
+from pipelines.ops.versions import VersionInfo, previous_version, read_version_table, resolve_version
+from pipelines.stages.report import StageReport
 from schemas import TABLES
 from schemas.signals import SIGNAL_FIELDS
 

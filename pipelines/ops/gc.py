@@ -26,7 +26,7 @@ from pyarrow import fs as pafs
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import GcError
-from pipelines.shard_publish import MANIFEST_URI, RUNS_DIR, manifest_relpath, published_manifests
+from pipelines.stages.shard.publish import MANIFEST_URI, RUNS_DIR, manifest_relpath, published_manifests
 from pipelines.storage import filesystem
 from schemas import TABLES
 from sharding.format.manifest import MANIFEST_NAME
@@ -54,7 +54,7 @@ class GcResult:
 
 
 def _referenced_manifests(cfg: Config, shards: Any) -> list[str]:
-    from pipelines.versions import list_versions
+    from pipelines.ops.versions import list_versions
 
     uris: list[str] = []
     if shards is not None:

@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines import lake
 from pipelines.config import Config, SparkConfig
 from pipelines.errors import MissingDependencyError, StageInputError
-from pipelines.spark_tables import read_table_files, read_units_df, write_files
+from pipelines.lake.files.spark import read_table_files, read_units_df, write_files
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def _python() -> str:
 def read_table_df(spark: SparkSession, table: Table, snapshot_id: int | None = None,
                   columns: Sequence[str] | None = None) -> DataFrame:
     """The table's current (or given) snapshot as a DataFrame: the driver plans the data files (pyiceberg
-    scan), the tasks read them with pyarrow (`pipelines.spark_tables`); only `columns` when given."""
+    scan), the tasks read them with pyarrow (`pipelines.lake.files.spark`); only `columns` when given."""
     return read_table_files(spark, table, snapshot_id, columns)
 
 
@@ -172,7 +172,7 @@ def read_input_df(spark: SparkSession, cfg: Config, table: Table, columns: Seque
     """A stage's input table: its current snapshot, or the snapshot tagged by `lake.read_version`."""
     if not cfg.lake.read_version:
         return read_table_df(spark, table, columns=columns)
-    from pipelines.versions import resolve_version
+    from pipelines.ops.versions import resolve_version
 
     name = table.name()[-1]
     snapshot_id = resolve_version(cfg, cfg.lake.read_version).snapshot_id(name)

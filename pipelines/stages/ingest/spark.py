@@ -22,7 +22,6 @@ from pyspark.sql import SparkSession
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import TokenmillError
-from pipelines.report import StageReport
 from pipelines.secrets import resolve_settings
 from pipelines.sources import commit, lease
 from pipelines.sources import state as ingest_state
@@ -31,6 +30,7 @@ from pipelines.sources.failpoints import failpoint
 from pipelines.sources.plan import plan_run, settle
 from pipelines.sources.state import IngestState
 from pipelines.sources.tasks import TaskContext, discard_files, pack_units, run_units
+from pipelines.stages.report import StageReport
 from pipelines.storage import filesystem
 from schemas.quarantine import TABLE as QUARANTINE
 from schemas.raw_docs import TABLE as RAW_DOCS

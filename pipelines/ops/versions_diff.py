@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.config import Config
-from pipelines.versions import VersionInfo, read_version_table
+from pipelines.ops.versions import VersionInfo, read_version_table
 
 DECISION_COLUMNS = ("doc_id", "decision", "reason", "source_type", "source_uri")
 

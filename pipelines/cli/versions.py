@@ -1,5 +1,5 @@
-"""Subcommands `version`, `lineage`, `report` and `monitor`, registered into the `tokenmill` parser by
-pipelines.cli through `register(sub, add_common_args, load_cfg)`."""
+"""Subcommand `tokenmill version create|list|show|diff|delete`: dataset versions (Iceberg tags on every table
+plus a reference to the published shard manifest)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,15 @@ import argparse
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from pipelines.cli.args import add_common_args, load
+from pipelines.cli.monitor import print_checks
 from pipelines.config import Config
 
 log = logging.getLogger(__name__)
-
-AddArgs = Callable[[argparse.ArgumentParser], None]
-LoadCfg = Callable[[argparse.Namespace], Config]
 
 _console = Console(width=140, highlight=False)
 
@@ -26,25 +24,10 @@ def _n(v: int) -> str:
     return f"{v:,}"
 
 
-# ---- version ---------------------------------------------------------------------------------------------
-
-def _print_checks(checks: list[Any], base: str, new: str) -> None:
-    if not checks:
-        return
-    table = Table(title=f"checks {base} -> {new}")
-    for col in ("check", "value", "threshold", "result", "detail"):
-        table.add_column(col)
-    for c in checks:
-        table.add_row(c.name, "" if c.value is None else f"{c.value:.4g}",
-                      "" if c.threshold is None else f"{c.threshold:g}",
-                      "[green]ok[/green]" if c.ok else "[red]WARNING[/red]", c.detail)
-    _console.print(table)
-
-
 def cmd_version_create(args: argparse.Namespace, cfg: Config) -> int:
     from pipelines.errors import VersionError
-    from pipelines.monitor import run_monitor
-    from pipelines.versions import check_name, create_version, record_path
+    from pipelines.ops.monitor import run_monitor
+    from pipelines.ops.versions import check_name, create_version, record_path
 
     check_name(args.name)
     if record_path(cfg, args.name).exists():  # a taken name is the whole answer: no checks table before it
@@ -54,7 +37,7 @@ def cmd_version_create(args: argparse.Namespace, cfg: Config) -> int:
     base, checks = run_monitor(cfg, "current", strict=args.strict)
     info = create_version(cfg, args.name, message=args.message, pin=args.pin)
     if base is not None:
-        _print_checks(checks, base.name, args.name)
+        print_checks(checks, base.name, args.name)
     snaps = ", ".join(f"{t}@{s}" for t, s in info.snapshots.items() if s is not None)
     _console.print(f"version [bold]{info.name}[/bold]: {snaps}")
     _console.print(f"manifest: {info.manifest_uri or 'none (no shards yet)'} (pinned: {info.pinned})")
@@ -62,7 +45,7 @@ def cmd_version_create(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_version_list(args: argparse.Namespace, cfg: Config) -> int:
-    from pipelines.versions import list_versions
+    from pipelines.ops.versions import list_versions
 
     versions = list_versions(cfg)
     if args.json:
@@ -80,7 +63,7 @@ def cmd_version_list(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_version_show(args: argparse.Namespace, cfg: Config) -> int:
-    from pipelines.versions import resolve_version
+    from pipelines.ops.versions import resolve_version
 
     info = resolve_version(cfg, args.name)
     if args.json:
@@ -102,8 +85,8 @@ def cmd_version_show(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_version_diff(args: argparse.Namespace, cfg: Config) -> int:
-    from pipelines.versions import resolve_version
-    from pipelines.versions_diff import diff_versions
+    from pipelines.ops.versions import resolve_version
+    from pipelines.ops.versions_diff import diff_versions
 
     d = diff_versions(cfg, resolve_version(cfg, args.a), resolve_version(cfg, args.b))
     if args.json:
@@ -130,66 +113,18 @@ def cmd_version_diff(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_version_delete(args: argparse.Namespace, cfg: Config) -> int:
-    from pipelines.versions import delete_version
+    from pipelines.ops.versions import delete_version
 
     delete_version(cfg, args.name)
     _console.print(f"deleted version {args.name} (its tags, pinned shards and record)")
     return 0
 
 
-# ---- lineage, report, monitor ----------------------------------------------------------------------------
-
-def cmd_lineage(args: argparse.Namespace, cfg: Config) -> int:
-    from pipelines.errors import LineageError
-    from pipelines.lineage import doc_at_member, trace_document
-
-    doc_id = args.doc_id
-    if args.shard is not None or args.member is not None:
-        if args.shard is None or args.member is None:
-            raise LineageError("--shard and --member go together")
-        doc_id = doc_at_member(cfg, args.shard, args.member, version=args.version)
-    if doc_id is None:
-        raise LineageError("give a DOC_ID, or --shard and --member")
-    trace = trace_document(cfg, doc_id, version=args.version)
-    print(json.dumps(trace.to_dict(), indent=2, default=str) if args.json else "\n".join(trace.lines()))
-    return 0
-
-
-def cmd_report(args: argparse.Namespace, cfg: Config) -> int:
-    from pipelines.html_report import write_report
-
-    out = write_report(cfg, args.output, version=args.version, against=args.against)
-    _console.print(f"report written to {out}")
-    return 0
-
-
-def cmd_monitor(args: argparse.Namespace, cfg: Config) -> int:
-    from pipelines.monitor import monitor_config, run_monitor, stage_metrics, write_prometheus
-
-    base, checks = run_monitor(cfg, args.version, args.against, strict=False)
-    if base is None:
-        _console.print(f"no earlier version to compare {args.version} with")
-    else:
-        _print_checks(checks, base.name, args.version)
-    prom = args.prometheus or monitor_config(cfg).prometheus_file
-    if prom:
-        from pathlib import Path
-
-        reports = stage_metrics(cfg.lake.metrics_dir or Path(cfg.lake.root) / "metrics")
-        _console.print(f"prometheus metrics written to {write_prometheus(prom, reports, checks)}")
-    failed = [c for c in checks if not c.ok]
-    if failed and args.strict:
-        from pipelines.errors import MonitorError
-
-        raise MonitorError(f"{len(failed)} check(s) failed: " + "; ".join(c.name for c in failed))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction, add_common_args: AddArgs, load_cfg: LoadCfg) -> None:  # type: ignore[type-arg]
-    """Add `version`, `lineage`, `report` and `monitor` to the tokenmill subcommands."""
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `version` and its actions to the tokenmill subcommands."""
 
     def bind(fn: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
-        return lambda args: fn(args, load_cfg(args))
+        return lambda args: fn(args, load(args))
 
     version = sub.add_parser("version", help="create, list, show, diff and delete dataset versions",
                              description="Dataset versions: Iceberg tags on every table plus a reference to the "
@@ -219,31 +154,3 @@ def register(sub: argparse._SubParsersAction, add_common_args: AddArgs, load_cfg
         q.add_argument("--json", action="store_true", help="machine-readable output")
     for q in (p, p_list, p_show, p_diff, p_del):
         add_common_args(q)
-
-    p = sub.add_parser("lineage", help="trace a document (or a shard member) back to its source",
-                       description="Source coordinates, snapshots, decisions and shard position of a document.")
-    p.add_argument("doc_id", nargs="?", help="document id")
-    p.add_argument("--shard", help="shard file name or number (with --member)")
-    p.add_argument("--member", help="member key, e.g. 000000000042 or 000000000042.json (with --shard)")
-    p.add_argument("--version", default="current", help="version to read (default: current)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    add_common_args(p)
-    p.set_defaults(func=bind(cmd_lineage))
-
-    p = sub.add_parser("report", help="write a static HTML report with plots",
-                       description="One self-contained HTML file about a version and its change since the last.")
-    p.add_argument("--output", "-o", required=True, help="HTML file to write")
-    p.add_argument("--version", default="current", help="version to report on (default: current)")
-    p.add_argument("--against", help="version to compare with (default: the one before)")
-    add_common_args(p)
-    p.set_defaults(func=bind(cmd_report))
-
-    p = sub.add_parser("monitor", help="data-quality checks between versions (--strict fails on a warning)",
-                       description="Volume drop, schema change, signal drift and language-mix shift between "
-                                   "versions, against thresholds in the config's `monitor` section.")
-    p.add_argument("--version", default="current", help="version to check (default: current)")
-    p.add_argument("--against", help="version to compare with (default: the one before)")
-    p.add_argument("--strict", action="store_true", help="exit non-zero when any check fails")
-    p.add_argument("--prometheus", metavar="FILE", help="also write stage metrics and checks as a Prometheus text file")
-    add_common_args(p)
-    p.set_defaults(func=bind(cmd_monitor))

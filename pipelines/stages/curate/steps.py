@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.config import Config
-from pipelines.curate_mode import CODE_VERSION
+from pipelines.stages.curate.mode import CODE_VERSION
 from pipelines.storage import local_path
 
 log = logging.getLogger(__name__)
