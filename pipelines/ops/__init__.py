@@ -1,2 +1,2 @@
-"""Operations on the dataset the stages built, none of them Spark: versions and their diff, lineage, audit,
-monitor, the HTML report and gc."""
+"""Operations on the dataset the stages built: versions and their diff, lineage, audit (its Spark aggregates in
+`audit/spark.py`), monitor, the HTML report and gc."""

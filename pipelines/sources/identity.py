@@ -5,7 +5,7 @@ raw_docs and quarantine together hold each identity once per version of its inpu
 because it changed since (its ledger entry moved to another run) may repeat its lines once per run that read
 it; a Kafka offset may repeat only after a run reset a partition (`reset: earliest` on a recreated topic).
 Anything else is a duplicate, however it arose (two runs, a retried commit, a file added twice). The audit
-counts them with Spark aggregates (`pipelines.spark_audit.duplicate_identities`).
+counts them with Spark aggregates (`pipelines.ops.audit.spark.duplicate_identities`).
 """
 
 from __future__ import annotations

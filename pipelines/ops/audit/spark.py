@@ -13,8 +13,8 @@ from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.sources.identity import KEY_COLUMNS, allowed_repeats_of_objects, kafka_offsets_were_reset
 from pipelines.lake.spark import read_table_df
+from pipelines.sources.identity import KEY_COLUMNS, allowed_repeats_of_objects, kafka_offsets_were_reset
 
 EXAMPLES = 5
 

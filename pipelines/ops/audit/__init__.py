@@ -5,7 +5,7 @@ raw_docs = kept + filtered + duplicate (doc_decisions has exactly one row per ra
 clean_docs = kept; tokens = clean_docs; manifest samples/tokens = tokens table; each shard's sha256 matches.
 
 Table totals come from Iceberg metadata; the per-document checks (doc_id sets, duplicate source identities,
-decision counts, token sums) are Spark aggregates (`pipelines.spark_audit`), so the driver's memory does not
+decision counts, token sums) are Spark aggregates (`pipelines.ops.audit.spark`), so the driver's memory does not
 grow with the corpus. The audit uses the running SparkSession, or starts one from `spark` in the config.
 """
 
@@ -84,7 +84,7 @@ def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, t
                  spark: SparkSession) -> ShardManifest | None:
     """Check every shard's sha256 against the manifest (read and validated through sharding.format) and the
     manifest's counts against the tokens table; returns the manifest, None when it cannot be read."""
-    from pipelines import spark_audit
+    from pipelines.ops.audit import spark as spark_audit
 
     try:
         manifest = read_manifest(manifest_uri, s3)
@@ -121,8 +121,8 @@ def audit_shards(result: AuditResult, manifest_uri: str, s3: S3Options | None, t
 def audit(cfg: Config, spark: SparkSession | None = None) -> AuditResult:
     """Run every check and return them all (the caller decides whether a failure is fatal). `spark`: default
     the running session, else one built from `cfg.spark`."""
-    from pipelines import spark_audit
     from pipelines.lake.spark import build_session, read_table_df
+    from pipelines.ops.audit import spark as spark_audit
 
     spark = spark or build_session(cfg.spark)
     result = AuditResult()
