@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.cli import _config, build_parser
+from pipelines.cli import build_parser
+from pipelines.cli.args import load as _config
 from pipelines.stages.tokenize.train import save_tokenizer, train_bpe, training_reason, write_training_record
 
 SETTINGS = {"train": {"vocab_size": 300, "min_frequency": 1, "max_docs": None, "seed": 0}, "eod_token": "<|e|>"}
