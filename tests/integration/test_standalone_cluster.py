@@ -1,6 +1,6 @@
 """A lake built from scratch on a real Spark standalone cluster: a master and two workers started with
 `spark-class` from the pyspark install, each worker in a working directory of its own, the warehouse, scratch,
-input and shards on S3 (moto), the catalog in SQLite on the driver. Every stage (train-tokenizer included) is a
+input and shards on S3 (moto), the catalog on a PostgreSQL server started by the test (Debian's package). Every stage (train-tokenizer included) is a
 `spark-submit --master spark://...` of its job with the code shipped by `--py-files`; then `tokenmill audit`
 passes and the loader reads the shards from S3.
 
@@ -23,6 +23,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyspark
 import pytest
@@ -127,7 +128,7 @@ def _code_zip(path: Path) -> Path:
     return path
 
 
-def test_jobs_build_a_lake_on_a_standalone_cluster(cluster: tuple[str, int], s3_endpoint: str,
+def test_jobs_build_a_lake_on_a_standalone_cluster(cluster: tuple[str, int], s3_endpoint: str, postgres: Any,
                                                    tmp_path: Path) -> None:
     url, ui = cluster
     s3 = s3_client(S3Options(endpoint=s3_endpoint))
@@ -142,6 +143,7 @@ lake:
   root: lake
   warehouse: s3://cluster/warehouse
   s3: {{endpoint: "{s3_endpoint}"}}
+  catalog: {{type: sql, uri: "{postgres.uri('${env:TM_TEST_PG_PASSWORD}')}"}}
 sources:
   - {{type: s3, uri: "s3://cluster/input/", endpoint: "{s3_endpoint}"}}
 curate:
@@ -155,7 +157,7 @@ shard:
   target_bytes: 65536
 """)
     code = _code_zip(tmp_path / "tokenmill-code.zip")
-    driver_env = _env(PYTHONPATH=str(REPO))
+    driver_env = _env(PYTHONPATH=str(REPO), TM_TEST_PG_PASSWORD=postgres.password)
     reports = {}
     for job in JOBS:
         proc = subprocess.run(
@@ -166,6 +168,7 @@ shard:
         assert proc.returncode == 0, f"{job}: {proc.stderr[-4000:]}"
         # the job ran where spark-submit said, not on params.yaml's local[*] (Python logs reach stdout)
         assert f"master={url}" in proc.stdout
+        assert postgres.password not in proc.stdout + proc.stderr  # the catalog URI is printed masked
         reports[job], _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index('{\n  "counts"'):])
 
     apps = _master_state(ui).get("completedapps", [])
@@ -178,14 +181,14 @@ shard:
     assert reports["shard"]["counts"]["samples"] == curate["kept"]
     assert reports["shard"]["counts"]["shards"] >= 2
     # relative paths resolved against the config's folder; nothing landed in the repository or worker folders
-    assert (project / "lake" / "tokenizer.json").exists() and (project / "lake" / "catalog.db").exists()
+    assert (project / "lake" / "tokenizer.json").exists() and not (project / "lake" / "catalog.db").exists()
     assert reports["train_tokenizer"]["outputs"]["tokenizer"] == str(project / "lake" / "tokenizer.json")
     # curate's scratch on S3 was cleaned up (pyarrow may leave an empty marker of the scratch folder itself)
     listed = s3.list_objects_v2(Bucket="cluster", Prefix="warehouse/_scratch/")
     assert [o["Key"] for o in listed.get("Contents", []) if o["Key"] != "warehouse/_scratch/"] == []
 
     audit = subprocess.run([str(BIN / "tokenmill"), "audit", "--config", str(config)], cwd=tmp_path,
-                           env=_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=600)
+                           env=driver_env, capture_output=True, text=True, timeout=600)
     assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
 
     from sharding import TokenLoader
