@@ -24,6 +24,12 @@ class ShardConfig(BaseModel):
         ge=1,
         description="documents that may wait for the next shard while smaller ones fill a gap",
     )
+    group_shards: int = Field(
+        default=64,
+        ge=1,
+        description="shards' worth of bytes per bucket group packed on one executor; each group ends in a "
+        "partly filled tail, so a run has about total/(group_shards*target_bytes) + 1 tails",
+    )
     write_tasks: int | None = Field(
         default=None,
         ge=1,

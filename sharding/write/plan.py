@@ -155,9 +155,13 @@ def assign_shards(
     if lookahead < 1:
         raise ValueError(f"lookahead must be >= 1, got {lookahead}")
     capacity = target_bytes - END_NBYTES
-    # Once less room is left than the smallest possible sample (two headers, two data blocks), close.
-    low = min(int(np.ceil(fill * target_bytes)) - END_NBYTES, capacity - MIN_SAMPLE_NBYTES + 1)
-    return _assign(sizes, capacity, low, lookahead)
+    return _assign(sizes, capacity, full_bytes(target_bytes, fill) - END_NBYTES, lookahead)
+
+
+def full_bytes(target_bytes: int, fill: float) -> int:
+    """Archive bytes (end blocks included) at which `assign_shards` closes a shard: ``fill * target_bytes``,
+    or less once less room is left than the smallest possible sample (two headers, two data blocks)."""
+    return min(int(np.ceil(fill * target_bytes)), target_bytes - MIN_SAMPLE_NBYTES + 1)
 
 
 def dataset_order(shard_ids: np.ndarray) -> np.ndarray:

@@ -224,23 +224,72 @@ def test_shard_writes_full_checked_shards_that_webdataset_reads(spark, corpus_cf
     assert [r["sha256"] for r in shard_rows] == [s["sha256"] for s in m["shards"]]
 
 
+def rewrite_tokens(cfg: Config, files: int) -> None:
+    """The same tokens rows committed again as `files` data files (so as many read tasks), in reverse order."""
+    catalog = lake.open_catalog(cfg.lake)
+    table = lake.load_table(catalog, cfg.lake.namespace, "tokens")
+    rows = lake.read_table(table)
+    rows = rows.take(pa.array(np.arange(rows.num_rows)[::-1])).cast(TOKENS.arrow_schema)
+    bounds = np.linspace(0, rows.num_rows, files + 1).astype(int)
+    paths = [lake.write_data_file(lake.data_dir(table), rows.slice(a, b - a), prefix="r")
+             for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    summary = lake.snapshot_summary(cfg, "tokenize", "x", {
+        f"tokenmill.{k}": v for k, v in table.properties.items() if k in ("token_dtype", "eod_id", "vocab_size",
+                                                                         "tokenizer_sha256")})
+    lake.commit_files(table, paths, summary, overwrite=True)
+
+
+def shard_doc_ids(out: Path, manifest: dict) -> list[str]:
+    """doc_id of every sample of every shard of a manifest, read back through each shard's index."""
+    ids = []
+    for s in manifest["shards"]:
+        blob = (out / s["path"]).read_bytes()
+        for rec in np.load(out / s["index"], allow_pickle=False):
+            ids.append(json.loads(blob[rec["json_offset"] : rec["json_offset"] + rec["json_nbytes"]])["doc_id"])
+    return ids
+
+
+def test_bucket_groups_give_the_same_bytes_for_one_or_four_partitions(
+    spark, corpus_cfg: Config, tmp_path: Path
+) -> None:
+    """64 KiB shards, group_shards=2: the plan is packed in several bucket groups on the executors and merged;
+    the shards are the same bytes whether the tokens are read as one partition or four and written by one task
+    or four, never pass the target, are full but for the groups' tails (counted in short_shards) and hold
+    every document once."""
+    from pipelines.spark_shard import run_shard
+    from sharding.write.plan import full_bytes
+
+    manifests, reports = [], []
+    for files in (1, 4):
+        rewrite_tokens(corpus_cfg, files)
+        data = corpus_cfg.model_dump()
+        data["shard"].update(output=str(tmp_path / f"p{files}"), target_bytes=64 << 10, group_shards=2,
+                             write_tasks=files)
+        cfg = Config.model_validate(data)
+        reports.append(run_shard(spark, cfg))
+        manifests.append(read_manifest(cfg))
+    (out, one), (_, four) = manifests
+    assert [s["sha256"] for s in four["shards"]] == [s["sha256"] for s in one["shards"]]
+    assert [s["index_sha256"] for s in four["shards"]] == [s["index_sha256"] for s in one["shards"]]
+    counts = reports[0].counts
+    assert counts["bucket_groups"] >= 3 and reports[1].counts == counts
+    target = 64 << 10
+    regular = [s["bytes"] for s in one["shards"] if s["n_samples"] > 1 or s["bytes"] <= target]
+    assert len(regular) == one["n_shards"] - counts["oversized_docs"] and max(regular) <= target
+    short = sum(b < full_bytes(target, corpus_cfg.shard.fill) for b in regular)
+    # each group ends in one partly filled shard, or two when its last documents no longer fit in one
+    assert short == counts["short_shards"] and counts["bucket_groups"] <= short <= 2 * counts["bucket_groups"]
+    ids = shard_doc_ids(out, one)
+    assert sorted(ids) == sorted(tokens_rows(corpus_cfg)) and len(ids) == 401  # every document exactly once
+
+
 def test_shard_bytes_do_not_depend_on_partitioning(spark, corpus_cfg: Config, tmp_path: Path) -> None:
     from pipelines.stages.shard.spark import run_shard
 
     run_shard(spark, corpus_cfg)
     _, first = read_manifest(corpus_cfg)
     # Rewrite the tokens table as 7 files in reverse order, write with one task, into another folder.
-    catalog = lake.open_catalog(corpus_cfg.lake)
-    table = lake.load_table(catalog, corpus_cfg.lake.namespace, "tokens")
-    rows = lake.read_table(table)
-    rows = rows.take(pa.array(np.arange(rows.num_rows)[::-1])).cast(TOKENS.arrow_schema)
-    bounds = np.linspace(0, rows.num_rows, 8).astype(int)
-    paths = [lake.write_data_file(lake.data_dir(table), rows.slice(a, b - a), prefix="r")
-             for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    summary = lake.snapshot_summary(corpus_cfg, "tokenize", "x", {
-        f"tokenmill.{k}": v for k, v in table.properties.items() if k in ("token_dtype", "eod_id", "vocab_size",
-                                                                         "tokenizer_sha256")})
-    lake.commit_files(table, paths, summary, overwrite=True)
+    rewrite_tokens(corpus_cfg, 7)
     data = corpus_cfg.model_dump()
     data["shard"].update(output=str(tmp_path / "again"), write_tasks=1)
     second_cfg = Config.model_validate(data)

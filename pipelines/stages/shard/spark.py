@@ -1,10 +1,11 @@
 """Spark glue of the shard stage: tokens -> tar shards + per-shard index + manifest (local or S3) + shards table.
 
-Two passes over the tokens table. Pass 1 ships only each document's order key and sample size to the
-driver (grouped by hash-prefix bucket, sorted within the bucket), which packs the whole dataset into shards
-(`sharding.write.dataset_plan`). Pass 2 tags every document with its shard, shuffles once by shard, sorts by key
-within the shard and lets each task stream whole shards to their final place. The bytes depend only on the
-tokens rows and the config, never on how Spark partitioned them.
+Planning never brings per-document data to the driver (`sharding.write.dataset_plan`): each document's order
+key and sample size (`meta`, kept by Spark for the run) are summed per hash-prefix bucket; the driver cuts the
+buckets into groups from those totals; each group is packed on an executor over its documents in key order and
+returns its shard runs and per-shard counts, which the driver merges. Writing then tags every document with its
+shard, shuffles once by shard, sorts by key within the shard and lets each task stream whole shards to their
+final place. The bytes depend only on the tokens rows and the config, never on how Spark partitioned them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from pipelines import lake
 from pipelines.config import Config
@@ -55,7 +58,10 @@ from sharding.write.dataset_plan import (
     DuplicateSampleError,
     bucket_of,
     collision_mask,
+    encode_group,
+    group_buckets,
     json_members,
+    merge_plans,
     order_keys,
     plan_dataset,
     sample_sizes,
@@ -66,10 +72,14 @@ from sharding.write.writer import ShardStats, ShardWriter
 log = logging.getLogger(__name__)
 
 META_SCHEMA = "bucket int, h long, doc_id string, ch long, nbytes long"
-BUCKET_SCHEMA = "bucket int, h binary, nbytes binary, coll_pos binary, coll_doc_ids array<string>, coll_ch binary"
+GROUPED_SCHEMA = "group int, h long, doc_id string, ch long, nbytes long"
+GROUP_PLAN_SCHEMA = (
+    "group int, run_keys binary, run_shards binary, shard_samples binary, shard_bytes binary, oversized binary, "
+    "coll_h binary, coll_ch binary, coll_shard binary, coll_doc_ids array<string>, duplicate string"
+)
 TAGGED_SCHEMA = "shard int, h long, doc_id string, ch long, tokens binary, n_tokens int, source string"
 WRITTEN_SCHEMA = "shard int, bytes long, n_samples long, n_tokens long, sha256 string, index_sha256 string"
-CODE_VERSION = "1"  # bump when the shard bytes written for the same tokens and settings change
+CODE_VERSION = "2"  # bump when the shard bytes written for the same tokens and settings change
 INFO_KEYS = ("token_dtype", "eod_id", "vocab_size", "tokenizer_sha256")
 
 
@@ -91,59 +101,85 @@ def _meta(seed: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordB
     return run
 
 
-def _bucket_summaries(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Per bucket of a partition sorted by (bucket, h, doc_id, ch): keys and sizes as raw int64 bytes,
-    plus doc_id/ch of the rows whose h collides."""
-    pieces = [b for b in batches if b.num_rows]
-    if not pieces:
-        return
-    t = pa.Table.from_batches(pieces)
-    bucket = t.column("bucket").to_numpy()
-    h, ch, nbytes = (t.column(c).to_numpy() for c in ("h", "ch", "nbytes"))
-    doc_ids = t.column("doc_id")
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], bucket.size]
-    rows: dict[str, list[Any]] = {k: [] for k in ("bucket", "h", "nbytes", "coll_pos", "coll_doc_ids", "coll_ch")}
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        hb = h[s:e]
-        coll = np.flatnonzero(collision_mask(hb))
-        rows["bucket"].append(int(bucket[s]))
-        rows["h"].append(hb.tobytes())
-        rows["nbytes"].append(nbytes[s:e].tobytes())
-        rows["coll_pos"].append(coll.astype(np.int64).tobytes())
-        rows["coll_doc_ids"].append(doc_ids.slice(s, e - s).take(pa.array(coll)).to_pylist())
-        rows["coll_ch"].append(ch[s:e][coll].tobytes())
-    yield pa.RecordBatch.from_pydict(rows, schema=pa.schema([
-        ("bucket", pa.int32()), ("h", pa.binary()), ("nbytes", pa.binary()), ("coll_pos", pa.binary()),
-        ("coll_doc_ids", pa.list_(pa.string())), ("coll_ch", pa.binary()),
-    ]))
+def _with_group(groups: np.ndarray) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            group = groups[b.column("bucket").to_numpy()]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(group), *(b.column(c) for c in ("h", "doc_id", "ch", "nbytes"))],
+                ["group", "h", "doc_id", "ch", "nbytes"],
+            )
+
+    return run
 
 
-def plan_shards(meta: DataFrame, cfg: Config, partitions: int) -> DatasetPlan:
-    """Pass 1: collect keys and sizes in key order and pack them into shards on the driver."""
-    rows = (
-        meta.repartition(partitions, "bucket")
-        .sortWithinPartitions("bucket", "h", "doc_id", "ch")
-        .mapInArrow(_bucket_summaries, BUCKET_SCHEMA)
-        .collect()
-    )
-    rows.sort(key=lambda r: r["bucket"])
-    h_parts, size_parts, pos_parts, ch_parts, coll_ids = [], [], [], [], []
-    offset = 0
-    for r in rows:
-        hb = np.frombuffer(r["h"], dtype=np.int64)
-        h_parts.append(hb)
-        size_parts.append(np.frombuffer(r["nbytes"], dtype=np.int64))
-        pos_parts.append(np.frombuffer(r["coll_pos"], dtype=np.int64) + offset)
-        ch_parts.append(np.frombuffer(r["coll_ch"], dtype=np.int64))
-        coll_ids += list(r["coll_doc_ids"])
-        offset += hb.size
-    cat = lambda parts: np.concatenate(parts) if parts else np.empty(0, np.int64)  # noqa: E731
+def _group_tables(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[int, pa.Table]]:
+    """(group, its rows) of a partition sorted by group: one group held at a time."""
+    group, pieces = -1, list[pa.RecordBatch]()
+    for b in batches:
+        if not b.num_rows:
+            continue
+        g = b.column("group").to_numpy()
+        cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+        for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, g.size].tolist(), strict=True):
+            if int(g[lo]) != group and pieces:
+                yield group, pa.Table.from_batches(pieces)
+                pieces = []
+            group = int(g[lo])
+            pieces.append(b.slice(lo, hi - lo))
+    if pieces:
+        yield group, pa.Table.from_batches(pieces)
+
+
+_GROUP_PLAN_ARROW = pa.schema(
+    [("group", pa.int32())]
+    + [(k, pa.binary()) for k in ("run_keys", "run_shards", "shard_samples", "shard_bytes", "oversized",
+                                  "coll_h", "coll_ch", "coll_shard")]
+    + [("coll_doc_ids", pa.list_(pa.string())), ("duplicate", pa.string())]
+)
+
+
+def _plan_groups(target_bytes: int, fill: float, lookahead: int) -> Callable[
+    [Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]
+]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Pack each bucket group of a partition sorted by (group, h, doc_id, ch) into its shards."""
+        for group, t in _group_tables(batches):
+            h, ch, nbytes = (t.column(c).to_numpy() for c in ("h", "ch", "nbytes"))
+            coll = np.flatnonzero(collision_mask(h))
+            coll_ids = t.column("doc_id").take(pa.array(coll)).to_pylist()
+            try:
+                plan = plan_dataset(h, nbytes, (coll, coll_ids, ch[coll]), target_bytes=target_bytes,
+                                    fill=fill, lookahead=lookahead)
+                row = encode_group(group, plan)
+            except DuplicateSampleError as exc:  # raised again on the driver, as a StageInputError
+                row = encode_group(group, None, duplicate=str(exc))
+            yield pa.RecordBatch.from_pylist([row], schema=_GROUP_PLAN_ARROW)
+
+    return run
+
+
+def plan_shards(meta: DataFrame, cfg: Config, partitions: int) -> tuple[DatasetPlan, int]:
+    """Plan the run without per-document data on the driver: bucket totals, bucket groups, each group packed
+    by an executor, the groups' plans merged. Returns the plan and the number of bucket groups."""
     s = cfg.shard
-    return plan_dataset(
-        cat(h_parts), cat(size_parts), (cat(pos_parts), coll_ids, cat(ch_parts)),
-        target_bytes=s.target_bytes, fill=s.fill, lookahead=s.lookahead,
-    )
+    meta = meta.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        totals = np.zeros(1 << BUCKET_BITS, dtype=np.int64)
+        for r in meta.groupBy("bucket").agg(F.sum("nbytes").alias("nbytes")).collect():
+            totals[r["bucket"]] = r["nbytes"]
+        groups = group_buckets(totals, s.group_shards * s.target_bytes)
+        n_groups = int(groups.max()) + 1 if totals.any() else 0
+        rows = (
+            meta.mapInArrow(_with_group(groups), GROUPED_SCHEMA)
+            .repartition(max(1, min(n_groups, partitions)), "group")
+            .sortWithinPartitions("group", "h", "doc_id", "ch")
+            .mapInArrow(_plan_groups(s.target_bytes, s.fill, s.lookahead), GROUP_PLAN_SCHEMA)
+            .collect()
+        )
+    finally:
+        meta.unpersist()
+    return merge_plans([r.asDict() for r in rows], s.target_bytes), n_groups
 
 
 def _tag(seed: int, plan: DatasetPlan) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
@@ -224,7 +260,7 @@ def tokens_info(table: Any) -> dict[str, str]:
 
 def stage_params(cfg: Config, info: dict[str, str]) -> str:
     """What fixes the shards written for the same tokens: shard layout settings, the folder, the tokenizer."""
-    layout = cfg.shard.model_dump(mode="json", include={"target_bytes", "seed", "fill", "lookahead"})
+    layout = cfg.shard.model_dump(mode="json", include={"target_bytes", "seed", "fill", "lookahead", "group_shards"})
     return params_digest("shard", CODE_VERSION, layout, cfg.shards_uri().rstrip("/"), info)
 
 
@@ -238,7 +274,8 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     commits nothing. No existing object is overwritten or deleted (`tokenmill gc` removes unreferenced ones).
 
     Counts: shards, samples, tokens, bytes (the published manifest's totals), shards_written, samples_written,
-    oversized_docs (this run). Outputs: {"manifest": uri}. StageInputError when tokens is missing or records
+    oversized_docs, bucket_groups and short_shards (this run: the shards under `shard.fill` of the target that
+    hold no oversized document, the tails the bucket groups end with). Outputs: {"manifest": uri}. StageInputError when tokens is missing or records
     no tokenizer.
     """
     start = time.monotonic()
@@ -265,7 +302,7 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
         refresh_alias(out, uri, s.s3_options())
         return StageReport(
             stage="shard", counts={**_totals(previous), "shards_written": 0, "samples_written": 0,
-                                   "oversized_docs": 0},
+                                   "oversized_docs": 0, "bucket_groups": 0, "short_shards": 0},
             snapshots={"shards": _snapshot_id(catalog, cfg)}, outputs={"manifest": uri},
             seconds=time.monotonic() - start, skipped=True)
     itemsize = TOKEN_DTYPES[info["token_dtype"]].itemsize
@@ -275,7 +312,7 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     cores = spark.sparkContext.defaultParallelism
     meta = df.mapInArrow(_meta(s.seed), META_SCHEMA)
     try:
-        plan = plan_shards(meta, cfg, min(1 << BUCKET_BITS, max(cores, 1)))
+        plan, n_groups = plan_shards(meta, cfg, max(cores, 1))
     except DuplicateSampleError as exc:
         raise StageInputError(f"tokens: {exc}") from None
     stamp = run_stamp(run_id)
@@ -311,13 +348,14 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     if plan.oversized.size:
         log.warning("%d documents are larger than a shard and got shards of their own: %s",
                     plan.oversized.size, [shard_name(int(i)) for i in plan.oversized[:10]])
-    log.info("shard (%s): %d new shards, %d new samples; manifest lists %d shards, %d samples -> %s",
-             plan_in.mode, new["n_shards"], new["n_samples"], manifest["n_shards"], manifest["n_samples"],
-             manifest_uri)
+    log.info("shard (%s): %d new shards (%d bucket groups, %d short tails), %d new samples; manifest lists %d "
+             "shards, %d samples -> %s", plan_in.mode, new["n_shards"], n_groups, plan.short_shards(s.fill),
+             new["n_samples"], manifest["n_shards"], manifest["n_samples"], manifest_uri)
     return StageReport(
         stage="shard",
         counts={**_totals(manifest), "shards_written": new["n_shards"], "samples_written": new["n_samples"],
-                "oversized_docs": int(plan.oversized.size)},
+                "oversized_docs": int(plan.oversized.size), "bucket_groups": n_groups,
+                "short_shards": plan.short_shards(s.fill)},
         snapshots={"shards": snapshot}, outputs={"manifest": manifest_uri}, seconds=time.monotonic() - start,
     )
 

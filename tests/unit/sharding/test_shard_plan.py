@@ -1,4 +1,5 @@
-"""Packing samples into shards, the seeded order hash and the shard lookup tasks use."""
+"""Packing samples into shards, the seeded order hash, the shard lookup tasks use, and the plan built in bucket
+groups and merged."""
 
 from __future__ import annotations
 
@@ -8,8 +9,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharding.write.dataset_plan import DuplicateSampleError, collision_mask, plan_dataset
-from sharding.write.plan import assign_shards, dataset_order, hash64, lookup_shards, order_hash, shard_runs
+from sharding.write.dataset_plan import (
+    DuplicateSampleError,
+    collision_mask,
+    encode_group,
+    group_buckets,
+    merge_plans,
+    plan_dataset,
+)
+from sharding.write.plan import (
+    assign_shards,
+    dataset_order,
+    full_bytes,
+    hash64,
+    lookup_shards,
+    order_hash,
+    shard_runs,
+)
 
 TARGET = 64 * 1024
 
@@ -114,3 +130,62 @@ def test_plan_resolves_colliding_keys_by_doc_id_and_rejects_true_duplicates() ->
     with pytest.raises(DuplicateSampleError, match="'x'"):
         plan_dataset(h, sizes, (np.array([1, 2]), ["x", "x"], np.array([7, 7])),
                      target_bytes=TARGET, fill=0.99, lookahead=4)
+
+
+def test_bucket_groups_are_consecutive_and_hold_at_least_the_group_bytes() -> None:
+    totals = np.array([5, 0, 3, 9, 0, 0, 1, 1, 2, 0], dtype=np.int64)
+    groups = group_buckets(totals, 8)
+    assert groups.tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]  # the short rest (4 bytes) joins the last full group
+    assert group_buckets(totals, 100).tolist() == [0] * 10
+    assert group_buckets(totals, 1).tolist() == [0, 1, 1, 2, 3, 3, 3, 4, 5, 5]  # empty buckets join the next
+    assert group_buckets(np.zeros(4, np.int64), 5).tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="group_bytes"):
+        group_buckets(totals, 0)
+    with pytest.raises(ValueError, match="-1"):
+        group_buckets(np.array([3, -1]), 2)
+
+
+def test_group_plans_merge_into_one_plan_that_locates_every_document() -> None:
+    rng = np.random.default_rng(5)
+    h = np.sort(rng.integers(-(1 << 62), 1 << 62, 3000))
+    sizes = (rng.integers(4, 9, h.size) * 512).astype(np.int64)  # 2-4 KiB samples in 64 KiB shards
+    cut = [0, 1100, 1900, h.size]  # three groups of consecutive keys
+    rows = []
+    for g, (lo, hi) in enumerate(zip(cut[:-1], cut[1:], strict=True)):
+        part = plan_dataset(h[lo:hi], sizes[lo:hi], (np.empty(0, np.int64), [], np.empty(0, np.int64)),
+                            target_bytes=TARGET, fill=0.99, lookahead=64)
+        rows.append(encode_group(g, part))
+    plan = merge_plans(rows[::-1], TARGET)  # any order: merged by group id
+    shard = plan.shard_of(h, [], np.zeros(h.size, np.int64))
+    assert np.bincount(shard).tolist() == plan.shard_samples.tolist()  # every document in exactly one shard
+    assert int(plan.shard_samples.sum()) == h.size
+    totals = np.bincount(shard, weights=sizes).astype(np.int64) + 1024
+    assert totals.tolist() == plan.shard_bytes.tolist() and (totals <= TARGET).all()
+    # documents of a later group never share a shard with an earlier group's, and shards follow key order
+    first_shard = [int(shard[lo]) for lo in cut[:-1]]
+    assert all(shard[lo:hi].min() == first_shard[i] for i, (lo, hi) in enumerate(zip(cut[:-1], cut[1:], strict=True)))
+    assert all(shard[cut[i + 1] - 1] < first_shard[i + 1] for i in range(2))
+    assert plan.first_index.tolist() == np.r_[0, np.cumsum(plan.shard_samples)[:-1]].tolist()
+    short = plan.shard_bytes < full_bytes(TARGET, 0.99)
+    assert short.sum() == plan.short_shards(0.99) >= 3
+    # the short shards are each group's last ones (its tail), every other shard is full
+    ends = [*first_shard[1:], plan.n_shards]
+    for lo, hi in zip(first_shard, ends, strict=True):
+        tail = short[lo:hi]
+        assert tail[-1] and not tail[: np.argmax(tail)].any() and tail[np.argmax(tail) :].all()
+    assert full_bytes(TARGET, 0.99) == TARGET - 2048 + 1 and full_bytes(1 << 27, 0.99) == int(np.ceil(0.99 * (1 << 27)))
+
+
+def test_a_duplicate_found_by_a_group_is_raised_by_the_merge() -> None:
+    ok = encode_group(0, plan_dataset(np.array([3], np.int64), np.array([2048], np.int64),
+                                      (np.empty(0, np.int64), [], np.empty(0, np.int64)),
+                                      target_bytes=TARGET, fill=0.99, lookahead=4))
+    bad = encode_group(1, None, duplicate="doc_id 'x' appears twice with identical tokens and source")
+    with pytest.raises(DuplicateSampleError, match="'x'"):
+        merge_plans([ok, bad], TARGET)
+    h = np.array([1, 5, 5, 9], dtype=np.int64)
+    sizes = np.array([40 * 1024, 30 * 1024, 2048, 2048], dtype=np.int64)
+    collided = plan_dataset(h, sizes, (np.array([1, 2]), ["x", "y"], np.array([7, 7])),
+                            target_bytes=TARGET, fill=0.99, lookahead=4)
+    merged = merge_plans([ok, {**encode_group(1, collided), "group": 1}], TARGET)
+    assert merged.shard_of(h, ["a", "x", "y", "b"], np.array([0, 7, 7, 0])).tolist() == [1, 2, 1, 1]
