@@ -1,13 +1,14 @@
 """Driver memory of the shard stage's plan at two corpus sizes: the distributed plan vs the previous planner.
 
-Anchor: the planner the stage had before bucket groups (`collect_plan`, kept here as it was): every document's
-order key and sample size collected to the driver (~16 B per document) and packed there. Ours: the stage's
-`plan_shards` (bucket totals to the driver, groups packed on the executors, a few numbers per shard merged on
-the driver). Both plan the same tokens table (small documents, so per-document costs dominate) in a fresh
-driver process each; printed per size and planner: the Python driver's peak RSS (VmHWM) above its RSS once
-Spark is up and the tokens table is open, shards planned, wall seconds, and the 1x / 0.25x ratios. `--full`
-runs the whole stage (plan, write, publish) instead of the plan alone. The JVM (driver and executors in one
-process under local[N]) is not counted.
+Anchor: the planner the stage had before bucket groups (`collect_plan`, kept here as it was, fed the stage's
+65,536 buckets where it had 1,024): every document's order key and sample size collected to the driver (~16 B
+per document) and packed there. Ours: the stage's `plan_shards` (bucket totals to the driver, groups packed on
+the executors, a few numbers per shard merged on the driver). Both plan the same tokens table (small documents,
+so per-document costs dominate) in a fresh driver process each; printed per size and planner: the peak of the
+Python driver's allocations while it plans (tracemalloc, numpy included), its peak RSS (VmHWM) above its RSS
+once Spark is up and the tokens table is open (coarser: the allocator reuses freed memory), shards planned,
+wall seconds, and the 1x / 0.25x ratios. `--full` runs the whole stage (plan, write, publish) instead of the
+plan alone. The JVM (driver and executors in one process under local[N]) is not counted.
 
     .venv/bin/python -m benchmarks.shard_driver --docs 2000000 --cores 2
 """
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,7 @@ def child(planner: str, sets: list[str], full: bool) -> None:
     plan_dataset(np.zeros(1, np.int64), np.full(1, 2048, np.int64), none, target_bytes=1 << 20, fill=0.99,
                  lookahead=4)
     base = _status_kb("VmRSS")
+    tracemalloc.start()
     planner_fn = collect_plan if planner == "anchor" else spark_shard.plan_shards
     start = time.perf_counter()
     if full:
@@ -147,10 +150,12 @@ def child(planner: str, sets: list[str], full: bool) -> None:
         plan, groups = planner_fn(meta, cfg, spark.sparkContext.defaultParallelism)
         shards = plan.n_shards
     seconds = time.perf_counter() - start
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     peak = _status_kb("VmHWM")
     spark.stop()
     print(json.dumps({"base_mb": base / 1024, "peak_mb": peak / 1024, "over_mb": (peak - base) / 1024,
-                      "shards": shards, "groups": groups, "seconds": seconds}))
+                      "traced_mb": traced / 2**20, "shards": shards, "groups": groups, "seconds": seconds}))
 
 
 def main() -> None:
@@ -178,14 +183,14 @@ def main() -> None:
             results[docs, planner] = json.loads(out.strip().splitlines()[-1])
             r = results[docs, planner]
             print(f"{docs:>10,d} docs  {planner:6s}: driver RSS {r['base_mb']:7.1f} MB up, peak {r['peak_mb']:7.1f} MB"
-                  f" (+{r['over_mb']:6.1f} MB), {r['shards']} shards, {r['groups']} groups, {r['seconds']:6.1f} s",
-                  flush=True)
+                  f" (+{r['over_mb']:6.1f} MB), Python allocations peak {r['traced_mb']:7.1f} MB, {r['shards']} "
+                  f"shards, {r['groups']} groups, {r['seconds']:6.1f} s", flush=True)
     small, big = sizes
-    for planner in ("anchor", "ours"):
-        a, b = results[small, planner]["over_mb"], results[big, planner]["over_mb"]
-        print(f"{planner:6s}: driver RSS above start, 1x / 0.25x: {b:.1f} / {a:.1f} MB = {b / max(a, 0.1):.2f}x")
-    print(f"1x: anchor / ours (RSS above start) = "
-          f"{results[big, 'anchor']['over_mb'] / max(results[big, 'ours']['over_mb'], 0.1):.2f}x")
+    for key, what in (("traced_mb", "Python allocations peak"), ("over_mb", "RSS above start")):
+        for planner in ("anchor", "ours"):
+            a, b = results[small, planner][key], results[big, planner][key]
+            print(f"{planner:6s}: {what}, 1x / 0.25x: {b:.1f} / {a:.1f} MB = {b / max(a, 0.1):.2f}x")
+        print(f"1x: anchor / ours ({what}) = {results[big, 'anchor'][key] / max(results[big, 'ours'][key], 0.1):.2f}x")
 
 
 if __name__ == "__main__":

@@ -166,8 +166,8 @@ def plan_shards(meta: DataFrame, cfg: Config, partitions: int) -> tuple[DatasetP
     meta = meta.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         totals = np.zeros(1 << BUCKET_BITS, dtype=np.int64)
-        for r in meta.groupBy("bucket").agg(F.sum("nbytes").alias("nbytes")).collect():
-            totals[r["bucket"]] = r["nbytes"]
+        sums = meta.groupBy("bucket").agg(F.sum("nbytes").alias("nbytes")).toArrow()  # <= 65,536 rows
+        totals[sums.column("bucket").to_numpy()] = sums.column("nbytes").to_numpy()
         groups = group_buckets(totals, s.group_shards * s.target_bytes)
         n_groups = int(groups.max()) + 1 if totals.any() else 0
         rows = (
