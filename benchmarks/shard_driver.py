@@ -122,9 +122,10 @@ def _status_kb(key: str) -> int:
 
 def child(planner: str, sets: list[str], full: bool) -> None:
     """One measurement in this (fresh) driver process; prints one JSON line."""
-    from pipelines import lake, spark_shard
+    from pipelines import lake
     from pipelines.config import load_config
-    from pipelines.spark_session import build_session, read_table_df
+    from pipelines.lake.spark import build_session, read_table_df
+    from pipelines.stages.shard import spark as spark_shard
     from sharding.write.dataset_plan import plan_dataset
 
     cfg = load_config(None, sets)

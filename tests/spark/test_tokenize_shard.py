@@ -256,7 +256,7 @@ def test_bucket_groups_give_the_same_bytes_for_one_or_four_partitions(
     the shards are the same bytes whether the tokens are read as one partition or four and written by one task
     or four, never pass the target, are full but for the groups' tails (counted in short_shards) and hold
     every document once."""
-    from pipelines.spark_shard import run_shard
+    from pipelines.stages.shard.spark import run_shard
     from sharding.write.plan import full_bytes
 
     manifests, reports = [], []
