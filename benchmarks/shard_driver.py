@@ -1,7 +1,7 @@
 """Driver memory of the shard stage's plan at two corpus sizes: the distributed plan vs the previous planner.
 
-Anchor: the planner the stage had before bucket groups (`collect_plan`, kept here as it was, fed the stage's
-65,536 buckets where it had 1,024): every document's order key and sample size collected to the driver (~16 B
+Anchor: the planner the stage had before bucket groups (`collect_plan`, kept here as it was, with its 1,024
+hash-prefix buckets): every document's order key and sample size collected to the driver (~16 B
 per document) and packed there. Ours: the stage's `plan_shards` (bucket totals to the driver, groups packed on
 the executors, a few numbers per shard merged on the driver). Both plan the same tokens table (small documents,
 so per-document costs dominate) in a fresh driver process each; printed per size and planner: the peak of the
@@ -91,9 +91,12 @@ def _bucket_summaries(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBa
 
 def collect_plan(meta: Any, cfg: Any, partitions: int) -> tuple[Any, int]:
     """The previous planner: every document's key and size on the driver, packed there in one go."""
+    from pyspark.sql import functions as F
+
     from sharding.write.dataset_plan import plan_dataset
 
     schema = "bucket int, h binary, nbytes binary, coll_pos binary, coll_doc_ids array<string>, coll_ch binary"
+    meta = meta.withColumn("bucket", F.shiftright("bucket", 6))  # its 1,024 buckets: the 10-bit key prefix
     rows = (meta.repartition(partitions, "bucket").sortWithinPartitions("bucket", "h", "doc_id", "ch")
             .mapInArrow(_bucket_summaries, schema).collect())
     rows.sort(key=lambda r: r["bucket"])
