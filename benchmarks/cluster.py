@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.cluster [--mb 32,64] [--modes local,cluster] [--vocab 4096]
 
-For each corpus size (--mb, MB of UTF-8 text), every stage runs as its spark-submit job (`jobs/<stage>.py`:
+For each corpus size (--mb, MB of UTF-8 text), every stage runs as its spark-submit job (`jobs/run_<stage>.py`:
 ingest, curate, train_tokenizer, tokenize, shard) in each mode:
 
 - local: `spark-submit --master local[2]`, lake (SQLite catalog, warehouse, shards) on the local disk, input
@@ -191,7 +191,7 @@ def children_cpu() -> float:
 def submit(job: str, master: str, config: Path, extra: list[str], cluster: list[psutil.Process]
            ) -> dict[str, Any]:
     cmd = [str(BIN / "spark-submit"), "--master", master, "--driver-memory", "2g", *extra,
-           f"jobs/{job}.py", "--config", str(config)]
+           f"jobs/run_{job}.py", "--config", str(config)]
     cpu0, cluster0, start = children_cpu(), tree_cpu(cluster), time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

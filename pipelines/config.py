@@ -100,6 +100,11 @@ class SparkConfig(BaseModel):
 
     master: str = "local[*]"
     app_name: str = "tokenmill"
+    driver_memory: str = Field(
+        default="4g", pattern=r"^[1-9][0-9]*[kmgt]?$",
+        description="spark.driver.memory of the CLI's own session (a JVM size: 4g, 2048m); a `spark.driver.memory` "
+        "key in `conf` wins, and under spark-submit its --driver-memory or spark-defaults.conf decide (the driver "
+        "JVM is already running when the job starts)")
     conf: dict[str, str] = Field(default_factory=dict)
 
 

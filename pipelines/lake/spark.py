@@ -38,7 +38,6 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
-    "spark.driver.memory": "4g",
     "spark.python.worker.reuse": "true",
 }
 DEFAULT_CONF = {**REQUIRED_CONF, **LOCAL_CONF}
@@ -73,7 +72,8 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     Who decides the cluster settings, in order: an existing session (a notebook, a test, `run --follow`) is
     used as it is; under `spark-submit` (its Python gateway is in the environment) the master, deploy mode and
     every `--conf` / spark-defaults.conf setting come from Spark, and only REQUIRED_CONF fills keys left unset;
-    otherwise (the CLI's own session) `cfg.master` and `cfg.conf` apply over DEFAULT_CONF. The effective master
+    otherwise (the CLI's own session) `cfg.master`, `cfg.driver_memory` and `cfg.conf` apply over DEFAULT_CONF
+    (`cfg.conf` last, so its keys win). The effective master
     and key settings are logged once per application.
     """
     from pyspark import SparkContext
@@ -90,7 +90,8 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", _python())
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
-        for key, value in {**DEFAULT_CONF, **_progress_conf(), **cfg.conf}.items():
+        conf = {**DEFAULT_CONF, "spark.driver.memory": cfg.driver_memory, **_progress_conf(), **cfg.conf}
+        for key, value in conf.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         origin = "params.yaml (spark.master, spark.conf)"

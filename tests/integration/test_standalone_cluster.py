@@ -163,7 +163,7 @@ shard:
         proc = subprocess.run(
             [str(BIN / "spark-submit"), "--master", url, "--py-files", str(code), "--conf", "spark.executor.cores=1",
              "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.shuffle.partitions=4",
-             f"jobs/{job}.py", "--config", str(config)],
+             f"jobs/run_{job}.py", "--config", str(config)],
             cwd=REPO, env=driver_env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"{job}: {proc.stderr[-4000:]}"
         # the job ran where spark-submit said, not on params.yaml's local[*] (Python logs reach stdout)

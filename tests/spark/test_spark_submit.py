@@ -22,7 +22,7 @@ pytestmark = pytest.mark.spark
 def _submit(job: str, *args: str, spark_args: tuple[str, ...] = ("--master", "local[2]")
             ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    script = job if job.endswith(".py") else f"jobs/{job}.py"
+    script = job if job.endswith(".py") else f"jobs/run_{job}.py"
     return subprocess.run([str(SPARK_SUBMIT), *spark_args, script, *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
@@ -62,6 +62,18 @@ def test_params_spark_settings_apply_to_the_cli_own_session() -> None:
     assert probe["spark.sql.session.timeZone"] == "UTC"
 
 
+def test_driver_memory_comes_from_params_and_spark_submit_overrides_it() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    own = _probe(subprocess.run([sys.executable, "tests/spark/submit_probe.py", "spark.master=local[1]",
+                                 "spark.driver_memory=1500m"], cwd=REPO, env=env, capture_output=True, text=True,
+                                timeout=600))
+    assert own["spark.driver.memory"] == "1500m"
+    submitted = _probe(_submit("tests/spark/submit_probe.py", "spark.driver_memory=1500m",
+                               spark_args=("--master", "local[1]", "--driver-memory", "1g")))
+    assert submitted["spark.driver.memory"] == "1g"
+
+
 def test_spark_submit_ingest(tmp_path: Path) -> None:
     tiny = REPO / "tests" / "data" / "tiny"
     overrides = [f"lake.root={tmp_path / 'lake'}", f"lake.metrics_dir={tmp_path / 'metrics'}", f"sources=[{{type: local, path: '{tiny / 'input'}'}}]"]
@@ -76,14 +88,14 @@ def test_spark_submit_ingest(tmp_path: Path) -> None:
 
 
 def test_every_job_parses_its_arguments() -> None:
-    # jobs/tokenize.py must not shadow the standard tokenize module when its folder is on sys.path
+    # spark-submit runs a job with jobs/ first on sys.path: no job may shadow a standard module (run_tokenize.py)
     for job in ("ingest", "curate", "tokenize", "shard", "train_tokenizer"):
-        proc = subprocess.run([sys.executable, f"jobs/{job}.py", "--help"], cwd=REPO, capture_output=True,
+        proc = subprocess.run([sys.executable, f"jobs/run_{job}.py", "--help"], cwd=REPO, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0 and "--config" in proc.stdout, proc.stderr[-2000:]
 
 
 def test_bad_config_exits_2_from_a_job(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "jobs/shard.py", "--set", "shard.target_bytes=oops"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "jobs/run_shard.py", "--set", "shard.target_bytes=oops"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "shard.target_bytes" in proc.stderr

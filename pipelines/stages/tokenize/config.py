@@ -40,6 +40,9 @@ class TokenizeConfig(BaseModel):
     bos: bool = False
     eos: bool = False
     batch_size: int = Field(default=1024, gt=0, description="documents per encode_batch call")
+    file_target_bytes: int = Field(
+        default=128 * 1024 * 1024, gt=0, description="token bytes a task holds before it writes them as one Parquet "
+        "data file of the tokens table (bounds a task's memory; the tokens are the same for any value)")
     tiktoken_pattern: str = Field(default=CL100K_PATTERN, description="pre-split regex for a tiktoken ranks file")
     tiktoken_eod_id: int | None = Field(
         default=None, ge=0, description="id of eod_token for a tiktoken file; default: one past the last rank"

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 TASK_RESULT_SCHEMA = "path string, rows long, tokens long, bytes_in long"
 CODE_VERSION = "1"  # bump when the tokens written for the same input and tokenizer change
-FILE_TARGET_BYTES = 128 * 1024 * 1024  # tokens bytes per Parquet data file a task writes
 
 
 def tokenizer_spec(cfg: Config) -> TokenizerSpec:
@@ -61,8 +60,8 @@ def _source_column(batch: pa.RecordBatch) -> pa.Array:
 
 
 def _tokenize_partition(
-    spec: TokenizerSpec, *, bos: bool, eos: bool, batch_size: int, directory: str, prefix: str,
-    s3: S3Options | None = None, schema: pa.Schema = TOKENS.arrow_schema,
+    spec: TokenizerSpec, *, bos: bool, eos: bool, batch_size: int, file_target_bytes: int, directory: str,
+    prefix: str, s3: S3Options | None = None, schema: pa.Schema = TOKENS.arrow_schema,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -85,7 +84,7 @@ def _tokenize_partition(
             held += ids.nbytes
             rows += out.num_rows
             tokens += int(n_tokens.sum(dtype=np.int64))
-            if held >= FILE_TARGET_BYTES:
+            if held >= file_target_bytes:
                 paths.append(lake.write_data_file(directory, pa.concat_tables(pieces), prefix=prefix, s3=s3))
                 pieces, held = [], 0
         if pieces:
@@ -123,8 +122,9 @@ def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, table: Table, p
         df = df.repartition(cores)  # a small table is one file; spread it over the cores
     t = cfg.tokenize
     return df.mapInArrow(
-        _tokenize_partition(spec, bos=t.bos, eos=t.eos, batch_size=t.batch_size, directory=lake.data_dir(table),
-                            prefix=prefix, s3=cfg.lake.task_s3(),
+        _tokenize_partition(spec, bos=t.bos, eos=t.eos, batch_size=t.batch_size,
+                            file_target_bytes=t.file_target_bytes, directory=lake.data_dir(table), prefix=prefix,
+                            s3=cfg.lake.task_s3(),
                             schema=lake.file_schema(table, TOKENS.arrow_schema)),
         TASK_RESULT_SCHEMA,
     )
@@ -132,8 +132,8 @@ def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, table: Table, p
 
 def stage_params(cfg: Config, spec: TokenizerSpec) -> str:
     """What fixes the tokens of a document: the tokenize config (not the tokenizer's path, training settings
-    or batch size), the tokenizer file's sha256 and the code version."""
-    t = cfg.tokenize.model_dump(mode="json", exclude={"tokenizer", "train", "batch_size"})
+    or batch and file sizes), the tokenizer file's sha256 and the code version."""
+    t = cfg.tokenize.model_dump(mode="json", exclude={"tokenizer", "train", "batch_size", "file_target_bytes"})
     return params_digest("tokenize", CODE_VERSION, t, spec.sha256)
 
 

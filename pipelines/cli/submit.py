@@ -1,4 +1,5 @@
-"""Shared body of the spark-submit entry points: parse --config/--set, build the session, run one stage."""
+"""Shared body of the spark-submit entry points (`jobs/run_<stage>.py`): parse --config/--set, build the session,
+run one stage, print its report as JSON."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pipelines.secrets import install_log_redaction
 
 
 def main(stage: str, argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"jobs/{stage}.py", description=f"tokenmill {stage} stage (spark-submit)")
+    parser = argparse.ArgumentParser(prog=f"jobs/run_{stage.replace('-', '_')}.py", description=f"tokenmill {stage} stage (spark-submit)")
     parser.add_argument("--config", default="params.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
