@@ -1,6 +1,7 @@
 """The `tokenmill` command line: one subcommand per stage, `run` for all of them, `demo`, `audit` and friends,
 one module per command group (`stages`, `audit`, `demo`, `versions`, `lineage`, `report`, `monitor`, `gc`),
-each adding its subcommands with `register(sub)`; `args` holds the arguments they share.
+each adding its subcommands with `register(sub)`; `args` holds the arguments they share, and `submit` is the
+body of the spark-submit entry points (`jobs/run_<stage>.py`).
 
 Every command takes `--config FILE` (default params.yaml) and repeatable `--set dotted.key=VALUE` overrides.
 Failures exit non-zero with one line on stderr: every TokenmillError exits with its own code (2 for a bad
