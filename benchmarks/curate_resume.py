@@ -3,11 +3,13 @@
 Ingests the sources once into a scratch lake, then in one run, each curate in a fresh process (a cold Spark
 driver, as after a real crash):
   1. a full curate (the anchor);
-  2. a curate SIGKILLed right after the step `--kill-after` (default `components`, the last persisted step:
-     about 80% of the run), then a re-run that continues from the persisted steps.
-Prints the wall times and the ratio re-run / full run.
+  2. a curate SIGKILLed right after the step `--kill-after` (default: the last step the run persists:
+     `components` on the distributed plan, `curated` when the input is deduplicated in one task), then a
+     re-run that continues from the persisted steps.
+Prints the wall times, where the kill fell (share of a full run) and the ratio re-run / full run.
 
-    python -m benchmarks.curate_resume [--config params.yaml] [--kill-after components] [--set KEY=VALUE]
+    python -m benchmarks.curate_resume [--config params.yaml] [--kill-after STEP] [--set KEY=VALUE]
+    python -m benchmarks.curate_resume --set curate.dedup.single_task_max_bytes=0   # the distributed plan
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def curate(config: Path, kill_after: str | None) -> tuple[float, int, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="params.yaml")
-    parser.add_argument("--kill-after", default="components")
+    parser.add_argument("--kill-after", default=None, help="default: components, or curated for a one-task run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="curate-resume-"))
@@ -55,12 +57,15 @@ def main() -> None:
         config.write_text(json.dumps(cfg.model_dump(mode="json")))
         full, rc, out = curate(config, None)
         assert rc == 0, out
+        if args.kill_after is None:  # the full run's metrics say which dedup plan ran
+            one_task = json.loads(out[out.index("{"):])["counts"].get("dedup_one_task", 0)
+            args.kill_after = "curated" if one_task else "components"
         killed, rc, out = curate(config, args.kill_after)
         assert rc == -9, f"expected SIGKILL, got {rc}: {out}"
         rerun, rc, out = curate(config, None)
         assert rc == 0, out
         report = json.loads(out[out.index("{"):])
-        print(f"full curate {full:.1f}s; killed after {args.kill_after} at {killed:.1f}s "
+        print(f"{report['counts']['raw_docs']:,} raw docs; full curate {full:.1f}s; killed after {args.kill_after} at {killed:.1f}s "
               f"({killed / full:.0%} of a full run); re-run {rerun:.1f}s reading back "
               f"{report['counts']['resumed_steps']} steps: re-run / full = {rerun / full:.2f}")
     finally:

@@ -1,4 +1,4 @@
-"""GPU MinHash (dedup/gpu.py, torch) against the CPU kernel: bit-identity and throughput on one corpus.
+"""GPU MinHash (benchmarks/minhash_torch.py, torch) against the CPU kernel: bit-identity and throughput on one corpus.
 
     .venv/bin/python -m benchmarks.dedup_gpu [--text FILE] [--mb 256] [--device cuda]
 
@@ -25,7 +25,7 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 sys.path.append(str(_HERE))
 
 from benchmarks._timing import median_seconds  # noqa: E402
-from dedup.gpu import minhash_from_hashes_torch  # noqa: E402
+from benchmarks.minhash_torch import minhash_from_hashes_torch  # noqa: E402
 from dedup.minhash import minhash_signatures  # noqa: E402
 from dedup.shingle import shingle_hashes  # noqa: E402
 

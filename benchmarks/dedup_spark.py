@@ -1,9 +1,15 @@
-"""End-to-end near dedup of the 1 GB benchmark corpus on Spark `local[N]`: exact then MinHash-LSH near dedup
-through `dedup.spark` (the curate stage's path), wall time and peak memory of the whole process tree (driver
-JVM + Python workers), next to the local (no Spark) path's figures from `benchmarks/dedup.py`.
+"""Dedup on Spark `local[N]` against the local (no Spark) engine, side by side in one run: exact then
+MinHash-LSH near dedup the curate stage's way (signatures in a parallel pass, then `dedup.spark.duplicates`:
+one task for a small input, the distributed plan otherwise) vs `dedup.local.duplicates_local`; wall time,
+and for the corpus the peak memory of the whole process tree (driver JVM + Python workers).
 
-    python -m benchmarks.dedup_spark [--cores 2] [--gb 1]
+    python -m benchmarks.dedup_spark [--cores 2] [--gb 1]  # the generated corpus: local, then Spark
     python -m benchmarks.dedup_spark --sample      # the bundled 4.8 MB sample: Spark vs local, side by side
+    python -m benchmarks.dedup_spark --sample --profile   # and where Spark's time goes, job by job
+
+`--profile` turns on Spark's event log (`spark.eventLog.enabled`) in a temporary folder and, after the run,
+prints the jobs, stages and tasks the Spark path ran and the wall time of its jobs grouped by the line of
+code that started them (the event log's `callSite.short`), slowest first.
 
 The corpus is the one `python -m benchmarks.dedup --e2e-gb 1` generates under out/dedup-bench/ (real text
 from Debian's text packages with word substitutions and planted near copies).
@@ -12,6 +18,7 @@ from Debian's text packages with word substitutions and planted near copies).
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import threading
 import time
@@ -85,73 +92,129 @@ def sample_table() -> pa.Table:
         "exact_hash", text_hash128_hex(table["text"]))
 
 
-def sample_side_by_side(cores: int) -> None:
-    """Exact then near dedup of the sample through dedup.local and dedup.spark in one run; medians of 3."""
-    import statistics
+def event_log_profile(folder: str, top: int = 12) -> str:
+    """Jobs, stages and tasks in Spark event logs under `folder`, with job wall time per call site."""
+    import collections
+    import json
 
-    import pyarrow.compute as pc
+    jobs: dict[int, list] = {}  # type: ignore[type-arg]
+    stages = tasks = 0
+    for path in sorted(p for p in Path(folder).rglob("events_*") if p.is_file()):
+        with path.open() as fh:
+            for line in fh:
+                ev = json.loads(line)
+                kind = ev["Event"]
+                if kind == "SparkListenerJobStart":
+                    stage_names = [st.get("Stage Name", "?") for st in ev.get("Stage Infos", [])]
+                    site = ev.get("Properties", {}).get("callSite.short") or (stage_names[-1] if stage_names else "?")
+                    jobs[ev["Job ID"]] = [ev["Submission Time"], ev["Submission Time"], site]
+                elif kind == "SparkListenerJobEnd":
+                    jobs[ev["Job ID"]][1] = ev["Completion Time"]
+                elif kind == "SparkListenerStageCompleted":
+                    stages += 1
+                elif kind == "SparkListenerTaskEnd":
+                    tasks += 1
+    sites: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+    for start, end, site in jobs.values():
+        sites[site][0] += 1
+        sites[site][1] += (end - start) / 1000
+    lines = [f"event log: {len(jobs)} jobs, {stages} stages, {tasks} tasks, "
+             f"{sum(s[1] for s in sites.values()):.2f} s inside jobs"]
+    for site, (n, secs) in sorted(sites.items(), key=lambda kv: -kv[1][1])[:top]:
+        lines.append(f"  {int(n):4d} jobs {secs:7.2f} s  {site}")
+    return "\n".join(lines)
 
-    from dedup.config import DedupConfig
-    from dedup.local import exact_duplicates_local, near_duplicates_local
-    from dedup.spark import exact_duplicates, near_duplicates
+
+def _spark_session(cores: int, events: str | None):  # type: ignore[no-untyped-def]
     from pipelines.config import SparkConfig
     from pipelines.lake.spark import build_session
 
-    table, cfg = sample_table(), DedupConfig()
+    conf = {"spark.sql.shuffle.partitions": str(4 * cores), "spark.ui.showConsoleProgress": "false"}
+    if events:
+        conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.compress": "false",
+                 "spark.eventLog.dir": Path(events).as_uri()}
+    return build_session(SparkConfig(master=f"local[{cores}]", app_name="dedup-bench", conf=conf))
 
-    def local() -> int:
-        exact = exact_duplicates_local([table], keep=cfg.keep)
-        rest = table.filter(pc.invert(pc.is_in(table["doc_id"], value_set=exact["doc_id"])))
-        return exact.num_rows + near_duplicates_local(rest.to_batches(max_chunksize=4096), cfg=cfg).num_rows
 
-    spark = build_session(SparkConfig(master=f"local[{cores}]", app_name="dedup-bench",
-                                      conf={"spark.sql.shuffle.partitions": str(4 * cores),
-                                            "spark.ui.showConsoleProgress": "false"}))
+def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, dict[str, int]]:  # type: ignore[no-untyped-def]
+    """What the curate stage runs after its filters, from text: signatures in a parallel pass (the filter
+    pass computes them), materialized (the persisted `curated` step), then dedup.spark.duplicates."""
+    from dedup.local import signature_columns
+    from dedup.spark import count_input, input_size_counter
+    from dedup.steps.spark import checkpoint
+
+    counter = input_size_counter(docs.sparkSession)
+
+    def signed(batches):  # type: ignore[no-untyped-def]
+        for b in batches:
+            count_input(counter, b.column("text"))
+            sig, keys = signature_columns(b.column("text"), cfg)
+            yield pa.RecordBatch.from_arrays([*b.columns, sig, keys], names=[*b.schema.names, "signature", "band_keys"])
+
+    from dedup.spark import duplicates
+
+    schema = f"{docs.schema.simpleString()[7:-1]}, signature binary, band_keys array<bigint>"
+    curated = checkpoint(docs.mapInArrow(signed, schema), checkpoint_dir and f"{checkpoint_dir}/curated")
+    stats: dict[str, int] = {}
+    removed = duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
+                         size=tuple(counter.value)).count()  # type: ignore[arg-type]
+    return removed, stats
+
+
+def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3) -> None:
+    """Exact then near dedup of the sample, the curate stage's way, through dedup.local and dedup.spark in one
+    run (from text on both sides); medians of `repeats`, then the same with the one-task path off."""
+    import statistics
+
+    from dedup.config import DedupConfig
+    from dedup.local import duplicates_local
+
+    table = sample_table()
+    events = tempfile.mkdtemp(prefix="dedup-events-") if profile else None
+    spark = _spark_session(cores, events)
     docs = spark.createDataFrame(table.to_pandas()).cache()
     docs.count()  # the input in Spark's memory, as the curate stage has it after its filter pass
-
-    def on_spark() -> int:
-        exact = exact_duplicates(docs, keep=cfg.keep).localCheckpoint()
-        rest = docs.join(exact.select("doc_id"), "doc_id", "left_anti")
-        return exact.count() + near_duplicates(rest, cfg=cfg).count()
-
-    times: dict[str, list[float]] = {"local": [], "spark": []}
+    plans = {"local": DedupConfig(), "spark": DedupConfig(), "spark distributed": DedupConfig(single_task_max_bytes=0)}
+    times: dict[str, list[float]] = {k: [] for k in plans}
     removed: dict[str, int] = {}
-    for _ in range(3):
-        for name, fn in (("local", local), ("spark", on_spark)):
+    for _ in range(repeats):
+        for name, cfg in plans.items():
             t = time.perf_counter()
-            removed[name] = fn()
+            removed[name] = (duplicates_local(table, cfg=cfg).num_rows if name == "local"
+                             else _curate_dedup(docs, cfg)[0])
             times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"sample: {table.num_rows:,} docs, {sum(map(len, table['text'].to_pylist())) / 1e6:.1f} MB; removed "
-          f"local {removed['local']:,}, spark {removed['spark']:,}; median of 3: local {med['local']:.2f}s, "
-          f"spark local[{cores}] {med['spark']:.2f}s: spark / local = {med['spark'] / med['local']:.2f}")
+          + ", ".join(f"{k} {v:,}" for k, v in removed.items()) + f"; median of {repeats}: "
+          + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()))
+    print(f"spark local[{cores}] / local = {med['spark'] / med['local']:.2f} (one task), "
+          f"{med['spark distributed'] / med['local']:.2f} (distributed plan, single_task_max_bytes=0)")
     spark.stop()
+    if events:
+        print("whole run (input caching and every pass of both Spark plans):")
+        print(event_log_profile(events))
+        shutil.rmtree(events, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--gb", type=float, default=1.0)
-    parser.add_argument("--sample", action="store_true", help="the bundled sample, Spark and local side by side")
-    args = parser.parse_args()
-    if args.sample:
-        sample_side_by_side(args.cores)
-        return
-    path = ROOT / "out" / "dedup-bench" / f"corpus-{args.gb:g}gb.parquet"
-    if not path.exists():
-        raise SystemExit(f"{path} is missing: run `python -m benchmarks.dedup --e2e-gb {args.gb:g}` first")
+def corpus_side_by_side(path: Path, cores: int, gb: float) -> None:
+    """The generated corpus, once each: the local engine (dedup.local.duplicates_local, all in memory) and
+    the Spark curate path, wall time and peak RSS of the process tree for each."""
+    import pyarrow.parquet as pq
 
     from dedup.config import DedupConfig
     from dedup.exact import text_hash128_hex
-    from dedup.spark import exact_duplicates, near_duplicates
-    from pipelines.config import SparkConfig
-    from pipelines.lake.spark import build_session
+    from dedup.local import duplicates_local
 
-    spark = build_session(SparkConfig(master=f"local[{args.cores}]", app_name="dedup-bench",
-                                      conf={"spark.sql.shuffle.partitions": str(4 * args.cores),
-                                            "spark.ui.showConsoleProgress": "false"}))
     cfg = DedupConfig()
+    with TreeRss() as rss:
+        t = time.perf_counter()
+        table = pq.read_table(path, columns=["doc_id", "text", "quality_score", "n_chars"])
+        table = table.append_column("exact_hash", text_hash128_hex(table["text"]))
+        n_docs, n_local = table.num_rows, duplicates_local(table, cfg=cfg).num_rows
+        local_s = time.perf_counter() - t
+    local_rss = rss.peak
+    del table
+    spark = _spark_session(cores, None)
     with tempfile.TemporaryDirectory() as tmp, TreeRss() as rss:
         t = time.perf_counter()
         df = spark.read.parquet(str(path)).select("doc_id", "text", "quality_score", "n_chars")
@@ -162,19 +225,29 @@ def main() -> None:
                                                  names=[*b.schema.names, "exact_hash"])
 
         schema = "doc_id string, text string, quality_score double, n_chars long, exact_hash string"
-        docs = df.mapInArrow(with_hash, schema).cache()
-        n_docs = docs.count()
-        exact = exact_duplicates(docs, keep=cfg.keep).cache()
-        n_exact = exact.count()
-        rest = docs.join(exact.select("doc_id"), "doc_id", "left_anti")
-        near = near_duplicates(rest, cfg=cfg, checkpoint_dir=str(Path(tmp) / "ckpt"))
-        n_near = near.count()
-        seconds = time.perf_counter() - t
-    text_gb = path.stat().st_size  # compressed size, for reference only
-    print(f"spark local[{args.cores}]: {n_docs:,} docs ({args.gb:g} GB of text, {text_gb / 1e9:.2f} GB Parquet): "
-          f"{n_exact:,} exact + {n_near:,} near duplicates removed in {seconds:.1f} s; "
-          f"peak RSS of the process tree {rss.peak / 1e9:.2f} GB")
+        n_spark, _ = _curate_dedup(df.mapInArrow(with_hash, schema), cfg, str(Path(tmp) / "ckpt"))
+        spark_s = time.perf_counter() - t
     spark.stop()
+    print(f"{gb:g} GB corpus, {n_docs:,} docs: local {local_s:.1f} s (peak RSS {local_rss / 1e9:.2f} GB), "
+          f"{n_local:,} removed; spark local[{cores}] {spark_s:.1f} s (peak RSS of driver JVM + workers "
+          f"{rss.peak / 1e9:.2f} GB), {n_spark:,} removed: spark / local = {spark_s / local_s:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--gb", type=float, default=1.0)
+    parser.add_argument("--sample", action="store_true", help="the bundled sample, Spark and local side by side")
+    parser.add_argument("--profile", action="store_true", help="Spark's event log: jobs and their time per call site")
+    parser.add_argument("--repeats", type=int, default=3, help="--sample: passes of each path (median)")
+    args = parser.parse_args()
+    if args.sample:
+        sample_side_by_side(args.cores, args.profile, args.repeats)
+        return
+    path = ROOT / "out" / "dedup-bench" / f"corpus-{args.gb:g}gb.parquet"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `python -m benchmarks.dedup --e2e-gb {args.gb:g}` first")
+    corpus_side_by_side(path, args.cores, args.gb)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,20 @@ import pyarrow.compute as pc
 
 from dedup.components import star_edges
 from dedup.config import DedupConfig
+from dedup.incremental import signature_matrix
 from dedup.keep import keep_ranks, kept_members, parse_keep_rule
 from dedup.lsh import band_keys, resolve_bands
-from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
+from dedup.minhash import EMPTY, is_empty, minhash_signatures, signature_jaccard
 from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESULT_SCHEMA", "exact_duplicates_local", "near_duplicates_local"]
+__all__ = ["DUPLICATE_SCHEMA", "RESULT_SCHEMA", "component_stats", "duplicates_local", "exact_duplicates_local",
+           "near_duplicates_local", "signatures_of"]
+
+DUPLICATE_SCHEMA = RESULT_SCHEMA.append(pa.field("dup_reason", pa.string()))
+# the component report of near dedup (counts in the curate metrics)
+STAT_NAMES = ("near_largest_component", "near_components_over_max_cluster")
 
 
 def _tables(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterable[pa.Table]:
@@ -75,10 +81,47 @@ def exact_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, keep
     return _removed_exact(meta, first[codes], rule)
 
 
+def signature_columns(texts: pa.Array | pa.ChunkedArray, cfg: DedupConfig) -> tuple[pa.Array, pa.Array]:
+    """(signature, band_keys) Arrow columns of documents: binary of 4 * num_perm little-endian bytes and
+    list<int64> of one key per band, both null for a document without any shingle (it can only be an exact
+    duplicate). The columns dedup_index stores and the Spark engine reads."""
+    bands, rows = resolve_bands(
+        cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight, cfg.false_negative_weight
+    )
+    sig = np.ascontiguousarray(
+        minhash_signatures(texts, num_perm=cfg.num_perm, ngram=cfg.ngram, mode=cfg.shingle, seed=cfg.seed))
+    keys = band_keys(sig, bands, rows).reshape(-1)
+    n, width = len(sig), cfg.num_perm * 4
+    present = ~is_empty(sig)
+    valid = pa.py_buffer(np.packbits(present, bitorder="little")) if not present.all() else None
+    nulls = int(n - present.sum())
+    sig_arr = pa.Array.from_buffers(pa.binary(), n, [valid, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * width),
+                                                     pa.py_buffer(sig)], null_count=nulls)
+    key_arr = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * bands), pa.array(keys),
+                                       mask=pa.array(~present) if nulls else None)
+    return sig_arr, key_arr
+
+
+def signatures_of(table: pa.Table, cfg: DedupConfig) -> np.ndarray:
+    """The (n, num_perm) uint32 signatures of a table's rows: its `signature` column when it has one (binary,
+    4 * num_perm little-endian bytes; a null stands for a document without shingles and reads as the empty
+    signature), else computed from its `text`. Raises ValueError when neither column is there."""
+    if "signature" in table.column_names:
+        column = table["signature"].combine_chunks() if table.num_rows else pa.array([], pa.binary())
+        present = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        sig = np.full((len(column), cfg.num_perm), EMPTY, dtype=np.uint32)
+        sig[present] = signature_matrix(column.filter(pa.array(present)), cfg.num_perm)
+        return sig
+    if "text" not in table.column_names:
+        raise ValueError(f"input batches need a 'text' or 'signature' column, got {table.column_names}")
+    return minhash_signatures(table["text"], num_perm=cfg.num_perm, ngram=cfg.ngram, mode=cfg.shingle, seed=cfg.seed)
+
+
 def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: DedupConfig) -> pa.Table:
     """MinHash-LSH near duplicates of a stream of batches, deduplicated against each other and themselves.
 
-    Input columns: doc_id (string, unique), text (string) and the keep-rule columns of `cfg.keep`.
+    Input columns: doc_id (string, unique), text (string) or a precomputed `signature` (see `signatures_of`;
+    text is still needed for verify='shingles') and the keep-rule columns of `cfg.keep`.
     Candidates are star edges of LSH buckets, verified by signature Jaccard >= cfg.resolved_verify_threshold()
     unless cfg.verify is 'none'; their components are resolved by direct evidence (dedup.resolve): a member
     is removed only when its own similarity to the kept document is >= cfg.removal_floor(). Returns
@@ -86,26 +129,28 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
     input is split into batches. With verify='shingles' the texts are held in memory until the end.
     """
     rule = parse_keep_rule(cfg.keep)
-    bands, rows = resolve_bands(
-        cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight, cfg.false_negative_weight
-    )
     meta_parts: list[pa.Table] = []
     sig_parts: list[np.ndarray] = []
     cols = ["doc_id", *[c for c, _ in rule if c != "doc_id"]]
     if cfg.verify == "shingles":
         cols.append("text")
     for table in _tables(batches):
-        if "text" not in table.column_names:
-            raise ValueError(f"input batches need a 'text' column, got {table.column_names}")
-        sig_parts.append(
-            minhash_signatures(table["text"], num_perm=cfg.num_perm, ngram=cfg.ngram, mode=cfg.shingle, seed=cfg.seed)
-        )
+        sig_parts.append(signatures_of(table, cfg))
         meta_parts.append(table.select(cols))
     if not meta_parts:
         return RESULT_SCHEMA.empty_table()
     meta, order = _sorted_by_doc_id(pa.concat_tables(meta_parts))
     sig = np.concatenate(sig_parts)[order]
     del sig_parts
+    return _near_sorted(meta, sig, cfg)
+
+
+def _near_sorted(meta: pa.Table, sig: np.ndarray, cfg: DedupConfig) -> pa.Table:
+    """near_duplicates_local on rows already sorted by doc_id with their signatures."""
+    rule = parse_keep_rule(cfg.keep)
+    bands, rows = resolve_bands(
+        cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight, cfg.false_negative_weight
+    )
     src, dst = star_edges(band_keys(sig, bands, rows), active=~is_empty(sig))
     n_candidates = len(src)
     if cfg.verify_edges and len(src):
@@ -120,4 +165,51 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
         log.warning("near dedup: %d components larger than max_cluster=%d (largest %d), resolved member by member",
                     len(over), cfg.max_cluster, over[0])
     ids = meta["doc_id"].combine_chunks().cast(pa.string())
-    return removed_rows(ids, res, "shingles" if cfg.verify == "shingles" else "signature")
+    out = removed_rows(ids, res, "shingles" if cfg.verify == "shingles" else "signature")
+    largest = int(res.component_sizes[0]) if len(res.component_sizes) else 0
+    return out.replace_schema_metadata({"near_largest_component": str(largest),
+                                        "near_components_over_max_cluster": str(len(over))})
+
+
+def component_stats(near: pa.Table) -> dict[str, int]:
+    """The component report a near_duplicates_local result carries: the largest component of candidate edges
+    and the count of components larger than max_cluster (0 when the table carries none)."""
+    meta = near.schema.metadata or {}
+    return {name: int(meta.get(name.encode(), b"0")) for name in STAT_NAMES}
+
+
+def duplicates_local(table: pa.Table, *, cfg: DedupConfig) -> pa.Table:
+    """Exact then near duplicates of one table, as the curate stage removes them: DUPLICATE_SCHEMA rows
+    (RESULT_SCHEMA and `dup_reason`, 'exact' or 'near') of the removed documents, sorted by doc_id.
+
+    Input: doc_id (unique), exact_hash (a null one takes no part in exact dedup), the keep-rule columns and
+    text and/or signature (see `near_duplicates_local`). Near dedup sees the documents exact dedup kept; an exact duplicate of a
+    document near dedup then removes is re-pointed to the document kept in its place (same text, so the
+    same similarity and evidence), so every kept_doc_id names a kept document. The result's schema metadata
+    carries the component report (`component_stats`).
+    """
+    hashed = table.filter(pc.is_valid(table["exact_hash"])) if cfg.exact else None  # as on Spark: null takes no part
+    exact = exact_duplicates_local([hashed], keep=cfg.keep) if hashed is not None else RESULT_SCHEMA.empty_table()
+    near = RESULT_SCHEMA.empty_table()
+    stats = {name: 0 for name in STAT_NAMES}
+    if cfg.near:
+        rest = table.filter(pc.invert(pc.is_in(table["doc_id"], value_set=exact["doc_id"])))
+        near = near_duplicates_local([rest], cfg=cfg)
+        stats = component_stats(near)
+    if exact.num_rows and near.num_rows:
+        exact, near = exact.combine_chunks(), near.combine_chunks()
+        pos = pc.index_in(exact["kept_doc_id"], value_set=near["doc_id"])
+        moved = pc.is_valid(pos)
+        at = pc.fill_null(pos, 0)
+        columns = [exact["doc_id"]]
+        for name in ("cluster_id", "kept_doc_id", "similarity", "verified_by"):
+            columns.append(pc.if_else(moved, near[name].take(at), exact[name]))
+        exact = pa.table(columns, schema=RESULT_SCHEMA)
+    out = pa.concat_tables([
+        _with_reason(exact, "exact"), _with_reason(near.replace_schema_metadata(None), "near")])
+    out = out.take(pc.sort_indices(out, sort_keys=[("doc_id", "ascending")]))
+    return out.replace_schema_metadata({k: str(v) for k, v in stats.items()})
+
+
+def _with_reason(rows: pa.Table, reason: str) -> pa.Table:
+    return rows.append_column("dup_reason", pa.array([reason] * rows.num_rows, pa.string()))

@@ -1,15 +1,22 @@
 """Spark adapter of the dedup engine: exact and MinHash-LSH near duplicates of a DataFrame.
 
-Both functions return DataFrame(doc_id, cluster_id, kept_doc_id, similarity, verified_by) with one row per
-*removed* document; cluster_id is the final cluster's smallest doc_id and kept_doc_id its keep-rule winner
-(dedup.keep); similarity is the removed document's similarity to it (1.0 for exact duplicates). Plan:
-signatures and band keys through mapInArrow (numba kernels) -> per (band, key) bucket the smallest doc_id
-(a combiner-side aggregate, so hot buckets never gather in one task) -> star edges member -> bucket
-minimum (m - 1 edges for m members, never all pairs) -> verification of each edge by signature Jaccard
--> connected components by alternating large-star / small-star rounds, bounded by cfg.max_iterations and
-checkpointed every cfg.checkpoint_every rounds -> each component resolved whole inside one task by the evidence
-rule of dedup.resolve (dedup/spark_resolve.py; exact duplicates: keep rule as a min over a struct). Every step
-is a function of the data alone, so the result is the same for any partitioning, executor count or run.
+`duplicates` is what the curate stage calls: exact then near duplicates, each row naming a kept document.
+An input small enough for one task (cfg.single_task_max_bytes) is deduplicated by the local engine's own
+code (`dedup.local.duplicates_local`) inside ONE Spark task: one job, no shuffle, no component rounds.
+Larger inputs take the distributed plan; both give the same rows, for any partitioning.
+
+The distributed functions return DataFrame(doc_id, cluster_id, kept_doc_id, similarity, verified_by) with
+one row per *removed* document; cluster_id is the final cluster's smallest doc_id and kept_doc_id its
+keep-rule winner (dedup.keep); similarity is the removed document's similarity to it (1.0 for exact
+duplicates). Plan: signatures and band keys through mapInArrow (numba kernels; or the input's own
+`signature`/`band_keys` columns, which the curate stage computes in its filter pass) -> per (band, key)
+bucket the smallest doc_id (a combiner-side aggregate, so hot buckets never gather in one task) -> star
+edges member -> bucket minimum (m - 1 edges for m members, never all pairs) -> verification of each edge by
+signature Jaccard -> connected components (dedup/components/spark.py: union-find on the driver for a small
+edge list, else large-star / small-star rounds) -> each component resolved whole inside one task by the
+evidence rule of dedup.resolve (dedup/resolve/spark.py; exact duplicates: keep rule as a min over a
+struct). Every step is a function of the data alone, so the result is the same for any partitioning,
+executor count or run.
 """
 
 from __future__ import annotations
@@ -17,29 +24,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame
+from pyspark import Accumulator, AccumulatorParam
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import NumericType
 
-from dedup.components import connected_components as union_find_components
 from dedup.config import DedupConfig
-from dedup.errors import DedupError
+from dedup.incremental import signature_matrix
 from dedup.keep import parse_keep_rule
-from dedup.lsh import band_keys, resolve_bands
-from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
-from dedup.spark_resolve import component_report, resolve_components
-from dedup.spark_steps import Steps
+from dedup.local import DUPLICATE_SCHEMA, STAT_NAMES, component_stats, duplicates_local, signature_columns
+from dedup.minhash import signature_jaccard
+from dedup.resolve.spark import RESULT_DDL, resolve_candidate_graph
+from dedup.steps.spark import Steps, checkpoint
 
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by"]
+DUPLICATE_DDL = f"{RESULT_DDL}, dup_reason string"
 SIGNATURE_SCHEMA = "doc_id string, signature binary, band_keys array<bigint>"
 SIGNATURE_ARROW = pa.schema(
     [("doc_id", pa.string()), ("signature", pa.binary()), ("band_keys", pa.list_(pa.int64()))]
 )
+# per document in the one-task path besides its text: signature, band keys, doc_id, hash, keep-rule values
+_ROW_BYTES = 160
 
 
 def _keep_order(df: DataFrame, keep: list[str]) -> Column:
@@ -83,50 +93,28 @@ def exact_duplicates(df: DataFrame, *, keep: list[str]) -> DataFrame:
     return _resolve_clusters(members, df, keep)
 
 
-def _signature_partitions(cfg: DedupConfig, bands: int, rows: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    num_perm, ngram, mode, seed = cfg.num_perm, cfg.ngram, cfg.shingle, cfg.seed
-
+def _signature_partitions(cfg: DedupConfig) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            sig = minhash_signatures(batch.column("text"), num_perm=num_perm, ngram=ngram, mode=mode, seed=seed)
-            keep = ~is_empty(sig)  # documents without shingles cannot be near duplicates
-            sig = np.ascontiguousarray(sig[keep])
-            keys = band_keys(sig, bands, rows).reshape(-1)
-            n = len(sig)
-            width = sig.shape[1] * 4
-            sig_arr = pa.Array.from_buffers(
-                pa.binary(), n, [None, pa.py_buffer(np.arange(n + 1, dtype=np.int32) * width), pa.py_buffer(sig)]
-            )
-            key_arr = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * bands), pa.array(keys))
-            ids = batch.column("doc_id").filter(pa.array(keep))
-            yield pa.RecordBatch.from_arrays([ids.cast(pa.string()), sig_arr, key_arr], schema=SIGNATURE_ARROW)
+            sig, keys = signature_columns(batch.column("text"), cfg)
+            present = sig.is_valid()  # documents without shingles cannot be near duplicates
+            ids = batch.column("doc_id").cast(pa.string())
+            yield pa.RecordBatch.from_arrays([ids.filter(present), sig.filter(present), keys.filter(present)],
+                                             schema=SIGNATURE_ARROW)
 
     return run
 
 
 def signatures(df: DataFrame, cfg: DedupConfig) -> DataFrame:
     """DataFrame(doc_id, signature binary (num_perm little-endian uint32), band_keys array<bigint>) for the
-    documents of `df` that have at least one shingle."""
-    bands, rows = resolve_bands(
-        cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight, cfg.false_negative_weight
-    )
-    return df.select("doc_id", "text").mapInArrow(_signature_partitions(cfg, bands, rows), SIGNATURE_SCHEMA)
-
-
-def fixed_width_rows(column: pa.Array, num_perm: int) -> np.ndarray:
-    """An (n, num_perm) uint32 view of a binary/large_binary column of signatures (no copy).
-
-    Raises ValueError when a value is not exactly 4 * num_perm bytes long.
-    """
-    n = len(column)
-    offsets = np.frombuffer(column.buffers()[1], dtype=np.int64 if pa.types.is_large_binary(column.type) else np.int32,
-                            count=column.offset + n + 1)[column.offset :]
-    if np.any(np.diff(offsets) != 4 * num_perm):
-        raise ValueError(f"signatures must be {4 * num_perm} bytes each (num_perm={num_perm})")
-    data = np.frombuffer(column.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-    return data.view(np.uint32).reshape(n, num_perm)
+    documents of `df` that have at least one shingle: the input's own `signature`/`band_keys` columns when it
+    has them (null for a document without shingles, see dedup.local.signature_columns), else computed from
+    its text."""
+    if "signature" in df.columns and "band_keys" in df.columns:
+        return df.where(F.col("signature").isNotNull()).select("doc_id", "signature", "band_keys")
+    return df.select("doc_id", "text").mapInArrow(_signature_partitions(cfg), SIGNATURE_SCHEMA)
 
 
 def _verify_partitions(num_perm: int, floor: float) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
@@ -134,14 +122,13 @@ def _verify_partitions(num_perm: int, floor: float) -> Callable[[Iterator[pa.Rec
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            sim = signature_jaccard(fixed_width_rows(batch.column("sig_a"), num_perm),
-                                    fixed_width_rows(batch.column("sig_b"), num_perm))
+            sim = signature_jaccard(signature_matrix(batch.column("sig_a"), num_perm),
+                                    signature_matrix(batch.column("sig_b"), num_perm))
             keep = pa.array(sim >= floor)
             yield pa.RecordBatch.from_arrays([batch.column("a").filter(keep), batch.column("b").filter(keep)],
                                              names=["a", "b"])
 
     return run
-
 
 def candidate_edges(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
     """Star edges (a, b), a > b: each member of an LSH bucket to the bucket's smallest doc_id, verified by
@@ -168,130 +155,149 @@ def candidate_edges(sigs: DataFrame, cfg: DedupConfig) -> DataFrame:
     return paired.mapInArrow(_verify_partitions(cfg.num_perm, cfg.resolved_verify_threshold()), "a string, b string")
 
 
-def _large_star(edges: DataFrame) -> DataFrame:
-    sym = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
-    mins = sym.groupBy("a").agg(F.least(F.min("b"), F.col("a")).alias("m"))
-    return (
-        sym.where(F.col("b") > F.col("a")).join(mins, "a")
-        .select(F.col("b").alias("a"), F.col("m").alias("b")).distinct()
-    )
-
-
-def _small_star(edges: DataFrame) -> DataFrame:
-    oriented = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b"))
-    mins = oriented.groupBy("a").agg(F.min("b").alias("m"))
-    joined = oriented.join(mins, "a")
-    return (
-        joined.select(F.col("b").alias("a"), F.col("m").alias("b"))
-        .unionByName(joined.select("a", F.col("m").alias("b")))
-        .where(F.col("a") != F.col("b")).distinct()
-    )
-
-
-def _is_star_forest(edges: DataFrame) -> bool:
-    """True when every node has one edge, to a node with no outgoing edge: each component is a star whose
-    centre is its smallest node."""
-    multi = edges.groupBy("a").count().where(F.col("count") > 1).limit(1).count()
-    if multi:
-        return False
-    return edges.select(F.col("b").alias("a")).join(edges.select("a"), "a", "left_semi").limit(1).count() == 0
-
-
-def connected_components(edges: DataFrame, *, max_iterations: int, checkpoint_every: int = 1,
-                         checkpoint_dir: str | None = None, steps: Steps | None = None) -> DataFrame:
-    """(doc_id, cluster_id) for every node of `edges` (a, b): cluster_id = the component's smallest node.
-
-    Alternates large-star and small-star (Kiveris et al. 2014) until the graph is a forest of stars; the
-    plan is truncated every `checkpoint_every` rounds (written under `checkpoint_dir`, else a local
-    checkpoint, see `checkpoint`). With persisted `steps`, every round is written instead (`cc-NNN`) and a
-    re-run starts from the last complete one. Raises DedupError when `max_iterations` rounds do not converge.
-    """
-    oriented = edges.select(F.greatest("a", "b").alias("a"), F.least("a", "b").alias("b")).distinct()
-    persist = steps is not None and steps.folder is not None
-    resumed = steps.last_round("cc") if steps is not None and persist else None
-    first = 1
-    if resumed is not None:
-        first, current = resumed[0] + 1, resumed[1]
-    elif persist and steps is not None:
-        current = steps.materialize("cc-000", lambda: oriented)
-    else:
-        current = checkpoint(oriented, checkpoint_dir)
-    for round_no in range(first, max_iterations + 1):
-        if _is_star_forest(current):
-            # zero rounds is the usual case, not a failure: every candidate pair already points at its
-            # cluster's minimum, so the edges are a forest of stars before any round
-            log.info("connected components: %s", "the candidate edges were already stars (no round needed)"
-                     if round_no == 1 else f"stars after {round_no - 1} round(s)")
-            break
-        nxt = _small_star(_large_star(current))
-        if persist and steps is not None:
-            current = steps.materialize(f"cc-{round_no:03d}", lambda nxt=nxt: nxt)  # type: ignore[misc]
-        elif round_no % checkpoint_every == 0:
-            current = checkpoint(nxt, checkpoint_dir)
-        else:
-            current = nxt
-    else:
-        if not _is_star_forest(current):
-            raise DedupError(f"connected components did not converge in max_iterations={max_iterations} rounds")
-    roots = current.select(F.col("b").alias("doc_id")).distinct().select("doc_id", F.col("doc_id").alias("cluster_id"))
-    return current.select(F.col("a").alias("doc_id"), F.col("b").alias("cluster_id")).unionByName(roots)
-
-
-def components_on_driver(edges: DataFrame) -> DataFrame:
-    """(doc_id, cluster_id) of the nodes of a small edge list (a, b), by union-find on the driver: the same
-    result as `connected_components` (cluster_id = the component's smallest doc_id) without its jobs."""
-    table = edges.select("a", "b").toArrow()
-    ends = pa.chunked_array(table["a"].chunks + table["b"].chunks, pa.string())
-    nodes = pc.unique(ends).sort()
-    src = pc.index_in(table["a"], value_set=nodes).to_numpy(zero_copy_only=False).astype(np.int64)
-    dst = pc.index_in(table["b"], value_set=nodes).to_numpy(zero_copy_only=False).astype(np.int64)
-    labels = union_find_components(len(nodes), src, dst)
-    members = pa.table({"doc_id": nodes, "cluster_id": nodes.take(pa.array(labels))})
-    return edges.sparkSession.createDataFrame(members.to_pandas(), "doc_id string, cluster_id string")
-
-
 def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
                     stats: dict[str, int] | None = None, steps: Steps | None = None) -> DataFrame:
-    """MinHash-LSH near duplicates of `df` (doc_id unique, text normalized, keep-rule columns of cfg.keep).
+    """MinHash-LSH near duplicates of `df` (doc_id unique, text normalized, keep-rule columns of cfg.keep;
+    optionally `signature`/`band_keys`, see `signatures`), by the distributed plan.
 
     Returns RESULT_COLUMNS rows of the removed documents: a member of a component of verified edges is
     removed only with its own similarity to the kept document >= cfg.removal_floor() (dedup.resolve). The
-    verified edge list and the components are materialized (checkpointed) here. `stats`, when given,
-    receives the largest component's size and the count of components above cfg.max_cluster. With
-    persisted `steps` (dedup.spark_steps), signatures, edges, component rounds and components are written
-    there and a re-run reuses the complete ones.
+    signatures, the verified edge list and the components are materialized (checkpointed) here. `stats`,
+    when given, receives the largest component's size and the count of components above cfg.max_cluster.
+    With persisted `steps` (dedup.steps.spark), signatures (unless the input has them), edges, component
+    rounds and components are written there and a re-run reuses the complete ones.
     """
     _keep_order(df, cfg.keep)
-    if steps is not None and steps.folder is not None:
+    persisted = steps is not None and steps.folder is not None
+    if "signature" in df.columns:
+        sigs = signatures(df, cfg)  # already materialized with the input
+    elif persisted and steps is not None:
         sigs = steps.materialize("signatures", lambda: signatures(df, cfg))
-        edges = steps.materialize("edges", lambda: candidate_edges(sigs, cfg))
-        small = not steps.done("components") and edges.count() <= cfg.driver_components_max_edges
-        members = steps.materialize("components", lambda: components_on_driver(edges) if small else
-                                    connected_components(edges, max_iterations=cfg.max_iterations,
-                                                         checkpoint_every=cfg.checkpoint_every, steps=steps))
     else:
-        sigs = signatures(df, cfg)
-        sigs = checkpoint(sigs, checkpoint_dir)
-        edges = candidate_edges(sigs, cfg)
-        edges = checkpoint(edges, checkpoint_dir)
-        if edges.count() <= cfg.driver_components_max_edges:
-            members = components_on_driver(edges)
-        else:
-            members = connected_components(edges, max_iterations=cfg.max_iterations,
-                                           checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
-            members = checkpoint(members, checkpoint_dir)
-    report = component_report(members, cfg.max_cluster)
+        sigs = checkpoint(signatures(df, cfg), checkpoint_dir)
+    edges = (steps.materialize("edges", lambda: candidate_edges(sigs, cfg)) if persisted and steps is not None
+             else checkpoint(candidate_edges(sigs, cfg), checkpoint_dir))
+    return resolve_candidate_graph(edges, sigs, df, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
+                                   steps=steps)
+
+
+class _SumPair(AccumulatorParam):  # type: ignore[type-arg]
+    def zero(self, value: list[int]) -> list[int]:
+        return [0, 0]
+
+    def addInPlace(self, value1: list[int], value2: list[int]) -> list[int]:
+        return [value1[0] + value2[0], value1[1] + value2[1]]
+
+
+def input_size_counter(spark: SparkSession) -> Accumulator:  # type: ignore[type-arg]
+    """An accumulator of [documents, text bytes] that the pass producing dedup's input fills from its tasks
+    (`count_input`), so that `duplicates` needs no job of its own to size its input. A retried task adds
+    twice: the size is an upper bound, which can only send a small input down the distributed plan."""
+    return spark.sparkContext.accumulator([0, 0], _SumPair())
+
+
+def count_input(counter: Accumulator, texts: pa.Array | pa.ChunkedArray) -> None:  # type: ignore[type-arg]
+    """Inside a task: add a batch's documents (the texts of those dedup will see) to `counter`."""
+    counter.add([len(texts), int(pc.sum(pc.binary_length(texts)).as_py() or 0)])
+
+
+def fits_one_task(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None = None) -> bool:
+    """Whether `duplicates` runs on `df` in one task: its estimated size there (the texts when they are
+    needed, plus a fixed-size record per document) is at most cfg.single_task_max_bytes. `size` = (documents,
+    text bytes) of `df` when the caller counted them (`input_size_counter`), else one small job counts."""
+    if cfg.single_task_max_bytes <= 0:
+        return False
+    texts = cfg.near and ("signature" not in df.columns or cfg.verify == "shingles")
+    if size is None:
+        row = df.agg(F.count(F.lit(1)).alias("n"),
+                     (F.sum(F.octet_length("text")) if texts else F.lit(0)).alias("text_bytes")).collect()[0]
+        size = (int(row["n"]), int(row["text_bytes"] or 0))
+    estimate = size[0] * (_ROW_BYTES + 4 * cfg.num_perm) + (size[1] if texts else 0)
+    log.info("dedup input: %d documents, about %.1f MB in one task (single_task_max_bytes %d): %s",
+             size[0], estimate / 1e6, cfg.single_task_max_bytes,
+             "one task" if estimate <= cfg.single_task_max_bytes else "distributed")
+    return estimate <= cfg.single_task_max_bytes
+
+
+class _MaxStats(AccumulatorParam):  # type: ignore[type-arg]
+    """Element-wise maximum of the component report: a retried task adds nothing new."""
+
+    def zero(self, value: dict[str, int]) -> dict[str, int]:
+        return dict.fromkeys(value, 0)
+
+    def addInPlace(self, value1: dict[str, int], value2: dict[str, int]) -> dict[str, int]:
+        return {k: max(value1.get(k, 0), value2.get(k, 0)) for k in {*value1, *value2}}
+
+
+def _duplicates_in_one_task(df: DataFrame, cfg: DedupConfig, stats: dict[str, int] | None) -> DataFrame:
+    """`duplicates_local` on all of `df` inside one task (coalesce(1): no shuffle; the input should be
+    materialized), materialized here; `stats` receives its component report."""
+    report = df.sparkSession.sparkContext.accumulator(dict.fromkeys(STAT_NAMES, 0), _MaxStats())
+    schema = to_arrow_schema(df.schema, timezone="UTC", prefers_large_types=False)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        out = duplicates_local(pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema), cfg=cfg)
+        report.add(component_stats(out))
+        yield from out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA).to_batches()
+
+    result = df.coalesce(1).mapInArrow(run, DUPLICATE_DDL).localCheckpoint()
     if stats is not None:
-        stats.update(report)
-    return resolve_components(members, edges, sigs, df, cfg=cfg)
+        stats.update({k: report.value[k] for k in STAT_NAMES})
+    return result
 
 
-def checkpoint(df: DataFrame, checkpoint_dir: str | None) -> DataFrame:
-    """`df` with its plan cut: written as Parquet under `checkpoint_dir` (a scratch URI, local or s3://, by
-    the tasks through pyarrow, so no Hadoop filesystem or shared disk is needed) and read back; without a
-    directory, a local checkpoint on the executors. The caller removes the directory."""
-    if not checkpoint_dir:
-        return df.localCheckpoint()
-    from pipelines.lake.files.spark import materialize  # the pyarrow table I/O lives with the other Spark I/O
+def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataFrame:
+    """DUPLICATE_DDL rows of exact and near removals, the exact ones re-pointed: an exact duplicate of a
+    document near dedup removed takes that document's cluster, kept document, similarity and evidence (its
+    text equals the removed one's), so every kept_doc_id names a kept document."""
+    parts = []
+    if near is not None:
+        near = near.withColumn("dup_reason", F.lit("near"))
+        parts.append(near)
+    if exact is not None:
+        exact = exact.withColumn("dup_reason", F.lit("exact"))
+        if near is not None:
+            moved = near.select(F.col("doc_id").alias("kept_doc_id"), F.col("cluster_id").alias("n_cluster"),
+                                F.col("kept_doc_id").alias("n_kept"), F.col("similarity").alias("n_sim"),
+                                F.col("verified_by").alias("n_by"))
+            exact = exact.join(moved, "kept_doc_id", "left").select(
+                "doc_id", F.coalesce("n_cluster", "cluster_id").alias("cluster_id"),
+                F.coalesce("n_kept", "kept_doc_id").alias("kept_doc_id"),
+                F.coalesce("n_sim", "similarity").alias("similarity"),
+                F.coalesce("n_by", "verified_by").alias("verified_by"), "dup_reason")
+        parts.append(exact)
+    if not parts:
+        raise ValueError("combine_duplicates needs exact or near removals")
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
 
-    return materialize(df, checkpoint_dir)
+
+def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
+               stats: dict[str, int] | None = None, steps: Steps | None = None,
+               size: tuple[int, int] | None = None) -> DataFrame:
+    """Exact (cfg.exact) then near (cfg.near) duplicates of `df`, as the curate stage removes them:
+    DUPLICATE_DDL rows (RESULT_COLUMNS and `dup_reason`, 'exact' or 'near') of the removed documents.
+
+    Input: doc_id (unique), exact_hash, the keep-rule columns, text, and optionally signature/band_keys
+    (see `signatures`). Near dedup sees the documents exact dedup kept; exact removals are re-pointed as
+    `combine_duplicates` says. An input that `fits_one_task` is deduplicated in one task by the local
+    engine's code; otherwise exact dedup by a group-by and near dedup by `near_duplicates` (with persisted
+    `steps`). Both give the same rows. `stats` receives near dedup's component report and `dedup_one_task`
+    (1 or 0); `size` as in `fits_one_task`.
+    """
+    _keep_order(df, cfg.keep)
+    one_task = fits_one_task(df, cfg, size)
+    if stats is not None:
+        stats["dedup_one_task"] = int(one_task)  # which plan ran, in the curate metrics
+    if one_task:
+        return _duplicates_in_one_task(df, cfg, stats)
+    exact = exact_duplicates(df, keep=cfg.keep).localCheckpoint() if cfg.exact else None
+    near = None
+    if cfg.near:
+        rest = df if exact is None else df.join(exact.select("doc_id"), "doc_id", "left_anti")
+        near = near_duplicates(rest, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps).localCheckpoint()
+    if exact is None and near is None:
+        return df.sparkSession.createDataFrame([], DUPLICATE_DDL)
+    return combine_duplicates(exact, near)

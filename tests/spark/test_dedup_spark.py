@@ -5,10 +5,17 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from dedup.components.spark import connected_components
 from dedup.config import DedupConfig
 from dedup.exact import text_hash128_hex
-from dedup.local import exact_duplicates_local, near_duplicates_local
-from dedup.spark import connected_components, exact_duplicates, near_duplicates
+from dedup.local import (
+    component_stats,
+    duplicates_local,
+    exact_duplicates_local,
+    near_duplicates_local,
+    signature_columns,
+)
+from dedup.spark import duplicates, exact_duplicates, near_duplicates
 
 pytestmark = pytest.mark.spark
 
@@ -117,6 +124,34 @@ def test_near_duplicates_independent_of_partitioning_and_equal_to_local(spark, t
         assert stats == {"near_largest_component": 5, "near_components_over_max_cluster": 0}  # doc-0-* and its copy
     exact = exact_duplicates_local([table], keep=cfg.keep)
     assert exact["doc_id"].to_pylist() == ["doc-9-0"]
+
+
+def _with_signatures(table: pa.Table, cfg: DedupConfig) -> pa.Table:
+    """The table as the curate stage's filter pass leaves it: its own signature and band_keys columns."""
+    sig, keys = signature_columns(table["text"], cfg)
+    return table.append_column("signature", sig).append_column("band_keys", keys)
+
+
+@pytest.mark.parametrize(("one_task", "precomputed"), [(True, True), (False, True), (True, False)])
+def test_duplicates_in_one_task_equal_distributed_and_local(spark, tmp_path, one_task, precomputed) -> None:  # type: ignore[no-untyped-def]
+    # the curate stage's entry point: exact then near, exact removals re-pointed to the document kept instead;
+    # one task (the local engine's code inside Spark) or the distributed plan, 1 or 5 partitions: same rows
+    cfg = DedupConfig(single_task_max_bytes=1 << 28 if one_task else 0)
+    table = _with_signatures(_chains(), cfg) if precomputed else _chains()
+    expected = duplicates_local(table, cfg=cfg)
+    want = sorted(zip(*(expected[c].to_pylist() for c in expected.column_names), strict=True))
+    by_id = {r[0]: r for r in want}
+    # doc-9-0 is an exact copy of doc-0-0, which near dedup removes in favour of doc-0-2: re-pointed there
+    assert by_id["doc-9-0"][2] == by_id["doc-0-0"][2] == "doc-0-2" and by_id["doc-9-0"][5] == "exact"
+    assert by_id["doc-9-0"][3:5] == by_id["doc-0-0"][3:5] and by_id["doc-0-0"][5] == "near"
+    assert "chain-0-b" in by_id and "chain-0-a" not in by_id
+    assert component_stats(expected) == {"near_largest_component": 4, "near_components_over_max_cluster": 0}
+    df = spark.createDataFrame(table.to_pandas())
+    for parts in (1, 5):
+        stats: dict[str, int] = {}
+        got = duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}"), stats=stats)
+        assert sorted(tuple(r) for r in got.collect()) == want
+        assert stats == {**component_stats(expected), "dedup_one_task": int(one_task)}
 
 
 def test_connected_components_long_chain(spark) -> None:  # type: ignore[no-untyped-def]

@@ -14,30 +14,32 @@ import uuid
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.table import Table
+from pyspark import Accumulator
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from dedup.exact import text_hash128_hex
 from dedup.incremental import dedup_index_params
+from dedup.incremental.spark import duplicates_incremental, index_rows
 from dedup.keep import arrival_first
-from dedup.spark import exact_duplicates, near_duplicates
-from dedup.spark_incremental import exact_duplicates_incremental, index_rows, near_duplicates_incremental
-from dedup.spark_resolve import RESULT_DDL
-from dedup.spark_steps import Steps
+from dedup.local import signature_columns
+from dedup.spark import count_input, duplicates, input_size_counter
+from dedup.steps.spark import Steps
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
-from pipelines.errors import StageInputError, StageOutputError
-from pipelines.filters import curate_batch
-from pipelines.lake.files.spark import materialize
-from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
-from pipelines.sources.failpoints import failpoint
 from pipelines.stages.curate.mode import choose_mode
 from pipelines.stages.curate.mode import stage_params as curate_params
-from pipelines.stages.curate.steps import steps_dir
+from pipelines.errors import StageInputError, StageOutputError
+from pipelines.filters import curate_batch
 from pipelines.stages.report import StageReport
 from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, log_plan
+from pipelines.sources.failpoints import failpoint
+from pipelines.stages.curate.steps import steps_dir, steps_s3
+from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
+from pipelines.lake.files.spark import materialize
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
@@ -50,6 +52,9 @@ SOURCE_COLUMNS = [f.name for f in SOURCE_FIELDS]
 ARRIVAL = "ingested_at"
 RAW_COLUMNS = ["doc_id", "text", *SOURCE_COLUMNS, ARRIVAL]
 SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
+# MinHash signature and band keys of a document that passed the filters, computed in the filter pass (null
+# for filtered documents and documents without shingles); near dedup and dedup_index read them
+SIGNATURE_COLUMNS = ["signature", "band_keys"]
 # links between the three commits of a run (snapshot summary keys), see run_curate_incremental
 DECISIONS_LINK = "tokenmill.decisions_snapshot_id"
 CLEAN_LINK = "tokenmill.clean_snapshot_id"
@@ -57,14 +62,16 @@ INDEX_PARAMS = "tokenmill.dedup_index.params"
 
 
 def curated_schema() -> pa.Schema:
-    """Rows leaving the filter step: the raw row's identity and source, the final text, reason, hash, signals."""
+    """Rows leaving the filter step: the raw row's identity and source, the final text, reason, hash, signals,
+    and the MinHash signature and band keys of a document that passed (SIGNATURE_COLUMNS)."""
     clean = TABLES["clean_docs"].arrow_schema
     return pa.schema([clean.field("doc_id"), clean.field("text"), *(clean.field(c) for c in SOURCE_COLUMNS),
-                      TABLES["raw_docs"].arrow_schema.field(ARRIVAL), pa.field("reason", pa.string()), clean.field("exact_hash"),
-                      *(clean.field(c) for c in SIGNAL_COLUMNS)])
+                      TABLES["raw_docs"].arrow_schema.field(ARRIVAL), pa.field("reason", pa.string()),
+                      clean.field("exact_hash"), *(clean.field(c) for c in SIGNAL_COLUMNS),
+                      pa.field("signature", pa.binary()), pa.field("band_keys", pa.list_(pa.int64()))])
 
 
-def _filter_partitions(cfg: CurateConfig):
+def _filter_partitions(cfg: CurateConfig, counter: Accumulator | None = None):  # type: ignore[type-arg]
     schema = curated_schema()
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -74,6 +81,12 @@ def _filter_partitions(cfg: CurateConfig):
             out = curate_batch(batch, normalize=cfg.normalize, filters=list(cfg.filters))
             columns = {name: out.column(name) for name in out.schema.names}
             columns["exact_hash"] = text_hash128_hex(columns["text"])
+            passed = pc.is_null(columns["reason"])
+            if counter is not None:  # the size of dedup's input, without a job of its own
+                count_input(counter, columns["text"].filter(passed))
+            if cfg.dedup.near:  # in the same pass: a filtered document's empty text gets a null signature
+                columns["signature"], columns["band_keys"] = signature_columns(
+                    pc.if_else(passed, columns["text"], ""), cfg.dedup)
             for name in (*SOURCE_COLUMNS, ARRIVAL):
                 columns[name] = batch.column(name)
             arrays = [columns[f.name] if f.name in columns else pa.nulls(batch.num_rows, f.type) for f in schema]
@@ -84,48 +97,25 @@ def _filter_partitions(cfg: CurateConfig):
 
 def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
                 old: tuple[DataFrame, DataFrame] | None = None, stats: dict[str, int] | None = None,
-                steps: Steps | None = None) -> DataFrame:
+                steps: Steps | None = None, size: tuple[int, int] | None = None) -> DataFrame:
     """(doc_id, cluster_id, kept_doc_id, similarity, verified_by, dup_reason) for every document removed as an
-    exact or near duplicate.
+    exact or near duplicate (dedup.spark.duplicates: every kept_doc_id names a kept document).
 
-    An exact duplicate of a document that near dedup then removes is re-pointed to the document kept in its
-    place (its text equals the removed one's, so it has the same similarity to the kept one and the same
-    evidence): every kept_doc_id names a kept document. `old` = (clean_docs (doc_id, exact_hash),
-    dedup_index rows) of earlier kept documents: the documents of `passed` are then deduplicated against
-    those too, and the old ones always stay kept. The keep rule is `curate.dedup.keep` led by the arrival
-    (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake keeps the document that arrived first,
-    as the incremental runs did. `stats` receives near dedup's component report.
+    `old` = (clean_docs (doc_id, exact_hash), dedup_index rows) of earlier kept documents: the documents of
+    `passed` are then deduplicated against those too, and the old ones always stay kept. The keep rule is
+    `curate.dedup.keep` led by the arrival (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake
+    keeps the document that arrived first, as the incremental runs did. `stats` receives near dedup's
+    component report; `size` (documents, text bytes of `passed`) saves a job when known.
     """
     dedup_cfg = cfg.dedup.model_copy(update={"keep": arrival_first(cfg.dedup.keep, ARRIVAL)})
     keep_cols = [k.lstrip("-+") for k in dedup_cfg.keep]
-    cols = list(dict.fromkeys(["doc_id", "text", "exact_hash", *keep_cols]))
+    cols = list(dict.fromkeys(["doc_id", "text", "exact_hash", *keep_cols, *SIGNATURE_COLUMNS]))
     candidates = passed.select(*cols)
-    result = candidates.sparkSession.createDataFrame([], f"{RESULT_DDL}, dup_reason string")
-    exact = None
-    if cfg.dedup.exact:
-        exact = (exact_duplicates(candidates, keep=dedup_cfg.keep) if old is None
-                 else exact_duplicates_incremental(candidates, old[0], keep=dedup_cfg.keep))
-        exact = exact.withColumn("dup_reason", F.lit("exact"))
-        candidates = candidates.join(exact.select("doc_id"), "doc_id", "left_anti")
-    if cfg.dedup.near:
-        near = (near_duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps)
-                if old is None
-                else near_duplicates_incremental(candidates, old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
-                                                 stats=stats))
-        near = near.withColumn("dup_reason", F.lit("near")).localCheckpoint()
-        result = result.unionByName(near)
-        if exact is not None:
-            moved = near.select(F.col("doc_id").alias("kept_doc_id"), F.col("cluster_id").alias("n_cluster"),
-                                F.col("kept_doc_id").alias("n_kept"), F.col("similarity").alias("n_sim"),
-                                F.col("verified_by").alias("n_by"))
-            exact = exact.join(moved, "kept_doc_id", "left").select(
-                "doc_id", F.coalesce("n_cluster", "cluster_id").alias("cluster_id"),
-                F.coalesce("n_kept", "kept_doc_id").alias("kept_doc_id"),
-                F.coalesce("n_sim", "similarity").alias("similarity"),
-                F.coalesce("n_by", "verified_by").alias("verified_by"), "dup_reason")
-    if exact is not None:
-        result = result.unionByName(exact)
-    return result
+    if old is None:
+        return duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
+                          size=size)
+    return duplicates_incremental(candidates, old[0], old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
+                                  stats=stats, steps=steps)
 
 
 def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
@@ -147,15 +137,18 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         return run_curate_incremental(spark, cfg, plan)
     run_id = uuid.uuid4().hex
     scratch = lake.scratch_dir(cfg.lake, f"curate-{run_id[:8]}")
-    # filtered documents, signatures, edges and component rounds survive a killed run (spark_curate_steps)
-    steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"])), on_done=lambda n: failpoint(f"curate.{n}"))
+    # filtered documents, signatures, edges and component rounds survive a killed run (pipelines.stages.curate.steps)
+    steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"])), on_done=lambda n: failpoint(f"curate.{n}"),
+                  s3=steps_s3(cfg))
     try:
         raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select(*RAW_COLUMNS)
         primary, repeats = _split_repeated_ids(raw_df)
-        curated = _filtered(spark, primary, cfg.curate, scratch, steps)
+        counter = input_size_counter(spark)
+        curated = _filtered(spark, primary, cfg.curate, scratch, steps, counter)
+        size = None if "curated" in steps.reused else (counter.value[0], counter.value[1])
         stats: dict[str, int] = {}
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
-                           stats=stats, steps=steps)
+                           stats=stats, steps=steps, size=size)
         decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True, plan=plan)
         counts.update(stats)
@@ -190,8 +183,13 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
                    else read_table_df(spark, tables["raw_docs"])).select(*RAW_COLUMNS)
         raw_df = raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
         primary, repeats = _split_repeated_ids(raw_df, decided_rows.select("doc_id").distinct())
-        curated = _filtered(spark, primary, cfg.curate, scratch)
+        # the same persisted steps as a full run, keyed also by the outputs this batch is curated against
+        outputs = ",".join(str(_snapshot_id(tables[n])) for n in ("doc_decisions", "clean_docs", "dedup_index"))
+        steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"]), f"incremental|{outputs}"),
+                      on_done=lambda n: failpoint(f"curate.{n}"), s3=steps_s3(cfg))
+        curated = _filtered(spark, primary, cfg.curate, scratch, steps)
         if curated.isEmpty() and repeats.isEmpty():
+            steps.remove()
             log.info("curate: no raw docs without a decision%s", "; repaired the outputs" if repaired else "")
             report = _report(cfg, {"raw_docs": 0, "kept": 0, "filtered": 0, "duplicate": 0},
                              {name: _snapshot_id(t) for name, t in tables.items() if name != "raw_docs"})
@@ -201,10 +199,12 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
                read_table_df(spark, tables["dedup_index"]))
         stats: dict[str, int] = {}
         dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
-                           old=old, stats=stats)
+                           old=old, stats=stats, steps=steps)
         decided = _decide(spark, curated, dups, scratch, repeats)
         counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False, plan=plan)
         counts.update(stats)
+        counts["resumed_steps"] = len(steps.reused)
+        steps.remove()
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
@@ -222,11 +222,12 @@ def _snapshot_id(table: Table) -> int | None:
 
 
 def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch: str,
-              steps: Steps | None = None) -> DataFrame:
+              steps: Steps | None = None, counter: Accumulator | None = None) -> DataFrame:  # type: ignore[type-arg]
     """Normalized and filtered rows (curated_schema), materialized once under `scratch` (a URI): filters are
-    the expensive step and dedup and the outputs all read the result."""
-    curated = raw_df.mapInArrow(_filter_partitions(cfg), from_arrow_schema(curated_schema()))
-    if steps is not None and steps.folder is not None:  # a persisted step (spark_curate_steps)
+    the expensive step and dedup and the outputs all read the result. `counter` (dedup.spark.
+    input_size_counter) receives the documents that passed and their text bytes when the rows are computed."""
+    curated = raw_df.mapInArrow(_filter_partitions(cfg, counter), from_arrow_schema(curated_schema()))
+    if steps is not None and steps.folder is not None:  # a persisted step (pipelines.stages.curate.steps)
         return steps.materialize("curated", lambda: curated)
     return materialize(curated, f"{scratch}/curated")
 
@@ -304,8 +305,9 @@ def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided:
     snapshots["clean_docs"] = _commit_linked(
         tables["clean_docs"], clean_files, {**summary, DECISIONS_LINK: str(snapshots["doc_decisions"])}, overwrite)
     if cfg.curate.dedup.near:
+        signed = decided.filter(F.col("decision") == "kept").select("doc_id", "text", *SIGNATURE_COLUMNS)
         snapshots["dedup_index"] = _write_index(
-            kept, tables["dedup_index"], cfg, summary, snapshots["clean_docs"], prefix, overwrite=overwrite)
+            signed, tables["dedup_index"], cfg, summary, snapshots["clean_docs"], prefix, overwrite=overwrite)
     return counts, snapshots
 
 
@@ -316,8 +318,9 @@ def _commit_linked(table: Table, files: list[str], summary: dict[str, str], over
 
 def _write_index(kept: DataFrame, index_t: Table, cfg: Config, summary: dict[str, str], clean_snapshot: int | None,
                  prefix: str, *, overwrite: bool) -> int | None:
-    """Index rows of `kept` (doc_id, text) committed to dedup_index, linked to the clean_docs snapshot."""
-    rows = index_rows(kept.select("doc_id", "text"), cfg.curate.dedup)
+    """Index rows of `kept` (doc_id, text, and signature/band_keys when the filter pass computed them)
+    committed to dedup_index, linked to the clean_docs snapshot."""
+    rows = index_rows(kept, cfg.curate.dedup)
     schema = TABLES["dedup_index"].arrow_schema
     files, n = write_df_files(rows, index_t, schema, prefix=prefix)
     log.info("dedup_index: %d rows (%s)", n, "rebuilt" if overwrite else "appended")

@@ -8,8 +8,15 @@ import pytest
 
 from dedup.components import connected_components, star_edges
 from dedup.config import DedupConfig
+from dedup.exact import text_hash128_hex
 from dedup.keep import keep_ranks, kept_members, parse_keep_rule
-from dedup.local import exact_duplicates_local, near_duplicates_local
+from dedup.local import (
+    component_stats,
+    duplicates_local,
+    exact_duplicates_local,
+    near_duplicates_local,
+    signature_columns,
+)
 
 BASE = [
     "the quick brown fox jumps over the lazy dog while the farmer sleeps in the warm afternoon sun "
@@ -54,7 +61,8 @@ def _table(texts: list[str], ids: list[str], quality: list[float | None]) -> pa.
                      "n_chars": pa.array([len(t) for t in texts], pa.int64())})
 
 
-def test_near_duplicates_local_removes_edited_copies_and_keeps_the_best() -> None:
+def _variants() -> tuple[list[str], list[str], list[float | None]]:
+    """Each base, a longer copy (the best quality), a copy without its first word and an unrelated note."""
     texts, ids, quality = [], [], []
     for i, base in enumerate(BASE):
         words = base.split()
@@ -62,6 +70,11 @@ def test_near_duplicates_local_removes_edited_copies_and_keeps_the_best() -> Non
             texts.append(text)
             ids.append(f"d{i}{j}")
             quality.append(0.9 if j == 1 else 0.1)
+    return texts, ids, quality
+
+
+def test_near_duplicates_local_removes_edited_copies_and_keeps_the_best() -> None:
+    texts, ids, quality = _variants()
     out = near_duplicates_local([_table(texts, ids, quality)], cfg=DedupConfig())
     assert out.column_names == ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by"]
     assert set(out["verified_by"].to_pylist()) == {"shingles"} and pa.compute.min(out["similarity"]).as_py() >= 0.8
@@ -114,3 +127,30 @@ def test_exact_duplicates_local() -> None:
     out = exact_duplicates_local([table], keep=DedupConfig().keep)
     assert list(zip(*(out[c].to_pylist() for c in out.column_names), strict=True)) == [
         ("a", "a", "b", 1.0, "exact_hash")]
+
+
+def test_duplicates_local_repoints_exact_copies_of_near_removals() -> None:
+    texts, ids, quality = _variants()
+    texts.append(BASE[0])  # an exact copy of d00, ranked below it: exact dedup keeps d00, near dedup removes it
+    ids.append("e00")
+    quality.append(0.0)
+    table = _table(texts, ids, quality)
+    table = table.append_column("exact_hash", text_hash128_hex(table["text"]))
+    out = duplicates_local(table, cfg=DedupConfig())
+    rows = {r["doc_id"]: r for r in out.to_pylist()}
+    assert out.column_names == ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by", "dup_reason"]
+    assert sorted(rows) == ["d00", "d02", "d10", "d12", "e00"]
+    assert rows["e00"] == {**rows["d00"], "doc_id": "e00", "dup_reason": "exact"}  # d00's cluster and evidence
+    assert rows["d00"]["kept_doc_id"] == "d01" and rows["d00"]["dup_reason"] == "near"
+    assert component_stats(out) == {"near_largest_component": 3, "near_components_over_max_cluster": 0}
+    # signatures computed beforehand (the curate stage's filter pass) give the same rows
+    sig, keys = signature_columns(table["text"], DedupConfig())
+    signed = table.append_column("signature", sig).append_column("band_keys", keys)
+    assert duplicates_local(signed, cfg=DedupConfig()).equals(out)
+    assert duplicates_local(signed, cfg=DedupConfig(exact=False)).num_rows == 5  # e00 is d00's near copy too
+
+
+def test_signature_columns_are_null_without_shingles() -> None:
+    sig, keys = signature_columns(pa.array(["", "one two three four five six seven", ""]), DedupConfig())
+    assert sig.is_valid().to_pylist() == keys.is_valid().to_pylist() == [False, True, False]
+    assert len(sig[1].as_py()) == 4 * 128 and len(keys[1]) == 16

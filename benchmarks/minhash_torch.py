@@ -8,6 +8,10 @@ documents (padding masked out), so the minimum is a dense reduction over each bl
 live in int64: multiplication and addition wrap modulo 2^64 exactly as uint64 does, and flipping the sign
 bit turns unsigned order into signed order for the minimum. Works on any torch device (CPU included, which
 is how the unit tests check bit-identity). torch is an optional dependency (extra `loader`).
+
+A benchmark kernel, not part of the dedup engine: `benchmarks/dedup_gpu.py` measures it against the CPU
+kernel. The curate stage's signatures are computed by `dedup.minhash` on the CPU; wiring this kernel into
+the engine waits for a machine with a GPU to test that wiring on.
 """
 
 from __future__ import annotations

@@ -19,10 +19,12 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from dedup.components.spark import components
 from dedup.config import DedupConfig
 from dedup.incremental import signature_matrix
 from dedup.keep import keep_ranks, parse_keep_rule
 from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
+from dedup.steps.spark import Steps
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,20 @@ def resolve_components(members: DataFrame, edges: DataFrame, sigs: DataFrame, do
     return rows.mapInArrow(_resolve_partition(cfg, floor, verify, old is not None), RESULT_DDL)
 
 
+def resolve_candidate_graph(edges: DataFrame, sigs: DataFrame, docs: DataFrame, *, cfg: DedupConfig,
+                            checkpoint_dir: str | None = None, stats: dict[str, int] | None = None,
+                            steps: Steps | None = None, old: DataFrame | None = None) -> DataFrame:
+    """Removed documents (RESULT_DDL) of the materialized verified candidate edges `edges` (a, b): their
+    components (dedup.components.spark: on the driver when small, persisted with `steps`), the component
+    report into `stats`, then `resolve_components` (arguments as there). The tail of full and incremental
+    near dedup alike."""
+    members = components(edges, cfg=cfg, checkpoint_dir=checkpoint_dir, steps=steps)
+    report = component_report(members, cfg.max_cluster)
+    if stats is not None:
+        stats.update(report)
+    return resolve_components(members, edges, sigs, docs, cfg=cfg, old=old)
+
+
 def component_report(members: DataFrame, max_cluster: int) -> dict[str, int]:
     """Largest component and the count of components above `max_cluster` (one small job), logged."""
     row = (members.groupBy("cluster_id").count()
@@ -96,4 +112,4 @@ def component_report(members: DataFrame, max_cluster: int) -> dict[str, int]:
     return stats
 
 
-__all__ = ["RESULT_DDL", "RESULT_SCHEMA", "component_report", "resolve_components"]
+__all__ = ["RESULT_DDL", "RESULT_SCHEMA", "component_report", "resolve_candidate_graph", "resolve_components"]

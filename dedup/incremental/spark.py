@@ -1,7 +1,7 @@
 """Spark adapter of incremental dedup: a new batch against itself and against earlier kept documents.
 
 Earlier kept documents come as clean_docs (doc_id, exact_hash) for exact dedup and as dedup_index rows
-(doc_id, signature, band_keys) for near dedup. The keep rule of dedup/incremental.py applies: old documents
+(doc_id, signature, band_keys) for near dedup. The keep rule of dedup/incremental/__init__.py applies: old documents
 always stay kept; a new document clustered with old ones becomes a duplicate of the smallest old doc_id in
 its cluster; clusters of new documents only use cfg.keep. Both functions return DataFrame(doc_id, cluster_id,
 kept_doc_id, similarity, verified_by) with one row per removed *new* document, cluster_id being the final
@@ -10,19 +10,23 @@ cluster's smallest doc_id. Near dedup resolves components by direct evidence wit
 
 Cost: exact dedup joins the batch's hashes with the old ones (a semi-join, then a group by); near dedup
 explodes the index's band keys once, keeps the old documents sharing a bucket with a new one, and runs the
-ordinary candidate_edges / connected_components on the batch plus those few old documents.
+ordinary candidate_edges and the same components-and-resolve tail as full dedup
+(`dedup.resolve.spark.resolve_candidate_graph`: components on the driver when the edge list is small,
+steps persisted when the caller gives a folder) on the batch plus those few old documents.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from dedup.config import DedupConfig
-from dedup.spark import _keep_order, candidate_edges, checkpoint, connected_components, signatures
-from dedup.spark_resolve import component_report, resolve_components
+from dedup.resolve.spark import resolve_candidate_graph
+from dedup.spark import DUPLICATE_DDL, _keep_order, candidate_edges, combine_duplicates, signatures
+from dedup.steps.spark import Steps, checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -72,42 +76,65 @@ def exact_duplicates_incremental(new: DataFrame, old: DataFrame, *, keep: list[s
 
 
 def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupConfig,
-                                checkpoint_dir: str | None = None, stats: dict[str, int] | None = None) -> DataFrame:
-    """MinHash-LSH near duplicates of `new` (doc_id, text, keep-rule columns) among themselves and against
-    `index` (dedup_index rows of earlier kept documents, same parameters, ids disjoint from `new`).
+                                checkpoint_dir: str | None = None, stats: dict[str, int] | None = None,
+                                steps: Steps | None = None) -> DataFrame:
+    """MinHash-LSH near duplicates of `new` (doc_id, text or signature/band_keys, keep-rule columns) among
+    themselves and against `index` (dedup_index rows of earlier kept documents, same parameters, ids disjoint
+    from `new`).
 
     Edges between two old documents are dropped: old documents were settled when they were kept and must
-    not be merged into one cluster with each other. Edges and components are checkpointed here.
+    not be merged into one cluster with each other. Signatures, edges and components are materialized here
+    (persisted `steps` when given: `signatures` unless the input has them, `edges`, `components`).
     """
     _keep_order(new, cfg.keep)
-    new_sigs = signatures(new, cfg)
-    new_sigs = checkpoint(new_sigs, checkpoint_dir)
+    persisted = steps is not None and steps.folder is not None
+
+    def step(name: str, compute: Callable[[], DataFrame]) -> DataFrame:
+        return steps.materialize(name, compute) if persisted and steps is not None else checkpoint(
+            compute(), checkpoint_dir)
+
+    new_sigs = signatures(new, cfg) if "signature" in new.columns else step("signatures", lambda: signatures(new, cfg))
     new_keys = new_sigs.select(F.posexplode("band_keys").alias("band", "key")).distinct()
-    old_ids = (
+    old_ids = step("old-ids", lambda: (
         index.select("doc_id", F.posexplode("band_keys").alias("band", "key"))
-        .join(new_keys, ["band", "key"], "left_semi").select("doc_id").distinct()
-    )
-    old_ids = checkpoint(old_ids, checkpoint_dir)
+        .join(new_keys, ["band", "key"], "left_semi").select("doc_id").distinct()))
     old_sigs = index.join(old_ids, "doc_id", "left_semi").select("doc_id", "signature", "band_keys")
-    edges = candidate_edges(new_sigs.unionByName(old_sigs), cfg)
-    old_a = old_ids.select(F.col("doc_id").alias("a"), F.lit(True).alias("a_old"))
-    old_b = old_ids.select(F.col("doc_id").alias("b"), F.lit(True).alias("b_old"))
-    edges = (
-        edges.join(old_a, "a", "left").join(old_b, "b", "left")
-        .where(~(F.coalesce("a_old", F.lit(False)) & F.coalesce("b_old", F.lit(False))))
-        .select("a", "b")
-    )
-    edges = checkpoint(edges, checkpoint_dir)
-    members = connected_components(edges, max_iterations=cfg.max_iterations,
-                                   checkpoint_every=cfg.checkpoint_every, checkpoint_dir=checkpoint_dir)
-    members = checkpoint(members, checkpoint_dir)
-    report = component_report(members, cfg.max_cluster)
-    if stats is not None:
-        stats.update(report)
-    return resolve_components(members, edges, new_sigs.unionByName(old_sigs), new, cfg=cfg, old=old_ids)
+    both = new_sigs.unionByName(old_sigs)
+
+    def fresh_edges() -> DataFrame:
+        old_a = old_ids.select(F.col("doc_id").alias("a"), F.lit(True).alias("a_old"))
+        old_b = old_ids.select(F.col("doc_id").alias("b"), F.lit(True).alias("b_old"))
+        return (
+            candidate_edges(both, cfg).join(old_a, "a", "left").join(old_b, "b", "left")
+            .where(~(F.coalesce("a_old", F.lit(False)) & F.coalesce("b_old", F.lit(False))))
+            .select("a", "b")
+        )
+
+    edges = step("edges", fresh_edges)
+    return resolve_candidate_graph(edges, both, new, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
+                                   steps=steps, old=old_ids)
+
+
+def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFrame, *, cfg: DedupConfig,
+                           checkpoint_dir: str | None = None, stats: dict[str, int] | None = None,
+                           steps: Steps | None = None) -> DataFrame:
+    """`dedup.spark.duplicates` of a new batch against earlier kept documents: exact dedup against
+    `old_hashes` (clean_docs doc_id, exact_hash), near dedup against `index` (dedup_index rows); old
+    documents always stay kept. DUPLICATE_DDL rows of the removed new documents."""
+    _keep_order(new, cfg.keep)
+    exact = (exact_duplicates_incremental(new, old_hashes, keep=cfg.keep).localCheckpoint() if cfg.exact
+             else None)
+    near = None
+    if cfg.near:
+        rest = new if exact is None else new.join(exact.select("doc_id"), "doc_id", "left_anti")
+        near = near_duplicates_incremental(rest, index, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
+                                           steps=steps).localCheckpoint()
+    if exact is None and near is None:
+        return new.sparkSession.createDataFrame([], DUPLICATE_DDL)
+    return combine_duplicates(exact, near)
 
 
 def index_rows(kept: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """dedup_index rows (doc_id, signature, band_keys) of kept documents (doc_id, text); documents without
-    any shingle get no row."""
+    """dedup_index rows (doc_id, signature, band_keys) of kept documents (doc_id, text, or their own
+    signature/band_keys columns, see dedup.spark.signatures); documents without any shingle get no row."""
     return signatures(kept, cfg)

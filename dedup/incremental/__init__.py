@@ -8,7 +8,7 @@ so a new document is matched against what the dataset actually contains, not aga
 
 `index_params` fingerprints the parameters band keys depend on; `kept_against_index` is the keep rule with
 old documents pinned; `near_duplicates_against_index_local` is the single-machine engine (the Spark one is
-dedup/spark_incremental.py), for small corpora and as the reference in tests.
+dedup/incremental/spark.py), for small corpora and as the reference in tests.
 """
 
 from __future__ import annotations

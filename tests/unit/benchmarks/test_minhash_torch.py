@@ -12,7 +12,7 @@ from dedup.shingle import shingle_hashes
 
 @pytest.mark.parametrize("block,chunk", [(32, 1 << 14), (4, 3), (1, 1)])
 def test_torch_signatures_equal_cpu_signatures(block: int, chunk: int) -> None:
-    from dedup.gpu import minhash_from_hashes_torch
+    from benchmarks.minhash_torch import minhash_from_hashes_torch
 
     rng = np.random.default_rng(0)
     words = [f"w{x}" for x in range(500)]
@@ -26,7 +26,7 @@ def test_torch_signatures_equal_cpu_signatures(block: int, chunk: int) -> None:
 
 
 def test_torch_kernel_checks_offsets() -> None:
-    from dedup.gpu import minhash_from_hashes_torch
+    from benchmarks.minhash_torch import minhash_from_hashes_torch
 
     with pytest.raises(ValueError, match="offsets"):
         minhash_from_hashes_torch(np.zeros(4, np.uint64), np.array([0, 3]), device="cpu")

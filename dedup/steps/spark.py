@@ -1,0 +1,148 @@
+"""Persisted steps of a Spark job, so that a run killed midway continues where it stopped.
+
+Each step's result is Parquet in its own folder under one run folder (a URI: local or S3), written and read
+by the tasks through pyarrow (`pipelines.lake.files.spark`, no Hadoop filesystem); a step is complete when its
+folder has the `_SUCCESS` marker, written by the driver last, after every task's file, and naming those
+files and their schema (files of failed task attempts are not named, so never read). A SIGKILL during a
+step leaves it incomplete and a re-run recomputes that step only. Without a folder, steps are local
+checkpoints (nothing survives the process). The caller picks the folder, keyed by whatever makes results
+comparable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
+
+if TYPE_CHECKING:
+    from pyarrow import fs as pafs
+
+    from pipelines.storage import S3Options
+
+log = logging.getLogger(__name__)
+
+MARKER = "_SUCCESS"
+
+
+def _fs(uri: str, s3: S3Options | None) -> tuple[pafs.FileSystem, str]:
+    from pipelines.storage import filesystem
+
+    return filesystem(uri, s3)
+
+
+def remove_folder(uri: str, s3: S3Options | None = None) -> None:
+    """Delete a folder (local) or every object under a prefix (S3); a missing one is fine."""
+    fs, path = _fs(uri, s3)
+    try:
+        fs.delete_dir(path)
+    except FileNotFoundError:
+        pass
+
+
+def subfolders(uri: str, s3: S3Options | None = None) -> list[str]:
+    """Names of the folders directly under `uri` (none when it is missing)."""
+    from pyarrow import fs as pafs
+
+    fs, path = _fs(uri, s3)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+class Steps:
+    """Persisted steps under one folder URI (local or S3, reached with `s3`); `reused` names the steps a run
+    read back instead of computing; `on_done(name)` is called after a step is written (crash tests hook a
+    failpoint there)."""
+
+    def __init__(self, spark: SparkSession, folder: str | None,
+                 on_done: Callable[[str], None] | None = None, s3: S3Options | None = None) -> None:
+        self.spark = spark
+        self.folder = folder.rstrip("/") if folder else None
+        self.s3 = s3
+        self.reused: list[str] = []
+        self._on_done = on_done or (lambda name: None)
+
+    def done(self, name: str) -> bool:
+        from pyarrow import fs as pafs
+
+        if self.folder is None:
+            return False
+        fs, path = _fs(self.path(name) + "/" + MARKER, self.s3)
+        return bool(fs.get_file_info(path).type == pafs.FileType.File)
+
+    def path(self, name: str) -> str:
+        if self.folder is None:
+            raise ValueError("no folder for persisted steps")
+        return f"{self.folder}/{name}"
+
+    def materialize(self, name: str, compute: Callable[[], DataFrame]) -> DataFrame:
+        """The step's result: read back when complete, else computed, written and read back."""
+        if self.folder is None:
+            return compute().localCheckpoint()
+        if self.done(name):
+            log.info("reusing persisted step %s", name)
+            self.reused.append(name)
+            return self._read(name)
+        self._write(name, compute())
+        self._on_done(name)
+        return self._read(name)
+
+    def _write(self, name: str, df: DataFrame) -> None:
+        from pipelines.lake.files.spark import write_files
+
+        folder = self.path(name)
+        remove_folder(folder, self.s3)  # what an interrupted attempt at this step left
+        schema = to_arrow_schema(df.schema, timezone="UTC", prefers_large_types=False)
+        files, _ = write_files(df, folder, schema, prefix="part", s3=self.s3)
+        marker = json.dumps({"files": files, "schema": base64.b64encode(schema.serialize().to_pybytes()).decode()})
+        fs, path = _fs(folder, self.s3)
+        fs.create_dir(path, recursive=True)
+        if folder.startswith("s3://"):  # an S3 PUT is atomic: the marker is whole or absent
+            with fs.open_output_stream(f"{path}/{MARKER}") as out:
+                out.write(marker.encode())
+            return
+        with fs.open_output_stream(f"{path}/.{MARKER}.tmp") as out:
+            out.write(marker.encode())
+        fs.move(f"{path}/.{MARKER}.tmp", f"{path}/{MARKER}")  # a rename: atomic on a local disk
+
+    def _read(self, name: str) -> DataFrame:
+        from pipelines.lake.files.spark import read_units_df
+
+        fs, path = _fs(self.path(name) + "/" + MARKER, self.s3)
+        with fs.open_input_stream(path) as stream:
+            marker = json.loads(stream.read())
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(marker["schema"])))
+        return read_units_df(self.spark, [(f, -1) for f in marker["files"]], schema, self.s3)
+
+    def last_round(self, prefix: str) -> tuple[int, DataFrame] | None:
+        """The highest complete round `<prefix>-NNN` and its result, or None."""
+        if self.folder is None:
+            return None
+        rounds = sorted(int(n.rsplit("-", 1)[1]) for n in subfolders(self.folder, self.s3)
+                        if n.startswith(f"{prefix}-") and self.done(n))
+        if not rounds:
+            return None
+        name = f"{prefix}-{rounds[-1]:03d}"
+        self.reused.append(name)
+        return rounds[-1], self._read(name)
+
+    def remove(self) -> None:
+        if self.folder is not None:
+            remove_folder(self.folder, self.s3)
+
+
+def checkpoint(df: DataFrame, checkpoint_dir: str | None) -> DataFrame:
+    """`df` with its plan cut: written as Parquet under `checkpoint_dir` (a scratch URI, local or s3://, by
+    the tasks through pyarrow, so no Hadoop filesystem or shared disk is needed) and read back; without a
+    directory, a local checkpoint on the executors. The caller removes the directory."""
+    if not checkpoint_dir:
+        return df.localCheckpoint()
+    from pipelines.lake.files.spark import materialize  # the pyarrow table I/O lives with the other Spark I/O
+
+    return materialize(df, checkpoint_dir)
