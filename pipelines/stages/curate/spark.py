@@ -30,16 +30,16 @@ from dedup.spark import count_input, duplicates, input_size_counter
 from dedup.steps.spark import Steps
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
-from pipelines.stages.curate.mode import choose_mode
-from pipelines.stages.curate.mode import stage_params as curate_params
 from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
+from pipelines.lake.files.spark import materialize
+from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
+from pipelines.sources.failpoints import failpoint
+from pipelines.stages.curate.mode import choose_mode
+from pipelines.stages.curate.mode import stage_params as curate_params
+from pipelines.stages.curate.steps import steps_dir, steps_s3
 from pipelines.stages.report import StageReport
 from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, log_plan
-from pipelines.sources.failpoints import failpoint
-from pipelines.stages.curate.steps import steps_dir, steps_s3
-from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
-from pipelines.lake.files.spark import materialize
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
