@@ -69,10 +69,14 @@ def rebase(planned: IngestState, ours: IngestState, fresh: IngestState, run_id: 
             if fresh.offsets.get(label, {}).get(tp) != planned.offsets.get(label, {}).get(tp):
                 return None
     merged = IngestState(ledger=dict(fresh.ledger), ledger_runs=dict(fresh.ledger_runs),
-                         offsets=copy.deepcopy(fresh.offsets), committed_runs=set(fresh.committed_runs))
+                         resume=dict(fresh.resume), offsets=copy.deepcopy(fresh.offsets),
+                         committed_runs=set(fresh.committed_runs))
     for uri, entry in ledger.items():
         merged.ledger[uri] = entry
         merged.ledger_runs[uri] = ours.ledger_runs.get(uri, run_id)
+        merged.resume.pop(uri, None)
+        if uri in ours.resume:
+            merged.resume[uri] = ours.resume[uri]
     for label, parts in offsets.items():
         merged.offsets.setdefault(label, {}).update(parts)
     return merged

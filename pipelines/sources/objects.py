@@ -14,7 +14,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ObjectRef", "ReadOptions", "TransientReadError", "list_local", "list_s3", "read_object"]
+__all__ = ["ObjectProgress", "ObjectRef", "ReadOptions", "TransientReadError", "list_local", "list_s3",
+           "read_object"]
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from pipelines.sources.formats import (
     FormatError,
+    ObjectFormat,
     StreamPosition,
     check_codec,
     decompress,
@@ -36,6 +38,7 @@ from pipelines.sources.records import (
     decode_text_values,
     split_decoded,
 )
+from pipelines.sources.resume import ReadTracker, ResumePoint, resumable
 from pipelines.storage import S3Options, filesystem
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,17 @@ class ReadOptions:
     batch_rows: int = 8192
     s3: S3Options = field(default_factory=S3Options)
     max_expansion: int = 1000
+
+
+@dataclass
+class ObjectProgress:
+    """A resumable read's start and end: `resume_from` (given) is where the last run stopped reading the
+    object; `resumed` says whether this read went on from there (else the object was read whole), and
+    `point` is where this read stopped (None for an object that cannot be resumed or whose read failed)."""
+
+    resume_from: ResumePoint | None = None
+    resumed: bool = False
+    point: ResumePoint | None = None
 
 
 class _PythonFiles:
@@ -133,7 +147,8 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and (exc.errno is not None or "AWS Error" in str(exc) or "[Errno" in str(exc))
 
 
-def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator[Batch]:
+def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions, progress: ObjectProgress | None = None
+                ) -> Iterator[Batch]:
     """Stream one object as (raw_docs, quarantine) batches.
 
     Faults of the bytes become one quarantine row at the line/row where they happened (offset null when the
@@ -143,7 +158,7 @@ def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator
     """
     done = 0  # records (lines/rows) of the object in yielded batches
     try:
-        for docs, bad in _read_object(obj, source_type, opts):
+        for docs, bad in _read_object(obj, source_type, opts, progress):
             for table in (docs, bad):
                 if table.num_rows:
                     last = pc.max(table.column("source_offset")).as_py()
@@ -158,7 +173,8 @@ def read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator
         yield _object_error(obj, source_type, opts, "read_error", f"{type(exc).__name__}: {exc}", b"", offset=done)
 
 
-def _read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterator[Batch]:
+def _read_object(obj: ObjectRef, source_type: str, opts: ReadOptions, progress: ObjectProgress | None
+                 ) -> Iterator[Batch]:
     fmt = detect_format(obj.uri, opts.format)
     fs: Any
     fs, path = (_PythonFiles(), obj.path) if obj.path else filesystem(obj.uri, opts.s3)
@@ -166,6 +182,8 @@ def _read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterato
         yield _object_error(obj, source_type, opts, "unknown_format", "no reader for this name", _head(fs, path, opts))
     elif fmt.kind == "parquet":
         yield from _read_parquet(fs, path, obj, source_type, opts)
+    elif resumable(fmt.kind, fmt.codec):
+        yield from _read_plain_jsonl(fs, path, obj, source_type, opts, progress)
     else:
         stream = fs.open_input_stream(path, compression=None)
         with stream:
@@ -188,6 +206,66 @@ def _read_object(obj: ObjectRef, source_type: str, opts: ReadOptions) -> Iterato
                     yield from _trailing(pos, obj, source_type, opts)
             finally:
                 chunks.close()  # stops the reading thread before the stream closes
+
+
+def _read_plain_jsonl(fs: Any, path: str, obj: ObjectRef, source_type: str, opts: ReadOptions,
+                      progress: ObjectProgress | None) -> Iterator[Batch]:
+    """An uncompressed JSON-lines object, read up to its listed size (what a writer appends meanwhile is
+    left for the next run), from `progress.resume_from` when the object only grew since; the point where
+    this read stopped is left in `progress.point` (see `pipelines.sources.resume`)."""
+    progress = progress if progress is not None else ObjectProgress()
+    with fs.open_input_file(path) as f:
+        tracker = _resume_tracker(f, obj, progress)
+        chunks = read_ahead(_bounded(f.read, obj.size - tracker.pos), READ_CHUNK, READ_AHEAD)
+        try:
+            head = next(chunks, b"")
+            if not progress.resumed:
+                try:
+                    check_codec(head, ObjectFormat("jsonl"))
+                except FormatError as exc:
+                    yield _object_error(obj, source_type, opts, exc.code, exc.detail, head)
+                    return
+            body = map(tracker.feed, itertools.chain([head], chunks))
+            yield from _read_jsonl(body, head, obj, source_type, opts, first_line=tracker.lines)
+            progress.point = tracker.point()
+        finally:
+            chunks.close()
+
+
+def _resume_tracker(f: Any, obj: ObjectRef, progress: ObjectProgress) -> ReadTracker:
+    """A tracker positioned where reading starts: at `progress.resume_from` when the object's head and tail
+    blocks there still hash as recorded (`progress.resumed` set), else at byte 0 (a rewritten object)."""
+    point = progress.resume_from
+    if point is None:
+        return ReadTracker()
+    (h_at, h_len), (t_at, t_len) = point.blocks()
+    f.seek(h_at)
+    head = f.read(h_len)
+    f.seek(t_at)
+    tail = f.read(t_len)
+    if len(head) == h_len and len(tail) == t_len and point.matches(head, tail):
+        progress.resumed = True
+        log.info("object %s grew: reading on from byte %d (line %d)", obj.uri, point.read_bytes, point.read_lines)
+        return ReadTracker(point.read_bytes, point.read_lines, head, tail)
+    log.warning("object %s was rewritten (the bytes read before changed): reading it whole as a new version",
+                obj.uri)
+    f.seek(0)
+    return ReadTracker()
+
+
+def _bounded(read: Callable[[int], bytes], limit: int) -> Callable[[int], bytes]:
+    """`read` that returns b"" once `limit` bytes came back."""
+    left = max(0, limit)
+
+    def bounded(n: int) -> bytes:
+        nonlocal left
+        if left <= 0:
+            return b""
+        data = read(min(n, left))
+        left -= len(data)
+        return data
+
+    return bounded
 
 
 # Any object may decompress to this much, whatever its stored size (ingest.max_expansion bounds the rest).
@@ -220,15 +298,15 @@ def _object_error(obj: ObjectRef, source_type: str, opts: ReadOptions, code: str
                          raw_size=[obj.size if raw_size is None else raw_size], raw_limit=opts.raw_limit)
 
 
-def _read_jsonl(body: Iterator[bytes], head: bytes, obj: ObjectRef, source_type: str, opts: ReadOptions
-                ) -> Iterator[Batch]:
+def _read_jsonl(body: Iterator[bytes], head: bytes, obj: ObjectRef, source_type: str, opts: ReadOptions,
+                first_line: int = 0) -> Iterator[Batch]:
     """Decode batches of `opts.batch_rows` lines (blank lines count, but are not records). A fault in the
     stream keeps every complete line before it and becomes one row at the first line it cut (the
     unterminated line it cut is part of the fault)."""
     blocks = iter_line_blocks(body, max_line_bytes=opts.max_record_bytes, keep_bytes=opts.raw_limit)
     lines: list[bytes] = []
     sizes: list[int] = []
-    next_line = 0  # the first line not in a yielded batch
+    next_line = first_line  # the first line not in a yielded batch
     fault: FormatError | None = None
     try:
         for _, block_lines, block_sizes in blocks:

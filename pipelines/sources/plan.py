@@ -1,8 +1,10 @@
 """Driver side of an ingest run, without Spark: turn sources + committed state into work units, and task
 results back into the files to commit, the counts and the next state.
 
-Objects are skipped when the ledger holds the same URI with the same size and ETag; a changed object is read
-again (its old rows stay: ingest appends). Kafka partitions start at the stored next offset, else at
+Objects are skipped when the ledger holds the same URI with the same size and ETag; a plain JSON-lines object
+that only grew is read on from where the last run stopped (`pipelines.sources.resume`); any other changed
+object is read whole again as a new version (its old rows stay: ingest appends, and curate keeps the newest
+version of each doc_id). Kafka partitions start at the stored next offset, else at
 `starting_offsets`; a stored offset outside the partition's range (below its earliest: lost to retention;
 past its end: the topic was recreated or truncated) stops the run naming the partition, or with
 `reset: earliest` starts at the earliest offset (counted as `kafka_offsets_lost` / `kafka_offsets_reset`). Chunks of one partition are accepted in offset order up to the first
@@ -14,13 +16,15 @@ from __future__ import annotations
 import copy
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.errors import StageInputError
 from pipelines.sources import kafka as kafka_source
 from pipelines.sources import objects as object_source
 from pipelines.sources.config import KafkaSource, LocalSource, S3Source
+from pipelines.sources.formats import detect_format
+from pipelines.sources.resume import ResumePoint, resumable
 from pipelines.sources.state import IngestState
 
 log = logging.getLogger(__name__)
@@ -43,17 +47,32 @@ def tp_key(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
 
 
-def plan_objects(index: int, refs: list[object_source.ObjectRef], state: IngestState, plan: Plan) -> None:
-    """Add one unit per object not in the ledger (or changed since); count the skipped ones."""
+def plan_objects(index: int, refs: list[object_source.ObjectRef], state: IngestState, plan: Plan,
+                 configured_format: str = "auto") -> None:
+    """Add one unit per object not in the ledger (or changed since); count the skipped ones.
+
+    A changed plain JSON-lines object whose last read ended on a line end and that is not smaller now gets
+    that read's resume point: the task reads on from it when the object only grew (`pipelines.sources.resume`),
+    else reads it whole as a new version. Any other changed object is read whole as a new version.
+    """
     for ref in refs:
         known = state.ledger.get(ref.uri)
         if known == (ref.size, ref.etag):
             plan.objects_skipped += 1
             continue
+        unit: dict[str, Any] = {"kind": "object", "source": index, **ref.as_dict()}
         if known is not None:
             plan.objects_changed += 1
-            log.warning("object changed since it was ingested, reading it again: %s", ref.uri)
-        plan.units.append({"kind": "object", "source": index, **ref.as_dict()})
+            unit["changed"] = True
+            point = state.resume.get(ref.uri)
+            fmt = detect_format(ref.uri, configured_format)
+            if (point is not None and fmt is not None and resumable(fmt.kind, fmt.codec)
+                    and point.read_bytes == known[0] <= ref.size):
+                unit["resume"] = asdict(point)
+                log.info("object changed since it was ingested, checking whether it only grew: %s", ref.uri)
+            else:
+                log.warning("object changed since it was ingested, reading it again as a new version: %s", ref.uri)
+        plan.units.append(unit)
 
 
 def plan_kafka(index: int, src: KafkaSource, earliest: dict[tuple[str, int], int], ends: dict[tuple[str, int], int],
@@ -106,9 +125,9 @@ def plan_run(sources: list[Source], state: IngestState) -> Plan:
             earliest, ends = kafka_source.partition_offsets(src)
             plan_kafka(i, src, earliest, ends, state, plan)
         elif isinstance(src, S3Source):
-            plan_objects(i, object_source.list_s3(src), state, plan)
+            plan_objects(i, object_source.list_s3(src), state, plan, src.format)
         else:
-            plan_objects(i, object_source.list_local(src), state, plan)
+            plan_objects(i, object_source.list_local(src), state, plan, src.format)
     return plan
 
 
@@ -130,11 +149,11 @@ def settle(plan: Plan, results: list[dict[str, Any]], sources: list[Source], sta
     Returns the files to commit, the counts (records_read = raw_docs + quarantined over accepted units) and the
     new state (ledger plus the accepted objects, offsets advanced to where accepted chunks stopped).
     """
-    new = IngestState(ledger=dict(state.ledger), ledger_runs=dict(state.ledger_runs),
+    new = IngestState(ledger=dict(state.ledger), ledger_runs=dict(state.ledger_runs), resume=dict(state.resume),
                       offsets=copy.deepcopy(plan.offsets), committed_runs=set(state.committed_runs))
     accepted: list[dict[str, Any]] = []
     by_partition: dict[tuple[int, str, int], list[dict[str, Any]]] = defaultdict(list)
-    deferred = 0
+    deferred = appended = rewritten = 0
     for res in results:
         unit = res["unit"]
         if res.get("deferred"):
@@ -143,6 +162,12 @@ def settle(plan: Plan, results: list[dict[str, Any]], sources: list[Source], sta
             accepted.append(res)
             new.ledger[unit["uri"]] = (unit["size"], unit["etag"])
             new.ledger_runs[unit["uri"]] = run_id
+            new.resume.pop(unit["uri"], None)
+            if res.get("point"):
+                new.resume[unit["uri"]] = ResumePoint(**res["point"])
+            if unit.get("changed"):
+                appended += bool(res.get("resumed"))
+                rewritten += not res.get("resumed")
         else:
             by_partition[(unit["source"], unit["topic"], unit["partition"])].append(res)
     for (index, topic, partition), chunks in sorted(by_partition.items()):
@@ -166,6 +191,10 @@ def settle(plan: Plan, results: list[dict[str, Any]], sources: list[Source], sta
         counts["objects_changed"] = plan.objects_changed
     if deferred:
         counts["objects_deferred"] = deferred
+    if appended:  # read on from where the last run stopped
+        counts["objects_appended"] = appended
+    if rewritten:  # read whole again as a new version (curate keeps the newest version of each doc_id)
+        counts["objects_rewritten"] = rewritten
     for res in accepted:
         counts["raw_docs"] += res["raw_docs"]
         counts["quarantined"] += res["quarantined"]

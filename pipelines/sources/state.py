@@ -32,6 +32,7 @@ from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 
 from pipelines import lake
 from pipelines.errors import TokenmillError
+from pipelines.sources.resume import ResumePoint
 from pipelines.storage import filesystem
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,13 @@ KEY_OFFSETS = lake.SUMMARY_PREFIX + "ingest.kafka_offsets"
 KEY_CLEANED = lake.SUMMARY_PREFIX + "ingest.cleaned_runs"
 STAGE = "ingest"
 
+# Version 2 added where a plain JSON-lines object was read up to (`pipelines.sources.resume`); a version 1
+# ledger (the first four columns) is read as having no resume points: such an object, when it grows, is
+# read whole once more as a new version, and the ledger written then is version 2.
 LEDGER_SCHEMA = pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string()),
-                           ("run_id", pa.string())])
+                           ("run_id", pa.string()), ("read_bytes", pa.int64()), ("read_lines", pa.int64()),
+                           ("head_sha256", pa.string()), ("tail_sha256", pa.string())])
+RESUME_COLUMNS = ("read_bytes", "read_lines", "head_sha256", "tail_sha256")
 
 
 class LedgerError(TokenmillError):
@@ -57,11 +63,13 @@ class LedgerError(TokenmillError):
 
 @dataclass
 class IngestState:
-    """What earlier committed runs ingested: object ledger (uri -> (size, etag)) and Kafka next offsets
-    (source label -> "topic/partition" -> next offset)."""
+    """What earlier committed runs ingested: object ledger (uri -> (size, etag)), the resume points of the
+    plain JSON-lines objects among them, and Kafka next offsets (source label -> "topic/partition" -> next
+    offset)."""
 
     ledger: dict[str, tuple[int, str]] = field(default_factory=dict)
     ledger_runs: dict[str, str] = field(default_factory=dict)
+    resume: dict[str, ResumePoint] = field(default_factory=dict)  # uri -> where its last read stopped
     offsets: dict[str, dict[str, int]] = field(default_factory=dict)
     committed_runs: set[str] = field(default_factory=set)
 
@@ -100,18 +108,27 @@ def load_state(raw_docs: Table) -> IngestState:
         if hashlib.sha256(data).hexdigest() != props.get(KEY_LEDGER_SHA):
             raise LedgerError(f"ingest ledger {uri} does not match the sha256 in its snapshot summary")
         table = pq.read_table(io.BytesIO(data))
-        for uri_, size, etag, run in zip(*(table.column(c).to_pylist() for c in LEDGER_SCHEMA.names), strict=True):
+        for uri_, size, etag, run in zip(*(table.column(c).to_pylist() for c in LEDGER_SCHEMA.names[:4]),
+                                         strict=True):
             state.ledger[uri_] = (size, etag)
             state.ledger_runs[uri_] = run
+        if set(RESUME_COLUMNS) <= set(table.column_names):  # version 2
+            uris = table.column("uri").to_pylist()
+            for uri_, *point in zip(uris, *(table.column(c).to_pylist() for c in RESUME_COLUMNS), strict=True):
+                if point[0] is not None:
+                    state.resume[uri_] = ResumePoint(*point)
     return state
 
 
 def write_ledger(raw_docs: Table, state: IngestState, run_id: str) -> dict[str, str]:
     """Write the cumulative ledger as Parquet next to the table metadata; return its summary properties."""
     uris = sorted(state.ledger)
+    points = [state.resume.get(u) for u in uris]
     table = pa.table({"uri": uris, "size": [state.ledger[u][0] for u in uris],
                       "etag": [state.ledger[u][1] for u in uris],
-                      "run_id": [state.ledger_runs.get(u, run_id) for u in uris]}, schema=LEDGER_SCHEMA)
+                      "run_id": [state.ledger_runs.get(u, run_id) for u in uris],
+                      **{c: [getattr(p, c) if p else None for p in points] for c in RESUME_COLUMNS}},
+                     schema=LEDGER_SCHEMA)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     data = buf.getvalue()

@@ -1,6 +1,7 @@
 """Work units of an ingest run and what a task does with them (no Spark here: `pipelines.stages.ingest.spark` ships these).
 
-A unit is a small JSON-able dict: one object (`kind="object"`: uri, size, etag) or one Kafka offset range
+A unit is a small JSON-able dict: one object (`kind="object"`: uri, size, etag; `changed` and `resume`, a
+`ResumePoint` as a dict, for an object read before) or one Kafka offset range
 (`kind="kafka"`: topic, partition, start, end, max_bytes), with the index of its source in `cfg.sources`.
 A task reads its units, writes raw_docs and quarantine Parquet files (rolled at `file_bytes`) and returns,
 per unit, the files and counts; it commits nothing.
@@ -15,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,8 @@ from pipelines import lake
 from pipelines.sources.config import KafkaSource, LocalSource, S3Source
 from pipelines.sources.failpoints import failpoint
 from pipelines.sources.kafka import OffsetRange, RangeResult, read_range
-from pipelines.sources.objects import ObjectRef, ReadOptions, TransientReadError, read_object
+from pipelines.sources.objects import ObjectProgress, ObjectRef, ReadOptions, TransientReadError, read_object
+from pipelines.sources.resume import ResumePoint
 from pipelines.storage import S3Options, filesystem
 from schemas import quarantine as quarantine_schema
 from schemas import raw_docs as raw_docs_schema
@@ -151,7 +153,8 @@ def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     else:
         assert not isinstance(src, KafkaSource)
         obj = ObjectRef(unit["uri"], unit["size"], unit["etag"], unit.get("path"))
-        batches = read_object(obj, src.type, _read_options(src, ctx))
+        progress = ObjectProgress(resume_from=ResumePoint(**unit["resume"]) if unit.get("resume") else None)
+        batches = read_object(obj, src.type, _read_options(src, ctx), progress)
     try:
         for docs, bad in batches:
             raw_w.add(docs)
@@ -170,7 +173,9 @@ def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     if unit["kind"] == "kafka":
         result.update(next_offset=rr.next_offset, complete=rr.complete, bytes_read=rr.bytes_read)
     else:
-        result.update(bytes_read=unit["size"])
+        start = progress.resume_from.read_bytes if progress.resumed and progress.resume_from else 0
+        result.update(bytes_read=unit["size"] - start, resumed=progress.resumed,
+                      point=asdict(progress.point) if progress.point else None)
     return result
 
 

@@ -118,9 +118,9 @@ def test_the_audit_finds_a_record_ingested_twice_however_it_arose(spark, lake_co
     cfg = _config(lake_config, src)
     run_ingest(spark, cfg)
     data = tmp_path / "a" / "a.jsonl"
-    data.write_text(data.read_text() + '{"id": "a-new", "text": "grown"}\n')
+    data.write_text('{"id": "a-new", "text": "rewritten"}\n' + data.read_text())
     os.utime(data, ns=(1, 2))
-    assert run_ingest(spark, cfg).counts["raw_docs"] == 21  # a changed object is read again: a new version
+    assert run_ingest(spark, cfg).counts["raw_docs"] == 21  # a rewritten object is read again: a new version
 
     def once(c: Config) -> tuple[bool, str]:
         (check,) = [c for c in audit(cfg).checks if c.name == "each input record once"]
