@@ -2,23 +2,27 @@
 or a full rebuild; see `pipelines.stages.snapshots` for the rules shared with tokenize and shard.
 
 `curate.dedup.incremental` decides: true always runs incrementally, false always in full, unset (the default)
-picks incremental when raw_docs only grew since the snapshot the last curate consumed and the curate params
-and code version are unchanged. An interrupted run is completed the way it was started: a full run stopped
+picks incremental when raw_docs only grew since the snapshot the last curate consumed, no ingest since read
+a rewritten object again (a new version must replace the old one's decisions), and the curate params and
+code version are unchanged. An interrupted run is completed the way it was started: a full run stopped
 between its commits runs in full again; an incremental one is repaired by the incremental path.
 """
 
 from __future__ import annotations
 
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import ancestors_of
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.stages.snapshots import InputPlan, input_snapshot, params_digest, plan_input
+from pipelines.stages.snapshots import INPUT_SNAPSHOT, InputPlan, input_snapshot, params_digest, plan_input
 
-CODE_VERSION = "2"  # bump when curate decides differently for the same raw docs and params (2: arrival first)
+CODE_VERSION = "3"  # bump when curate decides differently for the same raw docs and params
+# 2: arrival first; 3: of a doc_id's versions in one object, the newest ingest wins (was: the first arrival)
 DECISIONS_LINK = f"{lake.SUMMARY_PREFIX}decisions_snapshot_id"
 CLEAN_LINK = f"{lake.SUMMARY_PREFIX}clean_snapshot_id"
 MODE_KEY = f"{lake.SUMMARY_PREFIX}curate.mode"
+REWRITTEN_KEY = f"{lake.SUMMARY_PREFIX}objects_rewritten"  # an ingest count (pipelines.sources.plan.settle)
 
 
 def stage_params(cfg: Config) -> str:
@@ -41,6 +45,21 @@ def _outputs_linked(cfg: Config, tables: dict[str, Table]) -> bool:
     return True
 
 
+def _rewritten_since(raw: Table, prev: str | None, snapshot_id: int | None) -> int:
+    """Objects that ingest read again as new versions (`objects_rewritten`) in the raw_docs snapshots after
+    `prev` up to `snapshot_id`. An older version's rows were decided already, and the incremental path never
+    changes a decision, so curate rebuilds in full to keep the newest version of each doc_id."""
+    if not prev or snapshot_id is None:
+        return 0
+    total = 0
+    for snap in ancestors_of(raw.snapshot_by_id(snapshot_id), raw.metadata):
+        if str(snap.snapshot_id) == prev:
+            break
+        props = snap.summary.additional_properties if snap.summary else {}
+        total += int(props.get(REWRITTEN_KEY, "0"))
+    return total
+
+
 def choose_mode(cfg: Config, tables: dict[str, Table]) -> InputPlan:
     """The plan of this curate run over `tables` (raw_docs, doc_decisions, clean_docs, dedup_index)."""
     raw, decisions = tables["raw_docs"], tables["doc_decisions"]
@@ -51,6 +70,10 @@ def choose_mode(cfg: Config, tables: dict[str, Table]) -> InputPlan:
     every = lake.data_files(raw, plan.snapshot_id) if plan.snapshot_id is not None else []
     if forced is True and plan.mode == "full":
         return InputPlan("incremental", f"curate.dedup.incremental is set ({plan.reason})", plan.snapshot_id, every)
+    rewritten = _rewritten_since(raw, last.get(INPUT_SNAPSHOT), plan.snapshot_id) if plan.mode == "incremental" else 0
+    if rewritten and forced is not True:
+        return InputPlan("full", f"raw_docs holds new versions of {rewritten} rewritten object(s)", plan.snapshot_id,
+                         every)
     if plan.mode != "full" and not _outputs_linked(cfg, tables):
         if last.get(MODE_KEY) == "full":
             return InputPlan("full", "completing an interrupted full run", plan.snapshot_id, every)

@@ -241,22 +241,40 @@ def _same_row(left: DataFrame, right: DataFrame) -> Column:
 
 
 def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
-    """(primary, repeats): of the raw rows sharing a doc_id, the first to arrive (ingested_at), then by source
-    coordinates (then text), is curated; the others, and rows whose doc_id already has a decision (`known_ids`), become duplicates with
-    reason `doc_id`. Deterministic for any partitioning."""
-    order = [F.col(ARRIVAL).asc_nulls_last(), *(F.col(c).asc_nulls_first() for c in (*SOURCE_COLUMNS, "text"))]
-    ranked = raw_df.withColumn("_rank", F.row_number().over(Window.partitionBy("doc_id").orderBy(*order)))
-    primary = ranked.where(F.col("_rank") == 1).drop("_rank")
-    repeats = ranked.where(F.col("_rank") > 1).drop("_rank")
+    """(primary, repeats) of `raw_df` (RAW_COLUMNS): of the raw rows sharing a doc_id, one is curated: from the
+    object (source type, URI, partition) whose first version arrived first (`ingested_at`; a Kafka record's
+    own), then by source coordinates; within that object its newest version (the latest ingest of it: an
+    object is read again only once listing shows it changed, and ingest serialises the runs that read one
+    object); then the first by line/row/offset, then text. The others become duplicates: reason `superseded`
+    for an older version of the same object, `doc_id` for any other repeat; rows whose doc_id already has a
+    decision (`known_ids`) too (reason `doc_id`). Deterministic for any partitioning."""
+    is_object = F.col("source_type") != "kafka"
+    arrived = F.when(is_object, F.min(ARRIVAL).over(Window.partitionBy("doc_id", *SOURCE_COLUMNS[:3]))) \
+        .otherwise(F.col(ARRIVAL))
+    newest_first = F.when(is_object, F.col(ARRIVAL))
+    order = [F.col("_arrived").asc_nulls_last(), *(F.col(c).asc_nulls_first() for c in SOURCE_COLUMNS[:3]),
+             newest_first.desc_nulls_last(), *(F.col(c).asc_nulls_first() for c in (SOURCE_COLUMNS[3], "text"))]
+    window = Window.partitionBy("doc_id").orderBy(*order)
+    ranked = (raw_df.withColumn("_arrived", arrived).withColumn("_rank", F.row_number().over(window))
+              .withColumn("_first_uri", F.first("source_uri").over(window))
+              .withColumn("_first_at", F.first(newest_first).over(window)))
+    superseded = is_object & F.col("source_uri").eqNullSafe(F.col("_first_uri")) & \
+        (F.col(ARRIVAL) < F.col("_first_at"))
+    helpers = ("_rank", "_arrived", "_first_uri", "_first_at")
+    primary = ranked.where(F.col("_rank") == 1).drop(*helpers)
+    repeats = (ranked.where(F.col("_rank") > 1)
+               .withColumn("repeat_reason", F.when(superseded, "superseded").otherwise("doc_id")).drop(*helpers))
     if known_ids is not None:
-        repeats = repeats.unionByName(primary.join(known_ids, "doc_id", "left_semi"))
+        repeats = repeats.unionByName(primary.join(known_ids, "doc_id", "left_semi")
+                                      .withColumn("repeat_reason", F.lit("doc_id")))
         primary = primary.join(known_ids, "doc_id", "left_anti")
     return primary, repeats
 
 
 def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: str,
             repeats: DataFrame) -> DataFrame:
-    """Every raw row's decision: filtered (its reason), duplicate (exact/near, or doc_id for a repeated id),
+    """Every raw row's decision: filtered (its reason), duplicate (exact/near, `superseded` for an older
+    version of a rewritten object, `doc_id` for another repeated id),
     else kept; kept rows get cluster_size (raw documents they stand for, themselves included; a repeated
     doc_id is the same document ingested twice and does not count)."""
     # a kept document stands for itself and every duplicate naming it (exact and near, of this run)
@@ -271,7 +289,7 @@ def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: s
         .drop("dup_reason", "_n_dups")
     )
     repeated = repeats.select(
-        "doc_id", *SOURCE_COLUMNS, F.lit("duplicate").alias("decision"), F.lit("doc_id").alias("reason"),
+        "doc_id", *SOURCE_COLUMNS, F.lit("duplicate").alias("decision"), F.col("repeat_reason").alias("reason"),
         F.col("doc_id").alias("cluster_id"), F.col("doc_id").alias("kept_doc_id"))
     decided = decided.unionByName(repeated, allowMissingColumns=True)
     return materialize(decided, f"{scratch}/decided")
