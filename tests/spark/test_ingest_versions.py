@@ -4,6 +4,7 @@ new version whose documents replace the old ones per doc_id (the old rows are ac
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -31,10 +32,8 @@ def jsonl(docs: list[str], version: int = 1) -> bytes:
 
 
 def versions_config(root: Path, source: dict) -> Config:
-    return load_config(None, [f"lake.root={root}", "spark.master=local[2]",
-                              "curate.filters=[{name: length, min_words: 5, max_chars: 10000}]"]
-                       ).model_copy(update={"sources": load_config(None, []).model_validate(
-                           {"sources": [source]}).sources})
+    return load_config(None, [f"lake.root={root}", "spark.master=local[2]", f"sources={json.dumps([source])}",
+                              "curate.filters=[{name: length, min_words: 5, max_chars: 10000}]"])
 
 
 def check_versions(spark, cfg: Config, put: Callable[[str, bytes], None], caplog: pytest.LogCaptureFixture) -> None:
