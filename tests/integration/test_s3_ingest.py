@@ -97,17 +97,3 @@ def test_sigkill_then_rerun_ingests_every_object_once(spark, lake_config: Config
     assert q.num_rows == 2
     assert run_ingest(spark, cfg).counts["records_read"] == 0
 
-
-@pytest.mark.slow
-def test_appended_and_rewritten_s3_objects(spark, tmp_path: Path, s3_endpoint: str,
-                                           caplog: pytest.LogCaptureFixture) -> None:
-    """An object put again with more lines is read on from where the last run stopped; one put with other
-    content is a new version that replaces the old one per doc_id (see test_ingest_versions)."""
-    import boto3
-    from test_ingest_versions import check_versions, versions_config
-
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
-    s3.create_bucket(Bucket="versions")
-    source = {"type": "s3", "uri": "s3://versions/in/", "endpoint": s3_endpoint, "region": "us-east-1"}
-    check_versions(spark, versions_config(tmp_path / "lake", source),
-                   lambda name, data: s3.put_object(Bucket="versions", Key=f"in/{name}", Body=data), caplog)

@@ -19,7 +19,7 @@ from pipelines.config import Config, load_config
 from pipelines.spark_curate import run_curate
 from pipelines.spark_ingest import run_ingest
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]  # three ingests and three curate runs
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]  # three ingests and curates each
 
 
 def text_of(doc: str, version: int) -> str:
@@ -87,3 +87,16 @@ def test_appended_and_rewritten_local_objects(spark, tmp_path: Path, caplog: pyt
         os.utime(path, ns=(t, t))  # a distinct mtime per write, however coarse the file system's clock
 
     check_versions(spark, versions_config(tmp_path / "lake", {"type": "local", "path": str(folder)}), put, caplog)
+
+
+def test_appended_and_rewritten_s3_objects(spark, tmp_path: Path, s3_endpoint: str,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """An object put again with more lines is read on from where the last run stopped; one put with other
+    content is a new version that replaces the old one per doc_id (see check_versions)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="versions")
+    source = {"type": "s3", "uri": "s3://versions/in/", "endpoint": s3_endpoint, "region": "us-east-1"}
+    check_versions(spark, versions_config(tmp_path / "lake", source),
+                   lambda name, data: s3.put_object(Bucket="versions", Key=f"in/{name}", Body=data), caplog)
