@@ -1,10 +1,8 @@
-"""Work units of an ingest run and what a task does with them (no Spark here: `pipelines.stages.ingest.spark` ships these).
+"""What a task does with its work units (no Spark here: `pipelines.stages.ingest.spark` ships these).
 
-A unit is a small JSON-able dict: one object (`kind="object"`: uri, size, etag; `changed` and `resume`, a
-`ResumePoint` as a dict, for an object read before) or one Kafka offset range
-(`kind="kafka"`: topic, partition, start, end, max_bytes), with the index of its source in `cfg.sources`.
-A task reads its units, writes raw_docs and quarantine Parquet files (rolled at `file_bytes`) and returns,
-per unit, the files and counts; it commits nothing.
+Units (`pipelines.sources.units`) are read by the kind of source that made them (`pipelines.sources.kinds`).
+A task writes raw_docs and quarantine Parquet files (rolled at `file_bytes`) and returns, per unit, a
+`UnitResult` naming the files and what they hold; it commits nothing.
 """
 
 from __future__ import annotations
@@ -16,18 +14,17 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import pyarrow as pa
 
 from pipelines import lake
+from pipelines.sources import kinds
 from pipelines.sources.config import KafkaSource, LocalSource, S3Source
 from pipelines.sources.failpoints import failpoint
-from pipelines.sources.kafka import OffsetRange, RangeResult, read_range
-from pipelines.sources.objects import ObjectProgress, ObjectRef, ReadOptions, TransientReadError, read_object
-from pipelines.sources.resume import ResumePoint
+from pipelines.sources.objects import TransientReadError
+from pipelines.sources.units import Unit, UnitResult
 from pipelines.storage import S3Options, filesystem
 from schemas import quarantine as quarantine_schema
 from schemas import raw_docs as raw_docs_schema
@@ -92,17 +89,8 @@ class RollingWriter:
         self.pending, self.pending_bytes = [], 0
 
 
-def _read_options(src: LocalSource | S3Source, ctx: TaskContext) -> ReadOptions:
-    s3 = src if isinstance(src, S3Source) else None
-    return ReadOptions(format=src.format, id_field=src.id_field, text_field=src.text_field,
-                       max_record_bytes=ctx.max_record_bytes, raw_limit=ctx.raw_limit,
-                       max_expansion=ctx.max_expansion,
-                       s3=s3.s3_options() if s3 else S3Options())
-
-
-def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    """Read one unit to data files; returns {unit, raw_files, quarantine_files, raw_docs, quarantined,
-    errors: {code: n}, bytes_read, next_offset/complete (Kafka)}.
+def run_unit(unit: Unit, ctx: TaskContext) -> UnitResult:
+    """Read one unit to data files with the kind of source that made it.
 
     An object whose store fails in a way that may pass (`TransientReadError`) is tried READ_TRIES times; after
     that the result has `deferred` (the reason) and no files: the object is not recorded as ingested, so the
@@ -114,8 +102,7 @@ def run_unit(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         except TransientReadError as exc:
             if attempt == READ_TRIES:
                 log.warning("%s; %d tries failed, left for the next run", exc, READ_TRIES)
-                return {"unit": unit, "deferred": str(exc)[:500], "raw_files": [], "quarantine_files": [],
-                        "raw_docs": 0, "quarantined": 0, "errors": {}, "bytes_read": 0}
+                return UnitResult(unit=unit, deferred=str(exc)[:500])
             log.info("%s; trying again (%d/%d)", exc, attempt + 1, READ_TRIES)
             time.sleep(READ_RETRY_DELAY_S * attempt)
     raise AssertionError("unreachable")
@@ -135,28 +122,15 @@ def discard_files(paths: list[str], s3: S3Options | None = None) -> None:
             pass
 
 
-def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-    src = ctx.sources[unit["source"]]
+def _run_unit_once(unit: Unit, ctx: TaskContext) -> UnitResult:
     prefix = f"ingest-{ctx.run_id[:8]}"
     raw_w = RollingWriter(ctx.raw_dir, ctx.raw_file_schema, ctx, prefix)
     q_w = RollingWriter(ctx.quarantine_dir, ctx.quarantine_file_schema, ctx, prefix)
     errors: Counter[str] = Counter()
     n_raw = 0
-    result: dict[str, Any] = {"unit": unit}
-    batches: Iterator[tuple[pa.Table, pa.Table]]
-    if unit["kind"] == "kafka":
-        assert isinstance(src, KafkaSource)
-        rng = OffsetRange(unit["topic"], unit["partition"], unit["start"], unit["end"])
-        rr = RangeResult(next_offset=rng.start)
-        batches = read_range(src, rng, rr, max_bytes=unit.get("max_bytes"), max_record_bytes=ctx.max_record_bytes,
-                             raw_limit=ctx.raw_limit)
-    else:
-        assert not isinstance(src, KafkaSource)
-        obj = ObjectRef(unit["uri"], unit["size"], unit["etag"], unit.get("path"))
-        progress = ObjectProgress(resume_from=ResumePoint(**unit["resume"]) if unit.get("resume") else None)
-        batches = read_object(obj, src.type, _read_options(src, ctx), progress)
+    reading = kinds.for_unit(unit).read(unit, ctx.sources[unit.source], ctx)
     try:
-        for docs, bad in batches:
+        for docs, bad in reading.batches:
             raw_w.add(docs)
             q_w.add(bad)
             n_raw += docs.num_rows
@@ -168,15 +142,8 @@ def _run_unit_once(unit: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         discard_files(raw_w.paths + q_w.paths, ctx.lake_s3)
         raise
     failpoint("ingest.task_written")
-    result.update(raw_files=raw_w.paths, quarantine_files=q_w.paths, raw_docs=n_raw,
-                  quarantined=sum(errors.values()), errors=dict(errors))
-    if unit["kind"] == "kafka":
-        result.update(next_offset=rr.next_offset, complete=rr.complete, bytes_read=rr.bytes_read)
-    else:
-        start = progress.resume_from.read_bytes if progress.resumed and progress.resume_from else 0
-        result.update(bytes_read=unit["size"] - start, resumed=progress.resumed,
-                      point=asdict(progress.point) if progress.point else None)
-    return result
+    return UnitResult(unit=unit, raw_files=raw_w.paths, quarantine_files=q_w.paths, raw_docs=n_raw,
+                      quarantined=sum(errors.values()), errors=dict(errors), **reading.outcome())
 
 
 # CPython's cyclic collector runs after every 700 net container allocations by default. Reading a unit
@@ -197,7 +164,7 @@ def fewer_gc_passes() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def run_units(units: Iterable[dict[str, Any]], ctx: TaskContext) -> Iterator[dict[str, Any]]:
+def run_units(units: Iterable[Unit], ctx: TaskContext) -> Iterator[UnitResult]:
     """`run_unit` for each unit in turn (with fewer collector passes while a unit runs)."""
     for unit in units:
         with fewer_gc_passes():
@@ -205,26 +172,19 @@ def run_units(units: Iterable[dict[str, Any]], ctx: TaskContext) -> Iterator[dic
         yield result
 
 
-def pack_units(units: list[dict[str, Any]], n_tasks: int) -> list[list[dict[str, Any]]]:
-    """Greedy largest-first packing of units into at most `n_tasks` groups of similar weight.
-
-    Weight: object size in bytes, or 1 KiB per Kafka offset. Deterministic; every unit lands in exactly one
-    group; no group is empty.
-    """
+def pack_units(units: list[Unit], n_tasks: int) -> list[list[Unit]]:
+    """Greedy largest-first packing of units into at most `n_tasks` groups of similar weight (`Unit.weight`:
+    object size in bytes, or 1 KiB per Kafka offset). Deterministic; every unit lands in exactly one group;
+    no group is empty."""
     if n_tasks <= 0:
         raise ValueError(f"n_tasks={n_tasks}")
     n = min(n_tasks, len(units))
     if n == 0:
         return []
-
-    def weight(u: dict[str, Any]) -> int:
-        # +1: empty objects still cost a task some work, and spread over groups
-        return 1 + (int(u["size"]) if u["kind"] == "object" else (int(u["end"]) - int(u["start"])) * 1024)
-
-    groups: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    groups: list[list[Unit]] = [[] for _ in range(n)]
     loads = [0] * n
-    for u in sorted(units, key=lambda u: -weight(u)):
+    for u in sorted(units, key=lambda u: -u.weight()):
         i = loads.index(min(loads))
         groups[i].append(u)
-        loads[i] += weight(u)
+        loads[i] += u.weight()
     return groups

@@ -138,7 +138,7 @@ def waiting_records(cfg: Config) -> int:
     catalog = lake.open_catalog(cfg.lake)
     raw = lake.ensure_table(catalog, cfg.lake.namespace, "raw_docs")
     plan = plan_run(list(cfg.sources), ingest_state.load_state(raw))
-    return sum(int(u["end"]) - int(u["start"]) if u["kind"] == "kafka" else 1 for u in plan.units)
+    return sum(u.records() for u in plan.units)
 
 
 def published_freshness(cfg: Config, raw_snapshot: int | None, published: float) -> list[float]:

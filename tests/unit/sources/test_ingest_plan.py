@@ -13,6 +13,7 @@ from pipelines.sources.objects import ObjectRef
 from pipelines.sources.plan import Plan, plan_kafka, plan_objects, settle
 from pipelines.sources.state import IngestState
 from pipelines.sources.tasks import pack_units
+from pipelines.sources.units import KafkaUnit, ObjectUnit, Unit, UnitResult
 
 KAFKA = KafkaSource(bootstrap="b:9092", topics=["t"], name="k")
 
@@ -51,7 +52,7 @@ def test_kafka_start_stored_latest_and_retention() -> None:
     plan = Plan()
     resetting = KAFKA.model_copy(update={"reset": "earliest"})
     plan_kafka(0, resetting, {("t", 0): 0, ("t", 1): 5}, {("t", 0): 10, ("t", 1): 8}, state, plan)
-    assert [(u["partition"], u["start"], u["end"]) for u in plan.units] == [(0, 3, 10), (1, 5, 8)]
+    assert [(u.partition, u.start, u.end) for u in plan.units] == [(0, 3, 10), (1, 5, 8)]
     assert plan.counts["kafka_offsets_lost"] == 4
 
 
@@ -61,7 +62,7 @@ def test_a_stored_offset_past_the_end_is_a_recreated_topic() -> None:
         plan_kafka(0, KAFKA, {("t", 0): 0}, {("t", 0): 20}, state, Plan())
     plan = Plan()
     plan_kafka(0, KAFKA.model_copy(update={"reset": "earliest"}), {("t", 0): 0}, {("t", 0): 20}, state, plan)
-    assert [(u["start"], u["end"]) for u in plan.units] == [(0, 20)]
+    assert [(u.start, u.end) for u in plan.units] == [(0, 20)]
     assert plan.offsets == {"k": {"t/0": 0}} and plan.counts["kafka_offsets_reset"] == 50
     latest = KafkaSource(bootstrap="b:9092", topics=["t"], name="k", starting_offsets="latest")
     plan = Plan()
@@ -69,10 +70,10 @@ def test_a_stored_offset_past_the_end_is_a_recreated_topic() -> None:
     assert plan.units == [] and plan.offsets == {"k": {"t/0": 10}}
 
 
-def _kafka_result(start: int, end: int, next_offset: int, n: int) -> dict:
-    unit = {"kind": "kafka", "source": 0, "topic": "t", "partition": 0, "start": start, "end": end, "max_bytes": None}
-    return {"unit": unit, "raw_files": [f"raw-{start}"], "quarantine_files": [], "raw_docs": n, "quarantined": 0,
-            "errors": {}, "bytes_read": n, "next_offset": next_offset, "complete": next_offset >= end}
+def _kafka_result(start: int, end: int, next_offset: int, n: int) -> UnitResult:
+    unit = KafkaUnit(source=0, topic="t", partition=0, start=start, end=end, max_bytes=None)
+    return UnitResult(unit=unit, raw_files=[f"raw-{start}"], quarantine_files=[], raw_docs=n, quarantined=0,
+                      errors={}, bytes_read=n, next_offset=next_offset, complete=next_offset >= end)
 
 
 def test_settle_stops_at_the_first_incomplete_chunk() -> None:
@@ -89,10 +90,10 @@ def test_objects_in_the_ledger_are_skipped_and_changed_ones_read_again() -> None
     plan = Plan()
     refs = [ObjectRef("file:///a", 1, "e1"), ObjectRef("file:///b", 2, "NEW"), ObjectRef("file:///c", 3, "e3")]
     plan_objects(0, refs, state, plan)
-    assert [u["uri"] for u in plan.units] == ["file:///b", "file:///c"]
+    assert [u.uri for u in plan.units] == ["file:///b", "file:///c"]
     assert (plan.objects_skipped, plan.objects_changed) == (1, 1)
-    results = [{"unit": u, "raw_files": [], "quarantine_files": [], "raw_docs": 1, "quarantined": 0,
-                "errors": {}, "bytes_read": u["size"]} for u in plan.units]
+    results = [UnitResult(unit=u, raw_files=[], quarantine_files=[], raw_docs=1, quarantined=0,
+                          errors={}, bytes_read=u.size) for u in plan.units if isinstance(u, ObjectUnit)]
     out = settle(plan, results, [LocalSource(path="/x")], state, "r2")
     assert out.state.ledger == {"file:///a": (1, "e1"), "file:///b": (2, "NEW"), "file:///c": (3, "e3")}
     assert out.counts["objects_read"] == 2 and out.counts["objects_skipped"] == 1 and out.counts["bytes_read"] == 5
@@ -105,7 +106,7 @@ def test_nothing_new_is_no_change() -> None:
 
 @given(sizes=st.lists(st.integers(0, 1000), max_size=40), n=st.integers(1, 9))
 def test_pack_units_places_each_unit_once(sizes: list[int], n: int) -> None:
-    units = [{"kind": "object", "uri": str(i), "size": s} for i, s in enumerate(sizes)]
+    units: list[Unit] = [ObjectUnit(source=0, uri=str(i), size=s, etag="") for i, s in enumerate(sizes)]
     groups = pack_units(units, n)
     assert len(groups) == min(n, len(units)) and all(groups)
-    assert sorted(u["uri"] for g in groups for u in g) == sorted(u["uri"] for u in units)
+    assert sorted(u.uri for g in groups for u in g if isinstance(u, ObjectUnit)) == sorted(str(i) for i in range(len(units)))

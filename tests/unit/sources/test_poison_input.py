@@ -19,6 +19,7 @@ from pipelines.sources.formats import OUT_CHUNK, FormatError, decompress
 from pipelines.sources.objects import ReadOptions, list_local, read_object
 from pipelines.sources.plan import Plan, settle
 from pipelines.sources.state import IngestState
+from pipelines.sources.units import ObjectUnit, Unit
 
 OPTS = ReadOptions(max_record_bytes=4096, raw_limit=64, batch_rows=16)
 
@@ -102,10 +103,10 @@ def test_an_object_missing_at_read_time_is_retried_then_left_for_the_next_run(
     src = LocalSource(path=str(data))
     refs = list_local(src)
     (data / "b.jsonl").rename(tmp_path / "moved.jsonl")
-    units = [{"kind": "object", "source": 0, **r.as_dict()} for r in refs]
+    units: list[Unit] = [ObjectUnit(source=0, uri=r.uri, size=r.size, etag=r.etag, path=r.path) for r in refs]
     results = [tasks.run_unit(u, _ctx(tmp_path, src)) for u in units]
-    assert [bool(r.get("deferred")) for r in results] == [False, True]
-    assert results[1]["raw_files"] == results[1]["quarantine_files"] == []
+    assert [bool(r.deferred) for r in results] == [False, True]
+    assert results[1].raw_files == results[1].quarantine_files == []
     out = settle(Plan(units=units), results, [src], IngestState(), "run1")
     assert set(out.state.ledger) == {refs[0].uri}
     assert out.counts["objects_deferred"] == 1

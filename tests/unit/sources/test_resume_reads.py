@@ -4,7 +4,6 @@ the planner's choice between resuming and reading a new version."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +15,7 @@ from pipelines.sources.objects import ObjectProgress, ObjectRef, ReadOptions, li
 from pipelines.sources.plan import Plan, plan_objects, settle
 from pipelines.sources.resume import BLOCK, ReadTracker, ResumePoint
 from pipelines.sources.state import IngestState
+from pipelines.sources.units import ObjectUnit, UnitResult
 
 OPTS = ReadOptions(batch_rows=16)
 
@@ -112,11 +112,11 @@ def test_the_planner_resumes_only_plain_jsonl_read_to_a_line_end() -> None:
             ObjectRef("file:///c.jsonl.gz", 150, "e2"), ObjectRef("file:///d.jsonl", 50, "e2")]
     plan = Plan()
     plan_objects(0, refs, state, plan)
-    assert [u["uri"] for u in plan.units if "resume" in u] == ["file:///a.jsonl"]  # b: its last line had no end
-    assert all(u["changed"] for u in plan.units) and plan.objects_changed == 4
-    results = [{"unit": u, "raw_files": [], "quarantine_files": [], "raw_docs": 1, "quarantined": 0, "errors": {},
-                "bytes_read": 1, "resumed": "resume" in u, "point": asdict(_point(150)) if u["uri"] != "file:///c.jsonl.gz"
-                else None} for u in plan.units]
+    units = [u for u in plan.units if isinstance(u, ObjectUnit)]
+    assert [u.uri for u in units if u.resume is not None] == ["file:///a.jsonl"]  # b: its last line had no end
+    assert all(u.changed for u in units) and plan.objects_changed == 4
+    results = [UnitResult(unit=u, raw_docs=1, bytes_read=1, resumed=u.resume is not None,
+                          point=_point(150) if u.uri != "file:///c.jsonl.gz" else None) for u in units]
     out = settle(plan, results, [LocalSource(path="/x")], state, "r2")
     assert (out.counts["objects_appended"], out.counts["objects_rewritten"]) == (1, 3)
     assert sorted(out.state.resume) == ["file:///a.jsonl", "file:///b.jsonl", "file:///d.jsonl"]
