@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pipelines.sources.config import LocalSource, S3Source
@@ -49,10 +50,10 @@ def plan_objects(index: int, refs: list[ObjectRef], state: IngestState, plan: Pl
             fmt = detect_format(ref.uri, configured_format)
             if (point is not None and fmt is not None and resumable(fmt.kind, fmt.codec)
                     and point.read_bytes == known[0] <= ref.size):
-                unit = ObjectUnit(**{**vars(unit), "changed": True, "resume": point})
+                unit = replace(unit, changed=True, resume=point)
                 log.info("object changed since it was ingested, checking whether it only grew: %s", ref.uri)
             else:
-                unit = ObjectUnit(**{**vars(unit), "changed": True})
+                unit = replace(unit, changed=True)
                 log.warning("object changed since it was ingested, reading it again as a new version: %s", ref.uri)
         plan.units.append(unit)
 
