@@ -55,7 +55,8 @@ def _corpus(folder: Path) -> None:
 
 def _tokenmill(args: list[str], params: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--config", str(params)],
-                          cwd=params.parent, capture_output=True, text=True, timeout=900)
+                          cwd=params.parent, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "COLUMNS": "400"})  # the audit's table rows on one line each
 
 
 def _data_files(root: Path) -> set[str]:
@@ -105,7 +106,4 @@ def test_a_full_disk_during_ingest_fails_cleanly_and_the_rerun_conserves(small_d
     assert _data_files(root) == _referenced(params)  # no orphan file: each one is in a snapshot
     audit = _tokenmill(["audit"], params)
     assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]
-    from pipelines.audit import audit as run_audit
-
-    details = {c.name: c.detail for c in run_audit(load_config(params, [])).checks}
-    assert details["input = raw_docs + quarantine"] == f"{N_DOCS + 1} read = {N_DOCS} raw + 1 quarantined"
+    assert f"{N_DOCS + 1} read = {N_DOCS} raw + 1 quarantined" in audit.stdout
