@@ -78,7 +78,8 @@ class ReadTracker:
             self.head += chunk[: BLOCK - len(self.head)]
         nl = chunk.rfind(b"\n")
         if nl >= 0:
-            self.end_block = (self.recent + chunk[: nl + 1])[-BLOCK:]
+            upto = nl + 1  # (copy at most one block of the chunk, however big it is)
+            self.end_block = chunk[upto - BLOCK:upto] if upto >= BLOCK else (self.recent + chunk[:upto])[-BLOCK:]
             self.end = self.pos + nl + 1
             self.lines += chunk.count(b"\n")
             self.end_lines = self.lines
