@@ -14,7 +14,7 @@ from postgres_server import Postgres
 from test_dvc_repro import _project, _repro, _run
 from test_kafka_ingest import produce
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]  # a whole dvc repro
 
 KAFKA_PASSWORD = "kafka-Pw-7f3a9c51d2"
 AWS_KEY_ID = "AKIAPLANTED7Q3X9Z2W"  # the shape of a real key id: redaction must not be what hides it
