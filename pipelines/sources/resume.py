@@ -6,7 +6,7 @@ first and of the last `BLOCK` bytes before that offset. When the object is liste
 ETag/mtime, the task reads those two blocks again: if both still hash the same, the object only grew (the
 rule: "its first and last read blocks are unchanged"), and reading goes on from `read_bytes` with line
 numbers from `read_lines`, so no line is read twice. Otherwise it is a rewritten object: read whole as a new
-version (`pipelines.spark_curate` keeps the newest version of each doc_id).
+version (curate, `pipelines.stages.curate.spark`, keeps the newest version of each doc_id).
 
 Neither S3's ETag nor a local mtime can say that an object only grew (both change on any write), hence the
 hashes. A change inside the object between the two blocks goes unseen: appends are assumed to be appends

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from pipelines import lake
-from pipelines.audit import audit
 from pipelines.config import Config, load_config
-from pipelines.spark_curate import run_curate
-from pipelines.spark_ingest import run_ingest
+from pipelines.ops.audit import audit
+from pipelines.stages.curate.spark import run_curate
+from pipelines.stages.ingest.spark import run_ingest
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]  # three ingests and curates each
 
@@ -54,7 +54,7 @@ def check_versions(spark, cfg: Config, put: Callable[[str, bytes], None], caplog
     put("b.jsonl", jsonl(b[:3], version=2) + jsonl(b[3:5], version=1))  # rewritten: b-5 gone, b-0..2 changed
     rewritten = run_ingest(spark, cfg)
     assert (rewritten.counts["raw_docs"], rewritten.counts["objects_rewritten"]) == (5, 1)
-    with caplog.at_level(logging.INFO, logger="pipelines.snapshots"):
+    with caplog.at_level(logging.INFO, logger="pipelines.stages.snapshots"):
         run_curate(spark, cfg)
     assert "full rebuild: raw_docs holds new versions of 1 rewritten object(s)" in caplog.text
 
