@@ -48,18 +48,24 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="curate-resume-"))
     try:
-        cfg = load_config(args.config, [f"lake.root={tmp / 'lake'}", f"lake.metrics_dir={tmp / 'metrics'}",
-                                        "spark.master=local[2]", *args.set])
         from pipelines.stages import run_stage
 
-        run_stage("ingest", cfg)
-        config = tmp / "config.json"
-        config.write_text(json.dumps(cfg.model_dump(mode="json")))
+        # two lakes ingested alike: the anchor's and the killed run's (a curate of an already curated lake
+        # with the same params is skipped, so the re-run must not follow the anchor on one lake)
+        configs = []
+        for name in ("full", "killed"):
+            cfg = load_config(args.config, [f"lake.root={tmp / name}", f"lake.metrics_dir={tmp / name / 'metrics'}",
+                                            "spark.master=local[2]", *args.set])
+            run_stage("ingest", cfg)
+            configs.append(tmp / f"{name}.json")
+            configs[-1].write_text(json.dumps(cfg.model_dump(mode="json")))
+        config = configs[0]
         full, rc, out = curate(config, None)
         assert rc == 0, out
         if args.kill_after is None:  # the full run's metrics say which dedup plan ran
             one_task = json.loads(out[out.index("{"):])["counts"].get("dedup_one_task", 0)
             args.kill_after = "curated" if one_task else "components"
+        config = configs[1]
         killed, rc, out = curate(config, args.kill_after)
         assert rc == -9, f"expected SIGKILL, got {rc}: {out}"
         rerun, rc, out = curate(config, None)
