@@ -49,7 +49,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
-from benchmarks.tokenize import sample_texts  # noqa: E402
+from benchmarks.tokenize_stage import sample_texts  # noqa: E402
 
 JOBS = ("ingest", "curate", "train_tokenizer", "tokenize", "shard")
 BIN = Path(sys.executable).parent

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# run as a script, this folder is sys.path[0], and its tokenize.py would shadow the standard library's
+# run as a script, this folder is sys.path[0]: put the repository root there instead
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))

@@ -22,7 +22,7 @@ from types import ModuleType
 
 
 def _sibling(name: str) -> ModuleType:
-    # loaded by path: putting benchmarks/ on sys.path would shadow stdlib modules (benchmarks/tokenize.py)
+    # loaded by path, so that benchmarks/ itself never goes on sys.path
     import importlib.util
 
     path = Path(__file__).resolve().parent / f"{name}.py"

@@ -10,19 +10,14 @@ commit). Prints throughput (MB/s of shard bytes, samples/s), shard fill (min/med
 
 from __future__ import annotations
 
-import os
+import argparse
+import hashlib
+import json
+import statistics
 import sys
-
-# benchmarks/tokenize.py is named like the stdlib module; keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

@@ -4,19 +4,13 @@ Anchor: the HF tokenizer's own `encode_batch` on one core (TOKENIZERS_PARALLELIS
 `--batch` documents. Ours: `run_tokenize` on Spark local[N] from a clean_docs table to the tokens table,
 Parquet I/O and the commit included. Target: ours >= 0.85 x raw x N. Prints medians of `--repeats` runs.
 
-    .venv/bin/python -m benchmarks.tokenize --mb 32 --cores 2
+    .venv/bin/python -m benchmarks.tokenize_stage --mb 32 --cores 2
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-# This file is named like the stdlib `tokenize`; keep its folder off the import path so `import tokenize`
-# (inspect, linecache) finds the stdlib module.
-sys.path[:] = [
-    p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))
-]
 
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the anchor is one core; tasks are one core each
 
