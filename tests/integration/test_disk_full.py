@@ -21,14 +21,14 @@ from pipelines.storage import local_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FS_BYTES = 24 << 20
-FREE_BYTES = 3 << 20  # left free before the run: table metadata fits, the run's data files do not
-N_DOCS = 4000
+FS_BYTES = 96 << 20  # room for curate once the filler is gone
+FREE_BYTES = 1 << 20  # left free before the run: table metadata fits, the run's data files do not
+N_DOCS = 8000
 
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    """A 24 MiB tmpfs, mounted for the test (needs the right to mount: root, or CAP_SYS_ADMIN)."""
+    """A 96 MiB tmpfs, mounted for the test (needs the right to mount: root, or CAP_SYS_ADMIN)."""
     folder = Path(tempfile.mkdtemp(prefix="tm-small-disk-"))
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={FS_BYTES}", "tmpfs", str(folder)],
                           capture_output=True, text=True)
@@ -38,7 +38,8 @@ def small_disk() -> Iterator[Path]:
     try:
         yield folder
     finally:
-        subprocess.run(["umount", str(folder)], check=False)
+        # lazy: the test's own catalog connection (SQLite on the mount) may still hold a file open
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
         folder.rmdir()
 
 
