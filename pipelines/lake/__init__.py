@@ -27,6 +27,7 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.table import Table
 from pyiceberg.types import ListType, NestedField, StructType
 
+from pipelines.lake import summary as summary_keys
 from pipelines.storage import S3Options, filesystem, local_path
 from schemas import TABLES, TableDef
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SUMMARY_PREFIX = "tokenmill."
 # the Arrow field metadata key pyarrow writes as a Parquet column's field id
 FIELD_ID = b"PARQUET:field_id"
 
@@ -221,14 +221,14 @@ def tokenmill_version() -> str:
 def snapshot_summary(cfg: Config, stage: str, run_id: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Snapshot summary properties every tokenmill commit records."""
     props = {
-        f"{SUMMARY_PREFIX}version": tokenmill_version(),
-        f"{SUMMARY_PREFIX}params_hash": cfg.params_hash(),
-        f"{SUMMARY_PREFIX}stage": stage,
-        f"{SUMMARY_PREFIX}run_id": run_id,
+        summary_keys.VERSION: tokenmill_version(),
+        summary_keys.PARAMS_HASH: cfg.params_hash(),
+        summary_keys.STAGE: stage,
+        summary_keys.RUN_ID: run_id,
     }
     sha = git_sha()
     if sha:
-        props[f"{SUMMARY_PREFIX}git_sha"] = sha
+        props[summary_keys.GIT_SHA] = sha
     props.update(extra or {})
     return props
 
@@ -254,7 +254,7 @@ def commit_files(
     return snap.snapshot_id if snap else None
 
 
-def last_summary(table: Table, key_prefix: str = SUMMARY_PREFIX) -> dict[str, str]:
+def last_summary(table: Table, key_prefix: str = summary_keys.PREFIX) -> dict[str, str]:
     """The tokenmill properties of the table's current snapshot ({} for a table never committed)."""
     snap = table.current_snapshot()
     if snap is None or snap.summary is None:

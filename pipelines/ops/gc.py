@@ -26,7 +26,8 @@ from pyarrow import fs as pafs
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import GcError
-from pipelines.stages.shard.publish import MANIFEST_URI, RUNS_DIR, manifest_relpath, published_manifests
+from pipelines.lake import summary as keys
+from pipelines.stages.shard.publish import RUNS_DIR, manifest_relpath, published_manifests
 from pipelines.storage import filesystem
 from schemas import TABLES
 from sharding.format.manifest import MANIFEST_NAME
@@ -61,7 +62,7 @@ def _referenced_manifests(cfg: Config, shards: Any) -> list[str]:
         uris += [uri for _, uri in published_manifests(shards)[: cfg.gc.keep_snapshots]]
         for ref in shards.refs().values():
             snap = shards.snapshot_by_id(ref.snapshot_id)
-            uri = snap.summary.additional_properties.get(MANIFEST_URI) if snap and snap.summary else None
+            uri = snap.summary.additional_properties.get(keys.MANIFEST_URI) if snap and snap.summary else None
             if uri:
                 uris.append(uri)
     for version in list_versions(cfg):
@@ -147,7 +148,7 @@ def _consumed_snapshots(catalog: Any, cfg: Config) -> set[int]:
             continue
         summary = lake.last_summary(table)
         for key in LINK_KEYS:
-            value = summary.get(f"{lake.SUMMARY_PREFIX}{key}", "")
+            value = summary.get(keys.key(key), "")
             if value.isdigit():
                 ids.add(int(value))
     return ids

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import LineageError
+from pipelines.lake import summary as keys
 from pipelines.ops.versions import VersionInfo, resolve_version, shard_manifest
 from pipelines.storage import S3Options, filesystem
 from schemas.signals import SIGNAL_FIELDS
@@ -126,7 +127,7 @@ def _ingest_snapshot(table: Table, snapshot_id: int, run_id: str | None) -> int 
     while snap is not None and run_id:
         summary = snap.summary
         props = summary.additional_properties if summary else {}
-        if summary and props.get(f"{lake.SUMMARY_PREFIX}run_id") == run_id and summary.operation.value == "append":
+        if summary and props.get(keys.RUN_ID) == run_id and summary.operation.value == "append":
             return snap.snapshot_id
         snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
     return None

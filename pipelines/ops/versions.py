@@ -41,6 +41,7 @@ from pyiceberg.table import Table
 from pipelines import lake
 from pipelines.config import Config, load_config
 from pipelines.errors import VersionError
+from pipelines.lake import summary as keys
 from pipelines.storage import S3Options, filesystem
 from schemas import TABLES
 from sharding.format import ShardManifest, parse_manifest
@@ -123,7 +124,7 @@ def manifest_location(cfg: Config, shards_table: Table | None) -> str:
     """The manifest the shards table's current snapshot published (its summary, else its one distinct
     manifest_uri), else the `<shards_uri>/manifest.json` copy."""
     if shards_table is not None and shards_table.current_snapshot() is not None:
-        published = lake.last_summary(shards_table).get(f"{lake.SUMMARY_PREFIX}manifest_uri")
+        published = lake.last_summary(shards_table).get(keys.MANIFEST_URI)
         if published:
             return published
         uris = set(lake.read_table(shards_table, ("manifest_uri",)).column("manifest_uri").to_pylist()) - {None}
@@ -173,7 +174,7 @@ def _check_manifest_matches_shards(catalog: Catalog, cfg: Config, state: Version
     table = lake.load_table(catalog, cfg.lake.namespace, "shards")
     snap = table.current_snapshot() if table is not None else None
     props = snap.summary.additional_properties if snap is not None and snap.summary else {}
-    recorded = props.get(f"{lake.SUMMARY_PREFIX}manifest_sha256")
+    recorded = props.get(keys.MANIFEST_SHA256)
     if recorded and state.manifest_sha256 is not None and recorded != state.manifest_sha256:
         raise VersionError(
             f"the shard manifest {state.manifest_uri} is not the one the shards table recorded "

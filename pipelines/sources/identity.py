@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 from pyiceberg.table import Table
 
 from pipelines import lake
-from pipelines.sources.state import KEY_LEDGER, _ingest_snapshots, _props
+from pipelines.lake import summary as keys
+from pipelines.sources.state import _ingest_snapshots, _props
 from pipelines.storage import filesystem
 
 KEY_COLUMNS = ("source_type", "source_uri", "source_partition", "source_offset")
@@ -28,7 +29,7 @@ def ingesting_runs(raw_docs: Table) -> dict[str, set[str]]:
     runs: dict[str, set[str]] = defaultdict(set)
     seen: set[str] = set()
     for snap in _ingest_snapshots(raw_docs):
-        uri = _props(snap).get(KEY_LEDGER)
+        uri = _props(snap).get(keys.LEDGER)
         if not uri or uri in seen:
             continue
         seen.add(uri)
@@ -51,5 +52,5 @@ def allowed_repeats_of_objects(raw_docs: Table) -> dict[str, int]:
 
 def kafka_offsets_were_reset(raw_docs: Table) -> bool:
     """Whether any ingest run reset a Kafka partition (then an offset may repeat once per run that read it)."""
-    return any(int(_props(s).get(lake.SUMMARY_PREFIX + "kafka_offsets_reset", "0")) > 0
+    return any(int(_props(s).get(keys.KAFKA_OFFSETS_RESET, "0")) > 0
                for s in _ingest_snapshots(raw_docs))

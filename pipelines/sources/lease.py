@@ -24,6 +24,7 @@ from pyarrow import fs as pafs
 from pyiceberg.table import Table
 
 from pipelines import lake
+from pipelines.lake import summary as keys
 from pipelines.lake import table_s3
 from pipelines.storage import S3Options, filesystem
 
@@ -119,7 +120,7 @@ def sweep_dead_files(raw_docs: Table, quarantine: Table, own_run: str) -> int:
     keep = {own_run[:8]}
     for table in (raw_docs, quarantine):
         for snap in table.snapshots():
-            run = (snap.summary.additional_properties if snap.summary else {}).get(lake.SUMMARY_PREFIX + "run_id")
+            run = (snap.summary.additional_properties if snap.summary else {}).get(keys.RUN_ID)
             if run:
                 keep.add(run[:8])
     keep |= {r[:8] for r in _leased_runs(raw_docs) if is_alive(raw_docs, r)}

@@ -32,18 +32,12 @@ from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 
 from pipelines import lake
 from pipelines.errors import TokenmillError
+from pipelines.lake import summary as keys
 from pipelines.sources.resume import ResumePoint
 from pipelines.storage import filesystem
 
 log = logging.getLogger(__name__)
 
-KEY_STAGE = lake.SUMMARY_PREFIX + "stage"
-KEY_RUN = lake.SUMMARY_PREFIX + "run_id"
-KEY_LEDGER = lake.SUMMARY_PREFIX + "ingest.ledger"
-KEY_LEDGER_SHA = lake.SUMMARY_PREFIX + "ingest.ledger_sha256"
-KEY_LEDGER_ROWS = lake.SUMMARY_PREFIX + "ingest.ledger_objects"
-KEY_OFFSETS = lake.SUMMARY_PREFIX + "ingest.kafka_offsets"
-KEY_CLEANED = lake.SUMMARY_PREFIX + "ingest.cleaned_runs"
 STAGE = "ingest"
 
 # Version 2 added where a plain JSON-lines object was read up to (`pipelines.sources.resume`); a version 1
@@ -83,7 +77,7 @@ def _ingest_snapshots(table: Table) -> list[Snapshot]:
     snap = table.current_snapshot()
     if snap is None:
         return []
-    return [s for s in ancestors_of(snap, table.metadata) if _props(s).get(KEY_STAGE) == STAGE]
+    return [s for s in ancestors_of(snap, table.metadata) if _props(s).get(keys.STAGE) == STAGE]
 
 
 def load_state(raw_docs: Table) -> IngestState:
@@ -92,12 +86,12 @@ def load_state(raw_docs: Table) -> IngestState:
     Raises LedgerError when the ledger file it points at is gone or altered.
     """
     snaps = _ingest_snapshots(raw_docs)
-    state = IngestState(committed_runs={_props(s)[KEY_RUN] for s in snaps if KEY_RUN in _props(s)})
+    state = IngestState(committed_runs={_props(s)[keys.RUN_ID] for s in snaps if keys.RUN_ID in _props(s)})
     if not snaps:
         return state
     props = _props(snaps[0])
-    state.offsets = json.loads(props.get(KEY_OFFSETS, "{}"))
-    uri = props.get(KEY_LEDGER)
+    state.offsets = json.loads(props.get(keys.KAFKA_OFFSETS, "{}"))
+    uri = props.get(keys.LEDGER)
     if uri:
         fs, path = filesystem(uri, lake.table_s3(raw_docs))
         try:
@@ -105,7 +99,7 @@ def load_state(raw_docs: Table) -> IngestState:
                 data = f.read()
         except (FileNotFoundError, OSError) as exc:
             raise LedgerError(f"ingest ledger {uri} cannot be read: {exc}") from None
-        if hashlib.sha256(data).hexdigest() != props.get(KEY_LEDGER_SHA):
+        if hashlib.sha256(data).hexdigest() != props.get(keys.LEDGER_SHA256):
             raise LedgerError(f"ingest ledger {uri} does not match the sha256 in its snapshot summary")
         table = pq.read_table(io.BytesIO(data))
         for uri_, size, etag, run in zip(*(table.column(c).to_pylist() for c in LEDGER_SCHEMA.names[:4]),
@@ -137,23 +131,23 @@ def write_ledger(raw_docs: Table, state: IngestState, run_id: str) -> dict[str, 
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(data)
-    return {KEY_LEDGER: uri, KEY_LEDGER_SHA: hashlib.sha256(data).hexdigest(), KEY_LEDGER_ROWS: str(len(uris))}
+    return {keys.LEDGER: uri, keys.LEDGER_SHA256: hashlib.sha256(data).hexdigest(), keys.LEDGER_OBJECTS: str(len(uris))}
 
 
 def offsets_property(offsets: dict[str, dict[str, int]]) -> dict[str, str]:
-    return {KEY_OFFSETS: json.dumps(offsets, sort_keys=True, separators=(",", ":"))} if offsets else {}
+    return {keys.KAFKA_OFFSETS: json.dumps(offsets, sort_keys=True, separators=(",", ":"))} if offsets else {}
 
 
 def orphan_runs(raw_docs: Table, quarantine: Table) -> list[str]:
     """Runs that appended quarantine rows but never committed raw_docs, and were not cleaned yet."""
-    committed = {_props(s).get(KEY_RUN) for s in _ingest_snapshots(raw_docs)}
+    committed = {_props(s).get(keys.RUN_ID) for s in _ingest_snapshots(raw_docs)}
     appended, cleaned = set(), set()
     for snap in _ingest_snapshots(quarantine):
         props = _props(snap)
-        if KEY_CLEANED in props:
-            cleaned |= set(json.loads(props[KEY_CLEANED]))
-        elif snap.summary is not None and snap.summary.operation == Operation.APPEND and KEY_RUN in props:
-            appended.add(props[KEY_RUN])
+        if keys.CLEANED_RUNS in props:
+            cleaned |= set(json.loads(props[keys.CLEANED_RUNS]))
+        elif snap.summary is not None and snap.summary.operation == Operation.APPEND and keys.RUN_ID in props:
+            appended.add(props[keys.RUN_ID])
     return sorted(appended - committed - cleaned)
 
 
@@ -164,6 +158,6 @@ def delete_orphans(quarantine: Table, runs: list[str], summary: dict[str, str]) 
     # pyiceberg types its expressions as pydantic models, hiding their positional constructors from mypy
     quarantine.delete(
         In("run_id", runs),  # type: ignore[call-arg, arg-type]
-        snapshot_properties={**summary, KEY_CLEANED: json.dumps(runs)},
+        snapshot_properties={**summary, keys.CLEANED_RUNS: json.dumps(runs)},
     )
     quarantine.refresh()

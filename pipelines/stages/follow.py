@@ -35,6 +35,7 @@ import numpy as np
 
 from pipelines.config import Config
 from pipelines.errors import TokenmillError
+from pipelines.lake import summary as keys
 from pipelines.stages.report import StageReport
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def published_freshness(cfg: Config, raw_snapshot: int | None, published: float)
     catalog = lake.open_catalog(cfg.lake)
     raw = catalog.load_table((cfg.lake.namespace, "raw_docs"))
     snap = raw.snapshot_by_id(raw_snapshot)
-    run_id = (snap.summary.additional_properties if snap and snap.summary else {}).get(f"{lake.SUMMARY_PREFIX}run_id")
+    run_id = (snap.summary.additional_properties if snap and snap.summary else {}).get(keys.RUN_ID)
     if run_id is None:
         return []
     rows = raw.scan(row_filter=f"run_id == '{run_id}'", selected_fields=("doc_id", "metadata")).to_arrow()

@@ -23,13 +23,10 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation
 
 from pipelines import lake
+from pipelines.lake.summary import INPUT_SNAPSHOT, MODE, REBUILD_REASON, STAGE_PARAMS
 
 log = logging.getLogger(__name__)
 
-INPUT_SNAPSHOT = f"{lake.SUMMARY_PREFIX}input_snapshot_id"
-STAGE_PARAMS = f"{lake.SUMMARY_PREFIX}stage_params"
-MODE = f"{lake.SUMMARY_PREFIX}mode"
-REASON = f"{lake.SUMMARY_PREFIX}rebuild_reason"
 Mode = Literal["skip", "incremental", "full"]
 
 
@@ -53,7 +50,7 @@ class InputPlan:
         """Snapshot summary properties recording this plan (mode, reason, consumed input snapshot)."""
         props = {MODE: self.mode, INPUT_SNAPSHOT: "" if self.snapshot_id is None else str(self.snapshot_id)}
         if self.mode == "full":
-            props[REASON] = self.reason
+            props[REBUILD_REASON] = self.reason
         return props
 
 

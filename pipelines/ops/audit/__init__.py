@@ -21,6 +21,7 @@ from pyiceberg.table import Table
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import AuditError, StorageError
+from pipelines.lake import summary as keys
 from pipelines.storage import S3Options, filesystem
 from sharding.errors import ManifestError
 from sharding.format import ShardManifest, read_manifest
@@ -73,8 +74,8 @@ def ingested_records(raw_docs: Table) -> int | None:
     snap = raw_docs.current_snapshot()
     while snap is not None:
         props = snap.summary.additional_properties if snap.summary else {}
-        if props.get("tokenmill.stage") == "ingest" and "tokenmill.records_read" in props:
-            total += int(props["tokenmill.records_read"])
+        if props.get(keys.STAGE) == "ingest" and keys.RECORDS_READ in props:
+            total += int(props[keys.RECORDS_READ])
             seen = True
         snap = raw_docs.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
     return total if seen else None

@@ -15,14 +15,11 @@ from pyiceberg.table.snapshots import ancestors_of
 
 from pipelines import lake
 from pipelines.config import Config
+from pipelines.lake.summary import CLEAN_LINK, CURATE_MODE, DECISIONS_LINK, OBJECTS_REWRITTEN
 from pipelines.stages.snapshots import INPUT_SNAPSHOT, InputPlan, input_snapshot, params_digest, plan_input
 
 CODE_VERSION = "3"  # bump when curate decides differently for the same raw docs and params
 # 2: arrival first; 3: of a doc_id's versions in one object, the newest ingest wins (was: the first arrival)
-DECISIONS_LINK = f"{lake.SUMMARY_PREFIX}decisions_snapshot_id"
-CLEAN_LINK = f"{lake.SUMMARY_PREFIX}clean_snapshot_id"
-MODE_KEY = f"{lake.SUMMARY_PREFIX}curate.mode"
-REWRITTEN_KEY = f"{lake.SUMMARY_PREFIX}objects_rewritten"  # an ingest count (pipelines.sources.plan.settle)
 
 
 def stage_params(cfg: Config) -> str:
@@ -56,7 +53,7 @@ def _rewritten_since(raw: Table, prev: str | None, snapshot_id: int | None) -> i
         if str(snap.snapshot_id) == prev:
             break
         props = snap.summary.additional_properties if snap.summary else {}
-        total += int(props.get(REWRITTEN_KEY, "0"))
+        total += int(props.get(OBJECTS_REWRITTEN, "0"))
     return total
 
 
@@ -75,7 +72,7 @@ def choose_mode(cfg: Config, tables: dict[str, Table]) -> InputPlan:
         return InputPlan("full", f"raw_docs holds new versions of {rewritten} rewritten object(s)", plan.snapshot_id,
                          every)
     if plan.mode != "full" and not _outputs_linked(cfg, tables):
-        if last.get(MODE_KEY) == "full":
+        if last.get(CURATE_MODE) == "full":
             return InputPlan("full", "completing an interrupted full run", plan.snapshot_id, every)
         return InputPlan("incremental", "completing an interrupted incremental run", plan.snapshot_id, every)
     return plan

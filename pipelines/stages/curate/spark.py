@@ -34,6 +34,14 @@ from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
 from pipelines.lake.files.spark import materialize
 from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
+from pipelines.lake.summary import (
+    CLEAN_LINK,
+    COUNT_PREFIX,
+    CURATE_MODE,
+    DECISIONS_LINK,
+    INDEX_PARAMS,
+    RAW_SNAPSHOT,
+)
 from pipelines.sources.failpoints import failpoint
 from pipelines.stages.curate.mode import choose_mode
 from pipelines.stages.curate.mode import stage_params as curate_params
@@ -55,10 +63,6 @@ SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
 # MinHash signature and band keys of a document that passed the filters, computed in the filter pass (null
 # for filtered documents and documents without shingles); near dedup and dedup_index read them
 SIGNATURE_COLUMNS = ["signature", "band_keys"]
-# links between the three commits of a run (snapshot summary keys), see run_curate_incremental
-DECISIONS_LINK = "tokenmill.decisions_snapshot_id"
-CLEAN_LINK = "tokenmill.clean_snapshot_id"
-INDEX_PARAMS = "tokenmill.dedup_index.params"
 
 
 def curated_schema() -> pa.Schema:
@@ -146,14 +150,8 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         counter = input_size_counter(spark)
         curated = _filtered(spark, primary, cfg.curate, scratch, steps, counter)
         size = None if "curated" in steps.reused else (counter.value[0], counter.value[1])
-        stats: dict[str, int] = {}
-        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
-                           stats=stats, steps=steps, size=size)
-        decided = _decide(spark, curated, dups, scratch, repeats)
-        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=True, plan=plan)
-        counts.update(stats)
-        counts["resumed_steps"] = len(steps.reused)
-        steps.remove()
+        counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
+                                              overwrite=True, size=size)
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
@@ -197,17 +195,29 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
             return report
         old = (read_table_df(spark, tables["clean_docs"]).select("doc_id", "exact_hash"),
                read_table_df(spark, tables["dedup_index"]))
-        stats: dict[str, int] = {}
-        dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
-                           old=old, stats=stats, steps=steps)
-        decided = _decide(spark, curated, dups, scratch, repeats)
-        counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=False, plan=plan)
-        counts.update(stats)
-        counts["resumed_steps"] = len(steps.reused)
-        steps.remove()
+        counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
+                                              overwrite=False, old=old)
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
+
+
+def _dedup_and_commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], curated: DataFrame,
+                      repeats: DataFrame, run_id: str, scratch: str, steps: Steps, plan: InputPlan | None, *,
+                      overwrite: bool, old: tuple[DataFrame, DataFrame] | None = None,
+                      size: tuple[int, int] | None = None) -> tuple[dict[str, int], dict[str, int | None]]:
+    """The tail a full and an incremental run share: deduplicate the documents that passed the filters (`old`:
+    the earlier outputs an incremental run deduplicates against; `size`: the input size for the one-task plan),
+    decide, commit, then drop the persisted steps; the counts include the dedup statistics and steps resumed."""
+    stats: dict[str, int] = {}
+    dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
+                       old=old, stats=stats, steps=steps, size=size)
+    decided = _decide(spark, curated, dups, scratch, repeats)
+    counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=overwrite, plan=plan)
+    counts.update(stats)
+    counts["resumed_steps"] = len(steps.reused)
+    steps.remove()
+    return counts, snapshots
 
 
 def _open_tables(cfg: Config) -> dict[str, Table]:
@@ -312,9 +322,9 @@ def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided:
         raise StageOutputError(f"curate wrote {n_dec} decisions / {n_clean} clean docs for {counts}")
     failpoint("curate.before_commit")
     summary = lake.snapshot_summary(cfg, "curate", run_id, {
-        "tokenmill.raw_snapshot_id": str(_snapshot_id(raw) or ""),
-        "tokenmill.curate.mode": "full" if overwrite else "incremental",
-        **{f"tokenmill.count.{k}": str(v) for k, v in counts.items()},
+        RAW_SNAPSHOT: str(_snapshot_id(raw) or ""),
+        CURATE_MODE: "full" if overwrite else "incremental",
+        **{f"{COUNT_PREFIX}{k}": str(v) for k, v in counts.items()},
         **(plan.summary() if plan is not None else {}), STAGE_PARAMS: curate_params(cfg),
     })
     snapshots: dict[str, int | None] = {}
@@ -380,7 +390,7 @@ def _repair_clean(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
     files, n = write_df_files(rows.select(*clean_schema.names), clean, clean_schema, prefix=f"curate-{run_id[:8]}")
     log.warning("curate: completing an interrupted run: %d kept documents had no clean_docs row", n)
     summary = lake.snapshot_summary(cfg, "curate", run_id, {
-        "tokenmill.curate.mode": "repair", DECISIONS_LINK: str(dec_snap)})
+        CURATE_MODE: "repair", DECISIONS_LINK: str(dec_snap)})
     _commit_linked(clean, files, summary, overwrite=False)
     return True
 
@@ -395,7 +405,7 @@ def _repair_index(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
         return False
     log.warning("curate: rebuilding dedup_index from clean_docs (%s)",
                 "parameters changed" if INDEX_PARAMS in last and last[INDEX_PARAMS] != params else "out of date")
-    summary = lake.snapshot_summary(cfg, "curate", run_id, {"tokenmill.curate.mode": "repair"})
+    summary = lake.snapshot_summary(cfg, "curate", run_id, {CURATE_MODE: "repair"})
     _write_index(read_table_df(spark, clean), index, cfg, summary, _snapshot_id(clean), f"curate-{run_id[:8]}",
                  overwrite=True)
     return True

@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import TokenmillError
+from pipelines.lake import summary as keys
 from pipelines.secrets import resolve_settings
 from pipelines.sources import commit, lease
 from pipelines.sources import state as ingest_state
@@ -100,7 +101,7 @@ def _discard_run_files(ctx: TaskContext) -> None:
 
 
 def _summary(cfg: Config, run_id: str, counts: dict[str, int], extra: dict[str, str] | None = None) -> dict[str, str]:
-    props = {f"{lake.SUMMARY_PREFIX}{k}": str(v) for k, v in sorted(counts.items())}
+    props = {keys.key(k): str(v) for k, v in sorted(counts.items())}
     return lake.snapshot_summary(cfg, STAGE, run_id, {**props, **(extra or {})})
 
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pipelines import lake
 from pipelines.config import Config
+from pipelines.lake.summary import MANIFEST_SHA256, MANIFEST_URI, TOKENIZER_SHA256
 from pipelines.storage import S3Options
 from schemas.shards import TABLE as SHARDS
 from sharding.format.manifest import MANIFEST_NAME, manifest_bytes
@@ -33,8 +34,6 @@ from sharding.write.sinks import read_object, write_object
 
 log = logging.getLogger(__name__)
 
-MANIFEST_URI = f"{lake.SUMMARY_PREFIX}manifest_uri"
-MANIFEST_SHA = f"{lake.SUMMARY_PREFIX}manifest_sha256"
 RUNS_DIR = "runs"
 
 
@@ -164,8 +163,8 @@ def _commit_shards_table(catalog: Any, cfg: Config, run_id: str, manifest: dict[
     path = lake.write_data_file(lake.data_dir(table), rows, prefix=f"shards-{run_id[:8]}", s3=lake.table_s3(table))
     summary = lake.snapshot_summary(cfg, "shard", run_id, {
         MANIFEST_URI: manifest_uri,
-        MANIFEST_SHA: hashlib.sha256(blob).hexdigest(),
-        f"{lake.SUMMARY_PREFIX}tokenizer_sha256": manifest["tokenizer_sha256"],
+        MANIFEST_SHA256: hashlib.sha256(blob).hexdigest(),
+        TOKENIZER_SHA256: manifest["tokenizer_sha256"],
         **extra,
     })
     return lake.commit_files(table, [path] if path else [], summary, overwrite=True)

@@ -27,11 +27,10 @@ from pyspark.sql import functions as F
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError, StageOutputError
+from pipelines.lake import summary as keys
 from pipelines.lake.spark import read_data_files_df, read_table_df
 from pipelines.stages.report import StageReport
 from pipelines.stages.shard.publish import (
-    MANIFEST_SHA,
-    MANIFEST_URI,
     extend_manifest,
     prefixed,
     publish,
@@ -251,7 +250,7 @@ def _write_shards(
 def tokens_info(table: Any) -> dict[str, str]:
     """Tokenizer facts of the tokens table: its current snapshot's summary, else its table properties."""
     summary = lake.last_summary(table)
-    info = {k: summary.get(f"{lake.SUMMARY_PREFIX}{k}") or table.properties.get(k) for k in INFO_KEYS}
+    info = {k: summary.get(keys.key(k)) or table.properties.get(k) for k in INFO_KEYS}
     missing = [k for k, v in info.items() if v is None]
     if missing:
         raise StageInputError(f"tokens table records no {', '.join(missing)}; run tokenize first")
@@ -292,13 +291,13 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     plan_in = plan_input(tokens, last, params, snapshot_id=input_snapshot(cfg, tokens))
     previous = None
     if plan_in.mode in ("skip", "incremental"):
-        previous = read_published(last.get(MANIFEST_URI, ""), last.get(MANIFEST_SHA), s.s3_options())
+        previous = read_published(last.get(keys.MANIFEST_URI, ""), last.get(keys.MANIFEST_SHA256), s.s3_options())
         if previous is None:
             plan_in = InputPlan("full", "the previous manifest is missing or changed", plan_in.snapshot_id,
                                 lake.data_files(tokens, plan_in.snapshot_id) if plan_in.snapshot_id else [])
     log_plan("shard", plan_in)
     if previous is not None and (plan_in.mode == "skip" or not plan_in.files):
-        uri = last[MANIFEST_URI]
+        uri = last[keys.MANIFEST_URI]
         refresh_alias(out, uri, s.s3_options())
         return StageReport(
             stage="shard", counts={**_totals(previous), "shards_written": 0, "samples_written": 0,

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.errors import StageInputError
+from pipelines.lake import summary as keys
 from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df
 from pipelines.sources.failpoints import failpoint
 from pipelines.stages.report import StageReport
@@ -173,9 +174,9 @@ def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
         "tokens": sum(r["tokens"] for r in results),
         "bytes_in": sum(r["bytes_in"] for r in results),
     }
-    extra = {f"{lake.SUMMARY_PREFIX}{k}": str(v) for k, v in info.items()}
-    extra[f"{lake.SUMMARY_PREFIX}bos"] = str(cfg.tokenize.bos).lower()
-    extra[f"{lake.SUMMARY_PREFIX}eos"] = str(cfg.tokenize.eos).lower()
+    extra = {keys.key(k): str(v) for k, v in info.items()}
+    extra[keys.BOS] = str(cfg.tokenize.bos).lower()
+    extra[keys.EOS] = str(cfg.tokenize.eos).lower()
     extra.update({STAGE_PARAMS: params, **plan.summary()})
     summary = lake.snapshot_summary(cfg, "tokenize", run_id, extra)
     failpoint("tokenize.before_commit")

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from pipelines import lake
 from pipelines.config import Config
+from pipelines.lake import summary as keys
 from schemas import TABLES
 from schemas.signals import SIGNAL_FIELDS
 from sharding.format.tar import sample_json
@@ -154,8 +155,8 @@ def build_lake(cfg: Config, docs: list[dict[str, Any]], *, per_shard: int = 3) -
             summary["tokenmill.records_read"] = str(n)
         if stage == "shard":  # as the shard stage records it
             blob = (folder / f"manifest-{run_id}.json").read_bytes()
-            summary[f"{lake.SUMMARY_PREFIX}manifest_sha256"] = hashlib.sha256(blob).hexdigest()
-            summary[f"{lake.SUMMARY_PREFIX}manifest_uri"] = muri
+            summary[keys.MANIFEST_SHA256] = hashlib.sha256(blob).hexdigest()
+            summary[keys.MANIFEST_URI] = muri
         snaps[name] = lake.commit_files(table, [f] if f else [], summary, overwrite=True)
     lake.ensure_table(catalog, cfg.lake.namespace, "quarantine")
     return snaps
