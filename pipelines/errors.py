@@ -3,6 +3,10 @@
 loader and dedup derive their own errors from it (dedup.errors, sharding.errors) without pulling in
 Spark, pyiceberg or torch. Exit codes are distinct; tests/unit/pipelines/test_errors.py checks that."""
 
+from __future__ import annotations
+
+import re
+
 
 class TokenmillError(Exception):
     """Base of all tokenmill errors; `exit_code` is what the CLI exits with."""
@@ -68,3 +72,20 @@ class GcError(TokenmillError):
     """`tokenmill gc` cannot read a manifest it must keep, so it removes nothing."""
 
     exit_code = 17
+
+
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit)): (.*)$")
+
+
+def worker_error(exc: BaseException) -> str:
+    """The innermost `SomeError: message` line of a failed task's Python traceback, as one line (the
+    whole message when it holds none).
+
+    >>> worker_error(RuntimeError("Traceback ...\\n  File x\\nOSError: [Errno 28] no space left on device: /l"))
+    'OSError: [Errno 28] no space left on device: /l'
+    """
+    text = str(exc)
+    found = [m for line in text.splitlines() if (m := _ERROR_LINE.match(line.strip()))]
+    if found:
+        return f"{found[-1].group(1)}: {found[-1].group(2)}"[:500]
+    return " ".join(text.split())[:500]

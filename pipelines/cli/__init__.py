@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from pipelines.cli import audit, demo, gc, lineage, monitor, report, stages, versions
-from pipelines.errors import ConfigError, TokenmillError
+from pipelines.errors import ConfigError, TokenmillError, worker_error
 from pipelines.secrets import install_log_redaction
 
 log = logging.getLogger("tokenmill")
@@ -33,6 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     for group in (stages, audit, demo, versions, lineage, report, monitor, gc):
         group.register(sub)
     return parser
+
+
+def failure_line(exc: BaseException) -> str:
+    """One line for an unexpected failure: for a failed Spark task (its message carries the Python worker's
+    traceback) the worker's own innermost error, e.g. `OSError: [Errno 28] No space left on device: '<path>'`,
+    else the exception's class and first line."""
+    text = str(exc).strip()
+    if "Traceback (most recent call last)" in text:
+        return worker_error(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def one_line(exc: BaseException) -> str:
@@ -64,8 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # one line for the user; the traceback goes to the debug log
         log.debug("failure", exc_info=True)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"tokenmill: {args.command} failed: {type(exc).__name__}: {first} (run with -v for details)",
-              file=sys.stderr)
+        print(f"tokenmill: {args.command} failed: {failure_line(exc)} (run with -v for details)", file=sys.stderr)
         return 1
 

@@ -9,7 +9,6 @@ summary (see `pipelines.sources.state` for why that order is safe under SIGKILL 
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from pyspark.sql import SparkSession
 
 from pipelines import lake
 from pipelines.config import Config
-from pipelines.errors import TokenmillError
+from pipelines.errors import TokenmillError, worker_error
 from pipelines.lake import summary as keys
 from pipelines.secrets import resolve_settings
 from pipelines.sources import commit, lease
@@ -68,23 +67,6 @@ class IngestTaskError(TokenmillError):
     """A Spark task of the ingest stage failed (after Spark's retries); the run committed nothing."""
 
     exit_code = 16
-
-
-_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit)): (.*)$")
-
-
-def worker_error(exc: BaseException) -> str:
-    """The innermost `SomeError: message` line of a failed task's Python traceback, as one line (the
-    whole message when it holds none).
-
-    >>> worker_error(RuntimeError("Traceback ...\\n  File x\\nOSError: [Errno 28] no space left on device: /l"))
-    'OSError: [Errno 28] no space left on device: /l'
-    """
-    text = str(exc)
-    found = [m for line in text.splitlines() if (m := _ERROR_LINE.match(line.strip()))]
-    if found:
-        return f"{found[-1].group(1)}: {found[-1].group(2)}"[:500]
-    return " ".join(text.split())[:500]
 
 
 def _discard_run_files(ctx: TaskContext) -> None:

@@ -91,6 +91,24 @@ def test_cli_prints_a_tokenmill_error_as_one_line_with_its_code(
     assert capsys.readouterr().err.splitlines() == [line]
 
 
+def test_a_failed_spark_task_prints_the_workers_own_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the shape of pyspark's PythonException text: Spark's header, then the worker's traceback
+    text = ("An exception was thrown from the Python worker. Please see the stack trace below.\n"
+            "Traceback (most recent call last):\n  File \"/x/pyarrow/parquet/core.py\", line 1, in write_table\n"
+            "OSError: [Errno 28] No space left on device: '/lake/tmp/curate-1/part-0.parquet'\n")
+
+    def failing(args: object) -> int:
+        raise RuntimeError(text)
+
+    monkeypatch.setattr(cli_audit, "cmd_audit", failing)
+    assert cli.main(["audit"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "tokenmill: audit failed: OSError: [Errno 28] No space left on device: "
+        "'/lake/tmp/curate-1/part-0.parquet' (run with -v for details)"]
+
+
 def test_cli_registers_the_version_commands() -> None:
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
