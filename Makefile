@@ -56,12 +56,12 @@ $(BENCH_VENV)/.bench-installed: pyproject.toml $(CONSTRAINTS)
 
 # tests/integration/test_report_chromium.py opens the HTML report in a headless browser and checks the
 # page renders. This step installs Debian's chromium package (about 100 MB, with apt-get, as root) when
-# no chromium is on PATH; without it that one test is skipped and says so.
+# no chromium is on PATH; without it that one test fails and says why.
 chromium-present:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium package (apt-get) for the report rendering test" >&2; \
 	  command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq chromium >/dev/null); } || \
-	  echo "warning: chromium is missing and could not be installed; the report rendering test will be skipped" >&2
+	  echo "warning: chromium is missing and could not be installed; the report rendering test will fail" >&2
 
 # tests/integration/test_lake_s3.py runs the catalog on PostgreSQL, started by the test from Debian's
 # postgresql package (initdb, pg_ctl). This step installs that package (apt-get, as root) when it is missing.

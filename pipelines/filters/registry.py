@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import operator
 import typing
 from functools import lru_cache
@@ -59,7 +60,7 @@ def _checked_name(cls: type[BaseFilter]) -> str:
     name = _filter_name(cls)
     if cls.model_config.get("extra") != "forbid":
         raise TypeError(f"filter {name!r}: its model must keep extra='forbid'")
-    if not callable(getattr(cls, "apply", None)) or getattr(cls, "apply", None) is BaseFilter.apply:
+    if inspect.isabstract(cls):
         raise TypeError(f"filter {name!r}: defines no apply(ctx) method")
     signals = getattr(cls, "signals", None)
     if not isinstance(signals, tuple) or not all(isinstance(s, str) for s in signals):

@@ -34,7 +34,7 @@ def small_disk() -> Iterator[Path]:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         folder.rmdir()
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
+        pytest.fail(f"cannot mount a small tmpfs here (the test needs root or CAP_SYS_ADMIN): {proc.stderr.strip()}")
     try:
         yield folder
     finally:

@@ -36,12 +36,12 @@ def _env() -> dict[str, str]:
 
 
 def _require(module: str) -> None:
-    """Skip, saying why, where the framework is not installed or cannot be imported here."""
+    """Fail, saying why, where the framework is not installed or cannot be imported here."""
     proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
                           env=_env(), timeout=300, check=False)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(f"{module} cannot be imported in this environment ({last}); `pip install -e '.[test]'` "
+        pytest.fail(f"{module} cannot be imported in this environment ({last}); `pip install -e '.[test]'` "
                     "installs it (a CUDA torchvision beside a CPU torch, as the benchmark anchors pull in, "
                     "breaks the import)")
 

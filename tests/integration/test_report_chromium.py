@@ -40,7 +40,7 @@ def _docs(seed: int, n: int) -> list[dict]:
 @pytest.mark.integration
 def test_report_renders_to_a_non_blank_screenshot(lake_config: Config, tmp_path: Path) -> None:
     if CHROMIUM is None:
-        pytest.skip("the report was not rendered: no chromium on PATH (`make test` installs Debian's chromium "
+        pytest.fail("the report was not rendered: no chromium on PATH (`make test` installs Debian's chromium "
                     "package with apt-get; or apt-get install chromium)")
     build_lake(lake_config, _docs(1, 300), per_shard=60)
     create_version(lake_config, "v1")

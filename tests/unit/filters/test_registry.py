@@ -149,3 +149,14 @@ def test_register_refuses_a_filter_that_breaks_the_contract() -> None:
     with pytest.raises(ValueError, match="'length' is taken by LengthFilter"):
         register(TakenName)
     assert register(LengthFilter) is LengthFilter and registered()["length"] is LengthFilter
+
+
+def test_register_refuses_a_filter_without_apply() -> None:
+    class NoApply(BaseFilter):
+        name: Literal["no_apply"] = "no_apply"
+        signals = ()
+
+    with pytest.raises(TypeError, match="'no_apply': defines no apply"):
+        register(NoApply)  # type: ignore[type-abstract]
+    with pytest.raises(TypeError, match="abstract method apply"):
+        NoApply()  # type: ignore[abstract]
