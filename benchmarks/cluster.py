@@ -190,22 +190,31 @@ def children_cpu() -> float:
 
 def submit(job: str, master: str, config: Path, extra: list[str], cluster: list[psutil.Process]
            ) -> dict[str, Any]:
+    """One spark-submit job; its stdout and stderr kept next to the config (`<job>.out`, `<job>.err`)."""
     cmd = [str(BIN / "spark-submit"), "--master", master, "--driver-memory", "2g", *extra,
            f"jobs/run_{job}.py", "--config", str(config)]
     cpu0, cluster0, start = children_cpu(), tree_cpu(cluster), time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    peak = Peak()
-    watcher = peak.watch(proc.pid)
-    out, err = proc.communicate()
-    peak.stop.set()
-    watcher.join()
+    out_path, err_path = config.parent / f"{job}.out", config.parent / f"{job}.err"
+    with out_path.open("w") as out_fh, err_path.open("w") as err_fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(PYTHONPATH=str(ROOT)), stdout=out_fh, stderr=err_fh)
+        peak = Peak()
+        watcher = peak.watch(proc.pid)
+        proc.wait()
+        peak.stop.set()
+        watcher.join()
     wall = time.perf_counter() - start
+    out = out_path.read_text(errors="replace")
     if proc.returncode != 0:
-        raise SystemExit(f"{job} on {master} failed ({proc.returncode}):\n{err[-3000:]}")
+        errors = [line for line in err_path.read_text(errors="replace").splitlines()
+                  if "Error" in line or "Exception" in line or line.startswith(("Traceback", "  File", "tokenmill"))]
+        raise SystemExit(f"{job} on {master} failed ({proc.returncode}); output in {out_path} and {err_path}:\n"
+                         + "\n".join(errors[-40:]) + "\n" + out[-2000:])
     report, _ = json.JSONDecoder().raw_decode(out[out.index('{\n  "counts"'):])
-    return {"wall": wall, "cpu": children_cpu() - cpu0 + tree_cpu(cluster) - cluster0,
-            "py_rss": peak.python, "jvm_rss": peak.jvm, "counts": report["counts"]}
+    result = {"wall": wall, "cpu": children_cpu() - cpu0 + tree_cpu(cluster) - cluster0,
+              "py_rss": peak.python, "jvm_rss": peak.jvm, "counts": report["counts"]}
+    print(f"  {job} on {master}: wall {wall:.1f} s, cpu {result['cpu']:.1f} s, driver peak RSS python "
+          f"{_mb(peak.python).strip()} MB / JVM {_mb(peak.jvm).strip()} MB; load {os.getloadavg()[0]:.1f}", flush=True)
+    return result
 
 
 def _config(path: Path, body: str) -> Path:
@@ -298,6 +307,7 @@ def main() -> None:
     ap.add_argument("--mb", default="32,64", help="corpus sizes in MB, comma-separated")
     ap.add_argument("--modes", default="local,cluster")
     ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (lakes, job logs) afterwards")
     args = ap.parse_args()
     sizes = [float(x) for x in args.mb.split(",") if x]
     modes = [m for m in args.modes.split(",") if m]
@@ -323,7 +333,10 @@ def main() -> None:
             for mb in sizes:
                 all_results[mb] = run_size(mb, modes, base / f"{mb:g}mb", args.vocab, None, None, [])
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.keep:
+            print(f"work folder kept: {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     print("\ndriver peak RSS over the five jobs (Python driver / driver JVM), MB:")
     for mode in modes:
         cells = [f"{mb:g} MB corpus: {_mb(max(r['py_rss'] for r in res[mode].values())).strip()} / "
