@@ -1,0 +1,1 @@
+"""Curate steps persisted under the scratch URI so that a killed curate resumes: see `spark.py`."""
