@@ -137,27 +137,35 @@ def _spark_session(cores: int, events: str | None):  # type: ignore[no-untyped-d
 
 
 def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, dict[str, int]]:  # type: ignore[no-untyped-def]
-    """What the curate stage runs after its filters, from text: signatures in a parallel pass (the filter
-    pass computes them), materialized (the persisted `curated` step), then dedup.spark.duplicates."""
+    """What the curate stage runs after its filters, from text: exact hashes (unless `docs` has them) and
+    signatures in one parallel pass (the filter pass computes both), materialized (the persisted `curated`
+    step), then dedup.spark.duplicates."""
+    from dedup.exact import text_hash128_hex
     from dedup.local import signature_columns
     from dedup.spark import count_input, input_size_counter
     from dedup.steps.spark import checkpoint
 
     counter = input_size_counter(docs.sparkSession)
+    hashed = "exact_hash" in docs.columns
 
     def signed(batches):  # type: ignore[no-untyped-def]
         for b in batches:
             count_input(counter, b.column("text"))
             sig, keys = signature_columns(b.column("text"), cfg)
-            yield pa.RecordBatch.from_arrays([*b.columns, sig, keys], names=[*b.schema.names, "signature", "band_keys"])
+            extra = [] if hashed else [text_hash128_hex(b.column("text"))]
+            yield pa.RecordBatch.from_arrays([*b.columns, *extra, sig, keys],
+                                             names=[*b.schema.names, *(["exact_hash"] * (not hashed)), "signature",
+                                                    "band_keys"])
 
     from dedup.spark import duplicates
 
-    schema = f"{docs.schema.simpleString()[7:-1]}, signature binary, band_keys array<bigint>"
+    schema = (f"{docs.schema.simpleString()[7:-1]}{'' if hashed else ', exact_hash string'}, "
+              "signature binary, band_keys array<bigint>")
     curated = checkpoint(docs.mapInArrow(signed, schema), checkpoint_dir and f"{checkpoint_dir}/curated")
     stats: dict[str, int] = {}
-    removed = duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
-                         size=tuple(counter.value)).count()  # type: ignore[arg-type]
+    # the removed rows brought to the driver (a count would add an aggregation job of its own)
+    removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
+                             size=tuple(counter.value)).collect())  # type: ignore[arg-type]
     return removed, stats
 
 
@@ -196,9 +204,10 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3) -> 
         shutil.rmtree(events, ignore_errors=True)
 
 
-def corpus_side_by_side(path: Path, cores: int, gb: float) -> None:
+def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes: int | None = None) -> None:
     """The generated corpus, once each: the local engine (dedup.local.duplicates_local, all in memory) and
-    the Spark curate path, wall time and peak RSS of the process tree for each."""
+    the Spark curate path, wall time and peak RSS of the process tree for each; `single_task_max_bytes`
+    overrides the default plan choice."""
     import pyarrow.parquet as pq
 
     from dedup.config import DedupConfig
@@ -206,6 +215,7 @@ def corpus_side_by_side(path: Path, cores: int, gb: float) -> None:
     from dedup.local import duplicates_local
 
     cfg = DedupConfig()
+    spark_cfg = cfg if single_task_max_bytes is None else DedupConfig(single_task_max_bytes=single_task_max_bytes)
     with TreeRss() as rss:
         t = time.perf_counter()
         table = pq.read_table(path, columns=["doc_id", "text", "quality_score", "n_chars"])
@@ -218,19 +228,13 @@ def corpus_side_by_side(path: Path, cores: int, gb: float) -> None:
     with tempfile.TemporaryDirectory() as tmp, TreeRss() as rss:
         t = time.perf_counter()
         df = spark.read.parquet(str(path)).select("doc_id", "text", "quality_score", "n_chars")
-
-        def with_hash(batches):  # type: ignore[no-untyped-def]  # exact_hash as the curate stage computes it
-            for b in batches:
-                yield pa.RecordBatch.from_arrays([*b.columns, text_hash128_hex(b.column("text"))],
-                                                 names=[*b.schema.names, "exact_hash"])
-
-        schema = "doc_id string, text string, quality_score double, n_chars long, exact_hash string"
-        n_spark, _ = _curate_dedup(df.mapInArrow(with_hash, schema), cfg, str(Path(tmp) / "ckpt"))
+        n_spark, stats = _curate_dedup(df, spark_cfg, str(Path(tmp) / "ckpt"))
         spark_s = time.perf_counter() - t
     spark.stop()
     print(f"{gb:g} GB corpus, {n_docs:,} docs: local {local_s:.1f} s (peak RSS {local_rss / 1e9:.2f} GB), "
           f"{n_local:,} removed; spark local[{cores}] {spark_s:.1f} s (peak RSS of driver JVM + workers "
-          f"{rss.peak / 1e9:.2f} GB), {n_spark:,} removed: spark / local = {spark_s / local_s:.2f}")
+          f"{rss.peak / 1e9:.2f} GB), {n_spark:,} removed, {'one task' if stats.get('dedup_one_task') else 'distributed'}: "
+          f"spark / local = {spark_s / local_s:.2f}")
 
 
 def main() -> None:
@@ -240,6 +244,8 @@ def main() -> None:
     parser.add_argument("--sample", action="store_true", help="the bundled sample, Spark and local side by side")
     parser.add_argument("--profile", action="store_true", help="Spark's event log: jobs and their time per call site")
     parser.add_argument("--repeats", type=int, default=3, help="--sample: passes of each path (median)")
+    parser.add_argument("--single-task-max-bytes", type=int, default=None,
+                        help="the corpus: override curate.dedup.single_task_max_bytes (0: the distributed plan)")
     args = parser.parse_args()
     if args.sample:
         sample_side_by_side(args.cores, args.profile, args.repeats)
@@ -247,7 +253,7 @@ def main() -> None:
     path = ROOT / "out" / "dedup-bench" / f"corpus-{args.gb:g}gb.parquet"
     if not path.exists():
         raise SystemExit(f"{path} is missing: run `python -m benchmarks.dedup --e2e-gb {args.gb:g}` first")
-    corpus_side_by_side(path, args.cores, args.gb)
+    corpus_side_by_side(path, args.cores, args.gb, args.single_task_max_bytes)
 
 
 if __name__ == "__main__":

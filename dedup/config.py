@@ -57,13 +57,14 @@ class DedupConfig(BaseModel):
         "union-find on the driver (about 100 bytes per edge), saving the distributed rounds' jobs and "
         "checkpoints; larger graphs, or 0, use the distributed rounds. Same result either way",
     )
-    single_task_max_bytes: int = Field(
-        default=268_435_456, ge=0,
-        description="Spark: a full dedup input estimated at up to this many bytes in one task (the texts when "
-        "they are needed, i.e. verify='shingles' or no precomputed signatures, plus about 160 + 4 * num_perm "
-        "bytes per document) is deduplicated by the local engine's code inside ONE task: one job, no shuffle, "
-        "no component rounds (and no persisted step past the filters). 0: always the distributed plan. Same "
-        "decisions either way. Bound the memory of one Python worker, not the corpus",
+    single_task_max_bytes: int | None = Field(
+        default=None, ge=0,
+        description="Spark: the most the driver plan may collect. An input whose dedup columns (signature, band "
+        "keys and 128 bytes per document, plus the texts it needs: see dedup.spark.driver_plan_bytes) fit is "
+        "deduplicated on the driver by the local engine's code: one job (two when verify='shingles' fetches the "
+        "candidates' texts), no shuffle, no component rounds, no persisted step past the filters. Unset: Spark's "
+        "spark.driver.maxResultSize (default 1g), which also caps any value; 0: always the distributed plan. "
+        "Same decisions either way. The driver's Python process needs about twice the collected bytes",
     )
     incremental: bool | None = Field(
         default=None,

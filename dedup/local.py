@@ -10,7 +10,7 @@ the documents' length (a 1 GB corpus of 2 KB documents: ~0.35 GB).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +26,13 @@ from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DUPLICATE_SCHEMA", "RESULT_SCHEMA", "component_stats", "duplicates_local", "exact_duplicates_local",
+__all__ = ["DUPLICATE_SCHEMA", "RESULT_SCHEMA", "TextFetch", "component_stats", "duplicates_local", "exact_duplicates_local",
            "near_duplicates_local", "signatures_of"]
 
 DUPLICATE_SCHEMA = RESULT_SCHEMA.append(pa.field("dup_reason", pa.string()))
+# verify='shingles' without a text column: doc_ids (string array) -> their texts, in that order (the Spark
+# driver plan fetches only the candidates' texts)
+TextFetch = Callable[[pa.Array], pa.Array]
 # the component report of near dedup (counts in the curate metrics)
 STAT_NAMES = ("near_largest_component", "near_components_over_max_cluster")
 
@@ -117,7 +120,8 @@ def signatures_of(table: pa.Table, cfg: DedupConfig) -> np.ndarray:
     return minhash_signatures(table["text"], num_perm=cfg.num_perm, ngram=cfg.ngram, mode=cfg.shingle, seed=cfg.seed)
 
 
-def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: DedupConfig) -> pa.Table:
+def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: DedupConfig,
+                          texts: TextFetch | None = None) -> pa.Table:
     """MinHash-LSH near duplicates of a stream of batches, deduplicated against each other and themselves.
 
     Input columns: doc_id (string, unique), text (string) or a precomputed `signature` (see `signatures_of`;
@@ -126,15 +130,17 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
     unless cfg.verify is 'none'; their components are resolved by direct evidence (dedup.resolve): a member
     is removed only when its own similarity to the kept document is >= cfg.removal_floor(). Returns
     RESULT_SCHEMA rows of the removed documents sorted by doc_id; the result does not depend on how the
-    input is split into batches. With verify='shingles' the texts are held in memory until the end.
+    input is split into batches. With verify='shingles' the texts are held in memory until the end, unless
+    the batches have no `text` column and `texts` fetches the candidates' texts (see `TextFetch`): then only
+    the texts of documents with a verified candidate edge are ever held.
     """
     rule = parse_keep_rule(cfg.keep)
     meta_parts: list[pa.Table] = []
     sig_parts: list[np.ndarray] = []
     cols = ["doc_id", *[c for c, _ in rule if c != "doc_id"]]
-    if cfg.verify == "shingles":
-        cols.append("text")
     for table in _tables(batches):
+        if cfg.verify == "shingles" and "text" in table.column_names and "text" not in cols:
+            cols.append("text")
         sig_parts.append(signatures_of(table, cfg))
         meta_parts.append(table.select(cols))
     if not meta_parts:
@@ -142,10 +148,28 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
     meta, order = _sorted_by_doc_id(pa.concat_tables(meta_parts))
     sig = np.concatenate(sig_parts)[order]
     del sig_parts
-    return _near_sorted(meta, sig, cfg)
+    return _near_sorted(meta, sig, cfg, texts)
 
 
-def _near_sorted(meta: pa.Table, sig: np.ndarray, cfg: DedupConfig) -> pa.Table:
+def _candidate_texts(meta: pa.Table, src: np.ndarray, dst: np.ndarray, texts: TextFetch | None) -> pa.Array:
+    """A text per row of `meta`: its own `text` column, else the texts `texts` fetches for the rows with an
+    edge (null for the others, which resolve_near never reads)."""
+    if "text" in meta.column_names:
+        return meta["text"].combine_chunks()
+    if texts is None:
+        raise ValueError("verify='shingles' needs a 'text' column or a function fetching the candidates' texts")
+    sub = np.unique(np.concatenate([src, dst]))
+    ids = meta["doc_id"].combine_chunks().cast(pa.string())
+    wanted = texts(ids.take(pa.array(sub))) if len(sub) else pa.array([], pa.string())
+    if isinstance(wanted, pa.ChunkedArray):
+        wanted = wanted.combine_chunks()
+    fetched = pa.concat_arrays([wanted.cast(pa.string()), pa.nulls(1, pa.string())])
+    at = np.full(len(meta), len(sub), dtype=np.int64)  # the trailing null
+    at[sub] = np.arange(len(sub))
+    return fetched.take(pa.array(at))
+
+
+def _near_sorted(meta: pa.Table, sig: np.ndarray, cfg: DedupConfig, texts: TextFetch | None = None) -> pa.Table:
     """near_duplicates_local on rows already sorted by doc_id with their signatures."""
     rule = parse_keep_rule(cfg.keep)
     bands, rows = resolve_bands(
@@ -157,7 +181,8 @@ def _near_sorted(meta: pa.Table, sig: np.ndarray, cfg: DedupConfig) -> pa.Table:
         ok = signature_jaccard(sig[src], sig[dst]) >= cfg.resolved_verify_threshold()
         src, dst = src[ok], dst[ok]
     res = resolve_near(sig, src, dst, keep_ranks(meta, rule), floor=cfg.removal_floor(), verify=cfg.verify,
-                       texts=meta["text"] if cfg.verify == "shingles" else None, ngram=cfg.ngram, mode=cfg.shingle)
+                       texts=_candidate_texts(meta, src, dst, texts) if cfg.verify == "shingles" else None,
+                       ngram=cfg.ngram, mode=cfg.shingle)
     log.info("near dedup: %d docs, %dx%d bands, %d candidate edges, %d verified, %d removed in %d rounds",
              len(sig), bands, rows, n_candidates, len(src), len(res.removed), res.rounds)
     over = res.component_sizes[res.component_sizes > cfg.max_cluster]
@@ -178,7 +203,7 @@ def component_stats(near: pa.Table) -> dict[str, int]:
     return {name: int(meta.get(name.encode(), b"0")) for name in STAT_NAMES}
 
 
-def duplicates_local(table: pa.Table, *, cfg: DedupConfig) -> pa.Table:
+def duplicates_local(table: pa.Table, *, cfg: DedupConfig, texts: TextFetch | None = None) -> pa.Table:
     """Exact then near duplicates of one table, as the curate stage removes them: DUPLICATE_SCHEMA rows
     (RESULT_SCHEMA and `dup_reason`, 'exact' or 'near') of the removed documents, sorted by doc_id.
 
@@ -186,7 +211,7 @@ def duplicates_local(table: pa.Table, *, cfg: DedupConfig) -> pa.Table:
     text and/or signature (see `near_duplicates_local`). Near dedup sees the documents exact dedup kept; an exact duplicate of a
     document near dedup then removes is re-pointed to the document kept in its place (same text, so the
     same similarity and evidence), so every kept_doc_id names a kept document. The result's schema metadata
-    carries the component report (`component_stats`).
+    carries the component report (`component_stats`). `texts`: as in `near_duplicates_local`.
     """
     hashed = table.filter(pc.is_valid(table["exact_hash"])) if cfg.exact else None  # as on Spark: null takes no part
     exact = exact_duplicates_local([hashed], keep=cfg.keep) if hashed is not None else RESULT_SCHEMA.empty_table()
@@ -194,7 +219,7 @@ def duplicates_local(table: pa.Table, *, cfg: DedupConfig) -> pa.Table:
     stats = {name: 0 for name in STAT_NAMES}
     if cfg.near:
         rest = table.filter(pc.invert(pc.is_in(table["doc_id"], value_set=exact["doc_id"])))
-        near = near_duplicates_local([rest], cfg=cfg)
+        near = near_duplicates_local([rest], cfg=cfg, texts=texts)
         stats = component_stats(near)
     if exact.num_rows and near.num_rows:
         exact, near = exact.combine_chunks(), near.combine_chunks()

@@ -29,13 +29,13 @@ import pyarrow.compute as pc
 from pyspark import Accumulator, AccumulatorParam
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import NumericType
 
 from dedup.config import DedupConfig
 from dedup.incremental import signature_matrix
 from dedup.keep import parse_keep_rule
-from dedup.local import DUPLICATE_SCHEMA, STAT_NAMES, component_stats, duplicates_local, signature_columns
+from dedup.local import DUPLICATE_SCHEMA, TextFetch, component_stats, duplicates_local, signature_columns
+from dedup.lsh import resolve_bands
 from dedup.minhash import signature_jaccard
 from dedup.resolve.spark import RESULT_DDL, resolve_candidate_graph
 from dedup.steps.spark import Steps, checkpoint
@@ -48,8 +48,10 @@ SIGNATURE_SCHEMA = "doc_id string, signature binary, band_keys array<bigint>"
 SIGNATURE_ARROW = pa.schema(
     [("doc_id", pa.string()), ("signature", pa.binary()), ("band_keys", pa.list_(pa.int64()))]
 )
-# per document in the one-task path besides its text: signature, band keys, doc_id, hash, keep-rule values
-_ROW_BYTES = 160
+# per document the driver plan collects besides its signature and band keys: doc_id, exact hash, keep-rule
+# values, Arrow offsets and validity (an allowance; see `driver_plan_bytes`)
+_ROW_BYTES = 128
+_UNLIMITED_RESULT_BUDGET = 1 << 30
 
 
 def _keep_order(df: DataFrame, keep: list[str]) -> Column:
@@ -201,49 +203,111 @@ def count_input(counter: Accumulator, texts: pa.Array | pa.ChunkedArray) -> None
     counter.add([len(texts), int(pc.sum(pc.binary_length(texts)).as_py() or 0)])
 
 
-def fits_one_task(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None = None) -> bool:
-    """Whether `duplicates` runs on `df` in one task: its estimated size there (the texts when they are
-    needed, plus a fixed-size record per document) is at most cfg.single_task_max_bytes. `size` = (documents,
-    text bytes) of `df` when the caller counted them (`input_size_counter`), else one small job counts."""
-    if cfg.single_task_max_bytes <= 0:
-        return False
-    texts = cfg.near and ("signature" not in df.columns or cfg.verify == "shingles")
+def driver_budget(spark: SparkSession, cfg: DedupConfig) -> int:
+    """Bytes the driver plan may collect: cfg.single_task_max_bytes, at most Spark's `spark.driver.maxResultSize`
+    (default 1g: an action collecting more fails), which is also the default (1 GiB where it is unlimited)."""
+    limit = _jvm_bytes(spark.conf.get("spark.driver.maxResultSize", "1g") or "1g")  # 0: unlimited
+    if cfg.single_task_max_bytes is None:
+        return limit or _UNLIMITED_RESULT_BUDGET
+    return min(cfg.single_task_max_bytes, limit) if limit else cfg.single_task_max_bytes
+
+
+def _jvm_bytes(size: str) -> int:
+    """A JVM size string ('1g', '512m', '2048k', '0') in bytes; 0 means unlimited."""
+    text = size.strip().lower().rstrip("b")
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}.get(text[-1:], 1)
+    return int(float(text.rstrip("kmgt") or 0) * scale)
+
+
+def driver_plan_bytes(cfg: DedupConfig, documents: int, text_bytes: int, *, texts: bool) -> int:
+    """What the driver plan collects for `documents` documents: signature (4 x num_perm bytes), band keys (8 per
+    band) and a _ROW_BYTES allowance each, plus `text_bytes` when `texts`. Python's working copies while
+    deduplicating (the signature matrix sorted by doc_id, the candidate edges, the shingles of candidates)
+    add about as much again; the local engine holds the same."""
+    bands, _ = resolve_bands(cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight,
+                             cfg.false_negative_weight)
+    return documents * (_ROW_BYTES + 4 * cfg.num_perm + 8 * bands) + (text_bytes if texts else 0)
+
+
+def _plan(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None) -> tuple[str, int]:
+    """(plan, budget) of `duplicates` on `df`. Plans: 'driver-texts' (the driver plan collecting the texts
+    it needs with the rest: verify='shingles' or no precomputed signatures), 'driver' (the driver plan
+    without texts: verify='shingles' then fetches the candidates' texts once known, when all texts would
+    not fit), 'distributed'."""
+    budget = driver_budget(df.sparkSession, cfg)
+    if cfg.single_task_max_bytes == 0:
+        return "distributed", budget
     if size is None:
-        row = df.agg(F.count(F.lit(1)).alias("n"),
-                     (F.sum(F.octet_length("text")) if texts else F.lit(0)).alias("text_bytes")).collect()[0]
+        row = df.agg(F.count(F.lit(1)).alias("n"), F.sum(F.octet_length("text")).alias("text_bytes")).collect()[0]
         size = (int(row["n"]), int(row["text_bytes"] or 0))
-    estimate = size[0] * (_ROW_BYTES + 4 * cfg.num_perm) + (size[1] if texts else 0)
-    log.info("dedup input: %d documents, about %.1f MB in one task (single_task_max_bytes %d): %s",
-             size[0], estimate / 1e6, cfg.single_task_max_bytes,
-             "one task" if estimate <= cfg.single_task_max_bytes else "distributed")
-    return estimate <= cfg.single_task_max_bytes
+    signed = "signature" in df.columns
+    texts_needed = cfg.near and (not signed or cfg.verify == "shingles")
+    if driver_plan_bytes(cfg, *size, texts=texts_needed) <= budget:
+        plan = "driver-texts" if texts_needed else "driver"
+    elif signed and driver_plan_bytes(cfg, *size, texts=False) <= budget:
+        plan = "driver"  # the candidates' texts are counted once they are known (_fetch_texts)
+    else:
+        plan = "distributed"
+    log.info("dedup input: %d documents, %.1f MB of text; driver plan %.1f MB with texts, %.1f MB without "
+             "(budget %d): %s", size[0], size[1] / 1e6, driver_plan_bytes(cfg, *size, texts=True) / 1e6,
+             driver_plan_bytes(cfg, *size, texts=False) / 1e6, budget, plan)
+    return plan, budget
 
 
-class _MaxStats(AccumulatorParam):  # type: ignore[type-arg]
-    """Element-wise maximum of the component report: a retried task adds nothing new."""
-
-    def zero(self, value: dict[str, int]) -> dict[str, int]:
-        return dict.fromkeys(value, 0)
-
-    def addInPlace(self, value1: dict[str, int], value2: dict[str, int]) -> dict[str, int]:
-        return {k: max(value1.get(k, 0), value2.get(k, 0)) for k in {*value1, *value2}}
+def fits_one_task(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None = None) -> bool:
+    """Whether `duplicates` deduplicates `df` on the driver (see `_plan`): what the driver collects (see
+    `driver_plan_bytes`) is at most `driver_budget`. `size` = (documents, text bytes) of `df` when the caller
+    counted them (`input_size_counter`), else one small job counts."""
+    return _plan(df, cfg, size)[0] != "distributed"
 
 
-def _duplicates_in_one_task(df: DataFrame, cfg: DedupConfig, stats: dict[str, int] | None) -> DataFrame:
-    """`duplicates_local` on all of `df` inside one task (coalesce(1): no shuffle; the input should be
-    materialized), materialized here; `stats` receives its component report."""
-    report = df.sparkSession.sparkContext.accumulator(dict.fromkeys(STAT_NAMES, 0), _MaxStats())
-    schema = to_arrow_schema(df.schema, timezone="UTC", prefers_large_types=False)
+class _OverBudget(Exception):
+    """The candidates' texts would take the driver plan past its budget."""
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        out = duplicates_local(pa.Table.from_batches([b for b in batches if b.num_rows], schema=schema), cfg=cfg)
-        report.add(component_stats(out))
-        yield from out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA).to_batches()
 
-    result = df.coalesce(1).mapInArrow(run, DUPLICATE_DDL).localCheckpoint()
+def _fetch_texts(df: DataFrame, lengths: pa.Table, room: int) -> TextFetch:
+    """A TextFetch reading the texts of the given doc_ids from `df` (a broadcast semi-join: one job, no
+    shuffle), after checking their bytes (`lengths`: doc_id, text_bytes) against `room`."""
+    known = lengths["doc_id"].combine_chunks()
+
+    def fetch(ids: pa.Array) -> pa.Array:
+        at = pc.index_in(ids, value_set=known)
+        need = int(pc.sum(lengths["text_bytes"].take(at)).as_py() or 0)
+        if need > room:
+            raise _OverBudget(f"{len(ids)} candidates' texts take {need} bytes, {room} are left")
+        wanted = df.sparkSession.createDataFrame(pa.table({"doc_id": ids}))
+        got = df.select("doc_id", "text").join(F.broadcast(wanted), "doc_id", "left_semi").toArrow()
+        return got["text"].combine_chunks().take(pc.index_in(ids, value_set=got["doc_id"].combine_chunks()))
+
+    return fetch
+
+
+def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int] | None, *, texts: bool,
+                          budget: int) -> DataFrame | None:
+    """The driver plan: the columns dedup needs collected as Arrow (one job, converted in the tasks), then
+    `duplicates_local` on the driver; with `texts` false only the candidates' texts are read (a second job),
+    when they fit the rest of `budget` (else None: the caller takes the distributed plan)."""
+    keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
+    signed = "signature" in df.columns
+    extra = (["text"] if texts or (cfg.near and not signed) else []) + (["signature", "band_keys"] if signed else [])
+    cols = list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *extra]))
+    fetch = None
+    if cfg.near and cfg.verify == "shingles" and "text" not in cols:
+        table = df.select(*cols, F.octet_length("text").alias("text_bytes")).toArrow()
+        lengths = table.select(["doc_id", "text_bytes"])
+        fetch = _fetch_texts(df, lengths, budget - table.nbytes)
+    else:
+        table = df.select(*cols).toArrow()
+    try:
+        out = duplicates_local(table, cfg=cfg, texts=fetch)
+    except _OverBudget as exc:
+        log.info("dedup: the driver plan leaves for the distributed plan: %s", exc)
+        return None
     if stats is not None:
-        stats.update({k: report.value[k] for k in STAT_NAMES})
-    return result
+        stats.update(component_stats(out))
+    log.info("dedup on the driver: %d documents (%.1f MB collected), %d removed", table.num_rows,
+             table.nbytes / 1e6, out.num_rows)
+    return df.sparkSession.createDataFrame(out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA), DUPLICATE_DDL)
 
 
 def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataFrame:
@@ -287,12 +351,15 @@ def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = 
     `steps`). Both give the same rows. `stats` receives near dedup's component report and `dedup_one_task`
     (1 or 0); `size` as in `fits_one_task`.
     """
-    _keep_order(df, cfg.keep)
-    one_task = fits_one_task(df, cfg, size)
+    plan, budget = _plan(df, cfg, size)
+    result = None
+    if plan != "distributed":  # a bad keep rule fails there as in the local engine, without a schema lookup
+        result = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget)
     if stats is not None:
-        stats["dedup_one_task"] = int(one_task)  # which plan ran, in the curate metrics
-    if one_task:
-        return _duplicates_in_one_task(df, cfg, stats)
+        stats["dedup_one_task"] = int(result is not None)  # which plan ran, in the curate metrics
+    if result is not None:
+        return result
+    _keep_order(df, cfg.keep)
     exact = exact_duplicates(df, keep=cfg.keep).localCheckpoint() if cfg.exact else None
     near = None
     if cfg.near:

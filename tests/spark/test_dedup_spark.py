@@ -132,26 +132,58 @@ def _with_signatures(table: pa.Table, cfg: DedupConfig) -> pa.Table:
     return table.append_column("signature", sig).append_column("band_keys", keys)
 
 
-@pytest.mark.parametrize(("one_task", "precomputed"), [(True, True), (False, True), (True, False)])
-def test_duplicates_in_one_task_equal_distributed_and_local(spark, tmp_path, one_task, precomputed) -> None:  # type: ignore[no-untyped-def]
+def _with_singles(table: pa.Table) -> pa.Table:
+    """The chains corpus plus ten 3 KB documents near nothing: texts no candidate edge reaches."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    texts = [" ".join(f"s{int(x)}" for x in rng.integers(0, 1_000_000, size=450)) for _ in range(10)]
+    singles = pa.table({"doc_id": [f"single-{k}" for k in range(10)], "text": texts,
+                        "quality_score": pa.array([0.5] * 10, pa.float64()),
+                        "n_chars": pa.array([len(t) for t in texts], pa.int64())})
+    singles = singles.append_column("exact_hash", text_hash128_hex(singles["text"]))
+    return pa.concat_tables([table, singles.cast(table.schema)])
+
+
+def _budget(plan: str, table: pa.Table, cfg: DedupConfig) -> int | None:
+    """curate.dedup.single_task_max_bytes that picks `plan` for `table` (precomputed signatures, shingles)."""
+    from dedup.spark import driver_plan_bytes
+
+    n, text = table.num_rows, sum(len(t.encode()) for t in table["text"].to_pylist())
+    lean = driver_plan_bytes(cfg, n, text, texts=False)
+    return {"driver-texts": None, "distributed": 0,
+            # all texts do not fit, the candidates' texts (under half of them here) do: fetched by a second job
+            "driver": lean + text // 2,
+            # the candidates' texts do not fit either: the driver plan hands over to the distributed plan
+            "driver-too-small": lean + 64}[plan]
+
+
+@pytest.mark.parametrize(("plan", "precomputed"), [
+    ("driver-texts", True), ("distributed", True), ("driver-texts", False), ("driver", True),
+    pytest.param("driver-too-small", True, marks=pytest.mark.slow)])
+def test_duplicates_on_driver_equal_distributed_and_local(spark, tmp_path, plan, precomputed) -> None:  # type: ignore[no-untyped-def]
     # the curate stage's entry point: exact then near, exact removals re-pointed to the document kept instead;
-    # one task (the local engine's code inside Spark) or the distributed plan, 1 or 5 partitions: same rows
-    cfg = DedupConfig(single_task_max_bytes=1 << 28 if one_task else 0)
-    table = _with_signatures(_chains(), cfg) if precomputed else _chains()
+    # on the driver (the local engine's code; every text collected at once, or only the candidates' texts
+    # fetched afterwards) or the distributed plan, 1 or 5 partitions: same rows
+    table = _with_singles(_chains())
+    cfg = DedupConfig()
+    cfg = cfg.model_copy(update={"single_task_max_bytes": _budget(plan, table, cfg)})
+    table = _with_signatures(table, cfg) if precomputed else table
     expected = duplicates_local(table, cfg=cfg)
     want = sorted(zip(*(expected[c].to_pylist() for c in expected.column_names), strict=True))
     by_id = {r[0]: r for r in want}
     # doc-9-0 is an exact copy of doc-0-0, which near dedup removes in favour of doc-0-2: re-pointed there
     assert by_id["doc-9-0"][2] == by_id["doc-0-0"][2] == "doc-0-2" and by_id["doc-9-0"][5] == "exact"
     assert by_id["doc-9-0"][3:5] == by_id["doc-0-0"][3:5] and by_id["doc-0-0"][5] == "near"
-    assert "chain-0-b" in by_id and "chain-0-a" not in by_id
+    assert "chain-0-b" in by_id and "chain-0-a" not in by_id and not any(d.startswith("single") for d in by_id)
     assert component_stats(expected) == {"near_largest_component": 4, "near_components_over_max_cluster": 0}
     df = spark.createDataFrame(table.to_pandas())
     for parts in (1, 5):
         stats: dict[str, int] = {}
         got = duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}"), stats=stats)
         assert sorted(tuple(r) for r in got.collect()) == want
-        assert stats == {**component_stats(expected), "dedup_one_task": int(one_task)}
+        on_driver = plan in ("driver-texts", "driver")
+        assert stats == {**component_stats(expected), "dedup_one_task": int(on_driver)}
 
 
 def test_connected_components_long_chain(spark) -> None:  # type: ignore[no-untyped-def]
