@@ -204,7 +204,8 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3) -> 
         shutil.rmtree(events, ignore_errors=True)
 
 
-def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes: int | None = None) -> None:
+def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes: int | None = None,
+                        profile: bool = False) -> None:
     """The generated corpus, once each: the local engine (dedup.local.duplicates_local, all in memory) and
     the Spark curate path, wall time and peak RSS of the process tree for each; `single_task_max_bytes`
     overrides the default plan choice."""
@@ -224,7 +225,8 @@ def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes
         local_s = time.perf_counter() - t
     local_rss = rss.peak
     del table
-    spark = _spark_session(cores, None)
+    events = tempfile.mkdtemp(prefix="dedup-events-") if profile else None
+    spark = _spark_session(cores, events)
     with tempfile.TemporaryDirectory() as tmp, TreeRss() as rss:
         t = time.perf_counter()
         df = spark.read.parquet(str(path)).select("doc_id", "text", "quality_score", "n_chars")
@@ -235,6 +237,9 @@ def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes
           f"{n_local:,} removed; spark local[{cores}] {spark_s:.1f} s (peak RSS of driver JVM + workers "
           f"{rss.peak / 1e9:.2f} GB), {n_spark:,} removed, {'one task' if stats.get('dedup_one_task') else 'distributed'}: "
           f"spark / local = {spark_s / local_s:.2f}")
+    if events:
+        print(event_log_profile(events))
+        shutil.rmtree(events, ignore_errors=True)
 
 
 def main() -> None:
@@ -253,7 +258,7 @@ def main() -> None:
     path = ROOT / "out" / "dedup-bench" / f"corpus-{args.gb:g}gb.parquet"
     if not path.exists():
         raise SystemExit(f"{path} is missing: run `python -m benchmarks.dedup --e2e-gb {args.gb:g}` first")
-    corpus_side_by_side(path, args.cores, args.gb, args.single_task_max_bytes)
+    corpus_side_by_side(path, args.cores, args.gb, args.single_task_max_bytes, args.profile)
 
 
 if __name__ == "__main__":
