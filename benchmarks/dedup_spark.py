@@ -138,12 +138,13 @@ def _spark_session(cores: int, events: str | None):  # type: ignore[no-untyped-d
 
 def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, dict[str, int]]:  # type: ignore[no-untyped-def]
     """What the curate stage runs after its filters, from text: exact hashes (unless `docs` has them) and
-    signatures in one parallel pass (the filter pass computes both), materialized (the persisted `curated`
-    step), then dedup.spark.duplicates."""
+    signatures in one parallel pass (the filter pass computes both), written as the persisted `curated` step
+    (under `checkpoint_dir`, else a temporary folder) and read back, then dedup.spark.duplicates (the driver
+    plan reads the step's files on the driver, as curate does)."""
     from dedup.exact import text_hash128_hex
     from dedup.local import signature_columns
     from dedup.spark import count_input, input_size_counter
-    from dedup.steps.spark import checkpoint
+    from dedup.steps.spark import Steps
 
     counter = input_size_counter(docs.sparkSession)
     hashed = "exact_hash" in docs.columns
@@ -161,11 +162,13 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
 
     schema = (f"{docs.schema.simpleString()[7:-1]}{'' if hashed else ', exact_hash string'}, "
               "signature binary, band_keys array<bigint>")
-    curated = checkpoint(docs.mapInArrow(signed, schema), checkpoint_dir and f"{checkpoint_dir}/curated")
-    stats: dict[str, int] = {}
-    # the removed rows brought to the driver (a count would add an aggregation job of its own)
-    removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
-                             size=tuple(counter.value)).collect())  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(dir=checkpoint_dir) as folder:
+        steps = Steps(docs.sparkSession, folder)
+        curated = steps.materialize("curated", lambda: docs.mapInArrow(signed, schema))
+        stats: dict[str, int] = {}
+        # the removed rows brought to the driver (a count would add an aggregation job of its own)
+        removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
+                                 size=tuple(counter.value), reader=steps.driver_reader("curated")).collect())  # type: ignore[arg-type]
     return removed, stats
 
 
@@ -230,7 +233,7 @@ def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes
     with tempfile.TemporaryDirectory() as tmp, TreeRss() as rss:
         t = time.perf_counter()
         df = spark.read.parquet(str(path)).select("doc_id", "text", "quality_score", "n_chars")
-        n_spark, stats = _curate_dedup(df, spark_cfg, str(Path(tmp) / "ckpt"))
+        n_spark, stats = _curate_dedup(df, spark_cfg, tmp)
         spark_s = time.perf_counter() - t
     spark.stop()
     print(f"{gb:g} GB corpus, {n_docs:,} docs: local {local_s:.1f} s (peak RSS {local_rss / 1e9:.2f} GB), "

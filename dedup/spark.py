@@ -38,7 +38,7 @@ from dedup.local import DUPLICATE_SCHEMA, TextFetch, component_stats, duplicates
 from dedup.lsh import resolve_bands
 from dedup.minhash import signature_jaccard
 from dedup.resolve.spark import RESULT_DDL, resolve_candidate_graph
-from dedup.steps.spark import Steps, checkpoint
+from dedup.steps.spark import ColumnReader, Steps, checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -282,20 +282,41 @@ def _fetch_texts(df: DataFrame, lengths: pa.Table, room: int) -> TextFetch:
     return fetch
 
 
+def _fetch_read_texts(reader: ColumnReader, room: int) -> TextFetch:
+    """A TextFetch reading the texts of the given doc_ids with `reader` on the driver, batch by batch, while
+    their bytes stay within `room`."""
+    def fetch(ids: pa.Array) -> pa.Array:
+        got, used = [], 0
+        batches = reader(["doc_id", "text"], ids)
+        for batch in batches:
+            used += batch.nbytes
+            if used > room:
+                raise _OverBudget(f"{len(ids)} candidates' texts take over {room} bytes, what is left")
+            got.append(batch)
+        table = pa.Table.from_batches(got, schema=batches.schema)
+        return table["text"].combine_chunks().take(pc.index_in(ids, value_set=table["doc_id"].combine_chunks()))
+
+    return fetch
+
+
 def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int] | None, *, texts: bool,
-                          budget: int) -> DataFrame | None:
-    """The driver plan: the columns dedup needs collected as Arrow (one job, converted in the tasks), then
-    `duplicates_local` on the driver; with `texts` false only the candidates' texts are read (a second job),
-    when they fit the rest of `budget` (else None: the caller takes the distributed plan)."""
+                          budget: int, reader: ColumnReader | None = None) -> DataFrame | None:
+    """The driver plan: the columns dedup needs collected as Arrow (one job, converted in the tasks; or read
+    on the driver by `reader`, no job), then `duplicates_local` on the driver; with `texts` false only the
+    candidates' texts are read (a second job, or `reader` again), when they fit the rest of `budget` (else
+    None: the caller takes the distributed plan)."""
     keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
     signed = "signature" in df.columns
     extra = (["text"] if texts or (cfg.near and not signed) else []) + (["signature", "band_keys"] if signed else [])
     cols = list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *extra]))
     fetch = None
-    if cfg.near and cfg.verify == "shingles" and "text" not in cols:
+    fetch_texts = cfg.near and cfg.verify == "shingles" and "text" not in cols
+    if reader is not None:
+        table = reader(cols, None).read_all()
+        fetch = _fetch_read_texts(reader, budget - table.nbytes) if fetch_texts else None
+    elif fetch_texts:
         table = df.select(*cols, F.octet_length("text").alias("text_bytes")).toArrow()
-        lengths = table.select(["doc_id", "text_bytes"])
-        fetch = _fetch_texts(df, lengths, budget - table.nbytes)
+        fetch = _fetch_texts(df, table.select(["doc_id", "text_bytes"]), budget - table.nbytes)
     else:
         table = df.select(*cols).toArrow()
     try:
@@ -305,8 +326,8 @@ def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int]
         return None
     if stats is not None:
         stats.update(component_stats(out))
-    log.info("dedup on the driver: %d documents (%.1f MB collected), %d removed", table.num_rows,
-             table.nbytes / 1e6, out.num_rows)
+    log.info("dedup on the driver: %d documents (%.1f MB %s), %d removed", table.num_rows, table.nbytes / 1e6,
+             "read" if reader is not None else "collected", out.num_rows)
     return df.sparkSession.createDataFrame(out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA), DUPLICATE_DDL)
 
 
@@ -340,21 +361,23 @@ def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataF
 
 def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
                stats: dict[str, int] | None = None, steps: Steps | None = None,
-               size: tuple[int, int] | None = None) -> DataFrame:
+               size: tuple[int, int] | None = None, reader: ColumnReader | None = None) -> DataFrame:
     """Exact (cfg.exact) then near (cfg.near) duplicates of `df`, as the curate stage removes them:
     DUPLICATE_DDL rows (RESULT_COLUMNS and `dup_reason`, 'exact' or 'near') of the removed documents.
 
     Input: doc_id (unique), exact_hash, the keep-rule columns, text, and optionally signature/band_keys
     (see `signatures`). Near dedup sees the documents exact dedup kept; exact removals are re-pointed as
-    `combine_duplicates` says. An input that `fits_one_task` is deduplicated in one task by the local
-    engine's code; otherwise exact dedup by a group-by and near dedup by `near_duplicates` (with persisted
-    `steps`). Both give the same rows. `stats` receives near dedup's component report and `dedup_one_task`
-    (1 or 0); `size` as in `fits_one_task`.
+    `combine_duplicates` says. An input that `fits_one_task` is deduplicated on the driver by the local
+    engine's code, its columns collected by a Spark job or, with `reader` (a ColumnReader of the same rows,
+    e.g. `Steps.driver_reader` of the persisted step `df` reads), read on the driver without one; otherwise
+    exact dedup by a group-by and near dedup by `near_duplicates` (with persisted `steps`). Both give the
+    same rows. `stats` receives near dedup's component report and `dedup_one_task` (1 for the driver plan,
+    0 for the distributed one); `size` as in `fits_one_task`.
     """
     plan, budget = _plan(df, cfg, size)
     result = None
     if plan != "distributed":  # a bad keep rule fails there as in the local engine, without a schema lookup
-        result = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget)
+        result = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget, reader=reader)
     if stats is not None:
         stats["dedup_one_task"] = int(result is not None)  # which plan ran, in the curate metrics
     if result is not None:

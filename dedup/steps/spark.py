@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKER = "_SUCCESS"
+# (columns, only these doc_ids or None) -> the rows with those columns, batch by batch: a reader on the driver
+ColumnReader = Callable[[list[str], "pa.Array | None"], pa.RecordBatchReader]
 
 
 def _fs(uri: str, s3: S3Options | None) -> tuple[pafs.FileSystem, str]:
@@ -111,14 +114,38 @@ class Steps:
             out.write(marker.encode())
         fs.move(f"{path}/.{MARKER}.tmp", f"{path}/{MARKER}")  # a rename: atomic on a local disk
 
-    def _read(self, name: str) -> DataFrame:
-        from pipelines.lake.files.spark import read_units_df
-
+    def _marker(self, name: str) -> tuple[list[str], pa.Schema]:
         fs, path = _fs(self.path(name) + "/" + MARKER, self.s3)
         with fs.open_input_stream(path) as stream:
             marker = json.loads(stream.read())
-        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(marker["schema"])))
-        return read_units_df(self.spark, [(f, -1) for f in marker["files"]], schema, self.s3)
+        return marker["files"], pa.ipc.read_schema(pa.py_buffer(base64.b64decode(marker["schema"])))
+
+    def _read(self, name: str) -> DataFrame:
+        from pipelines.lake.files.spark import read_units_df
+
+        files, schema = self._marker(name)
+        return read_units_df(self.spark, [(f, -1) for f in files], schema, self.s3)
+
+    def driver_reader(self, name: str, where: pc.Expression | None = None) -> ColumnReader:
+        """A ColumnReader of a complete step's rows matching `where`, read on the driver with pyarrow
+        (column projection, multi-threaded, no Spark job): for a consumer that needs a few columns of a
+        small result on the driver anyway."""
+        files, schema = self._marker(name)
+
+        def read(columns: list[str], doc_ids: pa.Array | None = None) -> pa.RecordBatchReader:
+            import pyarrow.dataset as ds
+
+            if not files:
+                return pa.RecordBatchReader.from_batches(pa.schema([schema.field(c) for c in columns]), [])
+            fs, _ = _fs(files[0], self.s3)
+            wanted = where
+            if doc_ids is not None:
+                among = pc.field("doc_id").isin(doc_ids)
+                wanted = among if wanted is None else wanted & among
+            dataset = ds.dataset([_fs(f, self.s3)[1] for f in files], schema=schema, format="parquet", filesystem=fs)
+            return dataset.scanner(columns=columns, filter=wanted).to_reader()
+
+        return read
 
     def last_round(self, prefix: str) -> tuple[int, DataFrame] | None:
         """The highest complete round `<prefix>-NNN` and its result, or None."""

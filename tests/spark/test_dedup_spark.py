@@ -16,6 +16,7 @@ from dedup.local import (
     signature_columns,
 )
 from dedup.spark import duplicates, exact_duplicates, near_duplicates
+from dedup.steps.spark import Steps
 
 pytestmark = pytest.mark.spark
 
@@ -178,12 +179,17 @@ def test_duplicates_on_driver_equal_distributed_and_local(spark, tmp_path, plan,
     assert "chain-0-b" in by_id and "chain-0-a" not in by_id and not any(d.startswith("single") for d in by_id)
     assert component_stats(expected) == {"near_largest_component": 4, "near_components_over_max_cluster": 0}
     df = spark.createDataFrame(table.to_pandas())
+    on_driver = plan in ("driver-texts", "driver")
     for parts in (1, 5):
         stats: dict[str, int] = {}
         got = duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}"), stats=stats)
         assert sorted(tuple(r) for r in got.collect()) == want
-        on_driver = plan in ("driver-texts", "driver")
         assert stats == {**component_stats(expected), "dedup_one_task": int(on_driver)}
+    if on_driver and precomputed:  # the input as a persisted step, its columns read on the driver (curate's way)
+        steps = Steps(spark, str(tmp_path / "steps"))
+        persisted = steps.materialize("input", lambda: df.repartition(5))
+        got = duplicates(persisted, cfg=cfg, reader=steps.driver_reader("input"))
+        assert sorted(tuple(r) for r in got.collect()) == want
 
 
 def test_connected_components_long_chain(spark) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ from dedup.incremental.spark import duplicates_incremental, index_rows
 from dedup.keep import arrival_first
 from dedup.local import signature_columns
 from dedup.spark import count_input, duplicates, input_size_counter
-from dedup.steps.spark import Steps
+from dedup.steps.spark import ColumnReader, Steps
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
 from pipelines.errors import StageInputError, StageOutputError
@@ -101,7 +101,8 @@ def _filter_partitions(cfg: CurateConfig, counter: Accumulator | None = None):  
 
 def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
                 old: tuple[DataFrame, DataFrame] | None = None, stats: dict[str, int] | None = None,
-                steps: Steps | None = None, size: tuple[int, int] | None = None) -> DataFrame:
+                steps: Steps | None = None, size: tuple[int, int] | None = None,
+                reader: ColumnReader | None = None) -> DataFrame:
     """(doc_id, cluster_id, kept_doc_id, similarity, verified_by, dup_reason) for every document removed as an
     exact or near duplicate (dedup.spark.duplicates: every kept_doc_id names a kept document).
 
@@ -109,7 +110,8 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     `passed` are then deduplicated against those too, and the old ones always stay kept. The keep rule is
     `curate.dedup.keep` led by the arrival (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake
     keeps the document that arrived first, as the incremental runs did. `stats` receives near dedup's
-    component report; `size` (documents, text bytes of `passed`) saves a job when known.
+    component report; `size` (documents, text bytes of `passed`) saves a job when known; `reader` reads the
+    rows of `passed` on the driver (dedup.spark.duplicates).
     """
     dedup_cfg = cfg.dedup.model_copy(update={"keep": arrival_first(cfg.dedup.keep, ARRIVAL)})
     keep_cols = [k.lstrip("-+") for k in dedup_cfg.keep]
@@ -117,7 +119,7 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     candidates = passed.select(*cols)
     if old is None:
         return duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
-                          size=size)
+                          size=size, reader=reader)
     return duplicates_incremental(candidates, old[0], old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
                                   stats=stats, steps=steps)
 
@@ -150,8 +152,10 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         counter = input_size_counter(spark)
         curated = _filtered(spark, primary, cfg.curate, scratch, steps, counter)
         size = None if "curated" in steps.reused else (counter.value[0], counter.value[1])
+        # dedup on the driver reads the columns it needs of the persisted step there, without a job
+        reader = steps.driver_reader("curated", where=pc.field("reason").is_null())
         counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
-                                              overwrite=True, size=size)
+                                              overwrite=True, size=size, reader=reader)
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
@@ -205,13 +209,14 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
 def _dedup_and_commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], curated: DataFrame,
                       repeats: DataFrame, run_id: str, scratch: str, steps: Steps, plan: InputPlan | None, *,
                       overwrite: bool, old: tuple[DataFrame, DataFrame] | None = None,
-                      size: tuple[int, int] | None = None) -> tuple[dict[str, int], dict[str, int | None]]:
+                      size: tuple[int, int] | None = None,
+                      reader: ColumnReader | None = None) -> tuple[dict[str, int], dict[str, int | None]]:
     """The tail a full and an incremental run share: deduplicate the documents that passed the filters (`old`:
-    the earlier outputs an incremental run deduplicates against; `size`: the input size for the one-task plan),
+    the earlier outputs an incremental run deduplicates against; `size`, `reader`: see `_duplicates`),
     decide, commit, then drop the persisted steps; the counts include the dedup statistics and steps resumed."""
     stats: dict[str, int] = {}
     dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
-                       old=old, stats=stats, steps=steps, size=size)
+                       old=old, stats=stats, steps=steps, size=size, reader=reader)
     decided = _decide(spark, curated, dups, scratch, repeats)
     counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=overwrite, plan=plan)
     counts.update(stats)
