@@ -43,6 +43,8 @@ def test_s3_warehouse_and_scratch_from_the_lake_config(spark, s3_endpoint: str, 
     assert lake.read_table(decisions, ("doc_id",)).num_rows == n_raw == curate.counts["raw_docs"]
     assert curate.counts["kept"] + curate.counts["filtered"] + curate.counts["duplicate"] == n_raw
     assert curate.counts["duplicate"] >= 7  # the corpus plants 3 exact and 4 near duplicates
+    # deduplicated on the driver, which read the persisted step's columns from S3 itself (Steps.driver_reader)
+    assert curate.counts["dedup_one_task"] == 1
     assert lake.read_table(clean, ("doc_id",)).num_rows == curate.counts["kept"]
     # the run's scratch (filtered rows, decisions, dedup checkpoints) went to S3 and was removed
     assert cfg.lake.scratch_uri() == "s3://lake-s3/warehouse/_scratch"
