@@ -238,7 +238,8 @@ def _plan(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None) -> tupl
     if cfg.single_task_max_bytes == 0:
         return "distributed", budget
     if size is None:
-        row = df.agg(F.count(F.lit(1)).alias("n"), F.sum(F.octet_length("text")).alias("text_bytes")).collect()[0]
+        text_bytes = F.sum(F.octet_length("text")) if "text" in df.columns else F.lit(0)
+        row = df.agg(F.count(F.lit(1)).alias("n"), text_bytes.alias("text_bytes")).collect()[0]
         size = (int(row["n"]), int(row["text_bytes"] or 0))
     signed = "signature" in df.columns
     texts_needed = cfg.near and (not signed or cfg.verify == "shingles")
