@@ -92,8 +92,9 @@ def sample_table() -> pa.Table:
         "exact_hash", text_hash128_hex(table["text"]))
 
 
-def event_log_profile(folder: str, top: int = 12) -> str:
-    """Jobs, stages and tasks in Spark event logs under `folder`, with job wall time per call site."""
+def event_log_profile(folder: str, top: int = 12, group: str | None = None) -> str:
+    """Jobs, stages and tasks in Spark event logs under `folder`, with job wall time per call site; only the
+    jobs of job group `group` (SparkContext.setJobGroup) when given (stages and tasks are then not counted)."""
     import collections
     import json
 
@@ -105,10 +106,12 @@ def event_log_profile(folder: str, top: int = 12) -> str:
                 ev = json.loads(line)
                 kind = ev["Event"]
                 if kind == "SparkListenerJobStart":
+                    if group is not None and ev.get("Properties", {}).get("spark.jobGroup.id") != group:
+                        continue
                     stage_names = [st.get("Stage Name", "?") for st in ev.get("Stage Infos", [])]
                     site = ev.get("Properties", {}).get("callSite.short") or (stage_names[-1] if stage_names else "?")
                     jobs[ev["Job ID"]] = [ev["Submission Time"], ev["Submission Time"], site]
-                elif kind == "SparkListenerJobEnd":
+                elif kind == "SparkListenerJobEnd" and ev["Job ID"] in jobs:
                     jobs[ev["Job ID"]][1] = ev["Completion Time"]
                 elif kind == "SparkListenerStageCompleted":
                     stages += 1
@@ -118,8 +121,8 @@ def event_log_profile(folder: str, top: int = 12) -> str:
     for start, end, site in jobs.values():
         sites[site][0] += 1
         sites[site][1] += (end - start) / 1000
-    lines = [f"event log: {len(jobs)} jobs, {stages} stages, {tasks} tasks, "
-             f"{sum(s[1] for s in sites.values()):.2f} s inside jobs"]
+    counted = "" if group is not None else f"{stages} stages, {tasks} tasks, "
+    lines = [f"event log: {len(jobs)} jobs, {counted}{sum(s[1] for s in sites.values()):.2f} s inside jobs"]
     for site, (n, secs) in sorted(sites.items(), key=lambda kv: -kv[1][1])[:top]:
         lines.append(f"  {int(n):4d} jobs {secs:7.2f} s  {site}")
     return "\n".join(lines)

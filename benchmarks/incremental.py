@@ -246,6 +246,8 @@ def main() -> None:
     ap.add_argument("--full-at", default="1,10,20", help="increments after which a fresh-lake rebuild is timed")
     ap.add_argument("--sources", default="local,kafka", help="comma-separated: local, kafka")
     ap.add_argument("--keep-lakes", action="store_true", help="keep the work folder (lakes, inputs) and print it")
+    ap.add_argument("--profile", action="store_true",
+                    help="Spark's event log: the last increment's jobs per stage and call site")
     args = ap.parse_args()
     from pipelines.config import SparkConfig
     from pipelines.lake.spark import build_session
@@ -255,13 +257,24 @@ def main() -> None:
     print(f"corpus: {len(records)} docs, {size / 1e6:.1f} MB of text ({args.docs} sample records, "
           f"{args.variants} variants each); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     work = Path(tempfile.mkdtemp(prefix="tokenmill-incremental-"))
-    spark = build_session(SparkConfig(master="local[2]", app_name="bench-incremental",
-                                      conf={"spark.ui.showConsoleProgress": "false"}))
+    conf = {"spark.ui.showConsoleProgress": "false"}
+    if args.profile:
+        (work / "events").mkdir()
+        conf |= {"spark.eventLog.enabled": "true", "spark.eventLog.compress": "false",
+                 "spark.eventLog.dir": (work / "events").as_uri()}
+    spark = build_session(SparkConfig(master="local[2]", app_name="bench-incremental", conf=conf))
     try:
         for kind in args.sources.split(","):
             bench_source(kind.strip(), records, args, work, spark)
     finally:
         spark.stop()
+        if args.profile:
+            from benchmarks.dedup_spark import event_log_profile
+
+            for kind in args.sources.split(","):
+                for stage in STAGES:
+                    group = f"{kind.strip()}-{args.increments}/{stage}"
+                    print(f"[{group}] " + event_log_profile(str(work / "events"), top=40, group=group))
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
         if args.keep_lakes:
             print(f"lakes kept under {work}")

@@ -26,8 +26,8 @@ from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DUPLICATE_SCHEMA", "RESULT_SCHEMA", "TextFetch", "component_stats", "duplicates_local", "exact_duplicates_local",
-           "near_duplicates_local", "signatures_of"]
+__all__ = ["DUPLICATE_SCHEMA", "RESULT_SCHEMA", "TextFetch", "combine_local", "component_stats", "duplicates_local",
+           "exact_duplicates_local", "near_duplicates_local", "signatures_of"]
 
 DUPLICATE_SCHEMA = RESULT_SCHEMA.append(pa.field("dup_reason", pa.string()))
 # verify='shingles' without a text column: doc_ids (string array) -> their texts, in that order (the Spark
@@ -221,6 +221,13 @@ def duplicates_local(table: pa.Table, *, cfg: DedupConfig, texts: TextFetch | No
         rest = table.filter(pc.invert(pc.is_in(table["doc_id"], value_set=exact["doc_id"])))
         near = near_duplicates_local([rest], cfg=cfg, texts=texts)
         stats = component_stats(near)
+    return combine_local(exact, near).replace_schema_metadata({k: str(v) for k, v in stats.items()})
+
+
+def combine_local(exact: pa.Table, near: pa.Table) -> pa.Table:
+    """DUPLICATE_SCHEMA rows of exact and near removals (RESULT_SCHEMA each), sorted by doc_id, the exact ones
+    re-pointed: an exact duplicate of a document near dedup removed takes that document's cluster, kept
+    document, similarity and evidence (same text), so every kept_doc_id names a kept document."""
     if exact.num_rows and near.num_rows:
         exact, near = exact.combine_chunks(), near.combine_chunks()
         pos = pc.index_in(exact["kept_doc_id"], value_set=near["doc_id"])
@@ -231,9 +238,9 @@ def duplicates_local(table: pa.Table, *, cfg: DedupConfig, texts: TextFetch | No
             columns.append(pc.if_else(moved, near[name].take(at), exact[name]))
         exact = pa.table(columns, schema=RESULT_SCHEMA)
     out = pa.concat_tables([
-        _with_reason(exact, "exact"), _with_reason(near.replace_schema_metadata(None), "near")])
-    out = out.take(pc.sort_indices(out, sort_keys=[("doc_id", "ascending")]))
-    return out.replace_schema_metadata({k: str(v) for k, v in stats.items()})
+        _with_reason(exact.replace_schema_metadata(None), "exact"),
+        _with_reason(near.replace_schema_metadata(None), "near")])
+    return out.take(pc.sort_indices(out, sort_keys=[("doc_id", "ascending")]))
 
 
 def _with_reason(rows: pa.Table, reason: str) -> pa.Table:

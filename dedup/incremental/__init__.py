@@ -24,7 +24,7 @@ from dedup.components import star_edges
 from dedup.config import DedupConfig
 from dedup.keep import keep_ranks, kept_members, parse_keep_rule
 from dedup.lsh import band_keys, resolve_bands
-from dedup.minhash import is_empty, minhash_signatures, signature_jaccard
+from dedup.minhash import is_empty, signature_jaccard
 from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
 
 log = logging.getLogger(__name__)
@@ -121,14 +121,19 @@ def near_duplicates_against_index_local(
 ) -> pa.Table:
     """Near duplicates of a new batch among itself and against an index of earlier kept documents.
 
-    `batches`: doc_id (unique), text, and the keep-rule columns of cfg.keep. `index`: dedup_index rows
+    `batches`: doc_id (unique), text or its `signature` (dedup.local.signatures_of), and the keep-rule columns
+    of cfg.keep. `index`: dedup_index rows
     (doc_id, signature, band_keys) computed with the same parameters. New and index doc_ids must be
     disjoint. Edges between two index documents are ignored (they were settled when kept). Clusters are
     resolved by direct evidence (dedup.resolve) with the index documents pinned: they are kept first and never
     removed. Returns RESULT_SCHEMA rows of the removed *new* documents, sorted by doc_id. verify='shingles'
-    is not available here (the index holds no texts): signatures give the evidence. Raises ValueError on
+    is not available here (the index holds no texts): signatures give the evidence. The result's schema
+    metadata carries the component report (dedup.local.component_stats). Any index rows that share no band
+    key with a new document may be left out of `index` without changing the result. Raises ValueError on
     overlapping ids or an index of other parameters.
     """
+    from dedup.local import signatures_of  # dedup.local imports this package
+
     rule = parse_keep_rule(cfg.keep)
     bands, rows = resolve_bands(
         cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight, cfg.false_negative_weight
@@ -137,8 +142,7 @@ def near_duplicates_against_index_local(
     metas, sigs = [], []
     for batch in batches:
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-        sigs.append(minhash_signatures(table["text"], num_perm=cfg.num_perm, ngram=cfg.ngram, mode=cfg.shingle,
-                                       seed=cfg.seed))
+        sigs.append(signatures_of(table, cfg))
         metas.append(table.select(cols))
     if not metas:
         return RESULT_SCHEMA.empty_table()
@@ -174,4 +178,7 @@ def near_duplicates_against_index_local(
     res = resolve_near(sig, src, dst, ranks, floor=floor, verify="signature", pinned=is_old)
     log.info("incremental near dedup: %d new, %d indexed, %d edges, %d removed", len(new_ids), len(old_ids),
              len(src), len(res.removed))
-    return removed_rows(ids, res, "signature", rows=new_pos)
+    over = res.component_sizes[res.component_sizes > cfg.max_cluster]
+    largest = int(res.component_sizes[0]) if len(res.component_sizes) else 0
+    return removed_rows(ids, res, "signature", rows=new_pos).replace_schema_metadata(
+        {"near_largest_component": str(largest), "near_components_over_max_cluster": str(len(over))})

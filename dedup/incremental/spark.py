@@ -18,14 +18,29 @@ steps persisted when the caller gives a folder) on the batch plus those few old 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from dedup.config import DedupConfig
+from dedup.incremental.local import band_hits, duplicates_against_index_local
+from dedup.keep import parse_keep_rule
+from dedup.local import DUPLICATE_SCHEMA, component_stats, signature_columns
 from dedup.resolve.spark import resolve_candidate_graph
-from dedup.spark import DUPLICATE_DDL, _keep_order, candidate_edges, combine_duplicates, signatures
+from dedup.spark import (
+    DUPLICATE_DDL,
+    SIGNATURE_ARROW,
+    SIGNATURE_SCHEMA,
+    _keep_order,
+    candidate_edges,
+    combine_duplicates,
+    fits_one_task,
+    signatures,
+)
 from dedup.steps.spark import Steps, checkpoint
 
 log = logging.getLogger(__name__)
@@ -117,11 +132,22 @@ def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupC
 
 def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFrame, *, cfg: DedupConfig,
                            checkpoint_dir: str | None = None, stats: dict[str, int] | None = None,
-                           steps: Steps | None = None) -> DataFrame:
+                           steps: Steps | None = None, size: tuple[int, int] | None = None) -> DataFrame:
     """`dedup.spark.duplicates` of a new batch against earlier kept documents: exact dedup against
     `old_hashes` (clean_docs doc_id, exact_hash), near dedup against `index` (dedup_index rows); old
-    documents always stay kept. DUPLICATE_DDL rows of the removed new documents."""
+    documents always stay kept. DUPLICATE_DDL rows of the removed new documents.
+
+    A batch that `dedup.spark.fits_one_task` (`size` as there) is decided on the driver by the local engine
+    (`duplicates_against_index_local`) from a bounded candidate set: the batch, the old hashes it shares and
+    the index rows sharing a band key with it, each read by one job without a shuffle. Larger batches take
+    the distributed plan below (persisted `steps`: signatures, old-ids, edges, components). Both give the
+    same rows. `stats` receives the component report and `dedup_one_task` (1 or 0)."""
     _keep_order(new, cfg.keep)
+    one_task = fits_one_task(new, cfg, size)
+    if stats is not None:
+        stats["dedup_one_task"] = int(one_task)
+    if one_task:
+        return _duplicates_on_driver(new, old_hashes, index, cfg, stats)
     exact = (exact_duplicates_incremental(new, old_hashes, keep=cfg.keep).localCheckpoint() if cfg.exact
              else None)
     near = None
@@ -132,6 +158,56 @@ def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFra
     if exact is None and near is None:
         return new.sparkSession.createDataFrame([], DUPLICATE_DDL)
     return combine_duplicates(exact, near)
+
+
+def _index_candidates(new_keys: np.ndarray) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """mapInArrow function: the index rows sharing a band key (same band) with a row of `new_keys`."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            keys = batch.column("band_keys")
+            hit = band_hits(pc.list_flatten(keys).to_numpy(zero_copy_only=False).astype(np.int64)
+                            .reshape(len(keys), new_keys.shape[1]), new_keys)
+            if hit.any():
+                yield pa.RecordBatch.from_arrays([batch.column(c).filter(pa.array(hit)) for c in SIGNATURE_ARROW.names],
+                                                 schema=SIGNATURE_ARROW)
+
+    return run
+
+
+def _duplicates_on_driver(new: DataFrame, old_hashes: DataFrame, index: DataFrame, cfg: DedupConfig,
+                          stats: dict[str, int] | None) -> DataFrame:
+    """The one-task plan of `duplicates_incremental`: the batch, the old hashes it shares and the index rows
+    that share a bucket with it brought to the driver (three jobs, no shuffle), then
+    `duplicates_against_index_local` there."""
+    spark = new.sparkSession
+    keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
+    sig_cols = ["signature", "band_keys"] if "signature" in new.columns else ["text"]
+    cols = list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *sig_cols]))
+    batch = new.select(*cols).toArrow()
+    old_hit = pa.table({"doc_id": pa.array([], pa.string()), "exact_hash": pa.array([], pa.string())})
+    hashes = pc.unique(batch["exact_hash"].drop_null())
+    if cfg.exact and len(hashes):
+        wanted = spark.createDataFrame(pa.table({"exact_hash": hashes.cast(pa.string())}))
+        old_hit = old_hashes.select("doc_id", "exact_hash").join(F.broadcast(wanted), "exact_hash", "left_semi") \
+            .select("doc_id", "exact_hash").toArrow()
+    candidates = SIGNATURE_ARROW.empty_table()
+    if cfg.near and batch.num_rows:
+        signed = batch if "signature" in batch.column_names else batch.append_column(
+            "band_keys", signature_columns(batch["text"], cfg)[1])
+        keys = signed["band_keys"].combine_chunks().drop_null()
+        if len(keys):
+            new_keys = pc.list_flatten(keys).to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(keys), -1)
+            candidates = index.select(*SIGNATURE_ARROW.names).mapInArrow(
+                _index_candidates(new_keys), SIGNATURE_SCHEMA).toArrow()
+    out = duplicates_against_index_local(batch, old_hit, candidates, cfg=cfg)
+    if stats is not None:
+        stats.update(component_stats(out))
+    log.info("incremental dedup on the driver: %d new documents, %d old hashes and %d index rows met, %d removed",
+             batch.num_rows, old_hit.num_rows, candidates.num_rows, out.num_rows)
+    return spark.createDataFrame(out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA), DUPLICATE_DDL)
 
 
 def index_rows(kept: DataFrame, cfg: DedupConfig) -> DataFrame:

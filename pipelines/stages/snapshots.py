@@ -39,12 +39,15 @@ def params_digest(*parts: Any) -> str:
 @dataclass(frozen=True)
 class InputPlan:
     """A stage's work for one run. `snapshot_id` is the input snapshot it reads (None: input empty);
-    `files` the data files to process in incremental mode (empty for skip; all files for full)."""
+    `files` the data files to process in incremental mode (empty for skip; all files for full);
+    `appended_since` the snapshot the stage consumed last when `files` are exactly the data files appended
+    after it (rows no earlier run of the stage has seen), else None."""
 
     mode: Mode
     reason: str
     snapshot_id: int | None
     files: list[str] = field(default_factory=list)
+    appended_since: int | None = None
 
     def summary(self) -> dict[str, str]:
         """Snapshot summary properties recording this plan (mode, reason, consumed input snapshot)."""
@@ -97,7 +100,7 @@ def plan_input(input_table: Table, last: dict[str, str], stage_params: str, *,
         if ok:
             before = set(lake.data_files(input_table, int(prev)))
             added = [f for f in lake.data_files(input_table, snapshot_id) if f not in before]
-            return InputPlan("incremental", f"{len(added)} data files appended", snapshot_id, added)
+            return InputPlan("incremental", f"{len(added)} data files appended", snapshot_id, added, int(prev))
     files = lake.data_files(input_table, snapshot_id) if snapshot_id is not None else []
     return InputPlan("full", reason, snapshot_id, files)
 

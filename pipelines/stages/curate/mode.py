@@ -64,15 +64,19 @@ def choose_mode(cfg: Config, tables: dict[str, Table]) -> InputPlan:
     last = lake.last_summary(decisions)
     plan = plan_input(raw, last, stage_params(cfg), snapshot_id=input_snapshot(cfg, raw),
                       incremental=forced is not False)
-    every = lake.data_files(raw, plan.snapshot_id) if plan.snapshot_id is not None else []
+
+    def every() -> list[str]:
+        return lake.data_files(raw, plan.snapshot_id) if plan.snapshot_id is not None else []
+
     if forced is True and plan.mode == "full":
-        return InputPlan("incremental", f"curate.dedup.incremental is set ({plan.reason})", plan.snapshot_id, every)
+        return InputPlan("incremental", f"curate.dedup.incremental is set ({plan.reason})", plan.snapshot_id,
+                         every())
     rewritten = _rewritten_since(raw, last.get(INPUT_SNAPSHOT), plan.snapshot_id) if plan.mode == "incremental" else 0
     if rewritten and forced is not True:
         return InputPlan("full", f"raw_docs holds new versions of {rewritten} rewritten object(s)", plan.snapshot_id,
-                         every)
+                         every())
     if plan.mode != "full" and not _outputs_linked(cfg, tables):
         if last.get(CURATE_MODE) == "full":
-            return InputPlan("full", "completing an interrupted full run", plan.snapshot_id, every)
-        return InputPlan("incremental", "completing an interrupted incremental run", plan.snapshot_id, every)
+            return InputPlan("full", "completing an interrupted full run", plan.snapshot_id, every())
+        return InputPlan("incremental", "completing an interrupted incremental run", plan.snapshot_id, every())
     return plan

@@ -121,7 +121,7 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
         return duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
                           size=size, reader=reader)
     return duplicates_incremental(candidates, old[0], old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
-                                  stats=stats, steps=steps)
+                                  stats=stats, steps=steps, size=size)
 
 
 def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
@@ -180,27 +180,35 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
         repaired = _repair_clean(spark, cfg, tables, run_id, scratch)
         if cfg.curate.dedup.near:
             repaired |= _repair_index(spark, cfg, tables, run_id)
-        decided_rows = read_table_df(spark, tables["doc_decisions"]).select("doc_id", *SOURCE_COLUMNS)
-        raw_all = (read_data_files_df(spark, tables["raw_docs"], plan.files) if plan is not None and plan.files
-                   else read_table_df(spark, tables["raw_docs"])).select(*RAW_COLUMNS)
-        raw_df = raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
-        primary, repeats = _split_repeated_ids(raw_df, decided_rows.select("doc_id").distinct())
+        raw_all = (read_data_files_df(spark, tables["raw_docs"], plan.files, RAW_COLUMNS)
+                   if plan is not None and plan.files else read_table_df(spark, tables["raw_docs"], columns=RAW_COLUMNS))
+        # rows appended since the snapshot the last run consumed have no decision yet (every run decides every
+        # row it reads); otherwise (completing an interrupted run) the decided rows are left out
+        appended = plan is not None and plan.appended_since is not None
+        decided_rows = read_table_df(spark, tables["doc_decisions"],
+                                     columns=["doc_id"] if appended else ["doc_id", *SOURCE_COLUMNS])
+        raw_df = raw_all if appended else raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
+        # doc_ids decided before that arrive again: only those of this batch are looked up
+        known = decided_rows.select("doc_id").join(F.broadcast(raw_df.select("doc_id")), "doc_id", "left_semi")
+        primary, repeats = _split_repeated_ids(raw_df, known.distinct())
         # the same persisted steps as a full run, keyed also by the outputs this batch is curated against
         outputs = ",".join(str(_snapshot_id(tables[n])) for n in ("doc_decisions", "clean_docs", "dedup_index"))
         steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"]), f"incremental|{outputs}"),
                       on_done=lambda n: failpoint(f"curate.{n}"), s3=steps_s3(cfg))
-        curated = _filtered(spark, primary, cfg.curate, scratch, steps)
-        if curated.isEmpty() and repeats.isEmpty():
+        counter = input_size_counter(spark)
+        curated = _filtered(spark, primary, cfg.curate, scratch, steps, counter)
+        size = None if "curated" in steps.reused else (counter.value[0], counter.value[1])
+        if not appended and curated.isEmpty() and repeats.isEmpty():
             steps.remove()
             log.info("curate: no raw docs without a decision%s", "; repaired the outputs" if repaired else "")
             report = _report(cfg, {"raw_docs": 0, "kept": 0, "filtered": 0, "duplicate": 0},
                              {name: _snapshot_id(t) for name, t in tables.items() if name != "raw_docs"})
             report.skipped = not repaired
             return report
-        old = (read_table_df(spark, tables["clean_docs"]).select("doc_id", "exact_hash"),
-               read_table_df(spark, tables["dedup_index"]))
+        old = (read_table_df(spark, tables["clean_docs"], columns=["doc_id", "exact_hash"]),
+               read_table_df(spark, tables["dedup_index"], columns=["doc_id", "signature", "band_keys"]))
         counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
-                                              overwrite=False, old=old)
+                                              overwrite=False, old=old, size=size)
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
