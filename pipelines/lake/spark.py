@@ -153,10 +153,11 @@ def _python() -> str:
 
 
 def read_table_df(spark: SparkSession, table: Table, snapshot_id: int | None = None,
-                  columns: Sequence[str] | None = None) -> DataFrame:
+                  columns: Sequence[str] | None = None, tasks: int | None = None) -> DataFrame:
     """The table's current (or given) snapshot as a DataFrame: the driver plans the data files (pyiceberg
-    scan), the tasks read them with pyarrow (`pipelines.lake.files.spark`); only `columns` when given."""
-    return read_table_files(spark, table, snapshot_id, columns)
+    scan), the tasks read them with pyarrow (`pipelines.lake.files.spark`); only `columns` when given; at
+    most `tasks` tasks when given (default: one per file or row-group unit)."""
+    return read_table_files(spark, table, snapshot_id, columns, tasks)
 
 
 def read_data_files_df(spark: SparkSession, table: Table, files: Sequence[str],

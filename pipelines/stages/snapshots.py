@@ -105,6 +105,21 @@ def plan_input(input_table: Table, last: dict[str, str], stage_params: str, *,
     return InputPlan("full", reason, snapshot_id, files)
 
 
+def appended_rows(table: Table, plan: InputPlan) -> int | None:
+    """Rows in the data files an incremental `plan` appended since `plan.appended_since`, from the Iceberg
+    snapshot summaries (`added-records`) alone, without reading a file; None when unknown."""
+    if plan.appended_since is None or plan.snapshot_id is None:
+        return None
+    total, snap = 0, table.snapshot_by_id(plan.snapshot_id)
+    while snap is not None and snap.snapshot_id != plan.appended_since:
+        added = snap.summary.additional_properties.get("added-records") if snap.summary is not None else None
+        if added is None:
+            return None
+        total += int(added)
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+    return total if snap is not None else None
+
+
 def input_snapshot(cfg: Any, table: Table) -> int | None:
     """The input snapshot a stage reads: the one tagged by `lake.read_version`, else the current one."""
     if cfg.lake.read_version:

@@ -96,28 +96,28 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def read_units_df(spark: SparkSession, units: Sequence[tuple[str, int]], schema: pa.Schema,
-                  s3: S3Options | None = None) -> DataFrame:
+                  s3: S3Options | None = None, tasks: int | None = None) -> DataFrame:
     """A DataFrame of the rows of Parquet read `units` (file URI, row group or -1), with Arrow schema `schema`
     (columns a file lacks are nulls); S3 reached with `s3` (default: each executor's environment). One task
-    per unit; an empty list gives an empty frame."""
+    per unit, or at most `tasks` tasks, each reading consecutive units; an empty list gives an empty frame."""
     plain = pa.schema([pa.field(f.name, f.type) for f in schema])
     spark_schema = from_arrow_schema(plain)
     if not units:
         return spark.createDataFrame([], spark_schema)
     target = to_arrow_schema(spark_schema, timezone="UTC", prefers_large_types=False)
     rows = [(path, group) for path, group in units]
-    unit_df = spark.sparkContext.parallelize(rows, len(rows)).toDF(UNIT_SCHEMA)
+    unit_df = spark.sparkContext.parallelize(rows, min(len(rows), tasks or len(rows))).toDF(UNIT_SCHEMA)
     return unit_df.mapInArrow(_reader(target, s3), spark_schema)
 
 
 def read_table_files(spark: SparkSession, table: Table, snapshot_id: int | None = None,
-                     columns: Sequence[str] | None = None) -> DataFrame:
+                     columns: Sequence[str] | None = None, tasks: int | None = None) -> DataFrame:
     """The table's current (or given) snapshot as a DataFrame read by the tasks (pyarrow), optionally only
-    `columns` (in that order)."""
+    `columns` (in that order), in at most `tasks` tasks when given."""
     schema = table.schema().as_arrow()
     if columns is not None:
         schema = pa.schema([schema.field(c) for c in columns])
-    return read_units_df(spark, table_units(table, snapshot_id), schema, lake.table_s3(table))
+    return read_units_df(spark, table_units(table, snapshot_id), schema, lake.table_s3(table), tasks)
 
 
 def _write_partitions(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None

@@ -47,7 +47,7 @@ from pipelines.stages.curate.mode import choose_mode
 from pipelines.stages.curate.mode import stage_params as curate_params
 from pipelines.stages.curate.steps import steps_dir, steps_s3
 from pipelines.stages.report import StageReport
-from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, log_plan
+from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, appended_rows, log_plan
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
@@ -63,6 +63,8 @@ SIGNAL_COLUMNS = [f.name for f in SIGNAL_FIELDS]
 # MinHash signature and band keys of a document that passed the filters, computed in the filter pass (null
 # for filtered documents and documents without shingles); near dedup and dedup_index read them
 SIGNATURE_COLUMNS = ["signature", "band_keys"]
+# an incremental batch of at most this many raw rows is ranked once on the executors and its doc_ids broadcast
+SMALL_BATCH_ROWS = 1_000_000
 
 
 def curated_schema() -> pa.Schema:
@@ -185,12 +187,16 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
         # rows appended since the snapshot the last run consumed have no decision yet (every run decides every
         # row it reads); otherwise (completing an interrupted run) the decided rows are left out
         appended = plan is not None and plan.appended_since is not None
-        decided_rows = read_table_df(spark, tables["doc_decisions"],
+        tasks = spark.sparkContext.defaultParallelism  # earlier outputs: many small files, read a few per task
+        decided_rows = read_table_df(spark, tables["doc_decisions"], tasks=tasks,
                                      columns=["doc_id"] if appended else ["doc_id", *SOURCE_COLUMNS])
         raw_df = raw_all if appended else raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
-        # doc_ids decided before that arrive again: only those of this batch are looked up
-        known = decided_rows.select("doc_id").join(F.broadcast(raw_df.select("doc_id")), "doc_id", "left_semi")
-        primary, repeats = _split_repeated_ids(raw_df, known.distinct())
+        # doc_ids decided before that arrive again; a small batch's ids are broadcast to the decisions' tasks
+        rows = appended_rows(tables["raw_docs"], plan) if plan is not None else None
+        small = rows is not None and rows <= SMALL_BATCH_ROWS
+        batch_ids = F.broadcast(raw_df.select("doc_id")) if small else raw_df.select("doc_id")
+        known = decided_rows.select("doc_id").join(batch_ids, "doc_id", "left_semi")
+        primary, repeats = _split_repeated_ids(raw_df, known.distinct(), small=small)
         # the same persisted steps as a full run, keyed also by the outputs this batch is curated against
         outputs = ",".join(str(_snapshot_id(tables[n])) for n in ("doc_decisions", "clean_docs", "dedup_index"))
         steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"]), f"incremental|{outputs}"),
@@ -205,8 +211,8 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
                              {name: _snapshot_id(t) for name, t in tables.items() if name != "raw_docs"})
             report.skipped = not repaired
             return report
-        old = (read_table_df(spark, tables["clean_docs"], columns=["doc_id", "exact_hash"]),
-               read_table_df(spark, tables["dedup_index"], columns=["doc_id", "signature", "band_keys"]))
+        old = (read_table_df(spark, tables["clean_docs"], columns=["doc_id", "exact_hash"], tasks=tasks),
+               read_table_df(spark, tables["dedup_index"], columns=["doc_id", "signature", "band_keys"], tasks=tasks))
         counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
                                               overwrite=False, old=old, size=size)
     finally:
@@ -263,14 +269,17 @@ def _same_row(left: DataFrame, right: DataFrame) -> Column:
     return cond
 
 
-def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None) -> tuple[DataFrame, DataFrame]:
+def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None, *,
+                        small: bool = False) -> tuple[DataFrame, DataFrame]:
     """(primary, repeats) of `raw_df` (RAW_COLUMNS): of the raw rows sharing a doc_id, one is curated: from the
     object (source type, URI, partition) whose first version arrived first (`ingested_at`; a Kafka record's
     own), then by source coordinates; within that object its newest version (the latest ingest of it: an
     object is read again only once listing shows it changed, and ingest serialises the runs that read one
     object); then the first by line/row/offset, then text. The others become duplicates: reason `superseded`
     for an older version of the same object, `doc_id` for any other repeat; rows whose doc_id already has a
-    decision (`known_ids`) too (reason `doc_id`). Deterministic for any partitioning."""
+    decision (`known_ids`, distinct) too (reason `doc_id`). Deterministic for any partitioning. `small`: the
+    rows are few (an incremental batch): the ranking is computed once, kept on the executors (a local
+    checkpoint) for both results, with `known_ids` broadcast."""
     is_object = F.col("source_type") != "kafka"
     arrived = F.when(is_object, F.min(ARRIVAL).over(Window.partitionBy("doc_id", *SOURCE_COLUMNS[:3]))) \
         .otherwise(F.col(ARRIVAL))
@@ -283,7 +292,14 @@ def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None) -
               .withColumn("_first_at", F.first(newest_first).over(window)))
     superseded = is_object & F.col("source_uri").eqNullSafe(F.col("_first_uri")) & \
         (F.col(ARRIVAL) < F.col("_first_at"))
-    helpers = ("_rank", "_arrived", "_first_uri", "_first_at")
+    helpers = ("_rank", "_arrived", "_first_uri", "_first_at", "_known")
+    if known_ids is not None and small:
+        known_col = F.broadcast(known_ids.select("doc_id", F.lit(True).alias("_known")))
+        ranked = ranked.join(known_col, "doc_id", "left").localCheckpoint()
+        repeat = (F.col("_rank") > 1) | F.col("_known").isNotNull()  # a known doc_id's first row: superseded is false
+        return (ranked.where(~repeat).drop(*helpers),
+                ranked.where(repeat).withColumn("repeat_reason", F.when(superseded, "superseded").otherwise("doc_id"))
+                .drop(*helpers))
     primary = ranked.where(F.col("_rank") == 1).drop(*helpers)
     repeats = (ranked.where(F.col("_rank") > 1)
                .withColumn("repeat_reason", F.when(superseded, "superseded").otherwise("doc_id")).drop(*helpers))
