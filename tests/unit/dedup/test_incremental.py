@@ -15,6 +15,11 @@ from dedup.incremental import (
     near_duplicates_against_index_local,
     signature_matrix,
 )
+from dedup.incremental.local import (
+    band_hits,
+    duplicates_against_index_local,
+    exact_duplicates_against_index_local,
+)
 from dedup.keep import arrival_first
 from dedup.local import near_duplicates_local
 from dedup.lsh import band_keys
@@ -135,3 +140,49 @@ def test_arrival_first_makes_a_full_run_keep_what_incremental_runs_kept() -> Non
     # without the arrival leading the rule, a full run would drop the published document for the later one
     plain = near_duplicates_local([first, later], cfg=cfg.model_copy(update={"keep": CFG.keep}))
     assert _ids(plain) == [{"doc_id": "early", "cluster_id": "early", "kept_doc_id": "late"}]
+
+
+def test_band_hits_match_a_key_in_the_same_band_only() -> None:
+    old = np.array([[1, 2], [3, 4], [5, 2], [2, 1]])
+    assert band_hits(old, np.array([[5, 9], [7, 2]])).tolist() == [True, False, True, False]
+    with pytest.raises(ValueError, match="equal bands"):
+        band_hits(old, np.array([[1, 2, 3]]))
+
+
+def _hashed(ids: list[str], texts: list[str]) -> pa.Table:
+    from dedup.exact import text_hash128_hex
+
+    batch = _batch(ids, texts)
+    return batch.append_column("exact_hash", text_hash128_hex(batch["text"]))
+
+
+def test_exact_against_old_keeps_the_old_copy_and_ranks_new_only_groups() -> None:
+    old = _hashed(["old-b", "old-a"], [BASE, OTHER]).select(["doc_id", "exact_hash"])
+    new = _hashed(["n2", "n1", "n3", "n4", "n5"], [BASE, BASE, OTHER + " x", OTHER + " x", "alone here"])
+    out = exact_duplicates_against_index_local(new, old, keep=["-n_chars", "doc_id"])
+    # both copies of BASE go to the old document; of two equal new texts the smaller doc_id wins the tie
+    assert out.select(["doc_id", "cluster_id", "kept_doc_id"]).to_pylist() == [
+        {"doc_id": "n1", "cluster_id": "n1", "kept_doc_id": "old-b"},
+        {"doc_id": "n2", "cluster_id": "n1", "kept_doc_id": "old-b"},
+        {"doc_id": "n4", "cluster_id": "n3", "kept_doc_id": "n3"},
+    ]
+    assert set(out["similarity"].to_pylist()) == {1.0} and set(out["verified_by"].to_pylist()) == {"exact_hash"}
+
+
+def test_duplicates_against_an_index_need_only_the_candidates() -> None:
+    # exact then near against old documents; the index's rows that share no bucket change nothing
+    unrelated = [f"a short unrelated line number {i} about nothing in particular at all today" for i in range(5)]
+    index = _index(["old-1", "old-2", *[f"old-u{i}" for i in range(5)]], [BASE, OTHER, *unrelated])
+    old_hashes = _hashed(["old-1", "old-2", *[f"old-u{i}" for i in range(5)]], [BASE, OTHER, *unrelated])
+    new = _hashed(["n-copy", "n-near", "n-fresh"], [OTHER, BASE.removesuffix(" and cold"), "brand new words " * 5])
+    full = duplicates_against_index_local(new, old_hashes, index, cfg=CFG)
+    keys = index["band_keys"].combine_chunks()
+    new_keys = band_keys(minhash_signatures(new["text"]), 16, 8)
+    hit = band_hits(pa.compute.list_flatten(keys).to_numpy().reshape(len(keys), 16), new_keys)
+    assert hit.sum() == 2  # old-1 and old-2 only
+    fewer = duplicates_against_index_local(new, old_hashes.filter(pa.array(hit)), index.filter(pa.array(hit)), cfg=CFG)
+    assert full.equals(fewer)
+    assert full.select(["doc_id", "kept_doc_id", "dup_reason"]).to_pylist() == [
+        {"doc_id": "n-copy", "kept_doc_id": "old-2", "dup_reason": "exact"},
+        {"doc_id": "n-near", "kept_doc_id": "old-1", "dup_reason": "near"},
+    ]
