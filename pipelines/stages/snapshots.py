@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pyiceberg.manifest import ManifestContent
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Operation
 
@@ -71,6 +72,26 @@ def _appended_since(table: Table, old: int, new: int) -> tuple[bool, str]:
     return True, ""
 
 
+def appended_files(table: Table, since: int, snapshot_id: int) -> list[str]:
+    """The data files that the append snapshots after `since` up to `snapshot_id` added (the caller checked
+    that they are all appends, `_appended_since`). Only the manifests those snapshots wrote are read, not the
+    table's whole history: a live entry whose adding snapshot is one of them is a new file, whether it sits in
+    that snapshot's own manifest or (after a manifest merge) in a later one of them."""
+    new_ids: set[int] = set()
+    snap = table.snapshot_by_id(snapshot_id)
+    while snap is not None and snap.snapshot_id != since:
+        new_ids.add(snap.snapshot_id)
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id is not None else None
+    current = table.snapshot_by_id(snapshot_id)
+    files: list[str] = []
+    for manifest in current.manifests(table.io) if current is not None else []:
+        if manifest.added_snapshot_id not in new_ids or manifest.content != ManifestContent.DATA:
+            continue
+        files += [e.data_file.file_path for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+                  if e.snapshot_id in new_ids]
+    return files
+
+
 def plan_input(input_table: Table, last: dict[str, str], stage_params: str, *,
                snapshot_id: int | None = None, incremental: bool = True) -> InputPlan:
     """Decide skip / incremental / full for a stage reading `input_table` at `snapshot_id` (default: its
@@ -98,8 +119,7 @@ def plan_input(input_table: Table, last: dict[str, str], stage_params: str, *,
     else:
         ok, reason = _appended_since(input_table, int(prev), snapshot_id)
         if ok:
-            before = set(lake.data_files(input_table, int(prev)))
-            added = [f for f in lake.data_files(input_table, snapshot_id) if f not in before]
+            added = appended_files(input_table, int(prev), snapshot_id)
             return InputPlan("incremental", f"{len(added)} data files appended", snapshot_id, added, int(prev))
     files = lake.data_files(input_table, snapshot_id) if snapshot_id is not None else []
     return InputPlan("full", reason, snapshot_id, files)
