@@ -283,6 +283,28 @@ def test_bucket_groups_give_the_same_bytes_for_one_or_four_partitions(
     assert sorted(ids) == sorted(tokens_rows(corpus_cfg)) and len(ids) == 401  # every document exactly once
 
 
+def test_an_increment_planned_on_the_driver_gets_the_distributed_plan(spark, corpus_cfg: Config) -> None:
+    """The driver plan (for an increment's few documents) and the executors' plan, over 1 and 4 partitions, are
+    the same plan: same bucket groups, shard runs, per-shard samples and bytes, collisions."""
+    from pipelines import lake
+    from pipelines.lake.spark import read_table_df
+    from pipelines.stages.shard.spark import META_SCHEMA, _meta, plan_shards, plan_shards_on_driver
+
+    data = corpus_cfg.model_dump()
+    data["shard"].update(target_bytes=64 << 10, group_shards=2)
+    cfg = Config.model_validate(data)
+    tokens = lake.load_table(lake.open_catalog(cfg.lake), cfg.lake.namespace, "tokens")
+    df = read_table_df(spark, tokens).select("doc_id", "tokens", "n_tokens", "source")
+    meta = df.mapInArrow(_meta(cfg.shard.seed), META_SCHEMA)
+    driver, groups = plan_shards_on_driver(meta, cfg)
+    assert groups >= 3 and int(driver.shard_samples.sum()) == 401
+    for parts in (1, 4):
+        plan, n = plan_shards(meta.repartition(parts), cfg, parts)
+        assert n == groups and plan.collided == driver.collided
+        for name in ("run_keys", "run_shards", "first_index", "shard_samples", "shard_bytes", "oversized"):
+            assert np.array_equal(getattr(plan, name), getattr(driver, name)), name
+
+
 def test_shard_bytes_do_not_depend_on_partitioning(spark, corpus_cfg: Config, tmp_path: Path) -> None:
     from pipelines.stages.shard.spark import run_shard
 

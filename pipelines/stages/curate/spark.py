@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -48,6 +48,7 @@ from pipelines.stages.curate.mode import stage_params as curate_params
 from pipelines.stages.curate.steps import steps_dir, steps_s3
 from pipelines.stages.report import StageReport
 from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, appended_rows, log_plan
+from pipelines.storage import S3Options
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
@@ -342,13 +343,11 @@ def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided:
     dec_schema = TABLES["doc_decisions"].arrow_schema
     clean_schema = TABLES["clean_docs"].arrow_schema
     prefix = f"curate-{run_id[:8]}"
-    dec_files, n_dec = write_df_files(decided.select(*dec_schema.names), tables["doc_decisions"], dec_schema,
-                                      prefix=prefix)
+    dec_files, counts = _write_decisions(decided.select(*dec_schema.names), tables["doc_decisions"], prefix)
     kept = decided.filter(F.col("decision") == "kept").select(*clean_schema.names)
     clean_files, n_clean = write_df_files(kept, tables["clean_docs"], clean_schema, prefix=prefix)
-    counts = _decision_counts(decided)
-    if n_dec != counts["raw_docs"] or n_clean != counts["kept"]:
-        raise StageOutputError(f"curate wrote {n_dec} decisions / {n_clean} clean docs for {counts}")
+    if n_clean != counts["kept"]:
+        raise StageOutputError(f"curate wrote {n_clean} clean docs for {counts}")
     failpoint("curate.before_commit")
     summary = lake.snapshot_summary(cfg, "curate", run_id, {
         RAW_SNAPSHOT: str(_snapshot_id(raw) or ""),
@@ -447,12 +446,37 @@ def _report(cfg: Config, counts: dict[str, int], snapshots: dict[str, int | None
                                 "dedup_index": f"{ns}.dedup_index"})
 
 
-def _decision_counts(decided: DataFrame) -> dict[str, int]:
-    rows = decided.groupBy("decision", "reason").count().collect()
+def _decisions_writer(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None
+                      ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """mapInArrow function: a partition's decisions as one data file, and its rows counted by (decision,
+    reason), one output row per pair (all naming the file)."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        pieces = [b for b in batches if b.num_rows]
+        if not pieces:
+            return
+        rows = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
+        path = lake.write_data_file(directory, rows, prefix=prefix, s3=s3)
+        groups = rows.group_by(["decision", "reason"], use_threads=False).aggregate([([], "count_all")])
+        yield pa.RecordBatch.from_pydict({"path": [path] * groups.num_rows, "decision": groups["decision"],
+                                          "reason": groups["reason"], "n": groups["count_all"]})
+
+    return run
+
+
+def _write_decisions(decided: DataFrame, table: Table, prefix: str) -> tuple[list[str], dict[str, int]]:
+    """Write the decisions (one data file per partition, not committed) and count them in the same pass:
+    raw_docs, kept, filtered, duplicate and `<decision>_<reason>`."""
+    schema = lake.file_schema(table, TABLES["doc_decisions"].arrow_schema)
+    rows = decided.mapInArrow(_decisions_writer(lake.data_dir(table), schema, prefix, lake.table_s3(table)),
+                              "path string, decision string, reason string, n long").collect()
+    totals: dict[tuple[str, str], int] = {}
+    for r in rows:
+        totals[r["decision"], r["reason"] or ""] = totals.get((r["decision"], r["reason"] or ""), 0) + r["n"]
     counts: dict[str, int] = {"raw_docs": 0, "kept": 0, "filtered": 0, "duplicate": 0}
-    for r in sorted(rows, key=lambda r: (r["decision"], r["reason"] or "")):
-        counts["raw_docs"] += r["count"]
-        counts[r["decision"]] += r["count"]
-        if r["reason"]:
-            counts[f"{r['decision']}_{r['reason']}"] = r["count"]
-    return counts
+    for (decision, reason), n in sorted(totals.items()):
+        counts["raw_docs"] += n
+        counts[decision] += n
+        if reason:
+            counts[f"{decision}_{reason}"] = n
+    return sorted({r["path"] for r in rows}), counts

@@ -42,6 +42,7 @@ from pipelines.stages.shard.publish import (
 from pipelines.stages.snapshots import (
     STAGE_PARAMS,
     InputPlan,
+    appended_rows,
     input_snapshot,
     log_plan,
     params_digest,
@@ -70,6 +71,8 @@ from sharding.write.writer import ShardStats, ShardWriter
 
 log = logging.getLogger(__name__)
 
+# an increment of at most this many tokens rows is planned on the driver (about 60 bytes each there)
+DRIVER_PLAN_ROWS = 200_000
 META_SCHEMA = "bucket int, h long, doc_id string, ch long, nbytes long"
 GROUPED_SCHEMA = "group int, h long, doc_id string, ch long, nbytes long"
 GROUP_PLAN_SCHEMA = (
@@ -156,6 +159,25 @@ def _plan_groups(target_bytes: int, fill: float, lookahead: int) -> Callable[
             yield pa.RecordBatch.from_pylist([row], schema=_GROUP_PLAN_ARROW)
 
     return run
+
+
+def plan_shards_on_driver(meta: DataFrame, cfg: Config) -> tuple[DatasetPlan, int]:
+    """`plan_shards` for a few documents (an increment): their meta rows are brought to the driver in one job
+    and the same bucket totals, bucket groups and group packing (`_plan_groups`, over the rows sorted as
+    the executors sort them) run there; the plan is the one `plan_shards` makes."""
+    s = cfg.shard
+    rows = meta.toArrow()
+    if rows.num_rows == 0:
+        return merge_plans([], s.target_bytes), 0
+    totals = np.zeros(1 << BUCKET_BITS, dtype=np.int64)
+    np.add.at(totals, rows.column("bucket").to_numpy(), rows.column("nbytes").to_numpy())
+    groups = group_buckets(totals, s.group_shards * s.target_bytes)
+    n_groups = int(groups.max()) + 1 if totals.any() else 0
+    grouped = pa.Table.from_batches(_with_group(groups)(iter(rows.to_batches())))
+    grouped = grouped.sort_by([(c, "ascending") for c in ("group", "h", "doc_id", "ch")])
+    plans = pa.Table.from_batches(_plan_groups(s.target_bytes, s.fill, s.lookahead)(iter(grouped.to_batches())),
+                                  schema=_GROUP_PLAN_ARROW)
+    return merge_plans(plans.to_pylist(), s.target_bytes), n_groups
 
 
 def plan_shards(meta: DataFrame, cfg: Config, partitions: int) -> tuple[DatasetPlan, int]:
@@ -310,8 +332,10 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
           else read_table_df(spark, tokens, plan_in.snapshot_id)).select(*cols)
     cores = spark.sparkContext.defaultParallelism
     meta = df.mapInArrow(_meta(s.seed), META_SCHEMA)
+    new_rows = appended_rows(tokens, plan_in)
     try:
-        plan, n_groups = plan_shards(meta, cfg, max(cores, 1))
+        plan, n_groups = (plan_shards_on_driver(meta, cfg) if new_rows is not None and new_rows <= DRIVER_PLAN_ROWS
+                          else plan_shards(meta, cfg, max(cores, 1)))
     except DuplicateSampleError as exc:
         raise StageInputError(f"tokens: {exc}") from None
     stamp = run_stamp(run_id)
