@@ -458,8 +458,8 @@ def _decisions_writer(directory: str, schema: pa.Schema, prefix: str, s3: S3Opti
         rows = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
         path = lake.write_data_file(directory, rows, prefix=prefix, s3=s3)
         groups = rows.group_by(["decision", "reason"], use_threads=False).aggregate([([], "count_all")])
-        yield pa.RecordBatch.from_pydict({"path": [path] * groups.num_rows, "decision": groups["decision"],
-                                          "reason": groups["reason"], "n": groups["count_all"]})
+        yield from pa.table({"path": [path] * groups.num_rows, "decision": groups["decision"],
+                             "reason": groups["reason"], "n": groups["count_all"]}).to_batches()
 
     return run
 
