@@ -167,7 +167,8 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
               "signature binary, band_keys array<bigint>")
     with tempfile.TemporaryDirectory(dir=checkpoint_dir) as folder:
         steps = Steps(docs.sparkSession, folder)
-        curated = steps.materialize("curated", lambda: docs.mapInArrow(signed, schema))
+        curated = steps.materialize("curated", lambda: docs, transform=signed,  # one pass, as curate's filters
+                                    schema=docs.mapInArrow(signed, schema).schema)
         stats: dict[str, int] = {}
         # the removed rows brought to the driver (a count would add an aggregation job of its own)
         removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,

@@ -14,13 +14,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
 
 if TYPE_CHECKING:
     from pyarrow import fs as pafs
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 MARKER = "_SUCCESS"
 # (columns, only these doc_ids or None) -> the rows with those columns, batch by batch: a reader on the driver
 ColumnReader = Callable[[list[str], "pa.Array | None"], pa.RecordBatchReader]
+ArrowMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 def _fs(uri: str, s3: S3Options | None) -> tuple[pafs.FileSystem, str]:
@@ -84,26 +86,35 @@ class Steps:
             raise ValueError("no folder for persisted steps")
         return f"{self.folder}/{name}"
 
-    def materialize(self, name: str, compute: Callable[[], DataFrame]) -> DataFrame:
-        """The step's result: read back when complete, else computed, written and read back."""
+    def materialize(self, name: str, compute: Callable[[], DataFrame], *, transform: ArrowMap | None = None,
+                    schema: StructType | None = None) -> DataFrame:
+        """The step's result: read back when complete, else computed, written and read back. With `transform`
+        (a mapInArrow function whose rows have Spark schema `schema`), `compute()` gives its input and each
+        task transforms and writes its rows in one pass to the Python workers."""
         if self.folder is None:
-            return compute().localCheckpoint()
+            df = compute()
+            if transform is not None and schema is not None:
+                df = df.mapInArrow(transform, schema)
+            return df.localCheckpoint()
         if self.done(name):
             log.info("reusing persisted step %s", name)
             self.reused.append(name)
             return self._read(name)
-        self._write(name, compute())
+        self._write(name, compute(), transform, schema)
         self._on_done(name)
         return self._read(name)
 
-    def _write(self, name: str, df: DataFrame) -> None:
+    def _write(self, name: str, df: DataFrame, transform: ArrowMap | None = None,
+               schema: StructType | None = None) -> None:
         from pipelines.lake.files.spark import write_files
 
         folder = self.path(name)
         remove_folder(folder, self.s3)  # what an interrupted attempt at this step left
-        schema = to_arrow_schema(df.schema, timezone="UTC", prefers_large_types=False)
-        files, _ = write_files(df, folder, schema, prefix="part", s3=self.s3)
-        marker = json.dumps({"files": files, "schema": base64.b64encode(schema.serialize().to_pybytes()).decode()})
+        arrow = to_arrow_schema(schema if transform is not None and schema is not None else df.schema,
+                                timezone="UTC", prefers_large_types=False)
+        files, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform)
+        schema_bytes = arrow.serialize().to_pybytes()
+        marker = json.dumps({"files": files, "schema": base64.b64encode(schema_bytes).decode()})
         fs, path = _fs(folder, self.s3)
         fs.create_dir(path, recursive=True)
         if folder.startswith("s3://"):  # an S3 PUT is atomic: the marker is whole or absent

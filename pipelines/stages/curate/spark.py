@@ -256,10 +256,12 @@ def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch
     """Normalized and filtered rows (curated_schema), materialized once under `scratch` (a URI): filters are
     the expensive step and dedup and the outputs all read the result. `counter` (dedup.spark.
     input_size_counter) receives the documents that passed and their text bytes when the rows are computed."""
-    curated = raw_df.mapInArrow(_filter_partitions(cfg, counter), from_arrow_schema(curated_schema()))
+    schema = from_arrow_schema(curated_schema())
     if steps is not None and steps.folder is not None:  # a persisted step (pipelines.stages.curate.steps)
-        return steps.materialize("curated", lambda: curated)
-    return materialize(curated, f"{scratch}/curated")
+        # the filters and the write in one pass: each task's rows go to Python once
+        return steps.materialize("curated", lambda: raw_df, transform=_filter_partitions(cfg, counter),
+                                 schema=schema)
+    return materialize(raw_df.mapInArrow(_filter_partitions(cfg, counter), schema), f"{scratch}/curated")
 
 
 def _same_row(left: DataFrame, right: DataFrame) -> Column:
