@@ -1,10 +1,10 @@
 """Dedup on Spark `local[N]` against the local (no Spark) engine, side by side in one run: exact then
 MinHash-LSH near dedup the curate stage's way (signatures in a parallel pass, then `dedup.spark.duplicates`:
-one task for a small input, the distributed plan otherwise) vs `dedup.local.duplicates_local`; wall time,
-and for the corpus the peak memory of the whole process tree (driver JVM + Python workers).
+on the driver for an input that fits, the distributed plan otherwise) vs `dedup.local.duplicates_local`;
+wall time, and for the corpus the peak memory of the whole process tree (driver JVM + Python workers).
 
-    python -m benchmarks.dedup_spark [--cores 2] [--gb 1]  # the generated corpus: local, then Spark
-    python -m benchmarks.dedup_spark --sample      # the bundled 4.8 MB sample: Spark vs local, side by side
+    python -m benchmarks.dedup_spark [--cores 2] [--gb 1] [--single-task-max-bytes N]  # the generated corpus
+    python -m benchmarks.dedup_spark --sample [--no-distributed]   # the bundled sample, side by side
     python -m benchmarks.dedup_spark --sample --profile   # and where Spark's time goes, job by job
 
 `--profile` turns on Spark's event log (`spark.eventLog.enabled`) in a temporary folder and, after the run,
@@ -176,7 +176,7 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
     return removed, stats
 
 
-def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3) -> None:
+def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3, distributed: bool = True) -> None:
     """Exact then near dedup of the sample, the curate stage's way, through dedup.local and dedup.spark in one
     run (from text on both sides); medians of `repeats`, then the same with the one-task path off."""
     import statistics
@@ -190,6 +190,8 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3) -> 
     docs = spark.createDataFrame(table.to_pandas()).cache()
     docs.count()  # the input in Spark's memory, as the curate stage has it after its filter pass
     plans = {"local": DedupConfig(), "spark": DedupConfig(), "spark distributed": DedupConfig(single_task_max_bytes=0)}
+    if not distributed:
+        del plans["spark distributed"]
     times: dict[str, list[float]] = {k: [] for k in plans}
     removed: dict[str, int] = {}
     for _ in range(repeats):
@@ -202,8 +204,9 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3) -> 
     print(f"sample: {table.num_rows:,} docs, {sum(map(len, table['text'].to_pylist())) / 1e6:.1f} MB; removed "
           + ", ".join(f"{k} {v:,}" for k, v in removed.items()) + f"; median of {repeats}: "
           + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()))
-    print(f"spark local[{cores}] / local = {med['spark'] / med['local']:.2f} (one task), "
-          f"{med['spark distributed'] / med['local']:.2f} (distributed plan, single_task_max_bytes=0)")
+    print(f"spark local[{cores}] / local = {med['spark'] / med['local']:.2f} (driver plan)"
+          + (f", {med['spark distributed'] / med['local']:.2f} (distributed plan, single_task_max_bytes=0)"
+             if distributed else ""))
     spark.stop()
     if events:
         print("whole run (input caching and every pass of both Spark plans):")
@@ -256,11 +259,12 @@ def main() -> None:
     parser.add_argument("--sample", action="store_true", help="the bundled sample, Spark and local side by side")
     parser.add_argument("--profile", action="store_true", help="Spark's event log: jobs and their time per call site")
     parser.add_argument("--repeats", type=int, default=3, help="--sample: passes of each path (median)")
+    parser.add_argument("--no-distributed", action="store_true", help="--sample: leave the distributed plan out")
     parser.add_argument("--single-task-max-bytes", type=int, default=None,
                         help="the corpus: override curate.dedup.single_task_max_bytes (0: the distributed plan)")
     args = parser.parse_args()
     if args.sample:
-        sample_side_by_side(args.cores, args.profile, args.repeats)
+        sample_side_by_side(args.cores, args.profile, args.repeats, not args.no_distributed)
         return
     path = ROOT / "out" / "dedup-bench" / f"corpus-{args.gb:g}gb.parquet"
     if not path.exists():
