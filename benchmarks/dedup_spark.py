@@ -245,7 +245,7 @@ def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes
     spark.stop()
     print(f"{gb:g} GB corpus, {n_docs:,} docs: local {local_s:.1f} s (peak RSS {local_rss / 1e9:.2f} GB), "
           f"{n_local:,} removed; spark local[{cores}] {spark_s:.1f} s (peak RSS of driver JVM + workers "
-          f"{rss.peak / 1e9:.2f} GB), {n_spark:,} removed, {'one task' if stats.get('dedup_one_task') else 'distributed'}: "
+          f"{rss.peak / 1e9:.2f} GB), {n_spark:,} removed, {'driver plan' if stats.get('dedup_one_task') else 'distributed plan'}: "
           f"spark / local = {spark_s / local_s:.2f}")
     if events:
         print(event_log_profile(events))
