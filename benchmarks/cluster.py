@@ -12,7 +12,8 @@ ingest, curate, train_tokenizer, tokenize, shard) in each mode:
   input, warehouse, scratch and shards on moto's S3 server (127.0.0.1), the SQLite catalog on the driver.
 
 Printed per stage and mode: wall seconds; CPU seconds of the whole process tree (the driver: spark-submit's
-JVM, the Python driver and, in local mode, its Python workers, from this process's rusage of its children;
+JVM, the Python driver and, in local mode, its Python workers, from this process's rusage of its children or,
+when larger, from the driver's process tree sampled every 0.2 s, reaped children included;
 in cluster mode also the master and the workers with their executors and Python workers, from their
 process CPU times including reaped children); the driver's peak RSS, its Python process and its JVM
 separately (sampled every 0.2 s). Then the cluster/local ratios and the driver's peak RSS at each size.
@@ -161,6 +162,7 @@ class Peak:
 
     python: int = 0
     jvm: int = 0
+    cpu: dict[int, float] = field(default_factory=dict)  # last CPU seconds seen per process, its reaped children too
     stop: threading.Event = field(default_factory=threading.Event)
 
     def watch(self, pid: int) -> threading.Thread:
@@ -169,6 +171,8 @@ class Peak:
             while not self.stop.is_set():
                 try:
                     for p in [root, *root.children(recursive=True)]:
+                        t = p.cpu_times()
+                        self.cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
                         rss, name = p.memory_info().rss, p.name()
                         if "java" in name:
                             self.jvm = max(self.jvm, rss)
@@ -210,7 +214,10 @@ def submit(job: str, master: str, config: Path, extra: list[str], cluster: list[
         raise SystemExit(f"{job} on {master} failed ({proc.returncode}); output in {out_path} and {err_path}:\n"
                          + "\n".join(errors[-40:]) + "\n" + out[-2000:])
     report, _ = json.JSONDecoder().raw_decode(out[out.index('{\n  "counts"'):])
-    result = {"wall": wall, "cpu": children_cpu() - cpu0 + tree_cpu(cluster) - cluster0,
+    # rusage misses descendants their parent never reaped (local mode's Python workers under the JVM): take
+    # the larger of it and the sampled process tree
+    driver_cpu = max(children_cpu() - cpu0, sum(peak.cpu.values()))
+    result = {"wall": wall, "cpu": driver_cpu + tree_cpu(cluster) - cluster0,
               "py_rss": peak.python, "jvm_rss": peak.jvm, "counts": report["counts"]}
     print(f"  {job} on {master}: wall {wall:.1f} s, cpu {result['cpu']:.1f} s, driver peak RSS python "
           f"{_mb(peak.python).strip()} MB / JVM {_mb(peak.jvm).strip()} MB; load {os.getloadavg()[0]:.1f}", flush=True)
