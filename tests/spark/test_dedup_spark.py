@@ -192,6 +192,18 @@ def test_duplicates_on_driver_equal_distributed_and_local(spark, tmp_path, plan,
         assert sorted(tuple(r) for r in got.collect()) == want
 
 
+def test_driver_budget_is_capped_by_max_result_size(spark) -> None:  # type: ignore[no-untyped-def]
+    from dedup.spark import driver_budget, driver_plan_bytes
+
+    cap = {"1g": 1 << 30, "512m": 512 << 20}[spark.conf.get("spark.driver.maxResultSize", "1g")]
+    assert driver_budget(spark, DedupConfig()) == cap  # unset: what a Spark action may collect
+    assert driver_budget(spark, DedupConfig(single_task_max_bytes=5)) == 5
+    assert driver_budget(spark, DedupConfig(single_task_max_bytes=1 << 40)) == cap
+    # signature 512 + band keys 16 x 8 + 128 bytes a document, plus the texts when asked for
+    assert driver_plan_bytes(DedupConfig(), 10, 1000, texts=False) == 10 * 768
+    assert driver_plan_bytes(DedupConfig(), 10, 1000, texts=True) == 10 * 768 + 1000
+
+
 def test_connected_components_long_chain(spark) -> None:  # type: ignore[no-untyped-def]
     # a path 0-1-2-...-39 (zero-padded ids) plus a separate pair: one round of label propagation would need 39
     edges = [(f"n{i:02d}", f"n{i + 1:02d}") for i in range(39)] + [("x1", "x2")]
