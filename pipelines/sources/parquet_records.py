@@ -50,7 +50,7 @@ def decode_parquet_arrow(
     and an id or metadata value keeps its bad bytes escaped (`\\xff`), as quarantined raw rows do.
     """
     n = batch.num_rows
-    batch = _strings_as_bytes_where_invalid(batch, text_field)
+    batch = _without_views(_strings_as_bytes_where_invalid(batch, text_field))
     try:
         doc_id, text, metadata, hard = _parquet_columns(batch, id_field, text_field, max_record_bytes)
     except (_RowByRow, pa.ArrowException):  # an Arrow kernel missing for some type: the reference decides
@@ -58,10 +58,7 @@ def decode_parquet_arrow(
     hard_rows = np.flatnonzero(hard)
     hard_batch = None
     if 0 < hard_rows.size < n:
-        try:
-            hard_batch = batch.take(pa.array(hard_rows))
-        except pa.ArrowNotImplementedError:  # no take kernel for some column type
-            hard_rows = np.arange(n)
+        hard_batch = batch.take(pa.array(hard_rows))
     if hard_rows.size == n:
         dec, all_raws = _decode_parquet_rows(batch, id_field=id_field, text_field=text_field,
                                              max_record_bytes=max_record_bytes)
@@ -149,6 +146,42 @@ def _plain_values(col: pa.Array) -> pa.Array:
     """`col` without dictionary encoding (its strings were checked for UTF-8 by
     `_strings_as_bytes_where_invalid`)."""
     return col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    """`t` with every view type (string, binary, list views; nested ones too) as its large non-view type:
+    Arrow has no take kernel for views, and the values and their JSON are the same."""
+    if pa.types.is_string_view(t):
+        return pa.large_string()
+    if pa.types.is_binary_view(t):
+        return pa.large_binary()
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t) or pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_plain_type(f.type)) for f in t])
+    return t
+
+
+def _without_views(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with its view-typed columns cast to their non-view types (`_plain_type`), so that rows can be
+    taken from it."""
+    plain = [_plain_type(f.type) for f in batch.schema]
+    if all(t == f.type for t, f in zip(plain, batch.schema, strict=True)):
+        return batch
+    return pa.RecordBatch.from_arrays([col if col.type == t else _as_plain(col, t) for col, t in
+                                       zip(batch.columns, plain, strict=True)], names=batch.schema.names)
+
+
+def _as_plain(col: pa.Array, plain: pa.DataType) -> pa.Array:
+    # a cast from a list view drops values (pyarrow 26 gives [["x"], [], []] for [["x"], [], ["y", "z"]]): such
+    # columns (rare) are rebuilt from their values; string and binary views cast exactly
+    if "list_view" in str(col.type):
+        return pa.array(col.to_pylist(), plain)
+    return col.cast(plain)
 
 
 def _is_string(t: pa.DataType) -> bool:
