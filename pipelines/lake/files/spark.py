@@ -120,15 +120,24 @@ def read_table_files(spark: SparkSession, table: Table, snapshot_id: int | None 
     return read_units_df(spark, table_units(table, snapshot_id), schema, lake.table_s3(table), tasks)
 
 
+def write_partition(batches: Iterator[pa.RecordBatch], directory: str, schema: pa.Schema, prefix: str,
+                    s3: S3Options | None) -> tuple[str, pa.Table] | None:
+    """Inside a task: a partition's rows (in `schema`) as one data file under `directory`; its path and rows,
+    or None for an empty partition (no file)."""
+    pieces = [b for b in batches if b.num_rows]
+    if not pieces:
+        return None
+    table = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
+    path = lake.write_data_file(directory, table, prefix=prefix, s3=s3)
+    return None if path is None else (path, table)
+
+
 def _write_partitions(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None
                       ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        pieces = [b for b in batches if b.num_rows]
-        if not pieces:
-            return
-        table = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
-        path = lake.write_data_file(directory, table, prefix=prefix, s3=s3)
-        yield pa.RecordBatch.from_pydict({"path": [path], "rows": [table.num_rows]})
+        written = write_partition(batches, directory, schema, prefix, s3)
+        if written is not None:
+            yield pa.RecordBatch.from_pydict({"path": [written[0]], "rows": [written[1].num_rows]})
 
     return write
 

@@ -32,7 +32,7 @@ from pipelines import lake
 from pipelines.config import Config, CurateConfig
 from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
-from pipelines.lake.files.spark import materialize
+from pipelines.lake.files.spark import materialize, write_partition
 from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
 from pipelines.lake.summary import (
     CLEAN_LINK,
@@ -454,11 +454,10 @@ def _decisions_writer(directory: str, schema: pa.Schema, prefix: str, s3: S3Opti
     reason), one output row per pair (all naming the file)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        pieces = [b for b in batches if b.num_rows]
-        if not pieces:
+        written = write_partition(batches, directory, schema, prefix, s3)
+        if written is None:
             return
-        rows = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
-        path = lake.write_data_file(directory, rows, prefix=prefix, s3=s3)
+        path, rows = written
         groups = rows.group_by(["decision", "reason"], use_threads=False).aggregate([([], "count_all")])
         yield from pa.table({"path": [path] * groups.num_rows, "decision": groups["decision"],
                              "reason": groups["reason"], "n": groups["count_all"]}).to_batches()
