@@ -84,3 +84,16 @@ def kept_members(labels: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     kept = np.empty(n, dtype=np.int64)
     kept[order] = first
     return kept
+
+
+def require_unique_sorted(ids: pa.Array | pa.ChunkedArray) -> None:
+    """ValueError when sorted doc_ids `ids` repeat one (neighbours equal)."""
+    if len(ids) > 1 and pc.any(pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py():
+        raise ValueError("doc_id values must be unique; the input repeats at least one")
+
+
+def first_of_codes(codes: np.ndarray) -> np.ndarray:
+    """For each row, the first row with the same code (`codes`: dictionary indices): the cluster label."""
+    first = np.full(int(codes.max()) + 1 if len(codes) else 0, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    return first[codes]

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from dedup.components import star_edges
 from dedup.config import DedupConfig
 from dedup.incremental import signature_matrix
-from dedup.keep import keep_ranks, kept_members, parse_keep_rule
+from dedup.keep import first_of_codes, keep_ranks, kept_members, parse_keep_rule, require_unique_sorted
 from dedup.lsh import band_keys, resolve_bands
 from dedup.minhash import EMPTY, is_empty, minhash_signatures, signature_jaccard
 from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
@@ -60,9 +60,7 @@ def _sorted_by_doc_id(meta: pa.Table) -> tuple[pa.Table, np.ndarray]:
         raise ValueError(f"doc_id has {meta['doc_id'].null_count} null values")
     order = pc.sort_indices(meta, sort_keys=[("doc_id", "ascending")]).to_numpy()
     meta = meta.take(order)
-    ids = meta["doc_id"]
-    if len(ids) > 1 and pc.any(pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py():
-        raise ValueError("doc_id values must be unique; the input repeats at least one")
+    require_unique_sorted(meta["doc_id"])
     return meta, order
 
 
@@ -79,9 +77,7 @@ def exact_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, keep
         return RESULT_SCHEMA.empty_table()
     meta, _ = _sorted_by_doc_id(pa.concat_tables(parts))
     codes = pc.dictionary_encode(meta["exact_hash"].combine_chunks()).indices.to_numpy()
-    first = np.full(int(codes.max()) + 1 if len(codes) else 0, len(codes), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(codes)))
-    return _removed_exact(meta, first[codes], rule)
+    return _removed_exact(meta, first_of_codes(codes), rule)
 
 
 def signature_columns(texts: pa.Array | pa.ChunkedArray, cfg: DedupConfig) -> tuple[pa.Array, pa.Array]:

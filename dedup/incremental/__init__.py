@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from dedup.components import star_edges
 from dedup.config import DedupConfig
-from dedup.keep import keep_ranks, kept_members, parse_keep_rule
+from dedup.keep import keep_ranks, kept_members, parse_keep_rule, require_unique_sorted
 from dedup.lsh import band_keys, resolve_bands
 from dedup.minhash import is_empty, signature_jaccard
 from dedup.resolve import RESULT_SCHEMA, removed_rows, resolve_near
@@ -158,8 +158,7 @@ def near_duplicates_against_index_local(
     ids = pa.concat_arrays([new_ids, old_ids])
     order = pc.sort_indices(ids).to_numpy()
     ids = ids.take(order)
-    if len(ids) > 1 and pc.any(pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))).as_py():
-        raise ValueError("doc_id values must be unique; the input repeats at least one")
+    require_unique_sorted(ids)
     sig = np.concatenate([new_sig, old_sig])[order]
     keys = np.concatenate([band_keys(new_sig, bands, rows), old_keys])[order]
     is_old = (order >= len(new_ids))

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from dedup.config import DedupConfig
 from dedup.incremental import kept_against_index, near_duplicates_against_index_local
-from dedup.keep import keep_ranks, parse_keep_rule
+from dedup.keep import first_of_codes, keep_ranks, parse_keep_rule, require_unique_sorted
 from dedup.local import DUPLICATE_SCHEMA, STAT_NAMES, combine_local, component_stats
 from dedup.resolve import RESULT_SCHEMA
 
@@ -26,9 +26,7 @@ __all__ = ["band_hits", "duplicates_against_index_local", "exact_duplicates_agai
 def _unique_sorted(ids: pa.Array) -> np.ndarray:
     """The order that sorts `ids` (strings); ValueError when a doc_id repeats."""
     order = pc.sort_indices(ids).to_numpy()
-    ordered = ids.take(pa.array(order))
-    if len(ordered) > 1 and pc.any(pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))).as_py():
-        raise ValueError("doc_id values must be unique; the input repeats at least one")
+    require_unique_sorted(ids.take(pa.array(order)))
     return order
 
 
@@ -55,9 +53,7 @@ def exact_duplicates_against_index_local(new: pa.Table, old: pa.Table, *, keep: 
     hashes = pa.concat_arrays([hashed["exact_hash"].combine_chunks().cast(pa.string()),
                               old["exact_hash"].combine_chunks().cast(pa.string())]).take(pa.array(order))
     codes = pc.dictionary_encode(hashes).indices.to_numpy()
-    first = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(len(codes)))
-    labels = first[codes]  # each row's cluster: its smallest doc_id
+    labels = first_of_codes(codes)  # each row's cluster: its smallest doc_id
     new_pos = np.nonzero(~is_old)[0]
     ranks = np.arange(len(ids), dtype=np.int64) + len(ids)  # old rows by doc_id, after every new row
     ranks[new_pos] = keep_ranks(hashed.take(pa.array(order[new_pos])), rule)
