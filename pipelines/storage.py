@@ -16,6 +16,7 @@ Importing this module imports neither pyarrow.fs nor boto3 (nor Spark, pyiceberg
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 from collections.abc import Mapping
@@ -28,6 +29,8 @@ from pipelines.errors import MissingDependencyError, StorageError
 
 if TYPE_CHECKING:
     from pyarrow import fs as pafs
+
+log = logging.getLogger(__name__)
 
 S3_SCHEMES = ("s3", "s3a", "s3n")
 DEFAULT_REGION = "us-east-1"
@@ -171,6 +174,31 @@ def filesystem(uri: str | os.PathLike[str], options: S3Options | None = None) ->
         opts = options or S3Options()
         return pafs.S3FileSystem(**_fs_kwargs(opts)), norm.removeprefix("s3://")
     return pafs.LocalFileSystem(), norm.removeprefix("file://")
+
+
+def delete_tree(uri: str, options: S3Options | None = None) -> None:
+    """Delete a folder (local) or every object under a prefix (S3); a missing one is fine.
+
+    On S3, pyarrow leaves an empty marker object for the parent "folder" so that it still seems to exist
+    (``prefix/``). That marker alone is deleted afterwards, by its exact key, and only when it is an empty
+    object: objects under the parent (another run's folder, say) are never touched."""
+    fs, path = filesystem(uri, options)
+    try:
+        fs.delete_dir(path)
+    except FileNotFoundError:
+        return
+    if not normalize_uri(uri).startswith("s3://"):
+        return
+    bucket, key = split_s3(uri)
+    parent = key.rpartition("/")[0]
+    if not parent:
+        return
+    try:
+        client = s3_client(options)
+        if client.head_object(Bucket=bucket, Key=f"{parent}/").get("ContentLength", 0) == 0:
+            client.delete_object(Bucket=bucket, Key=f"{parent}/")
+    except Exception as exc:  # noqa: BLE001 - no marker, or not allowed: an empty marker is harmless
+        log.debug("left the folder marker s3://%s/%s/: %s", bucket, parent, exc)
 
 
 def _fs_kwargs(options: S3Options) -> dict[str, Any]:

@@ -44,11 +44,9 @@ def _fs(uri: str, s3: S3Options | None) -> tuple[pafs.FileSystem, str]:
 
 def remove_folder(uri: str, s3: S3Options | None = None) -> None:
     """Delete a folder (local) or every object under a prefix (S3); a missing one is fine."""
-    fs, path = _fs(uri, s3)
-    try:
-        fs.delete_dir(path)
-    except FileNotFoundError:
-        pass
+    from pipelines.storage import delete_tree
+
+    delete_tree(uri, s3)
 
 
 def subfolders(uri: str, s3: S3Options | None = None) -> list[str]:

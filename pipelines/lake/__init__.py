@@ -28,7 +28,7 @@ from pyiceberg.table import Table
 from pyiceberg.types import ListType, NestedField, StructType
 
 from pipelines.lake import summary as summary_keys
-from pipelines.storage import S3Options, filesystem, local_path
+from pipelines.storage import S3Options, delete_tree, filesystem, local_path
 from schemas import TABLES, TableDef
 
 if TYPE_CHECKING:
@@ -168,12 +168,10 @@ def scratch_s3(uri: str) -> S3Options | None:
 
 def remove_tree(uri: str) -> None:
     """Delete a folder (local) or every object under a prefix (S3); a missing one is fine, a failure is logged."""
-    fs, path = filesystem(uri, scratch_s3(uri))
+    options = scratch_s3(uri)
     _scratch_s3.pop(uri, None)
     try:
-        fs.delete_dir(path)
-    except FileNotFoundError:
-        pass
+        delete_tree(uri, options)
     except OSError as exc:
         log.warning("could not remove scratch data %s: %s", uri, exc)
 
