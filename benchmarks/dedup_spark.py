@@ -171,8 +171,8 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
                                     schema=docs.mapInArrow(signed, schema).schema)
         stats: dict[str, int] = {}
         # the removed rows brought to the driver (a count would add an aggregation job of its own)
-        removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats,
-                                 size=tuple(counter.value), reader=steps.driver_reader("curated")).collect())  # type: ignore[arg-type]
+        removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
+                                 size=tuple(counter.value), reader=steps.reader("curated")).collect())  # type: ignore[arg-type]
     return removed, stats
 
 

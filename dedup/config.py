@@ -57,14 +57,23 @@ class DedupConfig(BaseModel):
         "union-find on the driver (about 100 bytes per edge), saving the distributed rounds' jobs and "
         "checkpoints; larger graphs, or 0, use the distributed rounds. Same result either way",
     )
-    single_task_max_bytes: int | None = Field(
-        default=None, ge=0,
-        description="Spark: the most the driver plan may collect. An input whose dedup columns (signature, band "
+    driver_max_bytes: int = Field(
+        default=64 << 20, ge=0,
+        description="Spark: the most the driver plan may hold. An input whose dedup columns (signature, band "
         "keys and 128 bytes per document, plus the texts it needs: see dedup.spark.driver_plan_bytes) fit is "
-        "deduplicated on the driver by the local engine's code: one job (two when verify='shingles' fetches the "
-        "candidates' texts), no shuffle, no component rounds, no persisted step past the filters. Unset: Spark's "
-        "spark.driver.maxResultSize (default 1g), which also caps any value; 0: always the distributed plan. "
-        "Same decisions either way. The driver's Python process needs about twice the collected bytes",
+        "deduplicated on the driver by the local engine's code, with no job of its own when curate's persisted "
+        "step is read there (a small input such as the sample). A fixed bound, so the driver's memory does not "
+        "grow with the corpus; capped by single_task_max_bytes and spark.driver.maxResultSize; 0: never",
+    )
+    single_task_max_bytes: int = Field(
+        default=1 << 30, ge=0,
+        description="Spark: the most the one-task plan may hold (the executor task's budget, same estimate as "
+        "driver_max_bytes; texts the task reads itself count only for the candidates). An input above "
+        "driver_max_bytes that fits is deduplicated by the local engine's code inside ONE task on an executor: "
+        "one job, no shuffle, no component rounds; larger inputs take the distributed plan. The task's Python "
+        "worker needs several times these bytes (docs/dedup.md: measured ratio); 0: always the distributed "
+        "plan. Incremental curate's small-batch plan uses it too, capped by spark.driver.maxResultSize. Same "
+        "decisions either way",
     )
     incremental: bool | None = Field(
         default=None,

@@ -1,9 +1,18 @@
 """Spark adapter of the dedup engine: exact and MinHash-LSH near duplicates of a DataFrame.
 
 `duplicates` is what the curate stage calls: exact then near duplicates, each row naming a kept document.
-An input small enough for one task (cfg.single_task_max_bytes) is deduplicated by the local engine's own
-code (`dedup.local.duplicates_local`) inside ONE Spark task: one job, no shuffle, no component rounds.
-Larger inputs take the distributed plan; both give the same rows, for any partitioning.
+It picks one of three plans by what the local engine would hold for the input (`driver_plan_bytes`):
+
+- up to `cfg.driver_max_bytes` (default 64 MiB, a fixed bound, at most spark.driver.maxResultSize): the
+  **driver plan**, the local engine's own code (`dedup.local.duplicates_local`) on the driver, its columns
+  read there (no job) or collected: no extra job for a small input such as the sample;
+- up to `cfg.single_task_max_bytes` (the executor task's budget): the **one-task plan**
+  (dedup/onetask/spark.py), the same code inside ONE Spark task on an executor, which reads its input
+  itself (or gets it by one shuffle) and whose rows are a persisted step: one job, no component rounds,
+  and the driver's memory does not grow with the corpus;
+- beyond: the **distributed plan** below.
+
+All three give the same rows, for any partitioning.
 
 The distributed functions return DataFrame(doc_id, cluster_id, kept_doc_id, similarity, verified_by) with
 one row per *removed* document; cluster_id is the final cluster's smallest doc_id and kept_doc_id its
@@ -37,6 +46,8 @@ from dedup.keep import parse_keep_rule
 from dedup.local import DUPLICATE_SCHEMA, TextFetch, component_stats, duplicates_local, signature_columns
 from dedup.lsh import resolve_bands
 from dedup.minhash import signature_jaccard
+from dedup.onetask.spark import STEP as ONE_TASK_STEP
+from dedup.onetask.spark import OverBudget, duplicates_in_one_task, read_texts
 from dedup.resolve.spark import RESULT_DDL, resolve_candidate_graph
 from dedup.steps.spark import ColumnReader, Steps, checkpoint
 
@@ -51,7 +62,6 @@ SIGNATURE_ARROW = pa.schema(
 # per document the driver plan collects besides its signature and band keys: doc_id, exact hash, keep-rule
 # values, Arrow offsets and validity (an allowance; see `driver_plan_bytes`)
 _ROW_BYTES = 128
-_UNLIMITED_RESULT_BUDGET = 1 << 30
 
 
 def _keep_order(df: DataFrame, keep: list[str]) -> Column:
@@ -204,11 +214,17 @@ def count_input(counter: Accumulator, texts: pa.Array | pa.ChunkedArray) -> None
 
 
 def driver_budget(spark: SparkSession, cfg: DedupConfig) -> int:
-    """Bytes the driver plan may collect: cfg.single_task_max_bytes, at most Spark's `spark.driver.maxResultSize`
-    (default 1g: an action collecting more fails), which is also the default (1 GiB where it is unlimited)."""
-    limit = _jvm_bytes(spark.conf.get("spark.driver.maxResultSize", "1g") or "1g")  # 0: unlimited
-    if cfg.single_task_max_bytes is None:
-        return limit or _UNLIMITED_RESULT_BUDGET
+    """Bytes the driver plan may collect: cfg.driver_max_bytes, at most cfg.single_task_max_bytes and Spark's
+    `spark.driver.maxResultSize` (default 1g: an action collecting more fails; 0: unlimited)."""
+    limit = _jvm_bytes(spark.conf.get("spark.driver.maxResultSize", "1g") or "1g")
+    budget = min(cfg.driver_max_bytes, cfg.single_task_max_bytes)
+    return min(budget, limit) if limit else budget
+
+
+def batch_budget(spark: SparkSession, cfg: DedupConfig) -> int:
+    """Bytes incremental curate's small-batch plan may collect to the driver (`fits_one_task`; bounded by the
+    batch, not the corpus): cfg.single_task_max_bytes, at most Spark's `spark.driver.maxResultSize`."""
+    limit = _jvm_bytes(spark.conf.get("spark.driver.maxResultSize", "1g") or "1g")
     return min(cfg.single_task_max_bytes, limit) if limit else cfg.single_task_max_bytes
 
 
@@ -229,41 +245,54 @@ def driver_plan_bytes(cfg: DedupConfig, documents: int, text_bytes: int, *, text
     return documents * (_ROW_BYTES + 4 * cfg.num_perm + 8 * bands) + (text_bytes if texts else 0)
 
 
-def _plan(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None) -> tuple[str, int]:
-    """(plan, budget) of `duplicates` on `df`. Plans: 'driver-texts' (the driver plan collecting the texts
-    it needs with the rest: verify='shingles' or no precomputed signatures), 'driver' (the driver plan
+def _input_size(df: DataFrame, size: tuple[int, int] | None) -> tuple[int, int]:
+    """(documents, text bytes) of `df`: `size` when the caller counted them, else one small job counts."""
+    if size is not None:
+        return size
+    text_bytes = F.sum(F.octet_length("text")) if "text" in df.columns else F.lit(0)
+    row = df.agg(F.count(F.lit(1)).alias("n"), text_bytes.alias("text_bytes")).collect()[0]
+    return int(row["n"]), int(row["text_bytes"] or 0)
+
+
+def choose_plan(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None, *, readable: bool = False) -> tuple[str, int]:
+    """(plan, driver budget) of `duplicates` on `df`. Plans: 'driver-texts' (the driver plan collecting the
+    texts it needs with the rest: verify='shingles' or no precomputed signatures), 'driver' (the driver plan
     without texts: verify='shingles' then fetches the candidates' texts once known, when all texts would
-    not fit), 'distributed'."""
+    not fit), 'one-task' (within cfg.single_task_max_bytes: counting the texts it needs, except with
+    precomputed signatures and `readable`, the task reading the candidates' texts itself), 'distributed'."""
     budget = driver_budget(df.sparkSession, cfg)
     if cfg.single_task_max_bytes == 0:
         return "distributed", budget
-    if size is None:
-        text_bytes = F.sum(F.octet_length("text")) if "text" in df.columns else F.lit(0)
-        row = df.agg(F.count(F.lit(1)).alias("n"), text_bytes.alias("text_bytes")).collect()[0]
-        size = (int(row["n"]), int(row["text_bytes"] or 0))
+    size = _input_size(df, size)
     signed = "signature" in df.columns
     texts_needed = cfg.near and (not signed or cfg.verify == "shingles")
-    if driver_plan_bytes(cfg, *size, texts=texts_needed) <= budget:
+    full = driver_plan_bytes(cfg, *size, texts=texts_needed)
+    lean = driver_plan_bytes(cfg, *size, texts=False)
+    if full <= budget:
         plan = "driver-texts" if texts_needed else "driver"
-    elif signed and driver_plan_bytes(cfg, *size, texts=False) <= budget:
-        plan = "driver"  # the candidates' texts are counted once they are known (_fetch_texts)
+    elif signed and lean <= budget:
+        plan = "driver"  # the candidates' texts are counted once they are known (read_texts)
+    elif (lean if signed and readable else full) <= cfg.single_task_max_bytes:
+        plan = "one-task"
     else:
         plan = "distributed"
-    log.info("dedup input: %d documents, %.1f MB of text; driver plan %.1f MB with texts, %.1f MB without "
-             "(budget %d): %s", size[0], size[1] / 1e6, driver_plan_bytes(cfg, *size, texts=True) / 1e6,
-             driver_plan_bytes(cfg, *size, texts=False) / 1e6, budget, plan)
+    log.info("dedup input: %d documents, %.1f MB of text; the local engine holds %.1f MB with texts, %.1f MB "
+             "without (driver plan up to %d, one task up to %d): %s plan", size[0], size[1] / 1e6, full / 1e6,
+             lean / 1e6, budget, cfg.single_task_max_bytes, plan)
     return plan, budget
 
 
 def fits_one_task(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None = None) -> bool:
-    """Whether `duplicates` deduplicates `df` on the driver (see `_plan`): what the driver collects (see
-    `driver_plan_bytes`) is at most `driver_budget`. `size` = (documents, text bytes) of `df` when the caller
-    counted them (`input_size_counter`), else one small job counts."""
-    return _plan(df, cfg, size)[0] != "distributed"
-
-
-class _OverBudget(Exception):
-    """The candidates' texts would take the driver plan past its budget."""
+    """Whether incremental curate decides the batch `df` on the driver: what the driver collects (see
+    `driver_plan_bytes`, texts counted as `choose_plan` does) is at most `batch_budget`. `size` = (documents, text
+    bytes) of `df` when the caller counted them (`input_size_counter`), else one small job counts."""
+    if cfg.single_task_max_bytes == 0:
+        return False
+    size = _input_size(df, size)
+    lean = driver_plan_bytes(cfg, *size, texts=False)
+    full = driver_plan_bytes(cfg, *size, texts=cfg.near and ("signature" not in df.columns or cfg.verify == "shingles"))
+    return ("signature" in df.columns and lean <= batch_budget(df.sparkSession, cfg)) or \
+        full <= batch_budget(df.sparkSession, cfg)
 
 
 def _fetch_texts(df: DataFrame, lengths: pa.Table, room: int) -> TextFetch:
@@ -275,7 +304,7 @@ def _fetch_texts(df: DataFrame, lengths: pa.Table, room: int) -> TextFetch:
         at = pc.index_in(ids, value_set=known)
         need = int(pc.sum(lengths["text_bytes"].take(at)).as_py() or 0)
         if need > room:
-            raise _OverBudget(f"{len(ids)} candidates' texts take {need} bytes, {room} are left")
+            raise OverBudget(f"{len(ids)} candidates' texts take {need} bytes, {room} are left")
         wanted = df.sparkSession.createDataFrame(pa.table({"doc_id": ids}))
         got = df.select("doc_id", "text").join(F.broadcast(wanted), "doc_id", "left_semi").toArrow()
         return got["text"].combine_chunks().take(pc.index_in(ids, value_set=got["doc_id"].combine_chunks()))
@@ -283,21 +312,13 @@ def _fetch_texts(df: DataFrame, lengths: pa.Table, room: int) -> TextFetch:
     return fetch
 
 
-def _fetch_read_texts(reader: ColumnReader, room: int) -> TextFetch:
-    """A TextFetch reading the texts of the given doc_ids with `reader` on the driver, batch by batch, while
-    their bytes stay within `room`."""
-    def fetch(ids: pa.Array) -> pa.Array:
-        got, used = [], 0
-        batches = reader(["doc_id", "text"], ids)
-        for batch in batches:
-            used += batch.nbytes
-            if used > room:
-                raise _OverBudget(f"{len(ids)} candidates' texts take over {room} bytes, what is left")
-            got.append(batch)
-        table = pa.Table.from_batches(got, schema=batches.schema)
-        return table["text"].combine_chunks().take(pc.index_in(ids, value_set=table["doc_id"].combine_chunks()))
-
-    return fetch
+def _local_columns(df: DataFrame, cfg: DedupConfig, *, texts: bool) -> list[str]:
+    """The columns of `df` the local engine reads: doc_id, exact_hash, the keep-rule columns, the signatures
+    when `df` has them, and text when `texts` or when near dedup has no signatures."""
+    keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
+    signed = "signature" in df.columns
+    extra = (["text"] if texts or (cfg.near and not signed) else []) + (["signature", "band_keys"] if signed else [])
+    return list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *extra]))
 
 
 def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int] | None, *, texts: bool,
@@ -306,15 +327,12 @@ def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int]
     on the driver by `reader`, no job), then `duplicates_local` on the driver; with `texts` false only the
     candidates' texts are read (a second job, or `reader` again), when they fit the rest of `budget` (else
     None: the caller takes the distributed plan)."""
-    keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
-    signed = "signature" in df.columns
-    extra = (["text"] if texts or (cfg.near and not signed) else []) + (["signature", "band_keys"] if signed else [])
-    cols = list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *extra]))
+    cols = _local_columns(df, cfg, texts=texts)
     fetch = None
     fetch_texts = cfg.near and cfg.verify == "shingles" and "text" not in cols
     if reader is not None:
         table = reader(cols, None).read_all()
-        fetch = _fetch_read_texts(reader, budget - table.nbytes) if fetch_texts else None
+        fetch = read_texts(reader, budget - table.nbytes) if fetch_texts else None
     elif fetch_texts:
         table = df.select(*cols, F.octet_length("text").alias("text_bytes")).toArrow()
         fetch = _fetch_texts(df, table.select(["doc_id", "text_bytes"]), budget - table.nbytes)
@@ -322,7 +340,7 @@ def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int]
         table = df.select(*cols).toArrow()
     try:
         out = duplicates_local(table, cfg=cfg, texts=fetch)
-    except _OverBudget as exc:
+    except OverBudget as exc:
         log.info("dedup: the driver plan leaves for the distributed plan: %s", exc)
         return None
     if stats is not None:
@@ -368,19 +386,33 @@ def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = 
 
     Input: doc_id (unique), exact_hash, the keep-rule columns, text, and optionally signature/band_keys
     (see `signatures`). Near dedup sees the documents exact dedup kept; exact removals are re-pointed as
-    `combine_duplicates` says. An input that `fits_one_task` is deduplicated on the driver by the local
-    engine's code, its columns collected by a Spark job or, with `reader` (a ColumnReader of the same rows,
-    e.g. `Steps.driver_reader` of the persisted step `df` reads), read on the driver without one; otherwise
-    exact dedup by a group-by and near dedup by `near_duplicates` (with persisted `steps`). Both give the
-    same rows. `stats` receives near dedup's component report and `dedup_one_task` (1 for the driver plan,
-    0 for the distributed one); `size` as in `fits_one_task`.
+    `combine_duplicates` says. The plan (module docstring, `choose_plan`): the driver plan for a small input, its
+    columns collected by a Spark job or, with `reader` (a ColumnReader of the same rows, e.g. `Steps.reader`
+    of the persisted step `df` reads), read on the driver without one; the one-task plan up to
+    cfg.single_task_max_bytes, `reader` shipped to the task (its rows the persisted step 'duplicates' of
+    `steps`, reused by a re-run); otherwise exact dedup by a group-by and near dedup by `near_duplicates`
+    (with persisted `steps`). All give the same rows. `stats` receives near dedup's component report,
+    `dedup_one_task` (1 when the local engine's code ran: the driver or the one-task plan, 0 for the
+    distributed one) and `dedup_on_driver` (1 for the driver plan); `size` = (documents, text bytes) of `df`
+    when the caller counted them (`input_size_counter`), else one small job counts.
     """
-    plan, budget = _plan(df, cfg, size)
+    if steps is not None and steps.done(ONE_TASK_STEP):
+        plan, budget = "one-task", 0  # a re-run after the one task's rows were persisted: no sizing job
+    else:
+        plan, budget = choose_plan(df, cfg, size, readable=reader is not None)
     result = None
-    if plan != "distributed":  # a bad keep rule fails there as in the local engine, without a schema lookup
+    if plan in ("driver-texts", "driver"):  # a bad keep rule fails there as in the local engine
         result = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget, reader=reader)
-    if stats is not None:
-        stats["dedup_one_task"] = int(result is not None)  # which plan ran, in the curate metrics
+    elif plan == "one-task":
+        _keep_order(df, cfg.keep)  # a bad keep rule fails here, not in the task
+        texts = reader is None and cfg.near and cfg.verify == "shingles"  # else the task reads the candidates'
+        result, report = duplicates_in_one_task(df, cfg, _local_columns(df, cfg, texts=texts),
+                                                steps=steps, reader=reader)
+        if stats is not None:
+            stats.update(report)
+    if stats is not None:  # which plan ran, in the curate metrics
+        stats["dedup_one_task"] = int(result is not None)
+        stats["dedup_on_driver"] = int(result is not None and plan != "one-task")
     if result is not None:
         return result
     _keep_order(df, cfg.keep)

@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKER = "_SUCCESS"
-# (columns, only these doc_ids or None) -> the rows with those columns, batch by batch: a reader on the driver
+# (columns, only these doc_ids or None) -> the rows with those columns, batch by batch (e.g. a StepReader)
 ColumnReader = Callable[[list[str], "pa.Array | None"], pa.RecordBatchReader]
 ArrowMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -40,6 +41,32 @@ def _fs(uri: str, s3: S3Options | None) -> tuple[pafs.FileSystem, str]:
     from pipelines.storage import filesystem
 
     return filesystem(uri, s3)
+
+
+@dataclass(frozen=True)
+class StepReader:
+    """A ColumnReader of a complete step's rows matching `where`, read with pyarrow (column projection,
+    multi-threaded, no Spark job) wherever it is called: a plain picklable value (the step's file URIs, their
+    schema, the filter and the S3 settings), so it works on the driver and inside a task alike."""
+
+    files: tuple[str, ...]
+    schema: pa.Schema
+    where: pc.Expression | None = None
+    s3: S3Options | None = None
+
+    def __call__(self, columns: list[str], doc_ids: pa.Array | None = None) -> pa.RecordBatchReader:
+        import pyarrow.dataset as ds
+
+        if not self.files:
+            return pa.RecordBatchReader.from_batches(pa.schema([self.schema.field(c) for c in columns]), [])
+        fs, _ = _fs(self.files[0], self.s3)
+        wanted = self.where
+        if doc_ids is not None:
+            among = pc.field("doc_id").isin(doc_ids)
+            wanted = among if wanted is None else wanted & among
+        dataset = ds.dataset([_fs(f, self.s3)[1] for f in self.files], schema=self.schema, format="parquet",
+                             filesystem=fs)
+        return dataset.scanner(columns=columns, filter=wanted).to_reader()
 
 
 def remove_folder(uri: str, s3: S3Options | None = None) -> None:
@@ -61,7 +88,8 @@ def subfolders(uri: str, s3: S3Options | None = None) -> list[str]:
 class Steps:
     """Persisted steps under one folder URI (local or S3, reached with `s3`); `reused` names the steps a run
     read back instead of computing; `on_done(name)` is called after a step is written (crash tests hook a
-    failpoint there)."""
+    failpoint there). A step may carry `notes` (a small dict of ints its tasks reported, e.g. through an
+    accumulator), kept in its marker so that a re-run reading the step back gets them too."""
 
     def __init__(self, spark: SparkSession, folder: str | None,
                  on_done: Callable[[str], None] | None = None, s3: S3Options | None = None) -> None:
@@ -70,6 +98,7 @@ class Steps:
         self.s3 = s3
         self.reused: list[str] = []
         self._on_done = on_done or (lambda name: None)
+        self._notes: dict[str, dict[str, int]] = {}
 
     def done(self, name: str) -> bool:
         from pyarrow import fs as pafs
@@ -85,25 +114,35 @@ class Steps:
         return f"{self.folder}/{name}"
 
     def materialize(self, name: str, compute: Callable[[], DataFrame], *, transform: ArrowMap | None = None,
-                    schema: StructType | None = None) -> DataFrame:
+                    schema: StructType | None = None,
+                    notes: Callable[[], dict[str, int]] | None = None) -> DataFrame:
         """The step's result: read back when complete, else computed, written and read back. With `transform`
         (a mapInArrow function whose rows have Spark schema `schema`), `compute()` gives its input and each
-        task transforms and writes its rows in one pass to the Python workers."""
+        task transforms and writes its rows in one pass to the Python workers. `notes()`, called once the
+        rows are computed, gives the step's notes (see `notes`)."""
         if self.folder is None:
             df = compute()
             if transform is not None and schema is not None:
                 df = df.mapInArrow(transform, schema)
-            return df.localCheckpoint()
+            df = df.localCheckpoint()
+            self._notes[name] = notes() if notes is not None else {}
+            return df
         if self.done(name):
             log.info("reusing persisted step %s", name)
             self.reused.append(name)
             return self._read(name)
-        self._write(name, compute(), transform, schema)
+        self._write(name, compute(), transform, schema, notes)
         self._on_done(name)
         return self._read(name)
 
+    def notes(self, name: str) -> dict[str, int]:
+        """The notes of a step this run materialized or read back ({} when it had none)."""
+        if name not in self._notes and self.folder is not None and self.done(name):
+            self._notes[name] = self._marker_json(name).get("notes", {})
+        return dict(self._notes.get(name, {}))
+
     def _write(self, name: str, df: DataFrame, transform: ArrowMap | None = None,
-               schema: StructType | None = None) -> None:
+               schema: StructType | None = None, notes: Callable[[], dict[str, int]] | None = None) -> None:
         from pipelines.lake.files.spark import write_files
 
         folder = self.path(name)
@@ -112,7 +151,9 @@ class Steps:
                                 timezone="UTC", prefers_large_types=False)
         files, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform)
         schema_bytes = arrow.serialize().to_pybytes()
-        marker = json.dumps({"files": files, "schema": base64.b64encode(schema_bytes).decode()})
+        self._notes[name] = notes() if notes is not None else {}
+        marker = json.dumps({"files": files, "schema": base64.b64encode(schema_bytes).decode(),
+                             "notes": self._notes[name]})
         fs, path = _fs(folder, self.s3)
         fs.create_dir(path, recursive=True)
         if folder.startswith("s3://"):  # an S3 PUT is atomic: the marker is whole or absent
@@ -123,10 +164,13 @@ class Steps:
             out.write(marker.encode())
         fs.move(f"{path}/.{MARKER}.tmp", f"{path}/{MARKER}")  # a rename: atomic on a local disk
 
-    def _marker(self, name: str) -> tuple[list[str], pa.Schema]:
+    def _marker_json(self, name: str) -> dict:  # type: ignore[type-arg]
         fs, path = _fs(self.path(name) + "/" + MARKER, self.s3)
         with fs.open_input_stream(path) as stream:
-            marker = json.loads(stream.read())
+            return dict(json.loads(stream.read()))
+
+    def _marker(self, name: str) -> tuple[list[str], pa.Schema]:
+        marker = self._marker_json(name)
         return marker["files"], pa.ipc.read_schema(pa.py_buffer(base64.b64decode(marker["schema"])))
 
     def _read(self, name: str) -> DataFrame:
@@ -135,26 +179,11 @@ class Steps:
         files, schema = self._marker(name)
         return read_units_df(self.spark, [(f, -1) for f in files], schema, self.s3)
 
-    def driver_reader(self, name: str, where: pc.Expression | None = None) -> ColumnReader:
-        """A ColumnReader of a complete step's rows matching `where`, read on the driver with pyarrow
-        (column projection, multi-threaded, no Spark job): for a consumer that needs a few columns of a
-        small result on the driver anyway."""
+    def reader(self, name: str, where: pc.Expression | None = None) -> StepReader:
+        """A StepReader of a complete step's rows matching `where`: for a consumer that needs a few columns
+        of the result in one place (the driver, or one task it is shipped to)."""
         files, schema = self._marker(name)
-
-        def read(columns: list[str], doc_ids: pa.Array | None = None) -> pa.RecordBatchReader:
-            import pyarrow.dataset as ds
-
-            if not files:
-                return pa.RecordBatchReader.from_batches(pa.schema([schema.field(c) for c in columns]), [])
-            fs, _ = _fs(files[0], self.s3)
-            wanted = where
-            if doc_ids is not None:
-                among = pc.field("doc_id").isin(doc_ids)
-                wanted = among if wanted is None else wanted & among
-            dataset = ds.dataset([_fs(f, self.s3)[1] for f in files], schema=schema, format="parquet", filesystem=fs)
-            return dataset.scanner(columns=columns, filter=wanted).to_reader()
-
-        return read
+        return StepReader(tuple(files), schema, where, self.s3)
 
     def last_round(self, prefix: str) -> tuple[int, DataFrame] | None:
         """The highest complete round `<prefix>-NNN` and its result, or None."""

@@ -146,29 +146,30 @@ def _with_singles(table: pa.Table) -> pa.Table:
     return pa.concat_tables([table, singles.cast(table.schema)])
 
 
-def _budget(plan: str, table: pa.Table, cfg: DedupConfig) -> int | None:
-    """curate.dedup.single_task_max_bytes that picks `plan` for `table` (precomputed signatures, shingles)."""
+def _budgets(plan: str, table: pa.Table, cfg: DedupConfig) -> dict[str, int]:
+    """curate.dedup budgets that pick `plan` for `table` (precomputed signatures, shingles)."""
     from dedup.spark import driver_plan_bytes
 
     n, text = table.num_rows, sum(len(t.encode()) for t in table["text"].to_pylist())
     lean = driver_plan_bytes(cfg, n, text, texts=False)
-    return {"driver-texts": None, "distributed": 0,
+    return {"driver-texts": {}, "distributed": {"single_task_max_bytes": 0}, "one-task": {"driver_max_bytes": 0},
             # all texts do not fit, the candidates' texts (under half of them here) do: fetched by a second job
-            "driver": lean + text // 2,
+            "driver": {"driver_max_bytes": lean + text // 2},
             # the candidates' texts do not fit either: the driver plan hands over to the distributed plan
-            "driver-too-small": lean + 64}[plan]
+            "driver-too-small": {"driver_max_bytes": lean + 64, "single_task_max_bytes": lean + 64}}[plan]
 
 
 @pytest.mark.parametrize(("plan", "precomputed"), [
-    ("driver-texts", True), ("distributed", True), ("driver-texts", False), ("driver", True),
-    pytest.param("driver-too-small", True, marks=pytest.mark.slow)])
-def test_duplicates_on_driver_equal_distributed_and_local(spark, tmp_path, plan, precomputed) -> None:  # type: ignore[no-untyped-def]
+    ("driver-texts", True), ("distributed", True), ("driver-texts", False), ("driver", True), ("one-task", True),
+    ("one-task", False), pytest.param("driver-too-small", True, marks=pytest.mark.slow)])
+def test_duplicates_plans_equal_each_other_and_local(spark, tmp_path, plan, precomputed) -> None:  # type: ignore[no-untyped-def]
     # the curate stage's entry point: exact then near, exact removals re-pointed to the document kept instead;
     # on the driver (the local engine's code; every text collected at once, or only the candidates' texts
-    # fetched afterwards) or the distributed plan, 1 or 5 partitions: same rows
+    # fetched afterwards), in one task on an executor (the same code) or the distributed plan, 1 or 5
+    # partitions: same rows
     table = _with_singles(_chains())
     cfg = DedupConfig()
-    cfg = cfg.model_copy(update={"single_task_max_bytes": _budget(plan, table, cfg)})
+    cfg = cfg.model_copy(update=_budgets(plan, table, cfg))
     table = _with_signatures(table, cfg) if precomputed else table
     expected = duplicates_local(table, cfg=cfg)
     want = sorted(zip(*(expected[c].to_pylist() for c in expected.column_names), strict=True))
@@ -179,26 +180,68 @@ def test_duplicates_on_driver_equal_distributed_and_local(spark, tmp_path, plan,
     assert "chain-0-b" in by_id and "chain-0-a" not in by_id and not any(d.startswith("single") for d in by_id)
     assert component_stats(expected) == {"near_largest_component": 4, "near_components_over_max_cluster": 0}
     df = spark.createDataFrame(table.to_pandas())
-    on_driver = plan in ("driver-texts", "driver")
-    for parts in (1, 5):
+    local_code = plan in ("driver-texts", "driver", "one-task")
+    want_stats = {**component_stats(expected), "dedup_one_task": int(local_code),
+                  "dedup_on_driver": int(plan in ("driver-texts", "driver"))}
+    for parts in (1, 5):  # the one-task plan here: the columns moved into its partition by a shuffle
         stats: dict[str, int] = {}
         got = duplicates(df.repartition(parts), cfg=cfg, checkpoint_dir=str(tmp_path / f"cp{parts}"), stats=stats)
         assert sorted(tuple(r) for r in got.collect()) == want
-        assert stats == {**component_stats(expected), "dedup_one_task": int(on_driver)}
-    if on_driver and precomputed:  # the input as a persisted step, its columns read on the driver (curate's way)
+        assert stats == want_stats
+    if local_code and precomputed:
+        # the input as a persisted step (curate's way), its columns read where dedup runs: on the driver, or
+        # by the one task itself (with only the candidates' texts); the one task's rows are a persisted step
+        # that a second run reads back with its component report, deduplicating nothing again
         steps = Steps(spark, str(tmp_path / "steps"))
         persisted = steps.materialize("input", lambda: df.repartition(5))
-        got = duplicates(persisted, cfg=cfg, reader=steps.driver_reader("input"))
-        assert sorted(tuple(r) for r in got.collect()) == want
+        for attempt in range(2 if plan == "one-task" else 1):
+            stats = {}
+            run_steps = Steps(spark, str(tmp_path / "steps"))
+            got = duplicates(persisted, cfg=cfg, stats=stats, steps=run_steps, reader=steps.reader("input"))
+            assert sorted(tuple(r) for r in got.collect()) == want
+            assert stats == want_stats
+            assert run_steps.reused == (["duplicates"] if attempt else [])
+
+
+def test_plan_choice_by_budget(spark) -> None:  # type: ignore[no-untyped-def]
+    # documents of 768 dedup bytes (DedupConfig defaults) and 1,000 text bytes each, signatures precomputed:
+    # the driver plan up to driver_max_bytes, the one-task plan up to single_task_max_bytes, then distributed
+    from dedup.spark import choose_plan, driver_plan_bytes
+
+    cfg = DedupConfig()
+    df = spark.createDataFrame(_with_signatures(_corpus(), cfg).to_pandas())
+    per_doc = driver_plan_bytes(cfg, 1, 0, texts=False)
+    assert per_doc == 768
+    driver_docs, task_docs = (64 << 20) // per_doc, (1 << 30) // per_doc
+
+    def plan(docs: int, *, readable: bool = True, **budgets: int) -> str:
+        return choose_plan(df, cfg.model_copy(update=budgets), (docs, 1000 * docs), readable=readable)[0]
+
+    assert plan(100) == "driver-texts"  # texts and all fit the driver's 64 MiB
+    assert plan(driver_docs // 2) == "driver"  # only without texts: the candidates' texts fetched later
+    assert plan(driver_docs + 1) == "one-task"  # the task reads the candidates' texts itself
+    assert plan(task_docs) == "one-task"
+    assert plan(task_docs + 1) == "distributed"
+    assert plan(task_docs // 2, readable=False) == "distributed"  # all texts moved to the task: too many
+    assert plan(task_docs // 4, readable=False) == "one-task"
+    assert plan(100, driver_max_bytes=0) == "one-task"
+    assert plan(100, single_task_max_bytes=0) == "distributed"
+    # a larger driver budget: still capped by spark.driver.maxResultSize (the session's default, 1g)
+    assert plan(task_docs // 2, driver_max_bytes=1 << 40) == "driver"
+    assert plan(task_docs + 1, driver_max_bytes=1 << 40, single_task_max_bytes=1 << 40) == "one-task"
+    assert plan(200, single_task_max_bytes=100 * per_doc) == "distributed"  # the task's budget caps both
 
 
 def test_driver_budget_is_capped_by_max_result_size(spark) -> None:  # type: ignore[no-untyped-def]
-    from dedup.spark import driver_budget, driver_plan_bytes
+    from dedup.spark import batch_budget, driver_budget, driver_plan_bytes
 
     cap = {"1g": 1 << 30, "512m": 512 << 20}[spark.conf.get("spark.driver.maxResultSize", "1g")]
-    assert driver_budget(spark, DedupConfig()) == cap  # unset: what a Spark action may collect
-    assert driver_budget(spark, DedupConfig(single_task_max_bytes=5)) == 5
-    assert driver_budget(spark, DedupConfig(single_task_max_bytes=1 << 40)) == cap
+    assert driver_budget(spark, DedupConfig()) == 64 << 20  # a fixed bound, whatever the corpus
+    assert driver_budget(spark, DedupConfig(driver_max_bytes=5)) == 5
+    assert driver_budget(spark, DedupConfig(driver_max_bytes=1 << 40, single_task_max_bytes=1 << 41)) == cap
+    assert driver_budget(spark, DedupConfig(single_task_max_bytes=7)) == 7
+    assert batch_budget(spark, DedupConfig()) == min(cap, 1 << 30)  # incremental's small batches
+    assert batch_budget(spark, DedupConfig(single_task_max_bytes=1 << 40)) == cap
     # signature 512 + band keys 16 x 8 + 128 bytes a document, plus the texts when asked for
     assert driver_plan_bytes(DedupConfig(), 10, 1000, texts=False) == 10 * 768
     assert driver_plan_bytes(DedupConfig(), 10, 1000, texts=True) == 10 * 768 + 1000

@@ -114,7 +114,7 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     `curate.dedup.keep` led by the arrival (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake
     keeps the document that arrived first, as the incremental runs did. `stats` receives near dedup's
     component report; `size` (documents, text bytes of `passed`) saves a job when known; `reader` reads the
-    rows of `passed` on the driver (dedup.spark.duplicates).
+    rows of `passed` wherever dedup runs (dedup.spark.duplicates).
     """
     dedup_cfg = cfg.dedup.model_copy(update={"keep": arrival_first(cfg.dedup.keep, ARRIVAL)})
     keep_cols = [k.lstrip("-+") for k in dedup_cfg.keep]
@@ -155,8 +155,9 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
         counter = input_size_counter(spark)
         curated = _filtered(spark, primary, cfg.curate, scratch, steps, counter)
         size = None if "curated" in steps.reused else (counter.value[0], counter.value[1])
-        # dedup on the driver reads the columns it needs of the persisted step there, without a job
-        reader = steps.driver_reader("curated", where=pc.field("reason").is_null())
+        # dedup reads the columns it needs of the persisted step itself: on the driver (small input, no job)
+        # or in its one task (dedup.spark.duplicates)
+        reader = steps.reader("curated", where=pc.field("reason").is_null())
         counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
                                               overwrite=True, size=size, reader=reader)
     finally:
