@@ -30,7 +30,12 @@ def test_s3_warehouse_and_scratch_from_the_lake_config(spark, s3_endpoint: str, 
     assert props["s3.endpoint"] == s3_endpoint  # pyiceberg reads no AWS_ENDPOINT_URL: it must be a property
 
     ingest = run_stage("ingest", cfg, spark)
-    curate = run_stage("curate", cfg, spark)
+    # the one-task plan (no driver plan): the task reads the persisted step's columns from S3 itself
+    one_task = run_stage("curate", cfg.model_copy(update={"curate": cfg.curate.model_copy(update={
+        "dedup": cfg.curate.dedup.model_copy(update={"driver_max_bytes": 0})})}), spark)
+    assert (one_task.counts["dedup_one_task"], one_task.counts["dedup_on_driver"]) == (1, 0)
+    decided_in_task = _decisions(cfg)
+    curate = run_stage("curate", cfg, spark)  # other params: a full rebuild, by the driver plan
 
     catalog = lake.open_catalog(cfg.lake)
     raw = catalog.load_table(("tokenmill", "raw_docs"))
@@ -43,8 +48,12 @@ def test_s3_warehouse_and_scratch_from_the_lake_config(spark, s3_endpoint: str, 
     assert lake.read_table(decisions, ("doc_id",)).num_rows == n_raw == curate.counts["raw_docs"]
     assert curate.counts["kept"] + curate.counts["filtered"] + curate.counts["duplicate"] == n_raw
     assert curate.counts["duplicate"] >= 7  # the corpus plants 3 exact and 4 near duplicates
-    # deduplicated on the driver, which read the persisted step's columns from S3 itself (Steps.driver_reader)
-    assert curate.counts["dedup_one_task"] == 1
+    # deduplicated on the driver, which read the persisted step's columns from S3 itself (Steps.reader):
+    # the same decisions as the one task's
+    assert (curate.counts["dedup_one_task"], curate.counts["dedup_on_driver"]) == (1, 1)
+    assert _decisions(cfg) == decided_in_task
+    assert {k: v for k, v in one_task.counts.items() if k != "dedup_on_driver"} == \
+        {k: v for k, v in curate.counts.items() if k != "dedup_on_driver"}
     assert lake.read_table(clean, ("doc_id",)).num_rows == curate.counts["kept"]
     # the run's scratch (filtered rows, decisions, dedup checkpoints) went to S3 and was removed
     assert cfg.lake.scratch_uri() == "s3://lake-s3/warehouse/_scratch"
@@ -53,6 +62,12 @@ def test_s3_warehouse_and_scratch_from_the_lake_config(spark, s3_endpoint: str, 
 
     left = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     assert [i.path for i in left if i.type == pafs.FileType.File] == []
+
+
+def _decisions(cfg) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
+    table = lake.open_catalog(cfg.lake).load_table(("tokenmill", "doc_decisions"))
+    rows = lake.read_table(table, ("doc_id", "decision", "reason", "kept_doc_id", "similarity", "cluster_size"))
+    return sorted(zip(*(rows[c].to_pylist() for c in rows.column_names), strict=True), key=str)
 
 
 def test_postgresql_catalog_with_an_s3_warehouse(spark, s3_endpoint: str, postgres, tmp_path: Path,
