@@ -56,16 +56,16 @@ def _decisions(cfg: Config) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def reference(spark, tmp_path_factory) -> tuple[Path, list[tuple]]:  # type: ignore[no-untyped-def]
+def reference(spark, tmp_path_factory) -> tuple[Path, list[tuple], dict[str, int]]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("resume")
     src = tmp / "src"
     src.mkdir()
     _corpus(src)
     cfg = _config(tmp, "reference", src)
     run_stage("ingest", cfg, spark)
-    run_stage("curate", cfg, spark)
+    report = run_stage("curate", cfg, spark)
     assert subfolders(steps_root(cfg)) == []  # a committed run cleans up
-    return src, _decisions(cfg)
+    return src, _decisions(cfg), report.counts
 
 
 def _killed_curate(cfg: Config, step: str, tmp: Path) -> None:
@@ -82,12 +82,28 @@ def _killed_curate(cfg: Config, step: str, tmp: Path) -> None:
 
 @pytest.mark.parametrize("step", STEPS)
 def test_curate_killed_after_a_step_resumes_from_it(spark, tmp_path, reference, step) -> None:  # type: ignore[no-untyped-def]
-    src, want = reference
+    src, want, _ = reference
     cfg = _config(tmp_path, "lake", src)
     run_stage("ingest", cfg, spark)
     _killed_curate(cfg, step, tmp_path)
     report = run_stage("curate", cfg, spark)
     assert report.counts["resumed_steps"] == STEPS[step]
+    assert _decisions(cfg) == want
+    assert subfolders(steps_root(cfg)) == []
+
+
+def test_one_task_curate_killed_after_its_step_resumes(spark, tmp_path, reference) -> None:  # type: ignore[no-untyped-def]
+    # the one-task plan (the driver plan off): killed after its persisted `duplicates` step, the re-run reads
+    # back `curated` and `duplicates` (with its component report) and decides as the distributed plan did
+    src, want, counts = reference
+    cfg = load_config(None, [f"lake.root={tmp_path / 'lake'}", f"sources=[{{type: local, path: '{src}'}}]",
+                             "curate.dedup.driver_max_bytes=0"])
+    run_stage("ingest", cfg, spark)
+    _killed_curate(cfg, "duplicates", tmp_path)
+    report = run_stage("curate", cfg, spark)
+    assert report.counts["resumed_steps"] == 2
+    assert (report.counts["dedup_one_task"], report.counts["dedup_on_driver"]) == (1, 0)
+    assert report.counts["near_largest_component"] == counts["near_largest_component"] > 1
     assert _decisions(cfg) == want
     assert subfolders(steps_root(cfg)) == []
 
@@ -138,7 +154,7 @@ def test_curate_with_an_s3_scratch_resumes(spark, s3_endpoint: str, tmp_path, re
     from pipelines.stages.curate.steps import steps_s3
     from pipelines.storage import S3Options, s3_client
 
-    src, want = reference
+    src, want, _ = reference
     s3_client(S3Options(endpoint=s3_endpoint)).create_bucket(Bucket="resume-s3")
     cfg = load_config(None, [f"lake.root={tmp_path / 'lake'}", f"sources=[{{type: local, path: '{src}'}}]",
                              "lake.scratch=s3://resume-s3/scratch", f"lake.s3.endpoint={s3_endpoint}",
