@@ -1,9 +1,10 @@
 """Dedup on Spark `local[N]` against the local (no Spark) engine, side by side in one run: exact then
 MinHash-LSH near dedup the curate stage's way (signatures in a parallel pass, then `dedup.spark.duplicates`:
-on the driver for an input that fits, the distributed plan otherwise) vs `dedup.local.duplicates_local`;
-wall time, and for the corpus the peak memory of the whole process tree (driver JVM + Python workers).
+the driver plan for a small input, the one-task plan up to single_task_max_bytes, the distributed plan
+beyond) vs `dedup.local.duplicates_local`; wall time and the plan taken, and for the corpus the peak RSS of
+the driver's own Python process, of the JVM, of the largest Python worker and of the whole process tree.
 
-    python -m benchmarks.dedup_spark [--cores 2] [--gb 1] [--single-task-max-bytes N]  # the generated corpus
+    python -m benchmarks.dedup_spark [--cores 2] [--gb 1] [--single-task-max-bytes N] [--driver-max-bytes N]
     python -m benchmarks.dedup_spark --sample [--no-distributed]   # the bundled sample, side by side
     python -m benchmarks.dedup_spark --sample --profile   # and where Spark's time goes, job by job
 
@@ -31,23 +32,32 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class TreeRss:
-    """Samples the summed RSS of this process and all its descendants every `every` seconds; keeps the peak."""
+    """Samples RSS every `every` seconds and keeps the peaks: `peak` of this process and all its descendants
+    summed, `driver` of this process alone (the Spark driver's Python), `jvm` of the Java descendants, and
+    `worker` of the largest other descendant (a Python worker: the one-task plan runs in one)."""
 
     def __init__(self, every: float = 0.2) -> None:
-        self.peak = 0
+        self.peak = self.driver = self.jvm = self.worker = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
 
     def _run(self, every: float) -> None:
         me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
+            total = jvm = 0
             for p in [me, *me.children(recursive=True)]:
                 try:
-                    total += p.memory_info().rss
+                    rss, java = p.memory_info().rss, p is not me and "java" in p.name()
                 except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
+                    continue
+                total += rss
+                if p is me:
+                    self.driver = max(self.driver, rss)
+                elif java:
+                    jvm += rss
+                else:
+                    self.worker = max(self.worker, rss)
+            self.peak, self.jvm = max(self.peak, total), max(self.jvm, jvm)
             self._stop.wait(every)
 
     def __enter__(self) -> TreeRss:
@@ -142,8 +152,8 @@ def _spark_session(cores: int, events: str | None):  # type: ignore[no-untyped-d
 def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, dict[str, int]]:  # type: ignore[no-untyped-def]
     """What the curate stage runs after its filters, from text: exact hashes (unless `docs` has them) and
     signatures in one parallel pass (the filter pass computes both), written as the persisted `curated` step
-    (under `checkpoint_dir`, else a temporary folder) and read back, then dedup.spark.duplicates (the driver
-    plan reads the step's files on the driver, as curate does)."""
+    (under `checkpoint_dir`, else a temporary folder) and read back, then dedup.spark.duplicates with the same
+    persisted steps (the driver plan or the one task reads the step's files itself, as in curate)."""
     from dedup.exact import text_hash128_hex
     from dedup.local import signature_columns
     from dedup.spark import count_input, input_size_counter
@@ -189,24 +199,28 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3, dis
     spark = _spark_session(cores, events)
     docs = spark.createDataFrame(table.to_pandas()).cache()
     docs.count()  # the input in Spark's memory, as the curate stage has it after its filter pass
-    plans = {"local": DedupConfig(), "spark": DedupConfig(), "spark distributed": DedupConfig(single_task_max_bytes=0)}
+    plans = {"local": DedupConfig(), "spark": DedupConfig(), "spark one-task": DedupConfig(driver_max_bytes=0),
+             "spark distributed": DedupConfig(single_task_max_bytes=0)}
     if not distributed:
         del plans["spark distributed"]
     times: dict[str, list[float]] = {k: [] for k in plans}
     removed: dict[str, int] = {}
+    taken: dict[str, str] = {}
     for _ in range(repeats):
         for name, cfg in plans.items():
             t = time.perf_counter()
-            removed[name] = (duplicates_local(table, cfg=cfg).num_rows if name == "local"
-                             else _curate_dedup(docs, cfg)[0])
+            if name == "local":
+                removed[name] = duplicates_local(table, cfg=cfg).num_rows
+            else:
+                removed[name], stats = _curate_dedup(docs, cfg)
+                taken[name] = plan_taken(stats)
             times[name].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"sample: {table.num_rows:,} docs, {sum(map(len, table['text'].to_pylist())) / 1e6:.1f} MB; removed "
           + ", ".join(f"{k} {v:,}" for k, v in removed.items()) + f"; median of {repeats}: "
           + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()))
-    print(f"spark local[{cores}] / local = {med['spark'] / med['local']:.2f} (driver plan)"
-          + (f", {med['spark distributed'] / med['local']:.2f} (distributed plan, single_task_max_bytes=0)"
-             if distributed else ""))
+    print(f"spark local[{cores}] / local = " + ", ".join(
+        f"{med[k] / med['local']:.2f} ({k}: {taken[k]} plan)" for k in plans if k != "local"))
     spark.stop()
     if events:
         print("whole run (input caching and every pass of both Spark plans):")
@@ -214,27 +228,27 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3, dis
         shutil.rmtree(events, ignore_errors=True)
 
 
-def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes: int | None = None,
-                        profile: bool = False) -> None:
-    """The generated corpus, once each: the local engine (dedup.local.duplicates_local, all in memory) and
-    the Spark curate path, wall time and peak RSS of the process tree for each; `single_task_max_bytes`
-    overrides the default plan choice."""
+def plan_taken(stats: dict[str, int]) -> str:
+    """The plan dedup.spark.duplicates took, from its stats."""
+    if stats.get("dedup_on_driver"):
+        return "driver"
+    return "one-task" if stats.get("dedup_one_task") else "distributed"
+
+
+def corpus_side_by_side(path: Path, cores: int, gb: float, budgets: dict[str, int], profile: bool = False) -> None:
+    """The generated corpus, once each: the Spark curate path, then the local engine (dedup.local.
+    duplicates_local, all in memory, in this process: run second so that the driver's own RSS during the
+    Spark run is not what the local engine left), wall time and peak RSS for each; `budgets`
+    (driver_max_bytes, single_task_max_bytes) override the default plan choice."""
     import pyarrow.parquet as pq
 
     from dedup.config import DedupConfig
     from dedup.exact import text_hash128_hex
     from dedup.local import duplicates_local
+    from dedup.spark import driver_plan_bytes
 
     cfg = DedupConfig()
-    spark_cfg = cfg if single_task_max_bytes is None else DedupConfig(single_task_max_bytes=single_task_max_bytes)
-    with TreeRss() as rss:
-        t = time.perf_counter()
-        table = pq.read_table(path, columns=["doc_id", "text", "quality_score", "n_chars"])
-        table = table.append_column("exact_hash", text_hash128_hex(table["text"]))
-        n_docs, n_local = table.num_rows, duplicates_local(table, cfg=cfg).num_rows
-        local_s = time.perf_counter() - t
-    local_rss = rss.peak
-    del table
+    spark_cfg = cfg.model_copy(update=budgets)
     events = tempfile.mkdtemp(prefix="dedup-events-") if profile else None
     spark = _spark_session(cores, events)
     with tempfile.TemporaryDirectory() as tmp, TreeRss() as rss:
@@ -243,9 +257,18 @@ def corpus_side_by_side(path: Path, cores: int, gb: float, single_task_max_bytes
         n_spark, stats = _curate_dedup(df, spark_cfg, tmp)
         spark_s = time.perf_counter() - t
     spark.stop()
-    print(f"{gb:g} GB corpus, {n_docs:,} docs: local {local_s:.1f} s (peak RSS {local_rss / 1e9:.2f} GB), "
-          f"{n_local:,} removed; spark local[{cores}] {spark_s:.1f} s (peak RSS of driver JVM + workers "
-          f"{rss.peak / 1e9:.2f} GB), {n_spark:,} removed, {'driver plan' if stats.get('dedup_one_task') else 'distributed plan'}: "
+    with TreeRss() as local_rss:
+        t = time.perf_counter()
+        table = pq.read_table(path, columns=["doc_id", "text", "quality_score", "n_chars"])
+        table = table.append_column("exact_hash", text_hash128_hex(table["text"]))
+        n_docs, n_local = table.num_rows, duplicates_local(table, cfg=cfg).num_rows
+        local_s = time.perf_counter() - t
+    lean = driver_plan_bytes(cfg, n_docs, 0, texts=False)
+    print(f"{gb:g} GB corpus, {n_docs:,} docs ({lean / 1e6:.0f} MB of dedup columns by the plan's estimate): "
+          f"local {local_s:.1f} s (peak RSS {local_rss.driver / 1e9:.2f} GB), {n_local:,} removed; "
+          f"spark local[{cores}] {spark_s:.1f} s, {n_spark:,} removed, {plan_taken(stats)} plan; "
+          f"peak RSS: driver Python {rss.driver / 1e6:,.0f} MB, JVM {rss.jvm / 1e6:,.0f} MB, largest Python "
+          f"worker {rss.worker / 1e6:,.0f} MB ({rss.worker / lean:.1f}x the estimate), tree {rss.peak / 1e9:.2f} GB; "
           f"spark / local = {spark_s / local_s:.2f}")
     if events:
         print(event_log_profile(events))
@@ -262,6 +285,8 @@ def main() -> None:
     parser.add_argument("--no-distributed", action="store_true", help="--sample: leave the distributed plan out")
     parser.add_argument("--single-task-max-bytes", type=int, default=None,
                         help="the corpus: override curate.dedup.single_task_max_bytes (0: the distributed plan)")
+    parser.add_argument("--driver-max-bytes", type=int, default=None,
+                        help="the corpus: override curate.dedup.driver_max_bytes (0: no driver plan)")
     args = parser.parse_args()
     if args.sample:
         sample_side_by_side(args.cores, args.profile, args.repeats, not args.no_distributed)
@@ -269,7 +294,9 @@ def main() -> None:
     path = ROOT / "out" / "dedup-bench" / f"corpus-{args.gb:g}gb.parquet"
     if not path.exists():
         raise SystemExit(f"{path} is missing: run `python -m benchmarks.dedup --e2e-gb {args.gb:g}` first")
-    corpus_side_by_side(path, args.cores, args.gb, args.single_task_max_bytes, args.profile)
+    budgets = {k: v for k, v in (("single_task_max_bytes", args.single_task_max_bytes),
+                                 ("driver_max_bytes", args.driver_max_bytes)) if v is not None}
+    corpus_side_by_side(path, args.cores, args.gb, budgets, args.profile)
 
 
 if __name__ == "__main__":
