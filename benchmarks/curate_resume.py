@@ -4,7 +4,7 @@ Ingests the sources once into a scratch lake, then in one run, each curate in a 
 driver, as after a real crash):
   1. a full curate (the anchor);
   2. a curate SIGKILLed right after the step `--kill-after` (default: the last step the run persists:
-     `components` on the distributed plan, `curated` when the input is deduplicated in one task), then a
+     `components` on the distributed plan, `duplicates` on the one-task plan, `curated` on the driver plan), then a
      re-run that continues from the persisted steps.
 Prints the wall times, where the kill fell (share of a full run) and the ratio re-run / full run.
 `--kill-at F` kills by the clock instead: SIGKILL after F times the full run's wall time, wherever the run is.
@@ -57,7 +57,7 @@ def curate(config: Path, kill_after: str | None, kill_at: float | None = None) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="params.yaml")
-    parser.add_argument("--kill-after", default=None, help="default: components, or curated for a one-task run")
+    parser.add_argument("--kill-after", default=None, help="default: the plan's last step (components, duplicates or curated)")
     parser.add_argument("--kill-at", type=float, default=None, metavar="F",
                         help="SIGKILL the second run after F x the full run's wall time (instead of --kill-after)")
     parser.add_argument("--gb", type=float, default=None,
@@ -87,9 +87,13 @@ def main() -> None:
         config = configs[0]
         full, rc, out = curate(config, None)
         assert rc == 0, out
-        plan = json.loads(out[out.index("{"):])["counts"].get("dedup_one_task", 0)
+        counts = json.loads(out[out.index("{"):])["counts"]
         if args.kill_after is None and args.kill_at is None:  # the full run's metrics say which dedup plan ran
-            args.kill_after = "curated" if plan else "components"
+            # the last persisted step of that plan: the driver plan's is the filters' `curated`
+            args.kill_after = ("components" if not counts.get("dedup_one_task") else
+                               "curated" if counts.get("dedup_on_driver") else "duplicates")
+        plan = ("distributed" if not counts.get("dedup_one_task") else
+                "on the driver" if counts.get("dedup_on_driver") else "in one task")
         config = configs[1]
         killed, rc, out = curate(config, None if args.kill_at else args.kill_after,
                                  args.kill_at * full if args.kill_at else None)
@@ -98,7 +102,7 @@ def main() -> None:
         assert rc == 0, out
         report = json.loads(out[out.index("{"):])
         where = f"at {args.kill_at:.0%} of the full run's time" if args.kill_at else f"after {args.kill_after}"
-        print(f"{report['counts']['raw_docs']:,} raw docs, dedup {'on the driver' if plan else 'distributed'}; "
+        print(f"{report['counts']['raw_docs']:,} raw docs, dedup {plan}; "
               f"full curate {full:.1f}s; killed {where} at {killed:.1f}s ({killed / full:.0%} of a full run); "
               f"re-run {rerun:.1f}s reading back {report['counts']['resumed_steps']} steps: "
               f"re-run / full = {rerun / full:.2f}")
