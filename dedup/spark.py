@@ -314,10 +314,11 @@ def _fetch_texts(df: DataFrame, lengths: pa.Table, room: int) -> TextFetch:
 
 def _local_columns(df: DataFrame, cfg: DedupConfig, *, texts: bool) -> list[str]:
     """The columns of `df` the local engine reads: doc_id, exact_hash, the keep-rule columns, the signatures
-    when `df` has them, and text when `texts` or when near dedup has no signatures."""
+    when `df` has them (not the band keys: the engine derives them from the signatures), and text when
+    `texts` or when near dedup has no signatures."""
     keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
     signed = "signature" in df.columns
-    extra = (["text"] if texts or (cfg.near and not signed) else []) + (["signature", "band_keys"] if signed else [])
+    extra = (["text"] if texts or (cfg.near and not signed) else []) + (["signature"] if signed else [])
     return list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *extra]))
 
 
