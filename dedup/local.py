@@ -142,7 +142,7 @@ def near_duplicates_local(batches: Iterable[pa.RecordBatch | pa.Table], *, cfg: 
     if not meta_parts:
         return RESULT_SCHEMA.empty_table()
     meta, order = _sorted_by_doc_id(pa.concat_tables(meta_parts))
-    sig = np.concatenate(sig_parts)[order]
+    sig = (sig_parts[0] if len(sig_parts) == 1 else np.concatenate(sig_parts))[order]  # one copy for one table
     del sig_parts
     return _near_sorted(meta, sig, cfg, texts)
 
@@ -209,8 +209,12 @@ def duplicates_local(table: pa.Table, *, cfg: DedupConfig, texts: TextFetch | No
     same similarity and evidence), so every kept_doc_id names a kept document. The result's schema metadata
     carries the component report (`component_stats`). `texts`: as in `near_duplicates_local`.
     """
-    hashed = table.filter(pc.is_valid(table["exact_hash"])) if cfg.exact else None  # as on Spark: null takes no part
-    exact = exact_duplicates_local([hashed], keep=cfg.keep) if hashed is not None else RESULT_SCHEMA.empty_table()
+    exact = RESULT_SCHEMA.empty_table()
+    if cfg.exact:  # as on Spark: a null exact_hash takes no part; the filter copies no signature or text
+        keep_cols = {c for c, _ in parse_keep_rule(cfg.keep)}
+        light = table.drop_columns([c for c in ("text", "signature", "band_keys")
+                                    if c in table.column_names and c not in keep_cols])
+        exact = exact_duplicates_local([light.filter(pc.is_valid(light["exact_hash"]))], keep=cfg.keep)
     near = RESULT_SCHEMA.empty_table()
     stats = {name: 0 for name in STAT_NAMES}
     if cfg.near:
