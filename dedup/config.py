@@ -66,12 +66,12 @@ class DedupConfig(BaseModel):
         "grow with the corpus; capped by single_task_max_bytes and spark.driver.maxResultSize; 0: never",
     )
     single_task_max_bytes: int = Field(
-        default=1 << 30, ge=0,
+        default=512 << 20, ge=0,
         description="Spark: the most the one-task plan may hold (the executor task's budget, same estimate as "
-        "driver_max_bytes; texts the task reads itself count only for the candidates). An input above "
+        "driver_max_bytes, except that the candidates' texts the task reads itself are not counted). An input above "
         "driver_max_bytes that fits is deduplicated by the local engine's code inside ONE task on an executor: "
         "one job, no shuffle, no component rounds; larger inputs take the distributed plan. The task's Python "
-        "worker needs several times these bytes (docs/dedup.md: measured ratio); 0: always the distributed "
+        "worker needs about 11 times these bytes (measured at 0.5 GB, docs/dedup.md); 0: always the distributed "
         "plan. Incremental curate's small-batch plan uses it too, capped by spark.driver.maxResultSize. Same "
         "decisions either way",
     )

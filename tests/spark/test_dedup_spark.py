@@ -212,7 +212,7 @@ def test_plan_choice_by_budget(spark) -> None:  # type: ignore[no-untyped-def]
     df = spark.createDataFrame(_with_signatures(_corpus(), cfg).to_pandas())
     per_doc = driver_plan_bytes(cfg, 1, 0, texts=False)
     assert per_doc == 768
-    driver_docs, task_docs = (64 << 20) // per_doc, (1 << 30) // per_doc
+    driver_docs, task_docs = (64 << 20) // per_doc, (512 << 20) // per_doc
 
     def plan(docs: int, *, readable: bool = True, **budgets: int) -> str:
         return choose_plan(df, cfg.model_copy(update=budgets), (docs, 1000 * docs), readable=readable)[0]
@@ -228,7 +228,7 @@ def test_plan_choice_by_budget(spark) -> None:  # type: ignore[no-untyped-def]
     assert plan(100, single_task_max_bytes=0) == "distributed"
     # a larger driver budget: still capped by spark.driver.maxResultSize (the session's default, 1g)
     assert plan(task_docs // 2, driver_max_bytes=1 << 40) == "driver"
-    assert plan(task_docs + 1, driver_max_bytes=1 << 40, single_task_max_bytes=1 << 40) == "one-task"
+    assert plan((1 << 30) // per_doc + 1, driver_max_bytes=1 << 40, single_task_max_bytes=1 << 40) == "one-task"
     assert plan(200, single_task_max_bytes=100 * per_doc) == "distributed"  # the task's budget caps both
 
 
@@ -240,7 +240,7 @@ def test_driver_budget_is_capped_by_max_result_size(spark) -> None:  # type: ign
     assert driver_budget(spark, DedupConfig(driver_max_bytes=5)) == 5
     assert driver_budget(spark, DedupConfig(driver_max_bytes=1 << 40, single_task_max_bytes=1 << 41)) == cap
     assert driver_budget(spark, DedupConfig(single_task_max_bytes=7)) == 7
-    assert batch_budget(spark, DedupConfig()) == min(cap, 1 << 30)  # incremental's small batches
+    assert batch_budget(spark, DedupConfig()) == 512 << 20  # incremental's small batches
     assert batch_budget(spark, DedupConfig(single_task_max_bytes=1 << 40)) == cap
     # signature 512 + band keys 16 x 8 + 128 bytes a document, plus the texts when asked for
     assert driver_plan_bytes(DedupConfig(), 10, 1000, texts=False) == 10 * 768
