@@ -4,7 +4,8 @@ Each step's result is Parquet in its own folder under one run folder (a URI: loc
 by the tasks through pyarrow (`pipelines.lake.files.spark`, no Hadoop filesystem); a step is complete when its
 folder has the `_SUCCESS` marker, written by the driver last, after every task's file, and naming those
 files and their schema (files of failed task attempts are not named, so never read). A SIGKILL during a
-step leaves it incomplete and a re-run recomputes that step only. Without a folder, steps are local
+step leaves it incomplete and a re-run recomputes that step only; a step whose input rows are unique by a
+key (`resume_by`) recomputes only the rows that no finished task file of the interrupted run holds. Without a folder, steps are local
 checkpoints (nothing survives the process). The caller picks the folder, keyed by whatever makes results
 comparable.
 """
@@ -21,8 +22,11 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
-from pyspark.sql.types import StructType
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import StringType, StructField, StructType
+
+from dedup.steps import disjoint_files
 
 if TYPE_CHECKING:
     from pyarrow import fs as pafs
@@ -35,6 +39,9 @@ MARKER = "_SUCCESS"
 # (columns, only these doc_ids or None) -> the rows with those columns, batch by batch (e.g. a StepReader)
 ColumnReader = Callable[[list[str], "pa.Array | None"], pa.RecordBatchReader]
 ArrowMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+# inside a task: a written file's rows -> counts kept in the file's footer under FILE_NOTES (see `materialize`)
+FileNotes = Callable[[pa.Table], dict[str, int]]
+FILE_NOTES = b"tokenmill.step_notes"
 
 
 def _fs(uri: str, s3: S3Options | None) -> tuple[pafs.FileSystem, str]:
@@ -69,6 +76,28 @@ class StepReader:
         return dataset.scanner(columns=columns, filter=wanted).to_reader()
 
 
+def _footer_notes(file_notes: FileNotes, rows: pa.Table) -> dict[bytes, bytes]:
+    """Inside a task: a file's notes as its footer's key-value pair."""
+    return {FILE_NOTES: json.dumps(file_notes(rows)).encode()}
+
+
+def _file_keys(key: str, s3: S3Options | None) -> ArrowMap:
+    """mapInArrow function: (path, key) of every row of the files named by the input rows' `path`."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow.parquet as pq
+
+        for units in batches:
+            for uri in units.column("path").to_pylist():
+                fs, path = _fs(uri, s3)
+                with fs.open_input_file(path) as f:
+                    for batch in pq.ParquetFile(f).iter_batches(columns=[key]):
+                        paths = pa.array([uri] * batch.num_rows, pa.string())
+                        yield pa.RecordBatch.from_arrays([paths, batch.column(0)], names=["path", key])
+
+    return run
+
+
 def remove_folder(uri: str, s3: S3Options | None = None) -> None:
     """Delete a folder (local) or every object under a prefix (S3); a missing one is fine."""
     from pipelines.storage import delete_tree
@@ -88,8 +117,11 @@ def subfolders(uri: str, s3: S3Options | None = None) -> list[str]:
 class Steps:
     """Persisted steps under one folder URI (local or S3, reached with `s3`); `reused` names the steps a run
     read back instead of computing; `on_done(name)` is called after a step is written (crash tests hook a
-    failpoint there). A step may carry `notes` (a small dict of ints its tasks reported, e.g. through an
-    accumulator), kept in its marker so that a re-run reading the step back gets them too."""
+    failpoint there; `on_done(f"{name}.file")` is also called inside each task of a step written with
+    `resume_by`, once its file exists). A step may carry `notes` (a small dict of ints its tasks reported, e.g.
+    through an accumulator, or counted on each file: `file_notes`), kept in its marker so that a re-run
+    reading the step back gets them too. `resumed_rows` maps a step computed after an interrupted attempt
+    to the rows it reused from that attempt's files."""
 
     def __init__(self, spark: SparkSession, folder: str | None,
                  on_done: Callable[[str], None] | None = None, s3: S3Options | None = None) -> None:
@@ -97,6 +129,7 @@ class Steps:
         self.folder = folder.rstrip("/") if folder else None
         self.s3 = s3
         self.reused: list[str] = []
+        self.resumed_rows: dict[str, int] = {}
         self._on_done = on_done or (lambda name: None)
         self._notes: dict[str, dict[str, int]] = {}
 
@@ -114,12 +147,21 @@ class Steps:
         return f"{self.folder}/{name}"
 
     def materialize(self, name: str, compute: Callable[[], DataFrame], *, transform: ArrowMap | None = None,
-                    schema: StructType | None = None,
-                    notes: Callable[[], dict[str, int]] | None = None) -> DataFrame:
+                    schema: StructType | None = None, notes: Callable[[], dict[str, int]] | None = None,
+                    resume_by: str | None = None, file_notes: FileNotes | None = None) -> DataFrame:
         """The step's result: read back when complete, else computed, written and read back. With `transform`
         (a mapInArrow function whose rows have Spark schema `schema`), `compute()` gives its input and each
         task transforms and writes its rows in one pass to the Python workers. `notes()`, called once the
-        rows are computed, gives the step's notes (see `notes`)."""
+        rows are computed, gives the step's notes (see `notes`).
+
+        `resume_by`: a column whose value is unique among the input rows and which every output row carries
+        from its input row (so the transform works row by row). An incomplete step is then resumed rather
+        than recomputed: the files its interrupted run's tasks finished are kept (at most one file per key:
+        of files sharing a key, as a duplicate task attempt's do, the larger is kept and the other ignored),
+        their keys are anti-joined out of the input, and only the rest is transformed and written; the
+        marker names old and new files. `file_notes(rows)`, counted inside each task on its file's rows and
+        stored in the file's footer, are summed over the files the marker names into the step's notes (so a
+        resumed step's notes count its reused files too)."""
         if self.folder is None:
             df = compute()
             if transform is not None and schema is not None:
@@ -131,7 +173,7 @@ class Steps:
             log.info("reusing persisted step %s", name)
             self.reused.append(name)
             return self._read(name)
-        self._write(name, compute(), transform, schema, notes)
+        self._write(name, compute(), transform, schema, notes, resume_by, file_notes)
         self._on_done(name)
         return self._read(name)
 
@@ -142,16 +184,38 @@ class Steps:
         return dict(self._notes.get(name, {}))
 
     def _write(self, name: str, df: DataFrame, transform: ArrowMap | None = None,
-               schema: StructType | None = None, notes: Callable[[], dict[str, int]] | None = None) -> None:
-        from pipelines.lake.files.spark import write_files
+               schema: StructType | None = None, notes: Callable[[], dict[str, int]] | None = None,
+               resume_by: str | None = None, file_notes: FileNotes | None = None) -> None:
+        from functools import partial
+
+        from pipelines.lake.files.spark import read_units_df, write_files
 
         folder = self.path(name)
-        remove_folder(folder, self.s3)  # what an interrupted attempt at this step left
         arrow = to_arrow_schema(schema if transform is not None and schema is not None else df.schema,
                                 timezone="UTC", prefers_large_types=False)
-        files, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform)
+        reused: dict[str, tuple[int, dict[str, int]]] = {}
+        if resume_by is None:
+            remove_folder(folder, self.s3)  # what an interrupted attempt at this step left
+        else:
+            reused = self._finished_files(name, arrow, resume_by)
+            if reused:
+                done = read_units_df(self.spark, [(f, -1) for f in reused], pa.schema([arrow.field(resume_by)]),
+                                     self.s3)
+                df = df.join(done, resume_by, "left_anti").select(*df.columns)
+                self.resumed_rows[name] = sum(rows for rows, _ in reused.values())
+                log.info("resuming persisted step %s: reusing %d rows in %d files of an interrupted run",
+                         name, self.resumed_rows[name], len(reused))
+        metadata = None if file_notes is None else partial(_footer_notes, file_notes)
+        written = None if resume_by is None else partial(self._on_done, f"{name}.file")
+        new, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform, metadata=metadata,
+                             written=written)
+        files = [*reused, *new]
         schema_bytes = arrow.serialize().to_pybytes()
         self._notes[name] = notes() if notes is not None else {}
+        if file_notes is not None:
+            counted = [n for _, n in reused.values()] + [n for _, n in self._footers(new).values()]
+            for key in sorted({k for n in counted for k in n}):
+                self._notes[name][key] = self._notes[name].get(key, 0) + sum(n.get(key, 0) for n in counted)
         marker = json.dumps({"files": files, "schema": base64.b64encode(schema_bytes).decode(),
                              "notes": self._notes[name]})
         fs, path = _fs(folder, self.s3)
@@ -163,6 +227,56 @@ class Steps:
         with fs.open_output_stream(f"{path}/.{MARKER}.tmp") as out:
             out.write(marker.encode())
         fs.move(f"{path}/.{MARKER}.tmp", f"{path}/{MARKER}")  # a rename: atomic on a local disk
+
+    def _footers(self, files: list[str], arrow: pa.Schema | None = None) -> dict[str, tuple[int, dict[str, int]]]:
+        """(rows, file notes) of each readable Parquet file of `files` (with the columns of `arrow` when
+        given); a file that cannot be read, or has other columns, is left out with a warning."""
+        import pyarrow.parquet as pq
+
+        out: dict[str, tuple[int, dict[str, int]]] = {}
+        for uri in files:
+            fs, path = _fs(uri, self.s3)
+            try:
+                meta = pq.read_metadata(path, filesystem=fs)
+                columns = [(f.name, f.type) for f in meta.schema.to_arrow_schema()]
+            except (OSError, pa.ArrowException) as exc:
+                log.warning("ignoring unreadable step file %s: %s", uri, exc)
+                continue
+            if arrow is not None and columns != [(f.name, f.type) for f in arrow]:
+                log.warning("ignoring step file %s: other columns than the step's", uri)
+                continue
+            notes = json.loads((meta.metadata or {}).get(FILE_NOTES, b"{}"))
+            out[uri] = (meta.num_rows, {str(k): int(v) for k, v in notes.items()})
+        return out
+
+    def _finished_files(self, name: str, arrow: pa.Schema, key: str) -> dict[str, tuple[int, dict[str, int]]]:
+        """The files an interrupted attempt at step `name` left that a resumed run keeps, with their rows
+        and notes: readable files with the step's columns (a task writes its file whole or not at all), at
+        most one holding each `key` (preferring more rows, then the name), so no row is counted twice."""
+        from pyarrow import fs as pafs
+
+        fs, path = _fs(self.path(name), self.s3)
+        scheme = "file" if isinstance(fs, pafs.LocalFileSystem) else self.path(name).split("://", 1)[0]
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        found = self._footers(sorted(f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File
+                                     and i.base_name.endswith(".parquet") and not i.base_name.startswith(".")), arrow)
+        files = sorted(found, key=lambda f: (-found[f][0], f))
+        if len(files) > 1:
+            kept = disjoint_files(files, self._shared_keys(files, arrow.field(key)))
+            if len(kept) < len(files):
+                log.warning("step %s: ignoring %d files of an interrupted run whose %s values another file "
+                            "holds (duplicate task attempts)", name, len(files) - len(kept), key)
+            files = kept
+        return {f: found[f] for f in files}
+
+    def _shared_keys(self, files: list[str], key: pa.Field) -> list[list[str]]:
+        """The groups of `files` that hold one same `key` value (one Spark job over the key column)."""
+        units = self.spark.sparkContext.parallelize([(f,) for f in files], len(files)).toDF("path string")
+        out = StructType([StructField("path", StringType()), *from_arrow_schema(pa.schema([key])).fields])
+        pairs = units.mapInArrow(_file_keys(key.name, self.s3), out)
+        groups = (pairs.groupBy(key.name).agg(F.sort_array(F.collect_set("path")).alias("paths"))
+                  .where(F.size("paths") > 1).select("paths").distinct().collect())
+        return [list(r["paths"]) for r in groups]
 
     def _marker_json(self, name: str) -> dict:  # type: ignore[type-arg]
         fs, path = _fs(self.path(name) + "/" + MARKER, self.s3)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 4096
 UNIT_SCHEMA = "path string, row_group int"
 FILES_SCHEMA = "path string, rows long"
+# inside a task: a file's rows -> key-value pairs for its Parquet footer
+FileMetadata = Callable[[pa.Table], dict[bytes, bytes]]
 # a file with more row groups than this is read by several tasks, this many row groups each
 ROW_GROUPS_PER_TASK = 4
 
@@ -121,35 +123,42 @@ def read_table_files(spark: SparkSession, table: Table, snapshot_id: int | None 
 
 
 def write_partition(batches: Iterator[pa.RecordBatch], directory: str, schema: pa.Schema, prefix: str,
-                    s3: S3Options | None) -> tuple[str, pa.Table] | None:
+                    s3: S3Options | None, metadata: FileMetadata | None = None) -> tuple[str, pa.Table] | None:
     """Inside a task: a partition's rows (in `schema`) as one data file under `directory`; its path and rows,
-    or None for an empty partition (no file)."""
+    or None for an empty partition (no file). `metadata(rows)` gives key-value pairs for the file's footer."""
     pieces = [b for b in batches if b.num_rows]
     if not pieces:
         return None
     table = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
+    if metadata is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata(table)})
     path = lake.write_data_file(directory, table, prefix=prefix, s3=s3)
     return None if path is None else (path, table)
 
 
-def _write_partitions(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None
+def _write_partitions(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None,
+                      metadata: FileMetadata | None = None, written: Callable[[], None] | None = None,
                       ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        written = write_partition(batches, directory, schema, prefix, s3)
-        if written is not None:
-            yield pa.RecordBatch.from_pydict({"path": [written[0]], "rows": [written[1].num_rows]})
+        out = write_partition(batches, directory, schema, prefix, s3, metadata)
+        if out is not None:
+            if written is not None:
+                written()
+            yield pa.RecordBatch.from_pydict({"path": [out[0]], "rows": [out[1].num_rows]})
 
     return write
 
 
 def write_files(df: DataFrame, directory: str, schema: pa.Schema, *, prefix: str, s3: S3Options | None = None,
-                transform: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None
+                transform: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None,
+                metadata: FileMetadata | None = None, written: Callable[[], None] | None = None,
                 ) -> tuple[list[str], int]:
     """Write each non-empty partition of `df` (columns of `schema`) as one Parquet file under `directory`
     (a URI: local or S3, reached with `s3`); return the file URIs and the row count. `transform`, a
     mapInArrow function, turns each partition's batches into the rows written (columns of `schema`) in the
-    same Python worker: one round trip to Python instead of two."""
-    write = _write_partitions(directory, schema, prefix, s3)
+    same Python worker: one round trip to Python instead of two. `metadata(rows)` (inside the task) gives
+    key-value pairs stored in each file's footer; `written()` is called in the task once its file exists."""
+    write = _write_partitions(directory, schema, prefix, s3, metadata, written)
     if transform is not None:
         produce, store = transform, write
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.table import Table
-from pyspark import Accumulator
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -26,7 +25,7 @@ from dedup.incremental import dedup_index_params
 from dedup.incremental.spark import duplicates_incremental, index_rows
 from dedup.keep import arrival_first
 from dedup.local import signature_columns
-from dedup.spark import count_input, duplicates, input_size_counter
+from dedup.spark import duplicates
 from dedup.steps.spark import ColumnReader, Steps
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
@@ -78,7 +77,7 @@ def curated_schema() -> pa.Schema:
                       pa.field("signature", pa.binary()), pa.field("band_keys", pa.list_(pa.int64()))])
 
 
-def _filter_partitions(cfg: CurateConfig, counter: Accumulator | None = None):  # type: ignore[type-arg]
+def _filter_partitions(cfg: CurateConfig) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     schema = curated_schema()
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -89,8 +88,6 @@ def _filter_partitions(cfg: CurateConfig, counter: Accumulator | None = None):  
             columns = {name: out.column(name) for name in out.schema.names}
             columns["exact_hash"] = text_hash128_hex(columns["text"])
             passed = pc.is_null(columns["reason"])
-            if counter is not None:  # the size of dedup's input, without a job of its own
-                count_input(counter, columns["text"].filter(passed))
             if cfg.dedup.near:  # in the same pass: a filtered document's empty text gets a null signature
                 columns["signature"], columns["band_keys"] = signature_columns(
                     pc.if_else(passed, columns["text"], ""), cfg.dedup)
@@ -152,9 +149,8 @@ def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
     try:
         raw_df = read_input_df(spark, cfg, tables["raw_docs"]).select(*RAW_COLUMNS)
         primary, repeats = _split_repeated_ids(raw_df)
-        counter = input_size_counter(spark)
-        curated = _filtered(spark, primary, cfg.curate, scratch, steps, counter)
-        size = None if "curated" in steps.reused else (counter.value[0], counter.value[1])
+        curated = _filtered(spark, primary, cfg.curate, scratch, steps)
+        size = _input_size(steps)
         # dedup reads the columns it needs of the persisted step itself: on the driver (small input, no job)
         # or in its one task (dedup.spark.duplicates)
         reader = steps.reader("curated", where=pc.field("reason").is_null())
@@ -203,9 +199,8 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
         outputs = ",".join(str(_snapshot_id(tables[n])) for n in ("doc_decisions", "clean_docs", "dedup_index"))
         steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"]), f"incremental|{outputs}"),
                       on_done=lambda n: failpoint(f"curate.{n}"), s3=steps_s3(cfg))
-        counter = input_size_counter(spark)
-        curated = _filtered(spark, primary, cfg.curate, scratch, steps, counter)
-        size = None if "curated" in steps.reused else (counter.value[0], counter.value[1])
+        curated = _filtered(spark, primary, cfg.curate, scratch, steps)
+        size = _input_size(steps)
         if not appended and curated.isEmpty() and repeats.isEmpty():
             steps.remove()
             log.info("curate: no raw docs without a decision%s", "; repaired the outputs" if repaired else "")
@@ -237,6 +232,7 @@ def _dedup_and_commit(spark: SparkSession, cfg: Config, tables: dict[str, Table]
     counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=overwrite, plan=plan)
     counts.update(stats)
     counts["resumed_steps"] = len(steps.reused)
+    counts["resumed_rows"] = sum(steps.resumed_rows.values())
     steps.remove()
     return counts, snapshots
 
@@ -253,16 +249,29 @@ def _snapshot_id(table: Table) -> int | None:
 
 
 def _filtered(spark: SparkSession, raw_df: DataFrame, cfg: CurateConfig, scratch: str,
-              steps: Steps | None = None, counter: Accumulator | None = None) -> DataFrame:  # type: ignore[type-arg]
+              steps: Steps | None = None) -> DataFrame:
     """Normalized and filtered rows (curated_schema), materialized once under `scratch` (a URI): filters are
-    the expensive step and dedup and the outputs all read the result. `counter` (dedup.spark.
-    input_size_counter) receives the documents that passed and their text bytes when the rows are computed."""
+    the expensive step and dedup and the outputs all read the result. With `steps`, the persisted step
+    `curated`: a run killed during it reuses every task file it finished (keyed by doc_id: `raw_df` holds
+    one row per doc_id, `_split_repeated_ids`), and its notes give dedup's input size (`_input_size`)."""
     schema = from_arrow_schema(curated_schema())
     if steps is not None and steps.folder is not None:  # a persisted step (pipelines.stages.curate.steps)
         # the filters and the write in one pass: each task's rows go to Python once
-        return steps.materialize("curated", lambda: raw_df, transform=_filter_partitions(cfg, counter),
-                                 schema=schema)
-    return materialize(raw_df.mapInArrow(_filter_partitions(cfg, counter), schema), f"{scratch}/curated")
+        return steps.materialize("curated", lambda: raw_df, transform=_filter_partitions(cfg), schema=schema,
+                                 resume_by="doc_id", file_notes=_passed_size)
+    return materialize(raw_df.mapInArrow(_filter_partitions(cfg), schema), f"{scratch}/curated")
+
+
+def _passed_size(rows: pa.Table) -> dict[str, int]:
+    """Inside a task: the documents of a `curated` file that passed the filters and their text bytes."""
+    texts = rows.column("text").filter(pc.is_null(rows.column("reason")))
+    return {"passed_docs": len(texts), "passed_text_bytes": int(pc.sum(pc.binary_length(texts)).as_py() or 0)}
+
+
+def _input_size(steps: Steps) -> tuple[int, int] | None:
+    """(documents, text bytes) dedup reads, from the `curated` step's notes (None: dedup counts them)."""
+    notes = steps.notes("curated")
+    return (notes["passed_docs"], notes["passed_text_bytes"]) if "passed_docs" in notes else None
 
 
 def _same_row(left: DataFrame, right: DataFrame) -> Column:
