@@ -68,10 +68,12 @@ def reference(spark, tmp_path_factory) -> tuple[Path, list[tuple], dict[str, int
     return src, _decisions(cfg), report.counts
 
 
-def _killed_curate(cfg: Config, step: str, tmp: Path) -> None:
-    """Run a curate of `cfg` in a fresh process (its own Spark driver) and SIGKILL it after `step`."""
+def _killed_curate(cfg: Config, step: str, tmp: Path, conf: dict[str, str] | None = None) -> None:
+    """Run a curate of `cfg` in a fresh process (its own Spark driver, with Spark settings `conf`) and
+    SIGKILL it after `step`."""
     data = cfg.model_dump(mode="json")
-    data["spark"] = {"master": "local[2]", "app_name": "tokenmill-crash", "conf": {"spark.ui.showConsoleProgress": "false"}}
+    data["spark"] = {"master": "local[2]", "app_name": "tokenmill-crash",
+                     "conf": {"spark.ui.showConsoleProgress": "false", **(conf or {})}}
     path = tmp / "config.json"
     path.write_text(json.dumps(data))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -90,6 +92,28 @@ def test_curate_killed_after_a_step_resumes_from_it(spark, tmp_path, reference, 
     assert report.counts["resumed_steps"] == STEPS[step]
     assert _decisions(cfg) == want
     assert subfolders(steps_root(cfg)) == []
+
+
+def test_curate_killed_inside_its_filter_pass_reuses_the_finished_files(spark, tmp_path, reference) -> None:  # type: ignore[no-untyped-def]
+    # killed as soon as the first task of the `curated` pass has written its file (of 4 tasks, 2 at a time,
+    # the whole run's driver with them): the re-run reuses the files written, filters only the other rows
+    # and decides as an uninterrupted run
+    from pipelines.ops.audit import audit
+
+    src, want, _ = reference
+    cfg = _config(tmp_path, "lake", src)
+    run_stage("ingest", cfg, spark)
+    _killed_curate(cfg, "curated.file", tmp_path,
+                   {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.coalescePartitions.enabled": "false"})
+    [key] = subfolders(steps_root(cfg))
+    assert not (Path(steps_root(cfg).removeprefix("file://")) / key / "curated" / "_SUCCESS").exists()
+    report = run_stage("curate", cfg, spark)
+    assert report.counts["resumed_steps"] == 0
+    assert 0 < report.counts["resumed_rows"] < report.counts["raw_docs"]
+    assert _decisions(cfg) == want
+    assert subfolders(steps_root(cfg)) == []
+    result = audit(cfg)
+    assert result.ok, [c for c in result.checks if not c.ok]
 
 
 def test_one_task_curate_killed_after_its_step_resumes(spark, tmp_path, reference) -> None:  # type: ignore[no-untyped-def]
