@@ -104,7 +104,8 @@ def main() -> None:
         where = f"at {args.kill_at:.0%} of the full run's time" if args.kill_at else f"after {args.kill_after}"
         print(f"{report['counts']['raw_docs']:,} raw docs, dedup {plan}; "
               f"full curate {full:.1f}s; killed {where} at {killed:.1f}s ({killed / full:.0%} of a full run); "
-              f"re-run {rerun:.1f}s reading back {report['counts']['resumed_steps']} steps: "
+              f"re-run {rerun:.1f}s reading back {report['counts']['resumed_steps']} steps and "
+              f"{report['counts'].get('resumed_rows', 0):,} rows of an unfinished one: "
               f"re-run / full = {rerun / full:.2f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
