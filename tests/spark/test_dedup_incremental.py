@@ -142,7 +142,7 @@ def test_new_batch_is_deduplicated_against_earlier_versions(batches) -> None:
     assert batches["second"].counts == {"raw_docs": 5, "kept": 1, "filtered": 0, "duplicate": 4,
                                         "duplicate_exact": 2, "duplicate_near": 2,
                                         "near_largest_component": 2, "near_components_over_max_cluster": 0,
-                                        "resumed_steps": 0, "dedup_one_task": 1}  # a small batch: one-task plan
+                                        "resumed_steps": 0, "resumed_rows": 0, "dedup_one_task": 1}  # a small batch: one-task plan
 
 
 def test_earlier_decisions_are_unchanged(batches) -> None:
