@@ -18,7 +18,9 @@ tokenizer file. After the last increment the incremental lake itself is also reb
 
 Printed per increment: wall seconds, per stage seconds and Spark jobs, docs tokenized, shards written, shards
 in the manifest, and the fresh-lake rebuild's seconds and the ratio; then the targets: last/first increment
-time (<= 1.3), increment / full rebuild at the same point (<= 0.10), and whether the final manifest's
+time (<= 1.3; and, since one increment slowed by other work on the machine moves that ratio, the median of
+the last 3 over the median of the first 3 and the min/median/max of all increments beside it, plus the Spark
+jobs per increment), increment / full rebuild at the same point (<= 0.10), and whether the final manifest's
 documents, as a multiset of token sequences, equal the full rebuild's: the in-place rebuild (same arrivals:
 the target, see docs/dedup.md "Arrival first") and the fresh lake (one arrival for everything, so a later,
 better duplicate wins there). Each figure is one run on whatever machine runs it: say how loaded it was.
@@ -34,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -162,6 +165,14 @@ def run_stages(cfg: Config, spark: Any, stages: tuple[str, ...], tag: str) -> Ti
     return out
 
 
+def flatness(times: list[float]) -> str:
+    """Figures of how increment times change over the run that one outlier cannot move: the median of the
+    last three over the median of the first three, and the min/median/max of all."""
+    head, tail = statistics.median(times[:3]), statistics.median(times[-3:])
+    return (f"median of the last 3 / median of the first 3: {tail / head:.2f}; all {len(times)} increments: min "
+            f"{min(times):.1f} s, median {statistics.median(times):.1f} s, max {max(times):.1f} s")
+
+
 def token_multiset(manifest_uri: str) -> collections.Counter[str]:
     """sha256 of each document's token bytes, counted, read through each shard's index."""
     import numpy as np
@@ -206,7 +217,8 @@ def bench_source(kind: str, records: list[dict[str, Any]], args: argparse.Namesp
             hi = len(records) if i == args.increments else lo + step
             feed.add(records[lo:hi])
             inc = run_stages(cfg, spark, STAGES, f"{kind}-{i}")
-            row = {"inc": i, "seconds": inc.seconds, "manifest": inc.reports["shard"].outputs["manifest"]}
+            row = {"inc": i, "seconds": inc.seconds, "manifest": inc.reports["shard"].outputs["manifest"],
+                   "jobs": sum(j for _, j in inc.stages.values())}
             full = ""
             if i in full_at:
                 fresh = run_stages(config(work / f"fresh-{kind}-{i}", feed.source(), tokenizer), spark, STAGES,
@@ -220,8 +232,10 @@ def bench_source(kind: str, records: list[dict[str, Any]], args: argparse.Namesp
                   f"{inc.reports['shard'].counts['shards_written']:7d} {inc.reports['shard'].counts['shards']:6d} "
                   f"{full:>17}  {inc.profile()}", flush=True)
         times = [r["seconds"] for r in rows]
-        print(f"[{kind}] last/first increment time: {times[-1] / times[0]:.2f} (target <= 1.3); median increment "
-              f"{sorted(times)[len(times) // 2]:.1f} s")
+        print(f"[{kind}] last/first increment time: {times[-1] / times[0]:.2f} (target <= 1.3); " + flatness(times))
+        jobs = [r["jobs"] for r in rows]
+        print(f"[{kind}] Spark jobs per increment (ingest+curate+tokenize+shard): first {jobs[0]}, last {jobs[-1]}, "
+              f"min {min(jobs)}, max {max(jobs)}")
         for r in rows:
             if "full_seconds" in r:
                 print(f"[{kind}] increment {r['inc']}: {r['seconds']:.1f} s vs fresh-lake rebuild "
