@@ -30,6 +30,10 @@ __all__ = ["DUPLICATE_SCHEMA", "RESULT_SCHEMA", "TextFetch", "combine_local", "c
            "exact_duplicates_local", "near_duplicates_local", "signatures_of"]
 
 DUPLICATE_SCHEMA = RESULT_SCHEMA.append(pa.field("dup_reason", pa.string()))
+# dedup_index rows: a document's MinHash signature (4 * num_perm little-endian bytes) and its band keys
+SIGNATURE_ARROW = pa.schema(
+    [("doc_id", pa.string()), ("signature", pa.binary()), ("band_keys", pa.list_(pa.int64()))]
+)
 # verify='shingles' without a text column: doc_ids (string array) -> their texts, in that order (the Spark
 # driver plan fetches only the candidates' texts)
 TextFetch = Callable[[pa.Array], pa.Array]
@@ -99,6 +103,19 @@ def signature_columns(texts: pa.Array | pa.ChunkedArray, cfg: DedupConfig) -> tu
     key_arr = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * bands), pa.array(keys),
                                        mask=pa.array(~present) if nulls else None)
     return sig_arr, key_arr
+
+
+def signature_rows(batch: pa.RecordBatch | pa.Table, cfg: DedupConfig) -> pa.Table:
+    """SIGNATURE_ARROW rows of the documents of `batch` (doc_id, and text or its own signature/band_keys
+    columns, see `signature_columns`) that have at least one shingle."""
+    if "signature" in batch.column_names and "band_keys" in batch.column_names:
+        sig, keys = batch.column("signature"), batch.column("band_keys")
+    else:
+        sig, keys = signature_columns(batch.column("text"), cfg)
+    present = pc.is_valid(sig)  # documents without shingles cannot be near duplicates
+    ids = batch.column("doc_id").cast(pa.string())
+    return pa.table([ids.filter(present), sig.filter(present), keys.filter(present)],
+                    schema=SIGNATURE_ARROW)
 
 
 def signatures_of(table: pa.Table, cfg: DedupConfig) -> np.ndarray:

@@ -43,7 +43,13 @@ from pyspark.sql.types import NumericType
 from dedup.config import DedupConfig
 from dedup.incremental import signature_matrix
 from dedup.keep import parse_keep_rule
-from dedup.local import DUPLICATE_SCHEMA, TextFetch, component_stats, duplicates_local, signature_columns
+from dedup.local import (
+    DUPLICATE_SCHEMA,
+    TextFetch,
+    component_stats,
+    duplicates_local,
+    signature_rows,
+)
 from dedup.lsh import resolve_bands
 from dedup.minhash import signature_jaccard
 from dedup.onetask.spark import STEP as ONE_TASK_STEP
@@ -56,9 +62,6 @@ log = logging.getLogger(__name__)
 RESULT_COLUMNS = ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by"]
 DUPLICATE_DDL = f"{RESULT_DDL}, dup_reason string"
 SIGNATURE_SCHEMA = "doc_id string, signature binary, band_keys array<bigint>"
-SIGNATURE_ARROW = pa.schema(
-    [("doc_id", pa.string()), ("signature", pa.binary()), ("band_keys", pa.list_(pa.int64()))]
-)
 # per document the driver plan collects besides its signature and band keys: doc_id, exact hash, keep-rule
 # values, Arrow offsets and validity (an allowance; see `driver_plan_bytes`)
 _ROW_BYTES = 128
@@ -108,13 +111,8 @@ def exact_duplicates(df: DataFrame, *, keep: list[str]) -> DataFrame:
 def _signature_partitions(cfg: DedupConfig) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            sig, keys = signature_columns(batch.column("text"), cfg)
-            present = sig.is_valid()  # documents without shingles cannot be near duplicates
-            ids = batch.column("doc_id").cast(pa.string())
-            yield pa.RecordBatch.from_arrays([ids.filter(present), sig.filter(present), keys.filter(present)],
-                                             schema=SIGNATURE_ARROW)
+            if batch.num_rows:
+                yield from signature_rows(batch, cfg).to_batches()
 
     return run
 

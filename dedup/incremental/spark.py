@@ -17,6 +17,7 @@ steps persisted when the caller gives a folder) on the batch plus those few old 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 
@@ -29,19 +30,17 @@ from pyspark.sql import functions as F
 from dedup.config import DedupConfig
 from dedup.incremental.local import band_hits, duplicates_against_index_local
 from dedup.keep import parse_keep_rule
-from dedup.local import DUPLICATE_SCHEMA, component_stats, signature_columns
+from dedup.local import DUPLICATE_SCHEMA, SIGNATURE_ARROW, component_stats, signature_columns
 from dedup.resolve.spark import resolve_candidate_graph
 from dedup.spark import (
     DUPLICATE_DDL,
-    SIGNATURE_ARROW,
-    SIGNATURE_SCHEMA,
     _keep_order,
     candidate_edges,
     combine_duplicates,
     fits_one_task,
     signatures,
 )
-from dedup.steps.spark import Steps, checkpoint
+from dedup.steps.spark import ColumnReader, Steps, checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -130,24 +129,79 @@ def near_duplicates_incremental(new: DataFrame, index: DataFrame, *, cfg: DedupC
                                    steps=steps, old=old_ids)
 
 
+# rows of earlier kept documents that a new batch can meet, as one DataFrame: `(kind, match)` -> the rows of
+# kind "hashes" (doc_id, exact_hash of clean_docs) or "index" (dedup_index rows) whose key column (exact_hash,
+# band_keys) `match` wants (a picklable function of the key columns returning a boolean mask)
+OldRows = Callable[[str, Callable[[pa.Table], np.ndarray]], DataFrame]
+
+
+def old_rows_of(old_hashes: DataFrame, index: DataFrame) -> OldRows:
+    """OldRows of two DataFrames, (doc_id, exact_hash) and dedup_index rows, each filtered in the tasks that
+    compute it. A caller that reads the old rows from tables does better with a reader that filters as it
+    reads (pipelines.lake.files.spark.read_matching_df: the other columns only of row groups that match)."""
+    frames = {"hashes": old_hashes.select("doc_id", "exact_hash"), "index": index.select(*SIGNATURE_ARROW.names)}
+
+    def rows(kind: str, match: Callable[[pa.Table], np.ndarray]) -> DataFrame:
+        frame = frames[kind]
+        return frame.mapInArrow(_rows_matching(match), frame.schema)
+
+    return rows
+
+
+def _rows_matching(match: Callable[[pa.Table], np.ndarray]
+                   ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            hit = pa.array(match(pa.Table.from_batches([batch]))) if batch.num_rows else None
+            if hit is not None and pc.any(hit).as_py():
+                yield batch.filter(hit)
+
+    return run
+
+
+def is_in_match(column: str, values: pa.Array) -> Callable[[pa.Table], np.ndarray]:
+    """A match (see OldRows) of the rows whose `column` holds one of `values` (nulls never match)."""
+    def match(rows: pa.Table) -> np.ndarray:
+        hit = pc.fill_null(pc.is_in(rows[column], value_set=values), False)
+        return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
+
+    return match
+
+
+def band_match(new_keys: np.ndarray) -> Callable[[pa.Table], np.ndarray]:
+    """A match (see OldRows) of the rows sharing a bucket (the same key in the same band) with a row of
+    `new_keys` ((n, bands) int64, see `band_hits`)."""
+    def match(rows: pa.Table) -> np.ndarray:
+        keys = rows["band_keys"].combine_chunks()
+        if keys.null_count:
+            raise ValueError(f"dedup_index has {keys.null_count} rows without band keys")
+        flat = pc.list_flatten(keys).to_numpy(zero_copy_only=False).astype(np.int64)
+        return band_hits(flat.reshape(len(keys), new_keys.shape[1]), new_keys)
+
+    return match
+
+
 def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFrame, *, cfg: DedupConfig,
                            checkpoint_dir: str | None = None, stats: dict[str, int] | None = None,
-                           steps: Steps | None = None, size: tuple[int, int] | None = None) -> DataFrame:
+                           steps: Steps | None = None, size: tuple[int, int] | None = None,
+                           reader: ColumnReader | None = None, old_rows: OldRows | None = None) -> DataFrame:
     """`dedup.spark.duplicates` of a new batch against earlier kept documents: exact dedup against
     `old_hashes` (clean_docs doc_id, exact_hash), near dedup against `index` (dedup_index rows); old
     documents always stay kept. DUPLICATE_DDL rows of the removed new documents.
 
     A batch that `dedup.spark.fits_one_task` (`size` as there) is decided on the driver by the local engine
-    (`duplicates_against_index_local`) from a bounded candidate set: the batch, the old hashes it shares and
-    the index rows sharing a band key with it, each read by one job without a shuffle. Larger batches take
-    the distributed plan below (persisted `steps`: signatures, old-ids, edges, components). Both give the
-    same rows. `stats` receives the component report and `dedup_one_task` (1 or 0)."""
+    (`duplicates_against_index_local`) from a bounded candidate set: the batch (read by `reader`, a
+    ColumnReader of `new`'s rows, without a job; else collected by one job), then the old hashes it shares
+    and the index rows sharing a band key with it, found together by one job without a shuffle through
+    `old_rows` (default: `old_rows_of(old_hashes, index)`). Larger batches take the distributed plan below
+    (persisted `steps`: signatures, old-ids, edges, components). Both give the same rows. `stats` receives
+    the component report and `dedup_one_task` (1 or 0)."""
     _keep_order(new, cfg.keep)
     one_task = fits_one_task(new, cfg, size)
     if stats is not None:
         stats["dedup_one_task"] = int(one_task)
     if one_task:
-        return _duplicates_on_driver(new, old_hashes, index, cfg, stats)
+        return _duplicates_on_driver(new, old_rows or old_rows_of(old_hashes, index), cfg, stats, reader)
     exact = (exact_duplicates_incremental(new, old_hashes, keep=cfg.keep).localCheckpoint() if cfg.exact
              else None)
     near = None
@@ -160,54 +214,47 @@ def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFra
     return combine_duplicates(exact, near)
 
 
-def _index_candidates(new_keys: np.ndarray) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """mapInArrow function: the index rows sharing a band key (same band) with a row of `new_keys`."""
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            keys = batch.column("band_keys")
-            hit = band_hits(pc.list_flatten(keys).to_numpy(zero_copy_only=False).astype(np.int64)
-                            .reshape(len(keys), new_keys.shape[1]), new_keys)
-            if hit.any():
-                yield pa.RecordBatch.from_arrays([batch.column(c).filter(pa.array(hit)) for c in SIGNATURE_ARROW.names],
-                                                 schema=SIGNATURE_ARROW)
-
-    return run
-
-
-def _duplicates_on_driver(new: DataFrame, old_hashes: DataFrame, index: DataFrame, cfg: DedupConfig,
-                          stats: dict[str, int] | None) -> DataFrame:
-    """The one-task plan of `duplicates_incremental`: the batch, the old hashes it shares and the index rows
-    that share a bucket with it brought to the driver (three jobs, no shuffle), then
+def _duplicates_on_driver(new: DataFrame, old_rows: OldRows, cfg: DedupConfig, stats: dict[str, int] | None,
+                          reader: ColumnReader | None) -> DataFrame:
+    """The one-task plan of `duplicates_incremental`: the batch on the driver (`reader`, else one job), then
+    the old hashes it shares and the index rows that share a bucket with it (one job, no shuffle), then
     `duplicates_against_index_local` there."""
     spark = new.sparkSession
     keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
     sig_cols = ["signature", "band_keys"] if "signature" in new.columns else ["text"]
     cols = list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *sig_cols]))
-    batch = new.select(*cols).toArrow()
-    old_hit = pa.table({"doc_id": pa.array([], pa.string()), "exact_hash": pa.array([], pa.string())})
-    hashes = pc.unique(batch["exact_hash"].drop_null())
+    batch = reader(cols, None).read_all() if reader is not None else new.select(*cols).toArrow()
+    parts = []
+    hashes = pc.unique(batch["exact_hash"].combine_chunks().drop_null()).cast(pa.string())
     if cfg.exact and len(hashes):
-        wanted = spark.createDataFrame(pa.table({"exact_hash": hashes.cast(pa.string())}))
-        old_hit = old_hashes.select("doc_id", "exact_hash").join(F.broadcast(wanted), "exact_hash", "left_semi") \
-            .select("doc_id", "exact_hash").toArrow()
-    candidates = SIGNATURE_ARROW.empty_table()
+        parts.append(old_rows("hashes", is_in_match("exact_hash", hashes)).select(
+            "doc_id", "exact_hash", F.lit(None).cast("binary").alias("signature"),
+            F.lit(None).cast("array<bigint>").alias("band_keys")))
     if cfg.near and batch.num_rows:
         signed = batch if "signature" in batch.column_names else batch.append_column(
             "band_keys", signature_columns(batch["text"], cfg)[1])
         keys = signed["band_keys"].combine_chunks().drop_null()
         if len(keys):
             new_keys = pc.list_flatten(keys).to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(keys), -1)
-            candidates = index.select(*SIGNATURE_ARROW.names).mapInArrow(
-                _index_candidates(new_keys), SIGNATURE_SCHEMA).toArrow()
+            parts.append(old_rows("index", band_match(new_keys)).select(
+                "doc_id", F.lit(None).cast("string").alias("exact_hash"), "signature", "band_keys"))
+    found = _LOOKUP_ARROW.empty_table()
+    if parts:  # both lookups in one job
+        found = functools.reduce(DataFrame.unionByName, parts).toArrow()
+    from_hashes = pc.is_valid(found["exact_hash"])
+    old_hit = found.filter(from_hashes).select(["doc_id", "exact_hash"])
+    candidates = found.filter(pc.invert(from_hashes)).select(SIGNATURE_ARROW.names).cast(SIGNATURE_ARROW)
     out = duplicates_against_index_local(batch, old_hit, candidates, cfg=cfg)
     if stats is not None:
         stats.update(component_stats(out))
-    log.info("incremental dedup on the driver: %d new documents, %d old hashes and %d index rows met, %d removed",
-             batch.num_rows, old_hit.num_rows, candidates.num_rows, out.num_rows)
+    log.info("incremental dedup on the driver: %d new documents (%s), %d old hashes and %d index rows met, "
+             "%d removed", batch.num_rows, "read" if reader is not None else "collected", old_hit.num_rows,
+             candidates.num_rows, out.num_rows)
     return spark.createDataFrame(out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA), DUPLICATE_DDL)
+
+
+_LOOKUP_ARROW = pa.schema([("doc_id", pa.string()), ("exact_hash", pa.string()), ("signature", pa.binary()),
+                           ("band_keys", pa.list_(pa.int64()))])
 
 
 def index_rows(kept: DataFrame, cfg: DedupConfig) -> DataFrame:

@@ -176,6 +176,18 @@ def remove_tree(uri: str) -> None:
         log.warning("could not remove scratch data %s: %s", uri, exc)
 
 
+def read_files(files: Iterable[str], columns: list[str], s3: S3Options | None = None) -> pa.Table:
+    """`columns` of Parquet data files (URIs, local or S3 reached with `s3`) read on the driver, as one table:
+    for a few files whose rows the driver needs anyway (an increment's doc_ids)."""
+    import pyarrow.dataset as ds
+
+    paths = list(files)
+    if not paths:
+        raise ValueError("read_files needs at least one file")
+    fs, _ = filesystem(paths[0], s3)
+    return ds.dataset([filesystem(p, s3)[1] for p in paths], format="parquet", filesystem=fs).to_table(columns=columns)
+
+
 def write_data_file(directory: str, table: pa.Table, *, prefix: str, s3: S3Options | None = None) -> str | None:
     """Write one Parquet data file under `directory` (URI) and return its URI; None for an empty table.
 

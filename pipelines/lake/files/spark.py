@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,6 +23,9 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from pipelines import lake
 from pipelines.storage import S3Options, filesystem
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +63,15 @@ def table_units(table: Table, snapshot_id: int | None = None) -> list[tuple[str,
     return units
 
 
-def _reader(schema: pa.Schema, s3: S3Options | None) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """mapInArrow function: read the units of each input batch, project and cast to `schema`."""
+def _reader(read_unit: Callable[[str, int], Iterator[pa.RecordBatch]]
+            ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """mapInArrow function: the rows `read_unit(path, row_group)` yields for each unit of each input batch."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for units in batches:
             for path, group in zip(units.column("path").to_pylist(), units.column("row_group").to_pylist(),
                                    strict=True):
-                yield from _read_unit(path, group, schema, s3)
+                yield from read_unit(path, group)
 
     return run
 
@@ -102,6 +107,16 @@ def read_units_df(spark: SparkSession, units: Sequence[tuple[str, int]], schema:
     """A DataFrame of the rows of Parquet read `units` (file URI, row group or -1), with Arrow schema `schema`
     (columns a file lacks are nulls); S3 reached with `s3` (default: each executor's environment). One task
     per unit, or at most `tasks` tasks, each reading consecutive units; an empty list gives an empty frame."""
+    def read_unit(target: pa.Schema) -> Callable[[str, int], Iterator[pa.RecordBatch]]:
+        return lambda path, group: _read_unit(path, group, target, s3)
+
+    return _map_units(spark, units, schema, tasks, read_unit)
+
+
+def _map_units(spark: SparkSession, units: Sequence[tuple[str, int]], schema: pa.Schema, tasks: int | None,
+               read_unit: Callable[[pa.Schema], Callable[[str, int], Iterator[pa.RecordBatch]]]) -> DataFrame:
+    """A DataFrame of what `read_unit(arrow schema)(path, row_group)` yields for each unit, in one task per
+    unit or at most `tasks` tasks; its schema is `schema` as Spark types it."""
     plain = pa.schema([pa.field(f.name, f.type) for f in schema])
     spark_schema = from_arrow_schema(plain)
     if not units:
@@ -109,7 +124,56 @@ def read_units_df(spark: SparkSession, units: Sequence[tuple[str, int]], schema:
     target = to_arrow_schema(spark_schema, timezone="UTC", prefers_large_types=False)
     rows = [(path, group) for path, group in units]
     unit_df = spark.sparkContext.parallelize(rows, min(len(rows), tasks or len(rows))).toDF(UNIT_SCHEMA)
-    return unit_df.mapInArrow(_reader(target, s3), spark_schema)
+    return unit_df.mapInArrow(_reader(read_unit(target)), spark_schema)
+
+
+# (the key columns of some rows) -> a boolean mask of the rows wanted; runs inside the reading tasks
+RowMatch = Callable[[pa.Table], "np.ndarray"]
+
+
+def _read_matching_unit(uri: str, group: int | None, schema: pa.Schema, keys: Sequence[str], match: RowMatch,
+                        s3: S3Options | None) -> Iterator[pa.RecordBatch]:
+    fs, path = filesystem(uri, s3)
+    try:
+        with fs.open_input_file(path) as f:
+            pf = pq.ParquetFile(f)
+            names = pf.schema_arrow.names
+            key_cols = [k for k in keys if k in names]
+            rest = [n for n in schema.names if n in names and n not in key_cols]
+            first = group if group is not None and group >= 0 else 0
+            last = min(first + ROW_GROUPS_PER_TASK, pf.num_row_groups) if group is not None and group >= 0 \
+                else pf.num_row_groups
+            for g in range(first, last):
+                key_rows = pf.read_row_group(g, columns=key_cols)
+                hit = pa.array(match(_conform_table(key_rows, pa.schema([schema.field(k) for k in keys]))))
+                if not pc.any(hit).as_py():
+                    continue  # the other columns of this row group are never read
+                rows = key_rows.filter(hit)
+                if rest:
+                    other = pf.read_row_group(g, columns=rest).filter(hit)
+                    for name in rest:
+                        rows = rows.append_column(other.schema.field(name), other.column(name))
+                for batch in rows.to_batches(max_chunksize=BATCH_ROWS):
+                    yield _conform(batch, schema)
+    except (OSError, pa.ArrowException) as exc:
+        raise OSError(f"{uri}: cannot read Parquet data file: {exc}") from exc
+
+
+def _conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_batches([_conform(b, schema) for b in table.to_batches()], schema=schema)
+
+
+def read_matching_df(spark: SparkSession, units: Sequence[tuple[str, int]], schema: pa.Schema, *,
+                     keys: Sequence[str], match: RowMatch, s3: S3Options | None = None,
+                     tasks: int | None = None) -> DataFrame:
+    """As `read_units_df`, only the rows `match` wants: each task reads the `keys` columns (in `schema`) of a
+    row group, calls `match` on them (a picklable function returning a boolean mask), and reads the other
+    columns of that row group only when some row matched. For looking up a few rows in a large table: what
+    leaves the task (and crosses to the JVM) is only the matching rows."""
+    def read_unit(target: pa.Schema) -> Callable[[str, int], Iterator[pa.RecordBatch]]:
+        return lambda path, group: _read_matching_unit(path, group, target, list(keys), match, s3)
+
+    return _map_units(spark, units, schema, tasks, read_unit)
 
 
 def read_table_files(spark: SparkSession, table: Table, snapshot_id: int | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +22,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 
 from dedup.exact import text_hash128_hex
 from dedup.incremental import dedup_index_params
-from dedup.incremental.spark import duplicates_incremental, index_rows
+from dedup.incremental.spark import OldRows, duplicates_incremental, index_rows, is_in_match
 from dedup.keep import arrival_first
 from dedup.local import signature_columns
 from dedup.spark import duplicates
@@ -31,7 +31,13 @@ from pipelines import lake
 from pipelines.config import Config, CurateConfig
 from pipelines.errors import StageInputError, StageOutputError
 from pipelines.filters import curate_batch
-from pipelines.lake.files.spark import materialize, write_partition
+from pipelines.lake.files.spark import (
+    RowMatch,
+    materialize,
+    read_matching_df,
+    read_units_df,
+    table_units,
+)
 from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df, write_df_files
 from pipelines.lake.summary import (
     CLEAN_LINK,
@@ -44,10 +50,10 @@ from pipelines.lake.summary import (
 from pipelines.sources.failpoints import failpoint
 from pipelines.stages.curate.mode import choose_mode
 from pipelines.stages.curate.mode import stage_params as curate_params
+from pipelines.stages.curate.outputs import OUTPUTS_ARROW, OutputFiles, outputs_writer, tally
 from pipelines.stages.curate.steps import steps_dir, steps_s3
 from pipelines.stages.report import StageReport
 from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, appended_rows, log_plan
-from pipelines.storage import S3Options
 from schemas import TABLES
 from schemas.raw_docs import SOURCE_FIELDS
 from schemas.signals import SIGNAL_FIELDS
@@ -100,14 +106,15 @@ def _filter_partitions(cfg: CurateConfig) -> Callable[[Iterator[pa.RecordBatch]]
 
 
 def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
-                old: tuple[DataFrame, DataFrame] | None = None, stats: dict[str, int] | None = None,
+                old: tuple[DataFrame, DataFrame, OldRows] | None = None, stats: dict[str, int] | None = None,
                 steps: Steps | None = None, size: tuple[int, int] | None = None,
                 reader: ColumnReader | None = None) -> DataFrame:
     """(doc_id, cluster_id, kept_doc_id, similarity, verified_by, dup_reason) for every document removed as an
     exact or near duplicate (dedup.spark.duplicates: every kept_doc_id names a kept document).
 
-    `old` = (clean_docs (doc_id, exact_hash), dedup_index rows) of earlier kept documents: the documents of
-    `passed` are then deduplicated against those too, and the old ones always stay kept. The keep rule is
+    `old` = (clean_docs (doc_id, exact_hash), dedup_index rows, OldRows over both) of earlier kept documents
+    (`_old_outputs`): the documents of `passed` are then deduplicated against those too, and the old ones
+    always stay kept. The keep rule is
     `curate.dedup.keep` led by the arrival (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake
     keeps the document that arrived first, as the incremental runs did. `stats` receives near dedup's
     component report; `size` (documents, text bytes of `passed`) saves a job when known; `reader` reads the
@@ -121,7 +128,7 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
         return duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
                           size=size, reader=reader)
     return duplicates_incremental(candidates, old[0], old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
-                                  stats=stats, steps=steps, size=size)
+                                  stats=stats, steps=steps, size=size, reader=reader, old_rows=old[2])
 
 
 def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
@@ -186,15 +193,16 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
         # row it reads); otherwise (completing an interrupted run) the decided rows are left out
         appended = plan is not None and plan.appended_since is not None
         tasks = spark.sparkContext.defaultParallelism  # earlier outputs: many small files, read a few per task
-        decided_rows = read_table_df(spark, tables["doc_decisions"], tasks=tasks,
-                                     columns=["doc_id"] if appended else ["doc_id", *SOURCE_COLUMNS])
-        raw_df = raw_all if appended else raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
-        # doc_ids decided before that arrive again; a small batch's ids are broadcast to the decisions' tasks
         rows = appended_rows(tables["raw_docs"], plan) if plan is not None else None
-        small = rows is not None and rows <= SMALL_BATCH_ROWS
-        batch_ids = F.broadcast(raw_df.select("doc_id")) if small else raw_df.select("doc_id")
-        known = decided_rows.select("doc_id").join(batch_ids, "doc_id", "left_semi")
-        primary, repeats = _split_repeated_ids(raw_df, known.distinct(), small=small)
+        if plan is not None and rows is not None and rows <= SMALL_BATCH_ROWS:
+            primary, repeats = _split_small_batch(spark, tables, raw_all, plan.files, tasks)
+        else:
+            decided_rows = read_table_df(spark, tables["doc_decisions"], tasks=tasks,
+                                         columns=["doc_id"] if appended else ["doc_id", *SOURCE_COLUMNS])
+            raw_df = raw_all if appended else raw_all.join(decided_rows, _same_row(raw_all, decided_rows), "left_anti")
+            # doc_ids decided before that arrive again
+            known = decided_rows.select("doc_id").join(raw_df.select("doc_id"), "doc_id", "left_semi")
+            primary, repeats = _split_repeated_ids(raw_df, known.distinct())
         # the same persisted steps as a full run, keyed also by the outputs this batch is curated against
         outputs = ",".join(str(_snapshot_id(tables[n])) for n in ("doc_decisions", "clean_docs", "dedup_index"))
         steps = Steps(spark, steps_dir(cfg, _snapshot_id(tables["raw_docs"]), f"incremental|{outputs}"),
@@ -208,18 +216,61 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
                              {name: _snapshot_id(t) for name, t in tables.items() if name != "raw_docs"})
             report.skipped = not repaired
             return report
-        old = (read_table_df(spark, tables["clean_docs"], columns=["doc_id", "exact_hash"], tasks=tasks),
-               read_table_df(spark, tables["dedup_index"], columns=["doc_id", "signature", "band_keys"], tasks=tasks))
+        # the batch's own columns are read on the driver from the persisted step (no job)
+        reader = steps.driver_reader("curated", where=pc.field("reason").is_null())
         counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
-                                              overwrite=False, old=old, size=size)
+                                              overwrite=False, old=_old_outputs(spark, tables, tasks), size=size,
+                                              reader=reader)
     finally:
         lake.remove_tree(scratch)
     return _report(cfg, counts, snapshots)
 
 
+def _old_outputs(spark: SparkSession, tables: dict[str, Table], tasks: int) -> tuple[DataFrame, DataFrame, OldRows]:
+    """What an incremental run deduplicates against: clean_docs (doc_id, exact_hash) and dedup_index rows as
+    DataFrames (the distributed plan), and OldRows over the same data files, which reads only the key column
+    of each file and the rest of a row group only when it holds a match (the one-task plan). Each table's
+    files are planned once."""
+    reads = {"hashes": (tables["clean_docs"], ["doc_id", "exact_hash"], ["exact_hash"]),
+             "index": (tables["dedup_index"], ["doc_id", "signature", "band_keys"], ["band_keys"])}
+    units = {kind: table_units(table) for kind, (table, _, _) in reads.items()}
+
+    def schema(kind: str) -> pa.Schema:
+        table, columns, _ = reads[kind]
+        live = table.schema().as_arrow()
+        return pa.schema([live.field(c) for c in columns])
+
+    def old_rows(kind: str, match: RowMatch) -> DataFrame:
+        table, _, keys = reads[kind]
+        return read_matching_df(spark, units[kind], schema(kind), keys=keys, match=match, s3=lake.table_s3(table),
+                                tasks=tasks)
+
+    frames = [read_units_df(spark, units[k], schema(k), lake.table_s3(reads[k][0]), tasks) for k in ("hashes", "index")]
+    return frames[0], frames[1], old_rows
+
+
+def _split_small_batch(spark: SparkSession, tables: dict[str, Table], raw_df: DataFrame, files: list[str],
+                       tasks: int) -> tuple[DataFrame, DataFrame]:
+    """`_split_repeated_ids` of a small appended batch (`raw_df`, the rows of raw_docs data files `files`):
+    its doc_ids are read on the driver, those decided before are looked up in doc_decisions by one job that
+    returns only them; when no doc_id repeats (the usual case) every row is primary and no ranking runs."""
+    ids = lake.read_files(files, ["doc_id"], lake.table_s3(tables["raw_docs"]))["doc_id"].combine_chunks()
+    unique = pc.unique(ids.drop_null())
+    decisions = tables["doc_decisions"]
+    known = pa.table({"doc_id": pa.array([], pa.string())})
+    if len(unique) and decisions.current_snapshot() is not None:
+        known = read_matching_df(spark, table_units(decisions), pa.schema([pa.field("doc_id", pa.string())]),
+                                 keys=["doc_id"], match=is_in_match("doc_id", unique.cast(pa.string())),
+                                 s3=lake.table_s3(decisions), tasks=tasks).toArrow()
+    if not known.num_rows and len(unique) == len(ids):
+        return raw_df, raw_df.limit(0).withColumn("repeat_reason", F.lit(None).cast("string"))
+    known_df = spark.createDataFrame(pa.table({"doc_id": pc.unique(known["doc_id"].combine_chunks())}))
+    return _split_repeated_ids(raw_df, known_df, small=True)
+
+
 def _dedup_and_commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], curated: DataFrame,
                       repeats: DataFrame, run_id: str, scratch: str, steps: Steps, plan: InputPlan | None, *,
-                      overwrite: bool, old: tuple[DataFrame, DataFrame] | None = None,
+                      overwrite: bool, old: tuple[DataFrame, DataFrame, OldRows] | None = None,
                       size: tuple[int, int] | None = None,
                       reader: ColumnReader | None = None) -> tuple[dict[str, int], dict[str, int | None]]:
     """The tail a full and an incremental run share: deduplicate the documents that passed the filters (`old`:
@@ -343,8 +394,8 @@ def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: s
     repeated = repeats.select(
         "doc_id", *SOURCE_COLUMNS, F.lit("duplicate").alias("decision"), F.col("repeat_reason").alias("reason"),
         F.col("doc_id").alias("cluster_id"), F.col("doc_id").alias("kept_doc_id"))
-    decided = decided.unionByName(repeated, allowMissingColumns=True)
-    return materialize(decided, f"{scratch}/decided")
+    # not materialized: one pass writes every output from it (`_write_outputs`)
+    return decided.unionByName(repeated, allowMissingColumns=True)
 
 
 def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided: DataFrame, run_id: str, *,
@@ -352,14 +403,11 @@ def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided:
     """Write and commit decisions, then clean docs, then (near dedup on) index rows of the kept documents,
     each commit naming the snapshot of the one before. `overwrite` replaces the tables, else appends."""
     raw = tables["raw_docs"]
-    dec_schema = TABLES["doc_decisions"].arrow_schema
-    clean_schema = TABLES["clean_docs"].arrow_schema
-    prefix = f"curate-{run_id[:8]}"
-    dec_files, counts = _write_decisions(decided.select(*dec_schema.names), tables["doc_decisions"], prefix)
-    kept = decided.filter(F.col("decision") == "kept").select(*clean_schema.names)
-    clean_files, n_clean = write_df_files(kept, tables["clean_docs"], clean_schema, prefix=prefix)
-    if n_clean != counts["kept"]:
-        raise StageOutputError(f"curate wrote {n_clean} clean docs for {counts}")
+    near = cfg.curate.dedup.near
+    files, counts = _write_outputs(decided, tables, cfg, f"curate-{run_id[:8]}")
+    if counts.pop("clean_rows") != counts["kept"]:
+        raise StageOutputError(f"curate wrote clean docs for another number of kept documents: {counts}")
+    index_n = counts.pop("index_rows", 0)
     failpoint("curate.before_commit")
     summary = lake.snapshot_summary(cfg, "curate", run_id, {
         RAW_SNAPSHOT: str(_snapshot_id(raw) or ""),
@@ -368,14 +416,13 @@ def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided:
         **(plan.summary() if plan is not None else {}), STAGE_PARAMS: curate_params(cfg),
     })
     snapshots: dict[str, int | None] = {}
-    snapshots["doc_decisions"] = _commit_linked(tables["doc_decisions"], dec_files, summary, overwrite)
+    snapshots["doc_decisions"] = _commit_linked(tables["doc_decisions"], files["doc_decisions"], summary, overwrite)
     failpoint("curate.between_commits")
-    snapshots["clean_docs"] = _commit_linked(
-        tables["clean_docs"], clean_files, {**summary, DECISIONS_LINK: str(snapshots["doc_decisions"])}, overwrite)
-    if cfg.curate.dedup.near:
-        signed = decided.filter(F.col("decision") == "kept").select("doc_id", "text", *SIGNATURE_COLUMNS)
-        snapshots["dedup_index"] = _write_index(
-            signed, tables["dedup_index"], cfg, summary, snapshots["clean_docs"], prefix, overwrite=overwrite)
+    snapshots["clean_docs"] = _commit_linked(tables["clean_docs"], files["clean_docs"],
+                                             {**summary, DECISIONS_LINK: str(snapshots["doc_decisions"])}, overwrite)
+    if near:
+        snapshots["dedup_index"] = _commit_index(tables["dedup_index"], files["dedup_index"], index_n, cfg, summary,
+                                                 snapshots["clean_docs"], overwrite=overwrite)
     return counts, snapshots
 
 
@@ -384,13 +431,9 @@ def _commit_linked(table: Table, files: list[str], summary: dict[str, str], over
     return lake.commit_files(table, files, summary, overwrite=overwrite and table.current_snapshot() is not None)
 
 
-def _write_index(kept: DataFrame, index_t: Table, cfg: Config, summary: dict[str, str], clean_snapshot: int | None,
-                 prefix: str, *, overwrite: bool) -> int | None:
-    """Index rows of `kept` (doc_id, text, and signature/band_keys when the filter pass computed them)
-    committed to dedup_index, linked to the clean_docs snapshot."""
-    rows = index_rows(kept, cfg.curate.dedup)
-    schema = TABLES["dedup_index"].arrow_schema
-    files, n = write_df_files(rows, index_t, schema, prefix=prefix)
+def _commit_index(index_t: Table, files: list[str], n: int, cfg: Config, summary: dict[str, str],
+                  clean_snapshot: int | None, *, overwrite: bool) -> int | None:
+    """Commit dedup_index data files (`n` rows), linked to the clean_docs snapshot."""
     log.info("dedup_index: %d rows (%s)", n, "rebuilt" if overwrite else "appended")
     return _commit_linked(index_t, files, {
         **summary, CLEAN_LINK: str(clean_snapshot or ""), INDEX_PARAMS: dedup_index_params(cfg.curate.dedup),
@@ -446,8 +489,9 @@ def _repair_index(spark: SparkSession, cfg: Config, tables: dict[str, Table], ru
     log.warning("curate: rebuilding dedup_index from clean_docs (%s)",
                 "parameters changed" if INDEX_PARAMS in last and last[INDEX_PARAMS] != params else "out of date")
     summary = lake.snapshot_summary(cfg, "curate", run_id, {CURATE_MODE: "repair"})
-    _write_index(read_table_df(spark, clean), index, cfg, summary, _snapshot_id(clean), f"curate-{run_id[:8]}",
-                 overwrite=True)
+    rows = index_rows(read_table_df(spark, clean), cfg.curate.dedup)
+    files, n = write_df_files(rows, index, TABLES["dedup_index"].arrow_schema, prefix=f"curate-{run_id[:8]}")
+    _commit_index(index, files, n, cfg, summary, _snapshot_id(clean), overwrite=True)
     return True
 
 
@@ -458,36 +502,14 @@ def _report(cfg: Config, counts: dict[str, int], snapshots: dict[str, int | None
                                 "dedup_index": f"{ns}.dedup_index"})
 
 
-def _decisions_writer(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None
-                      ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """mapInArrow function: a partition's decisions as one data file, and its rows counted by (decision,
-    reason), one output row per pair (all naming the file)."""
-
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        written = write_partition(batches, directory, schema, prefix, s3)
-        if written is None:
-            return
-        path, rows = written
-        groups = rows.group_by(["decision", "reason"], use_threads=False).aggregate([([], "count_all")])
-        yield from pa.table({"path": [path] * groups.num_rows, "decision": groups["decision"],
-                             "reason": groups["reason"], "n": groups["count_all"]}).to_batches()
-
-    return run
-
-
-def _write_decisions(decided: DataFrame, table: Table, prefix: str) -> tuple[list[str], dict[str, int]]:
-    """Write the decisions (one data file per partition, not committed) and count them in the same pass:
-    raw_docs, kept, filtered, duplicate and `<decision>_<reason>`."""
-    schema = lake.file_schema(table, TABLES["doc_decisions"].arrow_schema)
-    rows = decided.mapInArrow(_decisions_writer(lake.data_dir(table), schema, prefix, lake.table_s3(table)),
-                              "path string, decision string, reason string, n long").collect()
-    totals: dict[tuple[str, str], int] = {}
-    for r in rows:
-        totals[r["decision"], r["reason"] or ""] = totals.get((r["decision"], r["reason"] or ""), 0) + r["n"]
-    counts: dict[str, int] = {"raw_docs": 0, "kept": 0, "filtered": 0, "duplicate": 0}
-    for (decision, reason), n in sorted(totals.items()):
-        counts["raw_docs"] += n
-        counts[decision] += n
-        if reason:
-            counts[f"{decision}_{reason}"] = n
-    return sorted({r["path"] for r in rows}), counts
+def _write_outputs(decided: DataFrame, tables: dict[str, Table], cfg: Config, prefix: str
+                   ) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Write the decisions, clean docs and (near dedup on) index rows in one job (one data file of each per
+    partition, nothing committed) and count them in the same pass: the files per table, and the counts
+    raw_docs, kept, filtered, duplicate, `<decision>_<reason>`, clean_rows and index_rows."""
+    dedup = cfg.curate.dedup if cfg.curate.dedup.near else None
+    where = {name: OutputFiles(directory=lake.data_dir(tables[name]), s3=lake.table_s3(tables[name]),
+                               schema=lake.file_schema(tables[name], TABLES[name].arrow_schema))
+             for name in ("doc_decisions", "clean_docs", *(["dedup_index"] if dedup is not None else []))}
+    rows = decided.mapInArrow(outputs_writer(where, dedup, prefix), from_arrow_schema(OUTPUTS_ARROW)).collect()
+    return tally([r.asDict() for r in rows])
