@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 
 # an increment of at most this many tokens rows is planned on the driver (about 60 bytes each there)
 DRIVER_PLAN_ROWS = 200_000
+# a run writing at most this many shard bytes writes them in one task, the rows read without a shuffle
+ONE_TASK_WRITE_BYTES = 64 << 20
 META_SCHEMA = "bucket int, h long, doc_id string, ch long, nbytes long"
 GROUPED_SCHEMA = "group int, h long, doc_id string, ch long, nbytes long"
 GROUP_PLAN_SCHEMA = (
@@ -344,10 +346,12 @@ def run_shard(spark: SparkSession, cfg: Config) -> StageReport:
     written: list[dict[str, Any]] = []
     if plan.n_shards:
         tasks = min(plan.n_shards, s.write_tasks or cores)
+        tagged = df.mapInArrow(_tag(s.seed, plan), TAGGED_SCHEMA)
+        # a few bytes are written by one task, without a shuffle (one job): a shuffle costs more than it saves
+        one_task = tasks == 1 or int(plan.shard_bytes.sum()) <= ONE_TASK_WRITE_BYTES
         written = [
             r.asDict() for r in (
-                df.mapInArrow(_tag(s.seed, plan), TAGGED_SCHEMA)
-                .repartition(tasks, "shard")
+                (tagged.coalesce(1) if one_task else tagged.repartition(tasks, "shard"))
                 .sortWithinPartitions("shard", "h", "doc_id", "ch")
                 .mapInArrow(_write_shards(run_out, s.s3_options(), plan, itemsize, first_key), WRITTEN_SCHEMA)
                 .collect()

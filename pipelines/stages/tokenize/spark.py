@@ -26,7 +26,14 @@ from pipelines.lake import summary as keys
 from pipelines.lake.spark import read_data_files_df, read_input_df, read_table_df
 from pipelines.sources.failpoints import failpoint
 from pipelines.stages.report import StageReport
-from pipelines.stages.snapshots import STAGE_PARAMS, input_snapshot, log_plan, params_digest, plan_input
+from pipelines.stages.snapshots import (
+    STAGE_PARAMS,
+    appended_rows,
+    input_snapshot,
+    log_plan,
+    params_digest,
+    plan_input,
+)
 from pipelines.stages.tokenize.encoder import (
     Encoder,
     TokenizerSpec,
@@ -43,6 +50,9 @@ from sharding.write.plan import order_hash
 log = logging.getLogger(__name__)
 
 TASK_RESULT_SCHEMA = "path string, rows long, tokens long, bytes_in long"
+# an input of at most this many documents is encoded where it is read: a shuffle to spread it over the cores
+# (a job, the texts written and read again) costs more than one core spends on it
+SPREAD_MIN_ROWS = 5_000
 CODE_VERSION = "1"  # bump when the tokens written for the same input and tokenizer change
 
 
@@ -114,12 +124,15 @@ def _clean_docs(spark: SparkSession, cfg: Config) -> DataFrame:
     return read_input_df(spark, cfg, _clean_docs_table(cfg))
 
 
-def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, table: Table, prefix: str) -> DataFrame:
+def tokenize_df(df: DataFrame, spec: TokenizerSpec, cfg: Config, table: Table, prefix: str,
+                rows: int | None = None) -> DataFrame:
     """The per-task results (data file path, rows, tokens, bytes_in) of tokenizing clean_docs rows `df` into
-    data files of the tokens `table` (not committed)."""
+    data files of the tokens `table` (not committed). Input in fewer partitions than cores is spread over
+    them by a shuffle, unless it is known (`rows`) to hold at most SPREAD_MIN_ROWS rows: then each task
+    encodes the rows it reads (one job)."""
     df = df.select("doc_id", "text", "source_type", "source_uri")
     cores = df.sparkSession.sparkContext.defaultParallelism
-    if df.rdd.getNumPartitions() < cores:
+    if df.rdd.getNumPartitions() < cores and (rows is None or rows > SPREAD_MIN_ROWS):
         df = df.repartition(cores)  # a small table is one file; spread it over the cores
     t = cfg.tokenize
     return df.mapInArrow(
@@ -167,7 +180,7 @@ def run_tokenize(spark: SparkSession, cfg: Config) -> StageReport:
         docs = read_data_files_df(spark, clean, plan.files)
     else:  # an empty input table
         docs = read_table_df(spark, clean, plan.snapshot_id)
-    results = tokenize_df(docs, spec, cfg, table, f"tokens-{run_id[:8]}").collect()
+    results = tokenize_df(docs, spec, cfg, table, f"tokens-{run_id[:8]}", appended_rows(clean, plan)).collect()
     files = [r["path"] for r in results if r["path"]]
     counts = {
         "docs": sum(r["rows"] for r in results),
