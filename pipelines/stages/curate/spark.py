@@ -217,7 +217,7 @@ def run_curate_incremental(spark: SparkSession, cfg: Config, plan: InputPlan | N
             report.skipped = not repaired
             return report
         # the batch's own columns are read on the driver from the persisted step (no job)
-        reader = steps.driver_reader("curated", where=pc.field("reason").is_null())
+        reader = steps.reader("curated", where=pc.field("reason").is_null())
         counts, snapshots = _dedup_and_commit(spark, cfg, tables, curated, repeats, run_id, scratch, steps, plan,
                                               overwrite=False, old=_old_outputs(spark, tables, tasks), size=size,
                                               reader=reader)
