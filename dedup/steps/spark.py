@@ -6,8 +6,8 @@ folder has the `_SUCCESS` marker, written by the driver last, after every task's
 files and their schema (files of failed task attempts are not named, so never read). A SIGKILL during a
 step leaves it incomplete and a re-run recomputes that step only; a step whose input rows are unique by a
 key (`resume_by`) recomputes only the rows that no finished task file of the interrupted run holds.
-Without a folder, steps are local checkpoints (nothing survives the process). The caller picks the folder, keyed by whatever makes results
-comparable.
+Without a folder, steps are local checkpoints (nothing survives the process). The caller picks the folder,
+keyed by whatever makes results comparable.
 """
 
 from __future__ import annotations
