@@ -184,7 +184,8 @@ def band_match(new_keys: np.ndarray) -> Callable[[pa.Table], np.ndarray]:
 def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFrame, *, cfg: DedupConfig,
                            checkpoint_dir: str | None = None, stats: dict[str, int] | None = None,
                            steps: Steps | None = None, size: tuple[int, int] | None = None,
-                           reader: ColumnReader | None = None, old_rows: OldRows | None = None) -> DataFrame:
+                           reader: ColumnReader | None = None, old_rows: OldRows | None = None,
+                           driver_rows: list[pa.Table] | None = None) -> DataFrame:
     """`dedup.spark.duplicates` of a new batch against earlier kept documents: exact dedup against
     `old_hashes` (clean_docs doc_id, exact_hash), near dedup against `index` (dedup_index rows); old
     documents always stay kept. DUPLICATE_DDL rows of the removed new documents.
@@ -195,13 +196,18 @@ def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFra
     and the index rows sharing a band key with it, found together by one job without a shuffle through
     `old_rows` (default: `old_rows_of(old_hashes, index)`). Larger batches take the distributed plan below
     (persisted `steps`: signatures, old-ids, edges, components). Both give the same rows. `stats` receives
-    the component report and `dedup_one_task` (1 or 0)."""
+    the component report and `dedup_one_task` (1 or 0). `driver_rows`, when given, receives the result as an
+    Arrow table (DUPLICATE_SCHEMA) when the batch was decided on the driver, for a caller that can use it
+    there without a job."""
     _keep_order(new, cfg.keep)
     one_task = fits_one_task(new, cfg, size)
     if stats is not None:
         stats["dedup_one_task"] = int(one_task)
     if one_task:
-        return _duplicates_on_driver(new, old_rows or old_rows_of(old_hashes, index), cfg, stats, reader)
+        out = _duplicates_on_driver(new, old_rows or old_rows_of(old_hashes, index), cfg, stats, reader)
+        if driver_rows is not None:
+            driver_rows.append(out)
+        return new.sparkSession.createDataFrame(out, DUPLICATE_DDL)
     exact = (exact_duplicates_incremental(new, old_hashes, keep=cfg.keep).localCheckpoint() if cfg.exact
              else None)
     near = None
@@ -215,11 +221,10 @@ def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFra
 
 
 def _duplicates_on_driver(new: DataFrame, old_rows: OldRows, cfg: DedupConfig, stats: dict[str, int] | None,
-                          reader: ColumnReader | None) -> DataFrame:
+                          reader: ColumnReader | None) -> pa.Table:
     """The one-task plan of `duplicates_incremental`: the batch on the driver (`reader`, else one job), then
     the old hashes it shares and the index rows that share a bucket with it (one job, no shuffle), then
-    `duplicates_against_index_local` there."""
-    spark = new.sparkSession
+    `duplicates_against_index_local` there: DUPLICATE_SCHEMA rows."""
     keep_cols = [c for c, _ in parse_keep_rule(cfg.keep) if c != "doc_id"]
     sig_cols = ["signature", "band_keys"] if "signature" in new.columns else ["text"]
     cols = list(dict.fromkeys(["doc_id", "exact_hash", *keep_cols, *sig_cols]))
@@ -250,7 +255,7 @@ def _duplicates_on_driver(new: DataFrame, old_rows: OldRows, cfg: DedupConfig, s
     log.info("incremental dedup on the driver: %d new documents (%s), %d old hashes and %d index rows met, "
              "%d removed", batch.num_rows, "read" if reader is not None else "collected", old_hit.num_rows,
              candidates.num_rows, out.num_rows)
-    return spark.createDataFrame(out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA), DUPLICATE_DDL)
+    return out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA)
 
 
 _LOOKUP_ARROW = pa.schema([("doc_id", pa.string()), ("exact_hash", pa.string()), ("signature", pa.binary()),

@@ -24,6 +24,35 @@ OUTPUTS_ARROW = pa.schema([("output", pa.string()), ("path", pa.string()), ("dec
                            ("reason", pa.string()), ("n", pa.int64())])
 
 
+# columns a decided row has besides the curated row's (whose `reason` becomes the decision's reason)
+DECIDED_EXTRA = pa.schema([("cluster_id", pa.string()), ("kept_doc_id", pa.string()), ("similarity", pa.float64()),
+                           ("verified_by", pa.string()), ("decision", pa.string()), ("cluster_size", pa.int64())])
+
+
+def decide_batch(curated: pa.Table, dups: pa.Table) -> pa.Table:
+    """Decisions of curated rows (reason null: passed the filters) given the removed documents `dups`
+    (DUPLICATE_SCHEMA, all of this run's): filtered (its reason), duplicate (`dup_reason`, its cluster,
+    kept document, similarity, evidence) or kept with cluster_size = 1 + the duplicates naming it. The
+    curated columns and DECIDED_EXTRA, in that order."""
+    ids = curated["doc_id"].combine_chunks().cast(pa.string())
+    at = pc.index_in(ids, value_set=dups["doc_id"].combine_chunks())
+    dup_reason = dups["dup_reason"].combine_chunks().take(at)
+    sizes = dups.group_by("kept_doc_id", use_threads=False).aggregate([([], "count_all")])
+    n_dups = pc.fill_null(sizes["count_all"].combine_chunks().take(
+        pc.index_in(ids, value_set=sizes["kept_doc_id"].combine_chunks())), 0)
+    reason = curated["reason"].combine_chunks()
+    decision = pc.if_else(pc.is_valid(reason), "filtered", pc.if_else(pc.is_valid(dup_reason), "duplicate", "kept"))
+    out = curated.set_column(curated.schema.get_field_index("reason"), "reason", pc.coalesce(reason, dup_reason))
+    extra = {name: dups[name].combine_chunks().take(at) for name in ("cluster_id", "kept_doc_id", "similarity",
+                                                                       "verified_by")}
+    extra["decision"] = decision
+    extra["cluster_size"] = pc.if_else(pc.equal(decision, "kept"), pc.add(n_dups.cast(pa.int64()), 1),
+                                       pa.scalar(None, pa.int64()))
+    for f in DECIDED_EXTRA:
+        out = out.append_column(f, extra[f.name].cast(f.type))
+    return out
+
+
 @dataclass(frozen=True)
 class OutputFiles:
     """Where a table's data files go: its data folder (URI), its file schema (with field ids), S3 settings."""

@@ -19,6 +19,7 @@ from pyiceberg.table import Table
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import StructType
 
 from dedup.exact import text_hash128_hex
 from dedup.incremental import dedup_index_params
@@ -50,7 +51,14 @@ from pipelines.lake.summary import (
 from pipelines.sources.failpoints import failpoint
 from pipelines.stages.curate.mode import choose_mode
 from pipelines.stages.curate.mode import stage_params as curate_params
-from pipelines.stages.curate.outputs import OUTPUTS_ARROW, OutputFiles, outputs_writer, tally
+from pipelines.stages.curate.outputs import (
+    DECIDED_EXTRA,
+    OUTPUTS_ARROW,
+    OutputFiles,
+    decide_batch,
+    outputs_writer,
+    tally,
+)
 from pipelines.stages.curate.steps import steps_dir, steps_s3
 from pipelines.stages.report import StageReport
 from pipelines.stages.snapshots import STAGE_PARAMS, InputPlan, appended_rows, log_plan
@@ -108,7 +116,7 @@ def _filter_partitions(cfg: CurateConfig) -> Callable[[Iterator[pa.RecordBatch]]
 def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
                 old: tuple[DataFrame, DataFrame, OldRows] | None = None, stats: dict[str, int] | None = None,
                 steps: Steps | None = None, size: tuple[int, int] | None = None,
-                reader: ColumnReader | None = None) -> DataFrame:
+                reader: ColumnReader | None = None, driver_rows: list[pa.Table] | None = None) -> DataFrame:
     """(doc_id, cluster_id, kept_doc_id, similarity, verified_by, dup_reason) for every document removed as an
     exact or near duplicate (dedup.spark.duplicates: every kept_doc_id names a kept document).
 
@@ -118,7 +126,8 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     `curate.dedup.keep` led by the arrival (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake
     keeps the document that arrived first, as the incremental runs did. `stats` receives near dedup's
     component report; `size` (documents, text bytes of `passed`) saves a job when known; `reader` reads the
-    rows of `passed` wherever dedup runs (dedup.spark.duplicates).
+    rows of `passed` wherever dedup runs (dedup.spark.duplicates); `driver_rows` receives an incremental
+    batch's result as Arrow when it was decided on the driver.
     """
     dedup_cfg = cfg.dedup.model_copy(update={"keep": arrival_first(cfg.dedup.keep, ARRIVAL)})
     keep_cols = [k.lstrip("-+") for k in dedup_cfg.keep]
@@ -128,7 +137,8 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
         return duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
                           size=size, reader=reader)
     return duplicates_incremental(candidates, old[0], old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
-                                  stats=stats, steps=steps, size=size, reader=reader, old_rows=old[2])
+                                  stats=stats, steps=steps, size=size, reader=reader, old_rows=old[2],
+                                  driver_rows=driver_rows)
 
 
 def run_curate(spark: SparkSession, cfg: Config) -> StageReport:
@@ -277,9 +287,10 @@ def _dedup_and_commit(spark: SparkSession, cfg: Config, tables: dict[str, Table]
     the earlier outputs an incremental run deduplicates against; `size`, `reader`: see `_duplicates`),
     decide, commit, then drop the persisted steps; the counts include the dedup statistics and steps resumed."""
     stats: dict[str, int] = {}
+    driver_rows: list[pa.Table] = []
     dups = _duplicates(curated.filter(F.col("reason").isNull()), cfg.curate, f"{scratch}/checkpoints",
-                       old=old, stats=stats, steps=steps, size=size, reader=reader)
-    decided = _decide(spark, curated, dups, scratch, repeats)
+                       old=old, stats=stats, steps=steps, size=size, reader=reader, driver_rows=driver_rows)
+    decided = _decide(spark, curated, dups, scratch, repeats, driver_rows[0] if driver_rows else None)
     counts, snapshots = _commit(spark, cfg, tables, decided, run_id, overwrite=overwrite, plan=plan)
     counts.update(stats)
     counts["resumed_steps"] = len(steps.reused)
@@ -375,27 +386,40 @@ def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None, *
 
 
 def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: str,
-            repeats: DataFrame) -> DataFrame:
+            repeats: DataFrame, driver_dups: pa.Table | None = None) -> DataFrame:
     """Every raw row's decision: filtered (its reason), duplicate (exact/near, `superseded` for an older
     version of a rewritten object, `doc_id` for another repeated id),
     else kept; kept rows get cluster_size (raw documents they stand for, themselves included; a repeated
-    doc_id is the same document ingested twice and does not count)."""
-    # a kept document stands for itself and every duplicate naming it (exact and near, of this run)
-    sizes = dups.groupBy(F.col("kept_doc_id").alias("doc_id")).agg(F.count(F.lit(1)).alias("_n_dups"))
-    decided = (
-        curated.join(dups, "doc_id", "left").join(sizes, "doc_id", "left")
-        .withColumn("decision", F.when(F.col("reason").isNotNull(), "filtered")
-                    .when(F.col("dup_reason").isNotNull(), "duplicate").otherwise("kept"))
-        .withColumn("reason", F.coalesce("reason", "dup_reason"))
-        .withColumn("cluster_size", F.when(F.col("decision") == "kept",
-                                           F.lit(1).cast("long") + F.coalesce("_n_dups", F.lit(0))))
-        .drop("dup_reason", "_n_dups")
-    )
+    doc_id is the same document ingested twice and does not count). `driver_dups`: the rows of `dups` as
+    Arrow on the driver (a batch decided there): they travel with the tasks (`decide_batch`), no join."""
+    if driver_dups is not None:
+        fields = [*curated.schema.fields, *(f for f in from_arrow_schema(DECIDED_EXTRA).fields)]
+        decided = curated.mapInArrow(_decide_with(driver_dups), StructType(fields))
+    else:
+        # a kept document stands for itself and every duplicate naming it (exact and near, of this run)
+        sizes = dups.groupBy(F.col("kept_doc_id").alias("doc_id")).agg(F.count(F.lit(1)).alias("_n_dups"))
+        decided = (
+            curated.join(dups, "doc_id", "left").join(sizes, "doc_id", "left")
+            .withColumn("decision", F.when(F.col("reason").isNotNull(), "filtered")
+                        .when(F.col("dup_reason").isNotNull(), "duplicate").otherwise("kept"))
+            .withColumn("reason", F.coalesce("reason", "dup_reason"))
+            .withColumn("cluster_size", F.when(F.col("decision") == "kept",
+                                               F.lit(1).cast("long") + F.coalesce("_n_dups", F.lit(0))))
+            .drop("dup_reason", "_n_dups")
+        )
     repeated = repeats.select(
         "doc_id", *SOURCE_COLUMNS, F.lit("duplicate").alias("decision"), F.col("repeat_reason").alias("reason"),
         F.col("doc_id").alias("cluster_id"), F.col("doc_id").alias("kept_doc_id"))
     # not materialized: one pass writes every output from it (`_write_outputs`)
     return decided.unionByName(repeated, allowMissingColumns=True)
+
+
+def _decide_with(dups: pa.Table) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield from decide_batch(pa.Table.from_batches([batch]), dups).to_batches()
+
+    return run
 
 
 def _commit(spark: SparkSession, cfg: Config, tables: dict[str, Table], decided: DataFrame, run_id: str, *,
