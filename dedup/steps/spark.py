@@ -219,11 +219,11 @@ class Steps:
         marker = json.dumps({"files": files, "schema": base64.b64encode(schema_bytes).decode(),
                              "notes": self._notes[name]})
         fs, path = _fs(folder, self.s3)
-        fs.create_dir(path, recursive=True)
-        if folder.startswith("s3://"):  # an S3 PUT is atomic: the marker is whole or absent
+        if folder.startswith("s3://"):  # an S3 PUT is atomic: the marker is whole or absent (and S3 needs no folder)
             with fs.open_output_stream(f"{path}/{MARKER}") as out:
                 out.write(marker.encode())
             return
+        fs.create_dir(path, recursive=True)
         with fs.open_output_stream(f"{path}/.{MARKER}.tmp") as out:
             out.write(marker.encode())
         fs.move(f"{path}/.{MARKER}.tmp", f"{path}/{MARKER}")  # a rename: atomic on a local disk

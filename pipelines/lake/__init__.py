@@ -197,10 +197,10 @@ def write_data_file(directory: str, table: pa.Table, *, prefix: str, s3: S3Optio
     if table.num_rows == 0:
         return None
     fs, path = filesystem(directory, s3)
-    fs.create_dir(path, recursive=True)
     name = f"{prefix}-{uuid.uuid4().hex}.parquet"
     final = f"{path}/{name}"
-    if isinstance(fs, pafs.LocalFileSystem):
+    if isinstance(fs, pafs.LocalFileSystem):  # S3 needs no folders (pyarrow would write marker objects)
+        fs.create_dir(path, recursive=True)
         tmp = f"{path}/.{name}.tmp"
         pq.write_table(table, tmp, filesystem=fs, compression="zstd")
         fs.move(tmp, final)

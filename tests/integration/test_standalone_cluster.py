@@ -148,6 +148,7 @@ sources:
   - {{type: s3, uri: "s3://cluster/input/", endpoint: "{s3_endpoint}"}}
 curate:
   filters: [{{name: length, min_words: 3}}]
+  dedup: {{driver_max_bytes: 0}}  # the one-task plan: a task on a worker reads the curated step from S3
 tokenize:
   tokenizer: lake/tokenizer.json
   train: {{vocab_size: 600}}
@@ -177,15 +178,16 @@ shard:
     ingest, curate = reports["ingest"]["counts"], reports["curate"]["counts"]
     assert curate["raw_docs"] == ingest["raw_docs"] > 0
     assert curate["kept"] + curate["filtered"] + curate["duplicate"] == curate["raw_docs"]
+    assert (curate["dedup_one_task"], curate["dedup_on_driver"]) == (1, 0)
     assert reports["tokenize"]["counts"]["docs"] == curate["kept"]
     assert reports["shard"]["counts"]["samples"] == curate["kept"]
     assert reports["shard"]["counts"]["shards"] >= 2
     # relative paths resolved against the config's folder; nothing landed in the repository or worker folders
     assert (project / "lake" / "tokenizer.json").exists() and not (project / "lake" / "catalog.db").exists()
     assert reports["train_tokenizer"]["outputs"]["tokenizer"] == str(project / "lake" / "tokenizer.json")
-    # curate's scratch on S3 was cleaned up (pyarrow may leave an empty marker of the scratch folder itself)
-    listed = s3.list_objects_v2(Bucket="cluster", Prefix="warehouse/_scratch/")
-    assert [o["Key"] for o in listed.get("Contents", []) if o["Key"] != "warehouse/_scratch/"] == []
+    # curate's scratch on S3 was cleaned up, folder markers included
+    listed = s3.list_objects_v2(Bucket="cluster", Prefix="warehouse/_scratch")
+    assert [o["Key"] for o in listed.get("Contents", [])] == []
 
     audit = subprocess.run([str(BIN / "tokenmill"), "audit", "--config", str(config)], cwd=tmp_path,
                            env=driver_env, capture_output=True, text=True, timeout=600)
