@@ -149,6 +149,13 @@ def _spark_session(cores: int, events: str | None):  # type: ignore[no-untyped-d
     return build_session(SparkConfig(master=f"local[{cores}]", app_name="dedup-bench", conf=conf))
 
 
+def _text_size(rows: pa.Table) -> dict[str, int]:
+    """Inside a task: a written file's documents and text bytes (curate's `_passed_size`, without filters)."""
+    import pyarrow.compute as pc
+
+    return {"docs": rows.num_rows, "text_bytes": int(pc.sum(pc.binary_length(rows.column("text"))).as_py() or 0)}
+
+
 def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, dict[str, int]]:  # type: ignore[no-untyped-def]
     """What the curate stage runs after its filters, from text: exact hashes (unless `docs` has them) and
     signatures in one parallel pass (the filter pass computes both), written as the persisted `curated` step
@@ -156,15 +163,12 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
     persisted steps (the driver plan or the one task reads the step's files itself, as in curate)."""
     from dedup.exact import text_hash128_hex
     from dedup.local import signature_columns
-    from dedup.spark import count_input, input_size_counter
     from dedup.steps.spark import Steps
 
-    counter = input_size_counter(docs.sparkSession)
     hashed = "exact_hash" in docs.columns
 
     def signed(batches):  # type: ignore[no-untyped-def]
         for b in batches:
-            count_input(counter, b.column("text"))
             sig, keys = signature_columns(b.column("text"), cfg)
             extra = [] if hashed else [text_hash128_hex(b.column("text"))]
             yield pa.RecordBatch.from_arrays([*b.columns, *extra, sig, keys],
@@ -178,11 +182,12 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
     with tempfile.TemporaryDirectory(dir=checkpoint_dir) as folder:
         steps = Steps(docs.sparkSession, folder)
         curated = steps.materialize("curated", lambda: docs, transform=signed,  # one pass, as curate's filters
-                                    schema=docs.mapInArrow(signed, schema).schema)
+                                    schema=docs.mapInArrow(signed, schema).schema, file_notes=_text_size)
+        notes = steps.notes("curated")  # dedup's input size counted on each file, as curate does
         stats: dict[str, int] = {}
         # the removed rows brought to the driver (a count would add an aggregation job of its own)
         removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
-                                 size=tuple(counter.value), reader=steps.reader("curated")).collect())  # type: ignore[arg-type]
+                                 size=(notes["docs"], notes["text_bytes"]), reader=steps.reader("curated")).collect())
     return removed, stats
 
 

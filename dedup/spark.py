@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark import Accumulator, AccumulatorParam
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
@@ -191,26 +190,6 @@ def near_duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | No
                                    steps=steps)
 
 
-class _SumPair(AccumulatorParam):  # type: ignore[type-arg]
-    def zero(self, value: list[int]) -> list[int]:
-        return [0, 0]
-
-    def addInPlace(self, value1: list[int], value2: list[int]) -> list[int]:
-        return [value1[0] + value2[0], value1[1] + value2[1]]
-
-
-def input_size_counter(spark: SparkSession) -> Accumulator:  # type: ignore[type-arg]
-    """An accumulator of [documents, text bytes] that the pass producing dedup's input fills from its tasks
-    (`count_input`), so that `duplicates` needs no job of its own to size its input. A retried task adds
-    twice: the size is an upper bound, which can only send a small input down the distributed plan."""
-    return spark.sparkContext.accumulator([0, 0], _SumPair())
-
-
-def count_input(counter: Accumulator, texts: pa.Array | pa.ChunkedArray) -> None:  # type: ignore[type-arg]
-    """Inside a task: add a batch's documents (the texts of those dedup will see) to `counter`."""
-    counter.add([len(texts), int(pc.sum(pc.binary_length(texts)).as_py() or 0)])
-
-
 def driver_budget(spark: SparkSession, cfg: DedupConfig) -> int:
     """Bytes the driver plan may collect: cfg.driver_max_bytes, at most cfg.single_task_max_bytes and Spark's
     `spark.driver.maxResultSize` (default 1g: an action collecting more fails; 0: unlimited)."""
@@ -283,7 +262,7 @@ def choose_plan(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None, *
 def fits_one_task(df: DataFrame, cfg: DedupConfig, size: tuple[int, int] | None = None) -> bool:
     """Whether incremental curate decides the batch `df` on the driver: what the driver collects (see
     `driver_plan_bytes`, texts counted as `choose_plan` does) is at most `batch_budget`. `size` = (documents, text
-    bytes) of `df` when the caller counted them (`input_size_counter`), else one small job counts."""
+    bytes) of `df` when the caller counted them (curate: the `curated` step's file notes), else one small job counts."""
     if cfg.single_task_max_bytes == 0:
         return False
     size = _input_size(df, size)
@@ -393,7 +372,7 @@ def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = 
     (with persisted `steps`). All give the same rows. `stats` receives near dedup's component report,
     `dedup_one_task` (1 when the local engine's code ran: the driver or the one-task plan, 0 for the
     distributed one) and `dedup_on_driver` (1 for the driver plan); `size` = (documents, text bytes) of `df`
-    when the caller counted them (`input_size_counter`), else one small job counts.
+    when the caller counted them (curate: the `curated` step's file notes), else one small job counts.
     """
     if steps is not None and steps.done(ONE_TASK_STEP):
         plan, budget = "one-task", 0  # a re-run after the one task's rows were persisted: no sizing job
