@@ -1,12 +1,15 @@
 """Shared machinery of table schemas: one field list gives the pyiceberg Schema (fixed field ids) and the
-pyarrow schema that executors write Parquet files with."""
+pyarrow schema that executors write Parquet files with.
+
+pyiceberg's pyarrow bridge (which imports pyarrow.dataset and with it pandas) is imported only when an Arrow
+schema is first asked for: Spark tasks import table definitions and need not pay for it at start.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField
@@ -25,6 +28,8 @@ class TableDef:
     def arrow_schema(self) -> pa.Schema:
         """The pyarrow schema of data files, without field-id metadata: writers add the ids of the live table
         (`pipelines.lake.file_schema`), which pyiceberg may have renumbered at create_table."""
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
+
         fields = [pa.field(f.name, f.type, nullable=f.nullable) for f in schema_to_pyarrow(self.schema)]
         return pa.schema(fields)
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+# up to this many edges, components are found by numpy rounds (`_min_labels`): for the few edges of an
+# incremental batch they cost less than loading the compiled union-find in a process that has not used numba yet
+SMALL_GRAPH_EDGES = 20_000
+
 
 def star_edges(keys: np.ndarray, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Star edges of LSH buckets: every member of a bucket is linked to the bucket's smallest node.
@@ -79,4 +83,26 @@ def connected_components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray
     if len(src) and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
         raise ValueError(f"edge endpoints must lie in [0, {n}), got [{min(src.min(), dst.min())}, "
                          f"{max(src.max(), dst.max())}]")
+    if len(src) <= SMALL_GRAPH_EDGES:
+        labels = _min_labels(int(n), src, dst)
+        if labels is not None:
+            return labels
     return _union_find(int(n), src, dst)
+
+
+def _min_labels(n: int, src: np.ndarray, dst: np.ndarray, max_rounds: int = 64) -> np.ndarray | None:
+    """`connected_components` by numpy alone: each round every edge pulls both ends down to the smaller label,
+    then every node takes its label's label (pointer jumping). Labels only decrease and always name a node of
+    the same component, so at the fixed point each component carries its smallest node. None when
+    `max_rounds` did not reach it (a long chain: the caller's union-find takes over)."""
+    labels = np.arange(n, dtype=np.int64)
+    for _ in range(max_rounds):
+        low = np.minimum(labels[src], labels[dst])
+        pulled = labels.copy()
+        np.minimum.at(pulled, src, low)
+        np.minimum.at(pulled, dst, low)
+        pulled = pulled[pulled]
+        if np.array_equal(pulled, labels):
+            return labels
+        labels = pulled
+    return None

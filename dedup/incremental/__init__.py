@@ -112,8 +112,27 @@ def _band_key_matrix(column: pa.Array | pa.ChunkedArray, bands: int) -> np.ndarr
         column = column.combine_chunks()
     lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
     if column.null_count or (len(lengths) and np.any(lengths != bands)):
-        raise ValueError(f"index band_keys must hold {bands} keys per row (dedup parameters changed?)")
+        raise ValueError(f"band_keys must hold {bands} keys per row (dedup parameters changed?)")
     return pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(column), bands)
+
+
+def own_band_keys(table: pa.Table, sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """The (n, bands) int64 band keys of a batch's rows with signatures `sig`: its own `band_keys` column where
+    the row has one (curate's filter pass computes them with the signature, with the same parameters), else
+    `dedup.lsh.band_keys` of the signature; a row with neither (an empty signature: no shingles) gets zeros,
+    and takes no part in any bucket. Reading the column is no second pass over the signatures, and on the
+    driver it loads no numba kernel. Raises ValueError when a row's keys are not `bands` long."""
+    if "band_keys" not in table.column_names:
+        return band_keys(sig, bands, rows)
+    column = table["band_keys"].combine_chunks() if table.num_rows else pa.array([], pa.list_(pa.int64()))
+    present = pc.is_valid(column).to_numpy(zero_copy_only=False)
+    out = np.zeros((len(column), bands), dtype=np.int64)
+    if present.any():
+        out[present] = _band_key_matrix(column.filter(pa.array(present)), bands)
+    missing = ~present & ~is_empty(sig)
+    if missing.any():
+        out[missing] = band_keys(sig[missing], bands, rows)
+    return out
 
 
 def near_duplicates_against_index_local(
@@ -121,8 +140,8 @@ def near_duplicates_against_index_local(
 ) -> pa.Table:
     """Near duplicates of a new batch among itself and against an index of earlier kept documents.
 
-    `batches`: doc_id (unique), text or its `signature` (dedup.local.signatures_of), and the keep-rule columns
-    of cfg.keep. `index`: dedup_index rows
+    `batches`: doc_id (unique), text or its `signature` (dedup.local.signatures_of), optionally its
+    `band_keys` (`own_band_keys`), and the keep-rule columns of cfg.keep. `index`: dedup_index rows
     (doc_id, signature, band_keys) computed with the same parameters. New and index doc_ids must be
     disjoint. Edges between two index documents are ignored (they were settled when kept). Clusters are
     resolved by direct evidence (dedup.resolve) with the index documents pinned: they are kept first and never
@@ -139,10 +158,11 @@ def near_duplicates_against_index_local(
         cfg.threshold, cfg.num_perm, cfg.bands, cfg.rows, cfg.false_positive_weight, cfg.false_negative_weight
     )
     cols = ["doc_id", *[c for c, _ in rule if c != "doc_id"]]
-    metas, sigs = [], []
+    metas, sigs, keys_of = [], [], []
     for batch in batches:
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         sigs.append(signatures_of(table, cfg))
+        keys_of.append(own_band_keys(table, sigs[-1], bands, rows))
         metas.append(table.select(cols))
     if not metas:
         return RESULT_SCHEMA.empty_table()
@@ -160,7 +180,7 @@ def near_duplicates_against_index_local(
     ids = ids.take(order)
     require_unique_sorted(ids)
     sig = np.concatenate([new_sig, old_sig])[order]
-    keys = np.concatenate([band_keys(new_sig, bands, rows), old_keys])[order]
+    keys = np.concatenate([*keys_of, old_keys])[order]
     is_old = (order >= len(new_ids))
     active = ~is_empty(sig) | is_old
     src, dst = star_edges(keys, active=active)

@@ -5,6 +5,10 @@ Executors write Parquet files under the table's data folder, every column (neste
 field id of the loaded table's live schema (`file_schema`), so engines that resolve columns by id (Daft, DuckDB)
 read them; the driver adds them with `add_files` in one transaction per stage, so a stage either lands whole or
 not at all.
+
+Importing this package imports neither pyiceberg nor `schemas` (they are imported where the driver uses them):
+Spark tasks import `pipelines.lake.files.spark` below it, and a Python worker should not spend its start on
+the catalog code it never runs.
 """
 
 from __future__ import annotations
@@ -21,18 +25,17 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
-from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
-from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.table import Table
-from pyiceberg.types import ListType, NestedField, StructType
 
 from pipelines.lake import summary as summary_keys
 from pipelines.storage import S3Options, delete_tree, filesystem, local_path
-from schemas import TABLES, TableDef
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+    from pyiceberg.types import NestedField
+
     from pipelines.config import Config, LakeConfig
+    from schemas import TableDef
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ FIELD_ID = b"PARQUET:field_id"
 
 def open_catalog(lake: LakeConfig) -> Catalog:
     """Load the configured catalog (default: SQLite under lake.root) and make sure the namespace exists."""
+    from pyiceberg.catalog import load_catalog
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError
+
     props = lake.catalog_properties()
     if props.get("type") == "sql" and props.get("uri", "").startswith("sqlite:///"):
         Path(props["uri"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +68,10 @@ def ensure_table(catalog: Catalog, namespace: str, table: TableDef | str) -> Tab
     evolution: Iceberg assigns them its next free ids and updates the name mapping that data files are
     read through); rows written before read them as null. Columns are only ever added, never changed.
     """
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from schemas import TABLES
+
     tdef = TABLES[table] if isinstance(table, str) else table
     ident = (namespace, tdef.name)
     try:
@@ -82,6 +92,8 @@ def ensure_table(catalog: Catalog, namespace: str, table: TableDef | str) -> Tab
 
 
 def load_table(catalog: Catalog, namespace: str, name: str) -> Table | None:
+    from pyiceberg.exceptions import NoSuchTableError
+
     try:
         return catalog.load_table((namespace, name))
     except NoSuchTableError:
@@ -119,6 +131,8 @@ def file_schema(table: Table, schema: pa.Schema) -> pa.Schema:
 
 
 def _with_field_id(field: pa.Field, column: NestedField) -> pa.Field:
+    from pyiceberg.types import ListType, StructType
+
     kind, ice = field.type, column.field_type
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         if not isinstance(ice, ListType):
@@ -250,6 +264,8 @@ def commit_files(
 
     Returns the new current snapshot id. Nothing is committed if an exception escapes.
     """
+    from pyiceberg.expressions import AlwaysTrue
+
     files = [f for f in files if f]
     with table.transaction() as tx:
         if overwrite and table.current_snapshot() is not None:

@@ -16,6 +16,8 @@ import pyarrow as pa
 from sharding.format.tar import BLOCK, END_NBYTES
 
 MIN_SAMPLE_NBYTES = 4 * BLOCK
+# `assign_shards` packs at most this many samples with the interpreted loop (see there)
+INTERPRETED_SAMPLES = 20_000
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 
@@ -155,7 +157,10 @@ def assign_shards(
     if lookahead < 1:
         raise ValueError(f"lookahead must be >= 1, got {lookahead}")
     capacity = target_bytes - END_NBYTES
-    return _assign(sizes, capacity, full_bytes(target_bytes, fill) - END_NBYTES, lookahead)
+    # the same loop interpreted for a few samples (an increment planned on the driver): loading the compiled
+    # kernel costs a process that has not used numba yet more than the loop itself
+    kernel = _assign.py_func if sizes.size <= INTERPRETED_SAMPLES else _assign
+    return kernel(sizes, capacity, full_bytes(target_bytes, fill) - END_NBYTES, lookahead)
 
 
 def full_bytes(target_bytes: int, fill: float) -> int:

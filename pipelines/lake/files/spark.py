@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyiceberg.table import Table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
@@ -26,6 +25,7 @@ from pipelines.storage import S3Options, filesystem
 
 if TYPE_CHECKING:
     import numpy as np
+    from pyiceberg.table import Table
 
 log = logging.getLogger(__name__)
 

@@ -186,3 +186,20 @@ def test_duplicates_against_an_index_need_only_the_candidates() -> None:
         {"doc_id": "n-copy", "kept_doc_id": "old-2", "dup_reason": "exact"},
         {"doc_id": "n-near", "kept_doc_id": "old-1", "dup_reason": "near"},
     ]
+
+
+def test_a_batch_carrying_its_band_keys_gives_the_same_result_without_recomputing_them() -> None:
+    index = _index(["old-1", "old-2"], [BASE, OTHER + " again"])
+    texts = [BASE.removesuffix(" and cold"), OTHER, OTHER + " indeed", "word"]
+    plain = _batch(["n1", "n2", "n3", "n4"], texts)
+    own = _index(["n1", "n2", "n3", "n4"], texts)  # signature and band keys as curate's filter pass writes them
+    keyed = plain.append_column("signature", own["signature"]).append_column("band_keys", own["band_keys"])
+    keyed = keyed.set_column(4, "band_keys", pa.array([*own["band_keys"].to_pylist()[:3], None],
+                                                      pa.list_(pa.int64())))  # no keys: computed from its signature
+    expected = near_duplicates_against_index_local([plain], index, cfg=CFG)
+    assert expected.num_rows >= 2
+    assert near_duplicates_against_index_local([keyed], index, cfg=CFG).equals(expected)
+    # the column is what is read: keys of another width are refused, not silently recomputed
+    short = keyed.set_column(4, "band_keys", pa.array([[1, 2]] * 4, pa.list_(pa.int64())))
+    with pytest.raises(ValueError, match="16 keys per row"):
+        near_duplicates_against_index_local([short], index, cfg=CFG)

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from dedup.components import _min_labels, _union_find, connected_components
 from dedup.exact import text_hash128, text_hash128_hex
 from dedup.lsh import band_keys, optimal_param, resolve_bands, s_curve
 from dedup.minhash import (
@@ -139,3 +140,16 @@ def test_band_keys_agree_exactly_on_equal_bands() -> None:
     assert keys[0, 1] != keys[1, 1] and keys[0, 2] != keys[1, 2]
     with pytest.raises(ValueError, match="4 x 4"):
         band_keys(sig, 4, 4)
+
+
+def test_small_graph_components_equal_union_find_and_long_chains_fall_back() -> None:
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 17, 300):
+        for e in (0, n // 2, 3 * n):
+            src, dst = rng.integers(0, n, e), rng.integers(0, n, e)
+            labels = connected_components(n, src, dst)  # numpy rounds (few edges)
+            assert labels.tolist() == _union_find(n, src.astype(np.int64), dst.astype(np.int64)).tolist()
+            assert (labels <= np.arange(n)).all() and (labels[labels] == labels).all()
+    chain = rng.permutation(5000)
+    assert _min_labels(5000, chain[1:], chain[:-1]) is None  # too many rounds: the union-find answers
+    assert connected_components(5000, chain[1:], chain[:-1]).tolist() == [0] * 5000

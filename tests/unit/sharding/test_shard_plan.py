@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sharding.format.tar import END_NBYTES
 from sharding.write.dataset_plan import (
     DuplicateSampleError,
     collision_mask,
@@ -18,6 +19,9 @@ from sharding.write.dataset_plan import (
     plan_dataset,
 )
 from sharding.write.plan import (
+    INTERPRETED_SAMPLES,
+    MIN_SAMPLE_NBYTES,
+    _assign,
     assign_shards,
     dataset_order,
     full_bytes,
@@ -189,3 +193,15 @@ def test_a_duplicate_found_by_a_group_is_raised_by_the_merge() -> None:
                             target_bytes=TARGET, fill=0.99, lookahead=4)
     merged = merge_plans([ok, {**encode_group(1, collided), "group": 1}], TARGET)
     assert merged.shard_of(h, ["a", "x", "y", "b"], np.array([0, 7, 7, 0])).tolist() == [1, 2, 1, 1]
+
+
+def test_few_samples_are_packed_by_the_interpreted_loop_as_by_the_compiled_one() -> None:
+    rng = np.random.default_rng(3)
+    for n in (1, 50, 2000):
+        sizes = rng.integers(MIN_SAMPLE_NBYTES, TARGET // 3, n).astype(np.int64)
+        sizes[rng.integers(0, n, max(1, n // 100))] = 2 * TARGET  # oversized samples get shards of their own
+        assert n <= INTERPRETED_SAMPLES
+        for fill, lookahead in ((0.98, 1024), (0.99, 1), (0.5, 8)):
+            capacity, low = TARGET - END_NBYTES, full_bytes(TARGET, fill) - END_NBYTES
+            compiled = _assign(sizes, capacity, low, lookahead)
+            assert compiled.tolist() == assign_shards(sizes, TARGET, fill=fill, lookahead=lookahead).tolist()
