@@ -1,7 +1,7 @@
 """A corpus arriving in increments: the incremental stages against a full rebuild at the same point.
 
     .venv/bin/python -m benchmarks.incremental [--docs 2900] [--variants 0] [--increments 20] [--base 0.8]
-        [--full-at 1,10,20] [--sources local,kafka] [--keep-lakes] [--profile]
+        [--full-at 1,10,20] [--sources local,kafka] [--no-cold] [--keep-lakes] [--profile]
 
 Data: the first --docs records of the bundled sample (data/sample/kjv.jsonl then jargon.jsonl: real text,
 with its natural and planted near duplicates); --variants N appends N deterministic variants of each record
@@ -15,6 +15,12 @@ each stage deciding itself what to do (pipelines/stages/snapshots.py). Anchors, 
 a fresh lake built from the whole input so far (the folder, or the topic from offset 0) with the same
 tokenizer file. After the last increment the incremental lake itself is also rebuilt in full (curate with
 `curate.dedup.incremental=false`, then tokenize and shard, which rebuild because their input was rewritten).
+Warm and cold: everything above runs in this one process and one Spark session, after the base run, so the
+increments and the rebuilds are timed warm (JVM, Python workers and imports already started by the base; an
+increment only pays the first use of code the base did not run). Then, unless --no-cold, one more increment of
+the same size (new variants of the first records) is run as a daily run is, by `tokenmill run` in a fresh
+process: its wall time (interpreter, imports, JVM and Spark session start, every stage's first-use costs) and
+its stages' own seconds are printed beside the warm increments' median.
 
 Printed per increment: wall seconds, per stage seconds and Spark jobs, docs tokenized, shards written, shards
 in the manifest, and the fresh-lake rebuild's seconds and the ratio; then the targets: last/first increment
@@ -24,8 +30,8 @@ jobs per increment), increment / full rebuild at the same point (<= 0.10), and w
 documents, as a multiset of token sequences, equal the full rebuild's: the in-place rebuild (same arrivals:
 the target, see docs/dedup.md "Arrival first") and the fresh lake (one arrival for everything, so a later,
 better duplicate wins there). Each figure is one run on whatever machine runs it: say how loaded it was.
---profile turns on Spark's event log and prints, for the last increment, each stage's jobs and their seconds
-per call site (benchmarks.dedup_spark.event_log_profile).
+--profile turns on Spark's event log and prints, for the first and the last increment, each stage's jobs and
+their seconds per call site (benchmarks.dedup_spark.event_log_profile).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -132,12 +139,34 @@ class KafkaFeed:
         self.broker.wait(timeout=30)
 
 
+def overrides(root: Path, source: str, tokenizer: Path, *extra: str) -> list[str]:
+    """The `--set` assignments of a lake's config (on top of every default)."""
+    return [f"lake.root={root}", f"lake.metrics_dir={root}/metrics", f"sources={source}",
+            "spark.master=local[2]", f"tokenize.tokenizer={tokenizer}", "tokenize.train.vocab_size=4096",
+            "shard.target_bytes=1048576", *extra]
+
+
 def config(root: Path, source: str, tokenizer: Path, *extra: str) -> Config:
-    return load_config(None, [
-        f"lake.root={root}", f"lake.metrics_dir={root}/metrics", f"sources={source}",
-        "spark.master=local[2]", f"tokenize.tokenizer={tokenizer}", "tokenize.train.vocab_size=4096",
-        "shard.target_bytes=1048576", *extra,
-    ])
+    return load_config(None, overrides(root, source, tokenizer, *extra))
+
+
+def cold_increment(root: Path, source: str, tokenizer: Path, work: Path) -> tuple[float, dict[str, float]]:
+    """One `tokenmill run` of the lake at `root` in a fresh process, as a daily run is: wall seconds of the
+    whole process (interpreter, imports, JVM and Spark session start, the stages) and each stage's own seconds
+    (its metrics file)."""
+    empty = work / "cold.yaml"
+    empty.write_text("{}\n")
+    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(empty)]
+    for assignment in overrides(root, source, tokenizer):
+        cmd += ["--set", assignment]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"tokenmill run failed ({proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    stages = {name: float(json.loads((root / "metrics" / f"{name}.json").read_text())["seconds"])
+              for name in STAGES}
+    return wall, stages
 
 
 @dataclass
@@ -250,6 +279,16 @@ def bench_source(kind: str, records: list[dict[str, Any]], args: argparse.Namesp
                 token_multiset(inplace.reports["shard"].outputs["manifest"]))
         if fresh_manifest is not None:
             compare("a fresh-lake rebuild (one arrival)", ours, token_multiset(fresh_manifest))
+        if args.cold:
+            cold = [r for r in sample_records(args.docs, args.variants + 1)
+                    if r["id"].endswith(f"~v{args.variants + 1}")][:step]
+            feed.add(cold)
+            wall, stages = cold_increment(work / f"lake-{kind}", feed.source(), tokenizer, work)
+            work_s = sum(stages.values())
+            print(f"[{kind}] cold increment ({len(cold)} new docs, a fresh `tokenmill run` process): {wall:.1f} s "
+                  f"wall; its stages {work_s:.1f} s (" + " ".join(f"{n[:3]} {v:.1f}s" for n, v in stages.items())
+                  + f"), the rest {wall - work_s:.1f} s (interpreter, imports, JVM and Spark session start); warm "
+                  f"increments in this process: median {statistics.median(times):.1f} s")
     finally:
         feed.close()
 
@@ -262,6 +301,8 @@ def main() -> None:
     ap.add_argument("--base", type=float, default=0.8)
     ap.add_argument("--full-at", default="1,10,20", help="increments after which a fresh-lake rebuild is timed")
     ap.add_argument("--sources", default="local,kafka", help="comma-separated: local, kafka")
+    ap.add_argument("--no-cold", dest="cold", action="store_false",
+                    help="skip the last increment run by a fresh `tokenmill run` process")
     ap.add_argument("--keep-lakes", action="store_true", help="keep the work folder (lakes, inputs) and print it")
     ap.add_argument("--profile", action="store_true",
                     help="Spark's event log: the last increment's jobs per stage and call site")
@@ -289,9 +330,10 @@ def main() -> None:
             from benchmarks.dedup_spark import event_log_profile
 
             for kind in args.sources.split(","):
-                for stage in STAGES:
-                    group = f"{kind.strip()}-{args.increments}/{stage}"
-                    print(f"[{group}] " + event_log_profile(str(work / "events"), top=40, group=group))
+                for inc in sorted({1, args.increments}):  # the first increment of the process, and the last
+                    for stage in STAGES:
+                        group = f"{kind.strip()}-{inc}/{stage}"
+                        print(f"[{group}] " + event_log_profile(str(work / "events"), top=40, group=group))
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
         if args.keep_lakes:
             print(f"lakes kept under {work}")

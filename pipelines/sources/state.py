@@ -23,18 +23,20 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyiceberg.expressions import In
-from pyiceberg.table import Table
-from pyiceberg.table.snapshots import Operation, Snapshot, ancestors_of
 
 from pipelines import lake
 from pipelines.errors import TokenmillError
 from pipelines.lake import summary as keys
 from pipelines.sources.resume import ResumePoint
 from pipelines.storage import filesystem
+
+if TYPE_CHECKING:  # the driver's: ingest tasks import this module too (IngestState) and never touch a table
+    from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def _props(snap: Snapshot) -> dict[str, str]:
 
 
 def _ingest_snapshots(table: Table) -> list[Snapshot]:
+    from pyiceberg.table.snapshots import ancestors_of
+
     """Ingest snapshots of the current snapshot's ancestry, newest first."""
     snap = table.current_snapshot()
     if snap is None:
@@ -140,6 +144,8 @@ def offsets_property(offsets: dict[str, dict[str, int]]) -> dict[str, str]:
 
 def orphan_runs(raw_docs: Table, quarantine: Table) -> list[str]:
     """Runs that appended quarantine rows but never committed raw_docs, and were not cleaned yet."""
+    from pyiceberg.table.snapshots import Operation
+
     committed = {_props(s).get(keys.RUN_ID) for s in _ingest_snapshots(raw_docs)}
     appended, cleaned = set(), set()
     for snap in _ingest_snapshots(quarantine):
@@ -153,6 +159,8 @@ def orphan_runs(raw_docs: Table, quarantine: Table) -> list[str]:
 
 def delete_orphans(quarantine: Table, runs: list[str], summary: dict[str, str]) -> None:
     """Delete the quarantine rows of `runs` in one commit that records them as cleaned."""
+    from pyiceberg.expressions import In
+
     log.warning("removing quarantine rows of %d ingest run(s) that did not commit raw_docs: %s", len(runs),
                 ", ".join(runs))
     # pyiceberg types its expressions as pydantic models, hiding their positional constructors from mypy

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-TASK_MODULES = ("pipelines.lake.files.spark", "pipelines.stages.curate.outputs", "schemas")
+TASK_MODULES = ("pipelines.lake.files.spark", "pipelines.stages.curate.outputs", "pipelines.sources.tasks", "schemas")
 DRIVER_ONLY = ("pyiceberg.catalog", "pyiceberg.io.pyarrow", "pyiceberg.table")
 
 
