@@ -103,8 +103,9 @@ def sample_table() -> pa.Table:
 
 
 def event_log_profile(folder: str, top: int = 12, group: str | None = None) -> str:
-    """Jobs, stages and tasks in Spark event logs under `folder`, with job wall time per call site; only the
-    jobs of job group `group` (SparkContext.setJobGroup) when given (stages and tasks are then not counted)."""
+    """Jobs, stages and tasks in Spark event logs under `folder`, with job wall time per call site (and job
+    description, when set); only the jobs of job group `group` (SparkContext.setJobGroup) when given (stages and
+    tasks are then not counted)."""
     import collections
     import json
 
@@ -119,7 +120,10 @@ def event_log_profile(folder: str, top: int = 12, group: str | None = None) -> s
                     if group is not None and ev.get("Properties", {}).get("spark.jobGroup.id") != group:
                         continue
                     stage_names = [st.get("Stage Name", "?") for st in ev.get("Stage Infos", [])]
-                    site = ev.get("Properties", {}).get("callSite.short") or (stage_names[-1] if stage_names else "?")
+                    props = ev.get("Properties", {})
+                    site = props.get("callSite.short") or (stage_names[-1] if stage_names else "?")
+                    if props.get("spark.job.description"):  # e.g. "persisted step curated" (dedup.steps.spark)
+                        site = f"{props['spark.job.description']}: {site}"
                     jobs[ev["Job ID"]] = [ev["Submission Time"], ev["Submission Time"], site]
                 elif kind == "SparkListenerJobEnd" and ev["Job ID"] in jobs:
                     jobs[ev["Job ID"]][1] = ev["Completion Time"]
@@ -161,33 +165,40 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
     signatures in one parallel pass (the filter pass computes both), written as the persisted `curated` step
     (under `checkpoint_dir`, else a temporary folder) and read back, then dedup.spark.duplicates with the same
     persisted steps (the driver plan or the one task reads the step's files itself, as in curate)."""
+    from pyspark.sql.types import ArrayType, BinaryType, LongType, StringType, StructField, StructType
+
     from dedup.exact import text_hash128_hex
     from dedup.local import signature_columns
+    from dedup.onetask.spark import STEP as ONE_TASK_STEP
     from dedup.steps.spark import Steps
+    from dedup.threads import task_cores, thread_budget
 
     hashed = "exact_hash" in docs.columns
 
     def signed(batches):  # type: ignore[no-untyped-def]
-        for b in batches:
-            sig, keys = signature_columns(b.column("text"), cfg)
-            extra = [] if hashed else [text_hash128_hex(b.column("text"))]
-            yield pa.RecordBatch.from_arrays([*b.columns, *extra, sig, keys],
-                                             names=[*b.schema.names, *(["exact_hash"] * (not hashed)), "signature",
-                                                    "band_keys"])
+        with thread_budget(task_cores()):  # as curate's filter pass: the task's share of the cores
+            for b in batches:
+                sig, keys = signature_columns(b.column("text"), cfg)
+                extra = [] if hashed else [text_hash128_hex(b.column("text"))]
+                yield pa.RecordBatch.from_arrays([*b.columns, *extra, sig, keys],
+                                                 names=[*b.schema.names, *(["exact_hash"] * (not hashed)),
+                                                        "signature", "band_keys"])
 
     from dedup.spark import duplicates
 
-    schema = (f"{docs.schema.simpleString()[7:-1]}{'' if hashed else ', exact_hash string'}, "
-              "signature binary, band_keys array<bigint>")
+    added = [*([] if hashed else [StructField("exact_hash", StringType())]), StructField("signature", BinaryType()),
+             StructField("band_keys", ArrayType(LongType()))]
     with tempfile.TemporaryDirectory(dir=checkpoint_dir) as folder:
         steps = Steps(docs.sparkSession, folder)
         curated = steps.materialize("curated", lambda: docs, transform=signed,  # one pass, as curate's filters
-                                    schema=docs.mapInArrow(signed, schema).schema, file_notes=_text_size)
+                                    schema=StructType([*docs.schema.fields, *added]), file_notes=_text_size)
         notes = steps.notes("curated")  # dedup's input size counted on each file, as curate does
         stats: dict[str, int] = {}
         # the removed rows brought to the driver (a count would add an aggregation job of its own)
         removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
                                  size=(notes["docs"], notes["text_bytes"]), reader=steps.reader("curated")).collect())
+        if steps.done(ONE_TASK_STEP):  # the one task's cores and where its time went
+            stats.update({f"one_task_{k}": v for k, v in steps.notes(ONE_TASK_STEP).items() if k not in stats})
     return removed, stats
 
 
@@ -204,6 +215,7 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3, dis
     spark = _spark_session(cores, events)
     docs = spark.createDataFrame(table.to_pandas()).cache()
     docs.count()  # the input in Spark's memory, as the curate stage has it after its filter pass
+    start_workers(spark, cores)
     plans = {"local": DedupConfig(), "spark": DedupConfig(), "spark one-task": DedupConfig(driver_max_bytes=0),
              "spark distributed": DedupConfig(single_task_max_bytes=0)}
     if not distributed:
@@ -233,6 +245,19 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3, dis
         shutil.rmtree(events, ignore_errors=True)
 
 
+def start_workers(spark, cores: int) -> float:  # type: ignore[no-untyped-def]
+    """Seconds of the session's first Python job: `cores` tasks that wait 0.2 s each, so that they run at once
+    and each starts its Python worker (Spark reuses them for later tasks). A curate in `tokenmill run` finds
+    them started by ingest; the benchmark starts them before timing either side and prints what it took."""
+    def wait(batches):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)
+        yield from batches
+
+    t = time.perf_counter()
+    spark.range(cores, numPartitions=cores).mapInArrow(wait, "id long").collect()
+    return time.perf_counter() - t
+
+
 def plan_taken(stats: dict[str, int]) -> str:
     """The plan dedup.spark.duplicates took, from its stats."""
     if stats.get("dedup_on_driver"):
@@ -254,11 +279,16 @@ def corpus_side_by_side(path: Path, cores: int, gb: float, budgets: dict[str, in
 
     cfg = DedupConfig()
     spark_cfg = cfg.model_copy(update=budgets)
+    from pyspark.sql.pandas.types import from_arrow_schema
+
     events = tempfile.mkdtemp(prefix="dedup-events-") if profile else None
     spark = _spark_session(cores, events)
+    warm_s = start_workers(spark, cores)
     with tempfile.TemporaryDirectory() as tmp, TreeRss() as rss:
         t = time.perf_counter()
-        df = spark.read.parquet(str(path)).select("doc_id", "text", "quality_score", "n_chars")
+        # the schema from the file's footer, as the local engine gets it (Spark would run a job to infer it)
+        schema = from_arrow_schema(pq.read_schema(path))
+        df = spark.read.schema(schema).parquet(str(path)).select("doc_id", "text", "quality_score", "n_chars")
         n_spark, stats = _curate_dedup(df, spark_cfg, tmp)
         spark_s = time.perf_counter() - t
     spark.stop()
@@ -275,6 +305,12 @@ def corpus_side_by_side(path: Path, cores: int, gb: float, budgets: dict[str, in
           f"peak RSS: driver Python {rss.driver / 1e6:,.0f} MB, JVM {rss.jvm / 1e6:,.0f} MB, largest Python "
           f"worker {rss.worker / 1e6:,.0f} MB ({rss.worker / lean:.1f}x the estimate), tree {rss.peak / 1e9:.2f} GB; "
           f"spark / local = {spark_s / local_s:.2f}")
+    print(f"before the Spark run, the session's first Python job (starting {cores} Python workers) took {warm_s:.1f} s; "
+          f"counted in, spark / local = {(warm_s + spark_s) / local_s:.2f}")
+    if stats.get("one_task_cores"):
+        print(f"the one task: {stats['one_task_cores']} cores, read its columns {stats['one_task_read_ms'] / 1000:.1f} s, "
+              f"deduplicated {stats['one_task_dedup_ms'] / 1000:.1f} s (of which reading the candidates' texts "
+              f"{stats['one_task_texts_ms'] / 1000:.1f} s)")
     if events:
         print(event_log_profile(events))
         shutil.rmtree(events, ignore_errors=True)

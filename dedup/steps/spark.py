@@ -207,8 +207,13 @@ class Steps:
                          name, self.resumed_rows[name], len(reused))
         metadata = None if file_notes is None else partial(_footer_notes, file_notes)
         written = None if resume_by is None else partial(self._on_done, f"{name}.file")
-        new, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform, metadata=metadata,
-                             written=written)
+        context = self.spark.sparkContext
+        context.setJobDescription(f"persisted step {name}")  # the job's name in Spark's UI and event log
+        try:
+            new, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform,
+                                 metadata=metadata, written=written)
+        finally:
+            context.setJobDescription(None)  # type: ignore[arg-type]
         files = [*reused, *new]
         schema_bytes = arrow.serialize().to_pybytes()
         self._notes[name] = notes() if notes is not None else {}

@@ -28,6 +28,7 @@ from dedup.keep import arrival_first
 from dedup.local import signature_columns
 from dedup.spark import duplicates
 from dedup.steps.spark import ColumnReader, Steps
+from dedup.threads import task_cores, thread_budget
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
 from pipelines.errors import StageInputError, StageOutputError
@@ -95,20 +96,22 @@ def _filter_partitions(cfg: CurateConfig) -> Callable[[Iterator[pa.RecordBatch]]
     schema = curated_schema()
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            out = curate_batch(batch, normalize=cfg.normalize, filters=list(cfg.filters))
-            columns = {name: out.column(name) for name in out.schema.names}
-            columns["exact_hash"] = text_hash128_hex(columns["text"])
-            passed = pc.is_null(columns["reason"])
-            if cfg.dedup.near:  # in the same pass: a filtered document's empty text gets a null signature
-                columns["signature"], columns["band_keys"] = signature_columns(
-                    pc.if_else(passed, columns["text"], ""), cfg.dedup)
-            for name in (*SOURCE_COLUMNS, ARRIVAL):
-                columns[name] = batch.column(name)
-            arrays = [columns[f.name] if f.name in columns else pa.nulls(batch.num_rows, f.type) for f in schema]
-            yield pa.RecordBatch.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
+        with thread_budget(task_cores()):  # the task's share of the executor, not every core (dedup.threads)
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                out = curate_batch(batch, normalize=cfg.normalize, filters=list(cfg.filters))
+                columns = {name: out.column(name) for name in out.schema.names}
+                columns["exact_hash"] = text_hash128_hex(columns["text"])
+                passed = pc.is_null(columns["reason"])
+                if cfg.dedup.near:  # in the same pass: a filtered document's empty text gets a null signature
+                    columns["signature"], columns["band_keys"] = signature_columns(
+                        pc.if_else(passed, columns["text"], ""), cfg.dedup)
+                for name in (*SOURCE_COLUMNS, ARRIVAL):
+                    columns[name] = batch.column(name)
+                arrays = [columns[f.name] if f.name in columns else pa.nulls(batch.num_rows, f.type) for f in schema]
+                yield pa.RecordBatch.from_arrays([a.cast(f.type) for a, f in zip(arrays, schema, strict=True)],
+                                                 schema=schema)
 
     return run
 
