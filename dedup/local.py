@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from dedup.components import star_edges
 from dedup.config import DedupConfig
-from dedup.incremental import signature_matrix
+from dedup.incremental import signature_view
 from dedup.keep import first_of_codes, keep_ranks, kept_members, parse_keep_rule, require_unique_sorted
 from dedup.lsh import band_keys, resolve_bands
 from dedup.minhash import EMPTY, is_empty, minhash_signatures, signature_jaccard
@@ -122,11 +122,18 @@ def signatures_of(table: pa.Table, cfg: DedupConfig) -> np.ndarray:
     """The (n, num_perm) uint32 signatures of a table's rows: its `signature` column when it has one (binary,
     4 * num_perm little-endian bytes; a null stands for a document without shingles and reads as the empty
     signature), else computed from its `text`. Raises ValueError when neither column is there."""
-    if "signature" in table.column_names:
-        column = table["signature"].combine_chunks() if table.num_rows else pa.array([], pa.binary())
-        present = pc.is_valid(column).to_numpy(zero_copy_only=False)
-        sig = np.full((len(column), cfg.num_perm), EMPTY, dtype=np.uint32)
-        sig[present] = signature_matrix(column.filter(pa.array(present)), cfg.num_perm)
+    if "signature" in table.column_names:  # one copy, chunk by chunk, from the Arrow buffers into the matrix
+        sig = np.empty((table.num_rows, cfg.num_perm), dtype=np.uint32)
+        at = 0
+        for chunk in table["signature"].chunks:
+            rows = sig[at:at + len(chunk)]
+            if chunk.null_count:
+                present = pc.is_valid(chunk).to_numpy(zero_copy_only=False)
+                rows[:] = EMPTY
+                rows[present] = signature_view(chunk.filter(pa.array(present)), cfg.num_perm)
+            elif len(chunk):
+                rows[:] = signature_view(chunk, cfg.num_perm)
+            at += len(chunk)
         return sig
     if "text" not in table.column_names:
         raise ValueError(f"input batches need a 'text' or 'signature' column, got {table.column_names}")

@@ -91,6 +91,15 @@ def signature_matrix(column: pa.Array | pa.ChunkedArray, num_perm: int) -> np.nd
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], pa.binary())
+    return signature_view(column, num_perm).astype(np.uint32)
+
+
+def signature_view(column: pa.Array, num_perm: int) -> np.ndarray:
+    """`signature_matrix` of one Arrow array as a read-only view of its buffers (no copy at all): valid while
+    the array lives.
+
+    Raises ValueError on a null or a value of another length.
+    """
     if column.null_count:
         raise ValueError(f"signature column has {column.null_count} nulls")
     n = len(column)
@@ -104,7 +113,7 @@ def signature_matrix(column: pa.Array | pa.ChunkedArray, num_perm: int) -> np.nd
         raise ValueError(f"signatures must be {4 * num_perm} bytes each (num_perm={num_perm}), "
                          f"got lengths {sorted(set(lengths.tolist()))[:5]}")
     data = np.frombuffer(column.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-    return data.view("<u4").reshape(n, num_perm).astype(np.uint32)
+    return data.view("<u4").reshape(n, num_perm)
 
 
 def _band_key_matrix(column: pa.Array | pa.ChunkedArray, bands: int) -> np.ndarray:

@@ -16,7 +16,9 @@ from dedup.local import (
     exact_duplicates_local,
     near_duplicates_local,
     signature_columns,
+    signatures_of,
 )
+from dedup.minhash import EMPTY, minhash_signatures
 
 BASE = [
     "the quick brown fox jumps over the lazy dog while the farmer sleeps in the warm afternoon sun "
@@ -154,3 +156,14 @@ def test_signature_columns_are_null_without_shingles() -> None:
     sig, keys = signature_columns(pa.array(["", "one two three four five six seven", ""]), DedupConfig())
     assert sig.is_valid().to_pylist() == keys.is_valid().to_pylist() == [False, True, False]
     assert len(sig[1].as_py()) == 4 * 128 and len(keys[1]) == 16
+
+
+def test_signatures_of_reads_a_chunked_signature_column_with_nulls_as_the_text_gives_them() -> None:
+    texts = pa.array([BASE[0], "", BASE[1], "short", BASE[0] + " tail words here", ""])
+    sig, _ = signature_columns(texts, DedupConfig())
+    chunked = pa.chunked_array([sig.slice(0, 2), sig.slice(2, 0), sig.slice(2, 3), sig.slice(5)])
+    got = signatures_of(pa.table({"signature": chunked}), DedupConfig())
+    want = minhash_signatures(texts)
+    assert got.dtype == np.uint32 and got.flags.writeable
+    np.testing.assert_array_equal(got, want)
+    assert (got[[1, 5]] == EMPTY).all() and not (got[[0, 2, 3, 4]] == EMPTY).all(axis=1).any()
