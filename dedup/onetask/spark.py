@@ -7,7 +7,8 @@ pyarrow, and the candidates' texts the same way when verify='shingles' needs the
 starts it. From any other DataFrame: the needed columns are moved into one partition by one shuffle. Its
 DUPLICATE rows are computed once: materialized as the persisted step `duplicates` (Steps.materialize, so a
 re-run after a kill reuses them), with the task's component report (dedup.local.component_stats), its
-cores and its time (`read_ms`, `dedup_ms`, `texts_ms`) kept as the step's notes, so nothing is deduplicated twice. A retried task gives the same rows and report.
+cores and where its time went (`read_ms`, `dedup_ms`, `texts_ms`) kept as the step's notes, so nothing is
+deduplicated twice. A retried task gives the same rows and component report.
 
 Memory: the task's Python worker holds what the driver plan would collect (dedup.spark.driver_plan_bytes)
 plus the local engine's working copies; docs/dedup.md gives the measured ratio.
