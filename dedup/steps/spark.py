@@ -42,6 +42,9 @@ ArrowMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 # inside a task: a written file's rows -> counts kept in the file's footer under FILE_NOTES (see `materialize`)
 FileNotes = Callable[[pa.Table], dict[str, int]]
 FILE_NOTES = b"tokenmill.step_notes"
+# a step file's row groups: small enough that a StepReader decodes a file on several threads and streams it (a
+# task's one big row group was decoded whole, on one thread, before its rows could be filtered)
+ROW_GROUP_BYTES = 16 << 20
 
 
 def _fs(uri: str, s3: S3Options | None) -> tuple[pafs.FileSystem, str]:
@@ -211,7 +214,7 @@ class Steps:
         context.setJobDescription(f"persisted step {name}")  # the job's name in Spark's UI and event log
         try:
             new, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform,
-                                 metadata=metadata, written=written)
+                                 metadata=metadata, written=written, row_group_bytes=ROW_GROUP_BYTES)
         finally:
             context.setJobDescription(None)  # type: ignore[arg-type]
         files = [*reused, *new]

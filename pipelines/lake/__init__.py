@@ -202,8 +202,11 @@ def read_files(files: Iterable[str], columns: list[str], s3: S3Options | None = 
     return ds.dataset([filesystem(p, s3)[1] for p in paths], format="parquet", filesystem=fs).to_table(columns=columns)
 
 
-def write_data_file(directory: str, table: pa.Table, *, prefix: str, s3: S3Options | None = None) -> str | None:
+def write_data_file(directory: str, table: pa.Table, *, prefix: str, s3: S3Options | None = None,
+                    row_group_bytes: int | None = None) -> str | None:
     """Write one Parquet data file under `directory` (URI) and return its URI; None for an empty table.
+    `row_group_bytes`: row groups of about that many bytes of Arrow data (default: pyarrow's, 1 Mi rows), so
+    that a reader can decode a file's row groups on several threads and stream them.
 
     Columns carry the Parquet field ids present in `table`'s schema metadata (see `file_schema`). The file is written under a temporary name and renamed (local), so a killed task leaves no partial
     file that a later commit could pick up. Names carry a random suffix: retried tasks never collide.
@@ -211,15 +214,16 @@ def write_data_file(directory: str, table: pa.Table, *, prefix: str, s3: S3Optio
     if table.num_rows == 0:
         return None
     fs, path = filesystem(directory, s3)
+    rows = None if row_group_bytes is None else max(1, -(-row_group_bytes * table.num_rows // max(table.nbytes, 1)))
     name = f"{prefix}-{uuid.uuid4().hex}.parquet"
     final = f"{path}/{name}"
     if isinstance(fs, pafs.LocalFileSystem):  # S3 needs no folders (pyarrow would write marker objects)
         fs.create_dir(path, recursive=True)
         tmp = f"{path}/.{name}.tmp"
-        pq.write_table(table, tmp, filesystem=fs, compression="zstd")
+        pq.write_table(table, tmp, filesystem=fs, compression="zstd", row_group_size=rows)
         fs.move(tmp, final)
         return f"file://{final}"
-    pq.write_table(table, final, filesystem=fs, compression="zstd")
+    pq.write_table(table, final, filesystem=fs, compression="zstd", row_group_size=rows)
     return directory.split("://", 1)[0] + "://" + final
 
 
