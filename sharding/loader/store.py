@@ -21,12 +21,17 @@ from sharding.errors import CorruptShardError
 from sharding.format import index_matrix, read_index
 from sharding.loader.cache import ShardCache
 from sharding.loader.manifest import RemoteOptions, ShardManifest, s3_path
-from sharding.loader.verify import check_tar_layout, check_token_ids, sha256_file
+from sharding.loader.verify import check_tar_layout, check_token_ids
 
 log = logging.getLogger(__name__)
 
 OnCorrupt = Literal["raise", "skip"]
 _OPEN_SHARDS = 16  # memory maps kept open per process
+
+
+def checksum(path: Path, buf: np.ndarray) -> str:
+    """Hex sha256 of a shard's mapped bytes (``path`` names the file they were mapped from)."""
+    return hashlib.sha256(buf.data).hexdigest()
 
 
 class ShardChecks:
@@ -258,9 +263,10 @@ class ShardStore:
         self._maps[shard] = buf
         return buf
 
-    def _local_file(self, shard: int, name: str) -> tuple[Path, int]:
-        """Local path and size of a shard, fetching it through the cache when remote. Another process
-        sharing the cache may evict a file between fetch and open: fetch again, a few times."""
+    def _mapped(self, shard: int, name: str) -> tuple[Path, np.ndarray]:
+        """The shard's bytes, mapped read-only (fetched through the cache when remote). Another process
+        sharing the cache may evict the file between fetch and open: fetch again, a few times. Once the
+        file is open and mapped, an eviction no longer matters (POSIX keeps the pages of a removed file)."""
         for _ in range(3):
             path = (
                 Path(name)
@@ -268,7 +274,11 @@ class ShardStore:
                 else self._cache().get(s3_path(name), int(self.manifest.nbytes[shard]))
             )
             try:
-                return path, path.stat().st_size
+                with open(path, "rb") as f:
+                    if os.fstat(f.fileno()).st_size == 0:  # mmap refuses an empty file
+                        return path, np.zeros(0, dtype=np.uint8)
+                    # a plain ndarray view of the map: slicing a np.memmap subclass costs more per document
+                    return path, np.memmap(f, dtype=np.uint8, mode="r").view(np.ndarray)
             except FileNotFoundError:
                 if self.cache is None:
                     break
@@ -280,23 +290,21 @@ class ShardStore:
             problem = self.checks.verdict(shard, lambda: self._verdict(shard))
             if problem is not None:
                 raise CorruptShardError(name, problem)
-        path, size = self._local_file(shard, name)
-        if size != m.nbytes[shard]:
-            raise CorruptShardError(name, f"{size} bytes, the manifest says {int(m.nbytes[shard])}")
-        # a plain ndarray view of the map: slicing a np.memmap subclass costs more per document
-        return np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
+        _, buf = self._mapped(shard, name)
+        if buf.size != m.nbytes[shard]:
+            raise CorruptShardError(name, f"{buf.size} bytes, the manifest says {int(m.nbytes[shard])}")
+        return buf
 
     def _verdict(self, shard: int) -> str | None:
         """Check shard ``shard`` (size, sha256, tar layout against its index): None when it passes,
         otherwise why it is corrupt. Raises CorruptShardError for a corrupt index, OSError when the
         file cannot be read. Touches no state of the store, so any thread may run it."""
         m = self.manifest
-        path, size = self._local_file(shard, m.location(m.paths[shard]))
-        if size != m.nbytes[shard]:
-            return f"{size} bytes, the manifest says {int(m.nbytes[shard])}"
-        if sha256_file(path) != m.sha256[shard]:
+        path, buf = self._mapped(shard, m.location(m.paths[shard]))
+        if buf.size != m.nbytes[shard]:
+            return f"{buf.size} bytes, the manifest says {int(m.nbytes[shard])}"
+        if checksum(path, buf) != m.sha256[shard]:
             return "sha256 does not match the manifest"
-        buf = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
         index = self._load_index(shard)
         return (check_tar_layout(buf, index, m.token_dtype.itemsize)
                 or check_token_ids(buf, index, m.token_dtype, m.vocab_size))

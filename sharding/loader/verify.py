@@ -6,24 +6,11 @@ headers are parsed as bytes.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 
 from sharding.format.tar import BLOCK
 
-_CHUNK = 8 * 1024 * 1024
 _HEADER_ROWS = 16384  # tar headers checked per vectorised pass (bounded memory)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 8 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _padded(n: np.ndarray) -> np.ndarray:

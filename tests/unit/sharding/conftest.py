@@ -19,13 +19,13 @@ from sharding.loader import store as loader_store
 def hashed(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Counts the checksum computations per shard file name."""
     seen: Counter[str] = Counter()
-    real = loader_store.sha256_file
+    real = loader_store.checksum
 
-    def counting(path):  # type: ignore[no-untyped-def]
+    def counting(path, buf):  # type: ignore[no-untyped-def]
         seen[Path(path).name] += 1
-        return real(path)
+        return real(path, buf)
 
-    monkeypatch.setattr(loader_store, "sha256_file", counting)
+    monkeypatch.setattr(loader_store, "checksum", counting)
     return seen
 
 
