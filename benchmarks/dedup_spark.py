@@ -171,12 +171,12 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
     from dedup.local import signature_columns
     from dedup.onetask.spark import STEP as ONE_TASK_STEP
     from dedup.steps.spark import Steps
-    from dedup.threads import task_cores, thread_budget
+    from dedup.threads import thread_budget
 
     hashed = "exact_hash" in docs.columns
 
     def signed(batches):  # type: ignore[no-untyped-def]
-        with thread_budget(task_cores()):  # as curate's filter pass: the task's share of the cores
+        with thread_budget():  # as curate's filter pass: the task's share of the cores
             for b in batches:
                 sig, keys = signature_columns(b.column("text"), cfg)
                 extra = [] if hashed else [text_hash128_hex(b.column("text"))]

@@ -55,7 +55,7 @@ from dedup.onetask.spark import STEP as ONE_TASK_STEP
 from dedup.onetask.spark import OverBudget, duplicates_in_one_task, read_texts
 from dedup.resolve.spark import RESULT_DDL, resolve_candidate_graph
 from dedup.steps.spark import ColumnReader, Steps, checkpoint
-from dedup.threads import task_cores, thread_budget
+from dedup.threads import thread_budget
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def exact_duplicates(df: DataFrame, *, keep: list[str]) -> DataFrame:
 
 def _signature_partitions(cfg: DedupConfig) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        with thread_budget(task_cores()):  # the task's share of the executor (dedup.threads)
+        with thread_budget():  # the task's share of the executor (dedup.threads)
             for batch in batches:
                 if batch.num_rows:
                     yield from signature_rows(batch, cfg).to_batches()

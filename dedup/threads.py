@@ -45,13 +45,14 @@ def executor_cores_of(master: str, executor_cores: str | None = None) -> int:
 
 
 @contextmanager
-def thread_budget(cores: int) -> Iterator[None]:
-    """pyarrow's CPU pool and numba's parallel loops sized to `cores` (at most the machine's cores and numba's
-    thread pool) inside the block, and restored on leaving it (a Python worker runs later tasks too).
-    numba's setting is per calling thread: the kernels must be called from the thread that entered."""
+def thread_budget(cores: int | None = None) -> Iterator[None]:
+    """pyarrow's CPU pool and numba's parallel loops sized to `cores` (default: `task_cores()`, the share of a
+    task of a parallel pass; at most the machine's cores and numba's thread pool) inside the block, and restored
+    on leaving it (a Python worker runs later tasks too). numba's setting is per calling thread: the kernels
+    must be called from the thread that entered."""
     import numba
 
-    cores = max(1, min(cores, os.cpu_count() or 1))
+    cores = max(1, min(task_cores() if cores is None else cores, os.cpu_count() or 1))
     arrow_before, numba_before = pa.cpu_count(), numba.get_num_threads()
     pa.set_cpu_count(cores)
     numba.set_num_threads(min(cores, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]

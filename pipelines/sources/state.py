@@ -75,9 +75,9 @@ def _props(snap: Snapshot) -> dict[str, str]:
 
 
 def _ingest_snapshots(table: Table) -> list[Snapshot]:
+    """Ingest snapshots of the current snapshot's ancestry, newest first."""
     from pyiceberg.table.snapshots import ancestors_of
 
-    """Ingest snapshots of the current snapshot's ancestry, newest first."""
     snap = table.current_snapshot()
     if snap is None:
         return []

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
@@ -48,17 +48,11 @@ class TaskContext:
     file_bytes: int
     max_expansion: int = 1000
     lake_s3: S3Options | None = None  # how to reach an s3:// warehouse (endpoint, region)
-    # the data files' schemas with the live tables' field ids (lake.file_schema); default (None): the table
-    # definitions' schemas without ids, derived here rather than at import, which would cost every Python worker
-    # pyiceberg's pyarrow bridge (the stage always passes them)
-    raw_file_schema: pa.Schema | None = None
-    quarantine_file_schema: pa.Schema | None = None
-
-    def __post_init__(self) -> None:
-        if self.raw_file_schema is None:
-            object.__setattr__(self, "raw_file_schema", raw_docs_schema.TABLE.arrow_schema)
-        if self.quarantine_file_schema is None:
-            object.__setattr__(self, "quarantine_file_schema", quarantine_schema.TABLE.arrow_schema)
+    # the data files' schemas with the live tables' field ids (lake.file_schema); default: the table definitions'
+    # schemas without ids, derived when a context is built rather than at import, which would cost every Python
+    # worker pyiceberg's pyarrow bridge (the stage always passes them)
+    raw_file_schema: pa.Schema = field(default_factory=lambda: raw_docs_schema.TABLE.arrow_schema)
+    quarantine_file_schema: pa.Schema = field(default_factory=lambda: quarantine_schema.TABLE.arrow_schema)
 
 
 class RollingWriter:

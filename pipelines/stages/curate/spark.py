@@ -28,7 +28,7 @@ from dedup.keep import arrival_first
 from dedup.local import signature_columns
 from dedup.spark import duplicates
 from dedup.steps.spark import ColumnReader, Steps
-from dedup.threads import task_cores, thread_budget
+from dedup.threads import thread_budget
 from pipelines import lake
 from pipelines.config import Config, CurateConfig
 from pipelines.errors import StageInputError, StageOutputError
@@ -96,7 +96,7 @@ def _filter_partitions(cfg: CurateConfig) -> Callable[[Iterator[pa.RecordBatch]]
     schema = curated_schema()
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        with thread_budget(task_cores()):  # the task's share of the executor, not every core (dedup.threads)
+        with thread_budget():  # the task's share of the executor, not every core (dedup.threads)
             for batch in batches:
                 if batch.num_rows == 0:
                     continue
