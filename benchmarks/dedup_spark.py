@@ -194,9 +194,13 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
                                     schema=StructType([*docs.schema.fields, *added]), file_notes=_text_size)
         notes = steps.notes("curated")  # dedup's input size counted on each file, as curate does
         stats: dict[str, int] = {}
-        # the removed rows brought to the driver (a count would add an aggregation job of its own)
-        removed = len(duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
-                                 size=(notes["docs"], notes["text_bytes"]), reader=steps.reader("curated")).collect())
+        driver_rows: list[pa.Table] = []
+        rows = duplicates(curated, cfg=cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
+                          size=(notes["docs"], notes["text_bytes"]), reader=steps.reader("curated"),
+                          driver_rows=driver_rows)
+        # the removed rows on the driver as Arrow, as the local engine gives them: the driver plan's own table
+        # (curate decides with it, no job), else collected as Arrow (a count would be an aggregation job)
+        removed = (driver_rows[0] if driver_rows else rows.toArrow()).num_rows
         if steps.done(ONE_TASK_STEP):  # the one task's cores and where its time went
             stats.update({f"one_task_{k}": v for k, v in steps.notes(ONE_TASK_STEP).items() if k not in stats})
     return removed, stats

@@ -302,11 +302,12 @@ def _local_columns(df: DataFrame, cfg: DedupConfig, *, texts: bool) -> list[str]
 
 
 def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int] | None, *, texts: bool,
-                          budget: int, reader: ColumnReader | None = None) -> DataFrame | None:
+                          budget: int, reader: ColumnReader | None = None,
+                          driver_rows: list[pa.Table] | None = None) -> DataFrame | None:
     """The driver plan: the columns dedup needs collected as Arrow (one job, converted in the tasks; or read
     on the driver by `reader`, no job), then `duplicates_local` on the driver; with `texts` false only the
     candidates' texts are read (a second job, or `reader` again), when they fit the rest of `budget` (else
-    None: the caller takes the distributed plan)."""
+    None: the caller takes the distributed plan). `driver_rows` receives the result as Arrow."""
     cols = _local_columns(df, cfg, texts=texts)
     fetch = None
     fetch_texts = cfg.near and cfg.verify == "shingles" and "text" not in cols
@@ -327,7 +328,10 @@ def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int]
         stats.update(component_stats(out))
     log.info("dedup on the driver: %d documents (%.1f MB %s), %d removed", table.num_rows, table.nbytes / 1e6,
              "read" if reader is not None else "collected", out.num_rows)
-    return df.sparkSession.createDataFrame(out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA), DUPLICATE_DDL)
+    out = out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA)
+    if driver_rows is not None:
+        driver_rows.append(out)
+    return df.sparkSession.createDataFrame(out, DUPLICATE_DDL)
 
 
 def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataFrame:
@@ -360,7 +364,8 @@ def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataF
 
 def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
                stats: dict[str, int] | None = None, steps: Steps | None = None,
-               size: tuple[int, int] | None = None, reader: ColumnReader | None = None) -> DataFrame:
+               size: tuple[int, int] | None = None, reader: ColumnReader | None = None,
+               driver_rows: list[pa.Table] | None = None) -> DataFrame:
     """Exact (cfg.exact) then near (cfg.near) duplicates of `df`, as the curate stage removes them:
     DUPLICATE_DDL rows (RESULT_COLUMNS and `dup_reason`, 'exact' or 'near') of the removed documents.
 
@@ -375,6 +380,8 @@ def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = 
     `dedup_one_task` (1 when the local engine's code ran: the driver or the one-task plan, 0 for the
     distributed one) and `dedup_on_driver` (1 for the driver plan); `size` = (documents, text bytes) of `df`
     when the caller counted them (curate: the `curated` step's file notes), else one small job counts.
+    `driver_rows`, when given, receives the rows as an Arrow table (DUPLICATE_SCHEMA) when the driver plan
+    ran, for a caller that can use them there without a job.
     """
     if steps is not None and steps.done(ONE_TASK_STEP):
         plan, budget = "one-task", 0  # a re-run after the one task's rows were persisted: no sizing job
@@ -382,7 +389,8 @@ def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = 
         plan, budget = choose_plan(df, cfg, size, readable=reader is not None)
     result = None
     if plan in ("driver-texts", "driver"):  # a bad keep rule fails there as in the local engine
-        result = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget, reader=reader)
+        result = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget, reader=reader,
+                                       driver_rows=driver_rows)
     elif plan == "one-task":
         _keep_order(df, cfg.keep)  # a bad keep rule fails here, not in the task
         texts = reader is None and cfg.near and cfg.verify == "shingles"  # else the task reads the candidates'

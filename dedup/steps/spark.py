@@ -1,7 +1,8 @@
 """Persisted steps of a Spark job, so that a run killed midway continues where it stopped.
 
 Each step's result is Parquet in its own folder under one run folder (a URI: local or S3), written and read
-by the tasks through pyarrow (`pipelines.lake.files.spark`, no Hadoop filesystem); a step is complete when its
+by the tasks through pyarrow (`pipelines.lake.files.spark`, no Hadoop filesystem) with scratch encodings
+(`pipelines.lake.scratch_encodings`: quick to write and read, since the run deletes them); a step is complete when its
 folder has the `_SUCCESS` marker, written by the driver last, after every task's file, and naming those
 files and their schema (files of failed task attempts are not named, so never read). A SIGKILL during a
 step leaves it incomplete and a re-run recomputes that step only; a step whose input rows are unique by a
@@ -214,7 +215,8 @@ class Steps:
         context.setJobDescription(f"persisted step {name}")  # the job's name in Spark's UI and event log
         try:
             new, _ = write_files(df, folder, arrow, prefix="part", s3=self.s3, transform=transform,
-                                 metadata=metadata, written=written, row_group_bytes=ROW_GROUP_BYTES)
+                                 metadata=metadata, written=written, row_group_bytes=ROW_GROUP_BYTES,
+                                 scratch=True)
         finally:
             context.setJobDescription(None)  # type: ignore[arg-type]
         files = [*reused, *new]

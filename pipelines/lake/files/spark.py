@@ -188,26 +188,27 @@ def read_table_files(spark: SparkSession, table: Table, snapshot_id: int | None 
 
 def write_partition(batches: Iterator[pa.RecordBatch], directory: str, schema: pa.Schema, prefix: str,
                     s3: S3Options | None, metadata: FileMetadata | None = None,
-                    row_group_bytes: int | None = None) -> tuple[str, pa.Table] | None:
+                    row_group_bytes: int | None = None, scratch: bool = False) -> tuple[str, pa.Table] | None:
     """Inside a task: a partition's rows (in `schema`) as one data file under `directory`; its path and rows,
     or None for an empty partition (no file). `metadata(rows)` gives key-value pairs for the file's footer;
-    `row_group_bytes`: see lake.write_data_file."""
+    `row_group_bytes`, `scratch`: see lake.write_data_file."""
     pieces = [b for b in batches if b.num_rows]
     if not pieces:
         return None
     table = pa.Table.from_batches(pieces).select(schema.names).cast(schema)
     if metadata is not None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata(table)})
-    path = lake.write_data_file(directory, table, prefix=prefix, s3=s3, row_group_bytes=row_group_bytes)
+    path = lake.write_data_file(directory, table, prefix=prefix, s3=s3, row_group_bytes=row_group_bytes,
+                                scratch=scratch)
     return None if path is None else (path, table)
 
 
 def _write_partitions(directory: str, schema: pa.Schema, prefix: str, s3: S3Options | None,
                       metadata: FileMetadata | None = None, written: Callable[[], None] | None = None,
-                      row_group_bytes: int | None = None,
+                      row_group_bytes: int | None = None, scratch: bool = False,
                       ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        out = write_partition(batches, directory, schema, prefix, s3, metadata, row_group_bytes)
+        out = write_partition(batches, directory, schema, prefix, s3, metadata, row_group_bytes, scratch)
         if out is not None:
             if written is not None:
                 written()
@@ -219,14 +220,14 @@ def _write_partitions(directory: str, schema: pa.Schema, prefix: str, s3: S3Opti
 def write_files(df: DataFrame, directory: str, schema: pa.Schema, *, prefix: str, s3: S3Options | None = None,
                 transform: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] | None = None,
                 metadata: FileMetadata | None = None, written: Callable[[], None] | None = None,
-                row_group_bytes: int | None = None) -> tuple[list[str], int]:
+                row_group_bytes: int | None = None, scratch: bool = False) -> tuple[list[str], int]:
     """Write each non-empty partition of `df` (columns of `schema`) as one Parquet file under `directory`
     (a URI: local or S3, reached with `s3`); return the file URIs and the row count. `transform`, a
     mapInArrow function, turns each partition's batches into the rows written (columns of `schema`) in the
     same Python worker: one round trip to Python instead of two. `metadata(rows)` (inside the task) gives
     key-value pairs stored in each file's footer; `written()` is called in the task once its file exists;
-    `row_group_bytes`: see lake.write_data_file."""
-    write = _write_partitions(directory, schema, prefix, s3, metadata, written, row_group_bytes)
+    `row_group_bytes`, `scratch` (files this run reads back and deletes): see lake.write_data_file."""
+    write = _write_partitions(directory, schema, prefix, s3, metadata, written, row_group_bytes, scratch)
     if transform is not None:
         produce, store = transform, write
 
@@ -242,6 +243,7 @@ def materialize(df: DataFrame, directory: str) -> DataFrame:
     there, like a reliable checkpoint, without a Hadoop filesystem. The caller removes `directory`."""
     schema = to_arrow_schema(df.schema, timezone="UTC", prefers_large_types=False)
     s3 = lake.scratch_s3(directory)
-    files, rows = write_files(df, directory.rstrip("/") + f"/{uuid.uuid4().hex[:12]}", schema, prefix="part", s3=s3)
+    files, rows = write_files(df, directory.rstrip("/") + f"/{uuid.uuid4().hex[:12]}", schema, prefix="part", s3=s3,
+                              scratch=True)
     log.debug("materialized %d rows in %d files under %s", rows, len(files), directory)
     return read_units_df(df.sparkSession, [(f, -1) for f in files], schema, s3)

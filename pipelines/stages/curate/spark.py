@@ -129,8 +129,8 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     `curate.dedup.keep` led by the arrival (`ingested_at`, dedup.keep.arrival_first): a full rebuild of a lake
     keeps the document that arrived first, as the incremental runs did. `stats` receives near dedup's
     component report; `size` (documents, text bytes of `passed`) saves a job when known; `reader` reads the
-    rows of `passed` wherever dedup runs (dedup.spark.duplicates); `driver_rows` receives an incremental
-    batch's result as Arrow when it was decided on the driver.
+    rows of `passed` wherever dedup runs (dedup.spark.duplicates); `driver_rows` receives the result as
+    Arrow when it was decided on the driver (a full run's driver plan, or an incremental batch).
     """
     dedup_cfg = cfg.dedup.model_copy(update={"keep": arrival_first(cfg.dedup.keep, ARRIVAL)})
     keep_cols = [k.lstrip("-+") for k in dedup_cfg.keep]
@@ -138,7 +138,7 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     candidates = passed.select(*cols)
     if old is None:
         return duplicates(candidates, cfg=dedup_cfg, checkpoint_dir=checkpoint_dir, stats=stats, steps=steps,
-                          size=size, reader=reader)
+                          size=size, reader=reader, driver_rows=driver_rows)
     return duplicates_incremental(candidates, old[0], old[1], cfg=dedup_cfg, checkpoint_dir=checkpoint_dir,
                                   stats=stats, steps=steps, size=size, reader=reader, old_rows=old[2],
                                   driver_rows=driver_rows)

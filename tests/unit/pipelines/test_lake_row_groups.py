@@ -27,3 +27,19 @@ def test_default_keeps_a_small_file_in_one_row_group(tmp_path: Path) -> None:
     uri = lake.write_data_file(tmp_path.as_uri(), _rows(4000), prefix="t")
     assert uri is not None
     assert pq.read_metadata(uri.removeprefix("file://")).num_row_groups == 1
+
+
+def test_scratch_files_use_lz4_for_text_and_store_hash_payloads_plain(tmp_path: Path) -> None:
+    table = _rows(100).append_column("signature", pa.array([bytes([i % 256]) * 512 for i in range(100)])) \
+        .append_column("band_keys", pa.array([[i, -i] for i in range(100)], pa.list_(pa.int64())))
+    scratch = lake.write_data_file(tmp_path.as_uri(), table, prefix="s", scratch=True)
+    kept = lake.write_data_file(tmp_path.as_uri(), table, prefix="t")
+    assert scratch is not None and kept is not None
+    group = pq.read_metadata(scratch.removeprefix("file://")).row_group(0)
+    codecs = {group.column(i).path_in_schema: group.column(i).compression for i in range(group.num_columns)}
+    assert codecs == {"doc_id": "LZ4", "text": "LZ4", "signature": "UNCOMPRESSED",
+                      "band_keys.list.element": "UNCOMPRESSED"}
+    assert "PLAIN_DICTIONARY" not in group.column(2).encodings and "RLE_DICTIONARY" not in group.column(2).encodings
+    table_group = pq.read_metadata(kept.removeprefix("file://")).row_group(0)
+    assert {table_group.column(i).compression for i in range(table_group.num_columns)} == {"ZSTD"}
+    assert pq.read_table(scratch.removeprefix("file://")).equals(table)
