@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import NumericType
 
 from dedup.config import DedupConfig
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ["doc_id", "cluster_id", "kept_doc_id", "similarity", "verified_by"]
 DUPLICATE_DDL = f"{RESULT_DDL}, dup_reason string"
+DUPLICATE_TYPE = from_arrow_schema(DUPLICATE_SCHEMA)  # the same as Spark types (no DDL parse in the JVM)
 SIGNATURE_SCHEMA = "doc_id string, signature binary, band_keys array<bigint>"
 # per document the driver plan collects besides its signature and band keys: doc_id, exact hash, keep-rule
 # values, Arrow offsets and validity (an allowance; see `driver_plan_bytes`)
@@ -331,7 +333,7 @@ def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int]
     out = out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA)
     if driver_rows is not None:
         driver_rows.append(out)
-    return df.sparkSession.createDataFrame(out, DUPLICATE_DDL)
+    return df.sparkSession.createDataFrame(out, DUPLICATE_TYPE)
 
 
 def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataFrame:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from pipelines import lake
 from pipelines.storage import S3Options, filesystem
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 4096
-UNIT_SCHEMA = "path string, row_group int"
-FILES_SCHEMA = "path string, rows long"
+# Spark types rather than DDL strings: a DDL string is parsed by the JVM (a py4j round trip) every time it is used
+UNIT_SCHEMA = StructType([StructField("path", StringType()), StructField("row_group", IntegerType())])
+FILES_SCHEMA = StructType([StructField("path", StringType()), StructField("rows", LongType())])
 # inside a task: a file's rows -> key-value pairs for its Parquet footer
 FileMetadata = Callable[[pa.Table], dict[bytes, bytes]]
 # a file with more row groups than this is read by several tasks, this many row groups each
