@@ -34,11 +34,20 @@ REQUIRED_CONF = {
 }
 # Spark's JVM logging for the CLI's own session: WARN and up, one line each (see the file)
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+# Python workers forked from a daemon that has imported the task-side modules (pipelines/lake/daemon/spark.py);
+# not under spark-submit, whose --py-files may ship a newer copy of the code than the executors' install.
+# Spark keeps one daemon per distinct worker environment, and SQL's Arrow tasks add
+# SPARK_SIMPLIFIED_TRACEBACK=1 (spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled, on by default) to
+# the environment of plain RDD tasks (ingest's): giving every task that variable lets one daemon, preloaded
+# once, serve both.
+DAEMON_MODULE = "pipelines.lake.daemon.spark"
 # Defaults of the CLI's own (local) session only; a spark-submit'ed job keeps Spark's own defaults.
 LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
     "spark.python.worker.reuse": "true",
+    "spark.python.daemon.module": DAEMON_MODULE,
+    "spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK": "1",
 }
 DEFAULT_CONF = {**REQUIRED_CONF, **LOCAL_CONF}
 # settings logged once per application

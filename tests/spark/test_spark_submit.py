@@ -33,7 +33,8 @@ def _probe(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return json.loads(line.removeprefix("PROBE "))  # type: ignore[no-any-return]
 
 
-PARAMS_SPARK = ["spark.master=local[2]", "spark.conf={spark.sql.shuffle.partitions: '8', spark.app.name: params}"]
+PARAMS_SPARK = ["spark.master=local[2]", "spark.conf={spark.sql.shuffle.partitions: '8', spark.app.name: params, "
+                "spark.python.daemon.module: pyspark.daemon}"]
 
 
 def test_spark_submit_master_and_conf_win_over_params() -> None:
@@ -48,6 +49,8 @@ def test_spark_submit_master_and_conf_win_over_params() -> None:
     assert probe["spark.sql.session.timeZone"] == "Europe/Paris"
     # keys spark-submit leaves unset get tokenmill's required settings
     assert probe["spark.sql.adaptive.enabled"] == "true"
+    # but not the CLI session's defaults: --py-files may ship newer code than a preloading daemon would import
+    assert probe["spark.python.daemon.module"] is None
 
 
 def test_params_spark_settings_apply_to_the_cli_own_session() -> None:
@@ -60,6 +63,8 @@ def test_params_spark_settings_apply_to_the_cli_own_session() -> None:
     assert probe["spark.sql.shuffle.partitions"] == "8"
     assert probe["spark.ui.enabled"] == "false"
     assert probe["spark.sql.session.timeZone"] == "UTC"
+    # a key the CLI session sets by default (LOCAL_CONF: tokenmill's preloading daemon) is the user's to change
+    assert probe["spark.python.daemon.module"] == "pyspark.daemon"
 
 
 def test_driver_memory_comes_from_params_and_spark_submit_overrides_it() -> None:
@@ -69,6 +74,7 @@ def test_driver_memory_comes_from_params_and_spark_submit_overrides_it() -> None
                                  "spark.driver_memory=1500m"], cwd=REPO, env=env, capture_output=True, text=True,
                                 timeout=600))
     assert own["spark.driver.memory"] == "1500m"
+    assert own["spark.python.daemon.module"] == "pipelines.lake.daemon.spark"  # LOCAL_CONF's default
     submitted = _probe(_submit("tests/spark/submit_probe.py", "spark.driver_memory=1500m",
                                spark_args=("--master", "local[1]", "--driver-memory", "1g")))
     assert submitted["spark.driver.memory"] == "1g"

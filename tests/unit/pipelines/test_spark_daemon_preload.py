@@ -1,0 +1,50 @@
+"""`pipelines.lake.daemon.spark.preload()` in a fresh interpreter, as the daemon runs it before forking:
+cached numba kernels are loaded without compiling or calling them and without starting numba's threading
+layer (a parallel kernel is left to the workers), a module that fails to import is skipped, and nothing
+reaches stdout, where the daemon tells Spark its port."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+FILL_CACHE = """
+import numpy as np
+from pipelines.filters.stats import duplicates
+from dedup.lsh import band_keys
+duplicates(np.array([1, 2, 1], dtype=np.int64), np.array([3, 4, 5], dtype=np.int64))
+band_keys(np.zeros((2, 4), dtype=np.uint32), 2, 2)
+"""
+
+PRELOAD = """
+import json, sys
+from pipelines.lake.daemon.spark import preload
+report = preload(("pipelines.filters.stats", "dedup.lsh", "noisy_module", "no_such_module_here"),
+                 ("pipelines.filters.stats", "dedup.lsh"))
+from pipelines.filters.stats import duplicates
+from dedup.lsh import _band_keys
+report["serial_overloads"] = len(duplicates.overloads)
+report["parallel_overloads"] = len(_band_keys.overloads)
+print("REPORT " + json.dumps(report))
+"""
+
+
+def test_preload_loads_cached_serial_kernels_skips_bad_modules_and_keeps_stdout_clean(tmp_path: Path) -> None:
+    env_path = f"{REPO}:{tmp_path}"
+    (tmp_path / "noisy_module.py").write_text("print('noise at import')\n")
+    subprocess.run([sys.executable, "-c", FILL_CACHE], cwd=REPO, check=True, env={"PYTHONPATH": env_path,
+                                                                                  "PATH": "/usr/bin:/bin"})
+    out = subprocess.run([sys.executable, "-c", PRELOAD], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+    (line,) = out.stdout.splitlines()  # the report only: the module's print went to stderr
+    report = json.loads(line.removeprefix("REPORT "))
+    assert "noise at import" in out.stderr
+    assert report["skipped"] == ["no_such_module_here"]
+    assert "no_such_module_here not preloaded" in out.stderr
+    assert report["serial_overloads"] >= 1 and report["kernels"] >= report["serial_overloads"]
+    assert report["parallel_overloads"] == 0
+    assert report["numba_threading_layer"] is False
