@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,9 +86,7 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     (`cfg.conf` last, so its keys win). The effective master
     and key settings are logged once per application.
     """
-    from pyspark import SparkContext
-
-    if SparkContext._active_spark_context is not None:
+    if has_active_session():
         active = SparkSession.builder.getOrCreate()  # no options: the running session stays as it is
         _log_settings(active, "an existing session")
         return active
@@ -107,6 +106,35 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     spark.sparkContext.setLogLevel("ERROR")
     _log_settings(spark, origin)
     return spark
+
+
+def has_active_session() -> bool:
+    """Whether this process already runs a SparkContext (build_session would then return its session)."""
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context is not None
+
+
+def builds_own_session() -> bool:
+    """Whether build_session would start the CLI's own session (no session yet, not under spark-submit)."""
+    return not has_active_session() and "PYSPARK_GATEWAY_PORT" not in os.environ
+
+
+def start_python_workers(spark: SparkSession) -> threading.Thread:
+    """Start the session's Python worker daemon in the background, by a one-task job whose task does
+    nothing: the daemon's start (with tokenmill's daemon, its preloading) then overlaps the driver's work
+    before its first job, and the worker it forks waits in Spark's idle pool (spark.python.worker.reuse) for
+    the first real task. Best effort: a failure is logged and the first real task starts the daemon."""
+
+    def start() -> None:
+        try:
+            spark.sparkContext.parallelize([0], 1).foreach(lambda _: None)
+        except Exception as exc:  # a stopped session, a lost executor: nothing depends on this job
+            log.debug("starting the Python workers ahead of the first task failed: %s", exc)
+
+    thread = threading.Thread(target=start, name="tokenmill-python-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def _submitted_session(cfg: SparkConfig) -> SparkSession:

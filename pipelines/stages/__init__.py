@@ -66,12 +66,23 @@ def _pointed_snapshots(pointer: Path) -> dict[str, Any] | None:
     return data.get("snapshots") if isinstance(data, dict) else None
 
 
+def build_stage_session(cfg: Config) -> SparkSession:
+    """The session stages run in (`build_session(cfg.spark)`); the CLI's own new session starts its Python
+    worker daemon in the background (`start_python_workers`: the daemon preloads the task-side modules)
+    while the driver plans the first stage."""
+    from pipelines.lake.spark import build_session, builds_own_session, start_python_workers
+
+    own = builds_own_session()
+    spark = build_session(cfg.spark)
+    if own:
+        start_python_workers(spark)
+    return spark
+
+
 def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> StageReport:
     """Run one stage with a session (built from cfg.spark when not given), then write its metrics and pointer."""
     if spark is None:
-        from pipelines.lake.spark import build_session
-
-        spark = build_session(cfg.spark)
+        spark = build_stage_session(cfg)
     log.info("stage %s: start", name)
     start = time.perf_counter()
     report = stage_function(name)(spark, cfg)
@@ -96,9 +107,7 @@ def run_pipeline(cfg: Config, spark: SparkSession | None = None, stages: tuple[s
     """Run `stages` in order with one session. When the configured tokenizer file does not exist yet, a
     byte-level BPE is trained on clean_docs (`train-tokenizer`) right before tokenize."""
     if spark is None:
-        from pipelines.lake.spark import build_session
-
-        spark = build_session(cfg.spark)
+        spark = build_stage_session(cfg)
     tokenizer = cfg.tokenize.tokenizer
     if "tokenize" in stages and "://" not in tokenizer and not Path(tokenizer).exists():
         log.info("no tokenizer at %s: training one on clean_docs before tokenize", tokenizer)
