@@ -1,7 +1,8 @@
 """`pipelines.lake.daemon.spark.preload()` in a fresh interpreter, as the daemon runs it before forking:
 cached numba kernels are loaded without compiling or calling them and without starting numba's threading
-layer (a parallel kernel is left to the workers), a module that fails to import is skipped, and nothing
-reaches stdout, where the daemon tells Spark its port."""
+layer (a parallel kernel is left to the workers), a module that fails to import is skipped, nothing
+reaches stdout, where the daemon tells Spark its port, and a process forked after it runs BLAS, pyarrow and
+both kinds of kernel."""
 
 from __future__ import annotations
 
@@ -29,6 +30,24 @@ from pipelines.filters.stats import duplicates
 from dedup.lsh import _band_keys
 report["serial_overloads"] = len(duplicates.overloads)
 report["parallel_overloads"] = len(_band_keys.overloads)
+# a worker forked from here: BLAS (numpy's pool), pyarrow's pools and allocator, the loaded kernel, and a
+# parallel kernel starting numba's threading layer in the child; a hang there exits 3 after 60 s
+import os, signal
+import numpy as np
+import pyarrow as pa, pyarrow.compute as pc
+a = np.ones((300, 300))
+a @ a
+pid = os.fork()
+if pid == 0:
+    signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
+    signal.alarm(60)
+    from dedup.lsh import band_keys
+    a @ a
+    pc.sum(pa.array(np.arange(1_000_000))).as_py()
+    duplicates(np.array([1, 2, 1], dtype=np.int64), np.array([3, 4, 5], dtype=np.int64))
+    band_keys(np.zeros((1000, 8), dtype=np.uint32), 2, 4)
+    os._exit(0)
+report["forked_worker_exit"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 print("REPORT " + json.dumps(report))
 """
 
@@ -48,3 +67,4 @@ def test_preload_loads_cached_serial_kernels_skips_bad_modules_and_keeps_stdout_
     assert report["serial_overloads"] >= 1 and report["kernels"] >= report["serial_overloads"]
     assert report["parallel_overloads"] == 0
     assert report["numba_threading_layer"] is False
+    assert report["forked_worker_exit"] == 0
