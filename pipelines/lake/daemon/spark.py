@@ -1,12 +1,13 @@
 """The Python daemon Spark forks its Python workers from, started with tokenmill's task-side modules imported.
 
-Spark starts one daemon per executor (`python -m <spark.python.daemon.module> pyspark.worker`) and forks a
-worker from it for each concurrent Python task; a worker imports the modules of the functions it meets. With
-pyspark's own daemon every worker of a fresh process pays those imports again: pyarrow, pandas (pyarrow's
-first conversion of Python values imports it), numba, the filters, dedup, the stage modules (0.3-2.5 s at
-a stage's first task in each worker here, 5-6 workers in an increment). This module imports them once, in the daemon, loads the numba
-kernels those modules keep in numba's on-disk cache, and then runs pyspark's daemon unchanged, so every worker
-it forks starts with them in memory (copy-on-write pages of the daemon).
+Spark starts one daemon per executor and worker environment (`python -m <spark.python.daemon.module>
+pyspark.worker`) and forks a worker from it for each concurrent Python task; a worker imports the modules of
+the functions it meets. With pyspark's own daemon every worker of a fresh process pays those imports again:
+pyarrow, pandas (pyarrow's first conversion of Python values imports it), numba, the filters, dedup, the stage
+modules (0.3-2.5 s at a stage's first task in each worker here, 5-6 workers in an increment). This module
+imports them once, in the daemon, loads the numba kernels those modules keep in numba's on-disk cache, and
+then runs pyspark's daemon unchanged, so every worker it forks starts with them in memory (copy-on-write pages
+of the daemon).
 
 Fork safety. pyspark's daemon imports nothing heavy before it forks because a thread started before a fork
 does not exist in the child while its locks may be held. What preloading here starts, and why it is safe:
