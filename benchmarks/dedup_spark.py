@@ -168,7 +168,7 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
     from pyspark.sql.types import ArrayType, BinaryType, LongType, StringType, StructField, StructType
 
     from dedup.exact import text_hash128_hex
-    from dedup.local import signature_columns
+    from dedup.local import DUPLICATE_SCHEMA, signature_columns
     from dedup.onetask.spark import STEP as ONE_TASK_STEP
     from dedup.steps.spark import Steps
     from dedup.threads import thread_budget
@@ -199,10 +199,16 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
                           size=(notes["docs"], notes["text_bytes"]), reader=steps.reader("curated"),
                           driver_rows=driver_rows)
         # the removed rows on the driver as Arrow, as the local engine gives them: the driver plan's own table
-        # (curate decides with it, no job), else collected as Arrow (a count would be an aggregation job)
-        removed = (driver_rows[0] if driver_rows else rows.toArrow()).num_rows
-        if steps.done(ONE_TASK_STEP):  # the one task's cores and where its time went
+        # (curate decides with it, no job); the one task's rows, a persisted step, read from its files with
+        # pyarrow (as the driver plan reads its columns); else collected as Arrow (a count would be a job too)
+        if driver_rows:
+            removed = driver_rows[0].num_rows
+        elif steps.done(ONE_TASK_STEP):
+            removed = steps.reader(ONE_TASK_STEP)(DUPLICATE_SCHEMA.names, None).read_all().num_rows
+            # the one task's cores and where its time went
             stats.update({f"one_task_{k}": v for k, v in steps.notes(ONE_TASK_STEP).items() if k not in stats})
+        else:
+            removed = rows.toArrow().num_rows
     return removed, stats
 
 

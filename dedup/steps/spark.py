@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 from dedup.steps import disjoint_files
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as ds
     from pyarrow import fs as pafs
 
     from pipelines.storage import S3Options
@@ -71,13 +73,39 @@ class StepReader:
         if not self.files:
             return pa.RecordBatchReader.from_batches(pa.schema([self.schema.field(c) for c in columns]), [])
         fs, _ = _fs(self.files[0], self.s3)
-        wanted = self.where
-        if doc_ids is not None:
-            among = pc.field("doc_id").isin(doc_ids)
-            wanted = among if wanted is None else wanted & among
         dataset = ds.dataset([_fs(f, self.s3)[1] for f in self.files], schema=self.schema, format="parquet",
                              filesystem=fs)
-        return dataset.scanner(columns=columns, filter=wanted).to_reader()
+        if doc_ids is not None:
+            return self._lookup(dataset, columns, doc_ids)
+        return dataset.scanner(columns=columns, filter=self.where).to_reader()
+
+    def _lookup(self, dataset: ds.Dataset, columns: list[str], doc_ids: pa.Array) -> pa.RecordBatchReader:
+        """The rows of `doc_ids` (matching `where`), a few among many (the candidates' texts): the doc_id column
+        of every row group is read first and matched against `doc_ids` once, then only the row groups holding
+        some are read, each filtered by its own few doc_ids. A filter by all of `doc_ids` at once would build
+        their hash set again for every batch scanned."""
+        groups = [g for fragment in dataset.get_fragments() for g in fragment.split_by_row_group()]
+        schema = pa.schema([self.schema.field(c) for c in columns])
+        ids = [g.to_table(schema=self.schema, columns=["doc_id"], filter=self.where).column("doc_id") for g in groups]
+        hit = pc.is_in(pa.chunked_array([c for part in ids for c in part.chunks], pa.string()), value_set=doc_ids)
+        tasks, at = [], 0
+        for group, part in zip(groups, ids, strict=True):
+            found = part.filter(hit.slice(at, len(part)))
+            at += len(part)
+            if len(found):
+                among = pc.field("doc_id").isin(found.combine_chunks())
+                tasks.append((group, among if self.where is None else self.where & among))
+
+        def read(task: tuple[ds.Fragment, pc.Expression]) -> pa.Table:
+            return task[0].to_table(schema=self.schema, columns=columns, filter=task[1])
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            # row groups side by side, as many as pyarrow's CPU pool has threads (what each keeps is its few rows)
+            with ThreadPoolExecutor(max_workers=pa.cpu_count()) as pool:
+                for table in pool.map(read, tasks):
+                    yield from table.to_batches()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def _footer_notes(file_notes: FileNotes, rows: pa.Table) -> dict[bytes, bytes]:
