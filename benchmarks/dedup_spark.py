@@ -246,6 +246,7 @@ def sample_side_by_side(cores: int, profile: bool = False, repeats: int = 3, dis
     print(f"sample: {table.num_rows:,} docs, {sum(map(len, table['text'].to_pylist())) / 1e6:.1f} MB; removed "
           + ", ".join(f"{k} {v:,}" for k, v in removed.items()) + f"; median of {repeats}: "
           + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()))
+    print("each pass: " + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in times.items()))
     print(f"spark local[{cores}] / local = " + ", ".join(
         f"{med[k] / med['local']:.2f} ({k}: {taken[k]} plan)" for k in plans if k != "local"))
     spark.stop()
