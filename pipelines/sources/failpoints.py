@@ -1,5 +1,6 @@
 """Crash injection for the exactly-once tests: `TOKENMILL_FAILPOINT=<point>[:<pid>]` makes the process that
-reaches `<point>` SIGKILL `<pid>` (default: itself), the way a lost node or an OOM kill would.
+reaches `<point>` SIGKILL `<pid>` (default: itself; `-<pgid>` a whole process group), the way a lost node or an
+OOM kill would.
 
 Unset (always, outside tests) it costs one environment lookup per call site.
 """

@@ -70,7 +70,7 @@ def reference(spark, tmp_path_factory) -> tuple[Path, list[tuple], dict[str, int
 
 def _killed_curate(cfg: Config, step: str, tmp: Path, conf: dict[str, str] | None = None) -> None:
     """Run a curate of `cfg` in a fresh process (its own Spark driver, with Spark settings `conf`) and
-    SIGKILL it after `step`."""
+    SIGKILL its process group (driver, JVM, Python workers) after `step`."""
     data = cfg.model_dump(mode="json")
     data["spark"] = {"master": "local[2]", "app_name": "tokenmill-crash",
                      "conf": {"spark.ui.showConsoleProgress": "false", **(conf or {})}}
@@ -78,7 +78,7 @@ def _killed_curate(cfg: Config, step: str, tmp: Path, conf: dict[str, str] | Non
     path.write_text(json.dumps(data))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, str(CHILD), str(path), f"curate.{step}"], cwd=REPO, capture_output=True,
-                          timeout=600, text=True, env=env)
+                          timeout=600, text=True, env=env, start_new_session=True)
     assert proc.returncode == -signal.SIGKILL, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
 
 

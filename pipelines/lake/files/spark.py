@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-from pyspark.sql.types import LongType, StringType, StructField, StructType
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from pipelines import lake
 from pipelines.storage import S3Options, filesystem
@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 4096
-# a Spark type rather than a DDL string: a DDL string is parsed by the JVM (a py4j round trip) every time it is used
+# Spark types rather than DDL strings: a DDL string is parsed by the JVM (a py4j round trip) every time it is used
+UNIT_SCHEMA = StructType([StructField("path", StringType()), StructField("row_group", IntegerType())])
 FILES_SCHEMA = StructType([StructField("path", StringType()), StructField("rows", LongType())])
 # inside a task: a file's rows -> key-value pairs for its Parquet footer
 FileMetadata = Callable[[pa.Table], dict[bytes, bytes]]
@@ -64,15 +65,15 @@ def table_units(table: Table, snapshot_id: int | None = None) -> list[tuple[str,
     return units
 
 
-def _reader(read_unit: Callable[[str, int], Iterator[pa.RecordBatch]], units: Sequence[tuple[str, int]]
+def _reader(read_unit: Callable[[str, int], Iterator[pa.RecordBatch]]
             ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """mapInArrow function over `spark.range(len(units))`: the rows `read_unit(path, row_group)` yields for
-    each unit whose index is in an input batch's `id` column."""
+    """mapInArrow function: the rows `read_unit(path, row_group)` yields for each unit of each input batch."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for ids in batches:
-            for i in ids.column("id").to_pylist():
-                yield from read_unit(*units[i])
+        for units in batches:
+            for path, group in zip(units.column("path").to_pylist(), units.column("row_group").to_pylist(),
+                                   strict=True):
+                yield from read_unit(path, group)
 
     return run
 
@@ -124,10 +125,8 @@ def _map_units(spark: SparkSession, units: Sequence[tuple[str, int]], schema: pa
         return spark.createDataFrame([], spark_schema)
     target = to_arrow_schema(spark_schema, timezone="UTC", prefers_large_types=False)
     rows = [(path, group) for path, group in units]
-    # the units travel with the function; a range of their indices starts the tasks (consecutive units per task,
-    # as `parallelize` would split them) without shipping rows from Python to the JVM first
-    indices = spark.range(len(rows), numPartitions=min(len(rows), tasks or len(rows)))
-    return indices.mapInArrow(_reader(read_unit(target), rows), spark_schema)
+    unit_df = spark.sparkContext.parallelize(rows, min(len(rows), tasks or len(rows))).toDF(UNIT_SCHEMA)
+    return unit_df.mapInArrow(_reader(read_unit(target)), spark_schema)
 
 
 # (the key columns of some rows) -> a boolean mask of the rows wanted; runs inside the reading tasks
