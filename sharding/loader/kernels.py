@@ -16,6 +16,7 @@ it. The slot states shared by the kernel and the document tables live here for t
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 SLOT_CLOSED = 0
 SLOT_OPEN = 1
 SLOT_SKIPPED = 2
+
+_EXIT_WAIT_S = 60.0  # how long interpreter exit waits for an unfinished background load
 
 _lock = threading.Lock()
 _pid: int | None = None  # the process whose thread set _done
@@ -58,6 +61,15 @@ def start() -> None:
         _error.clear()
         done = _done
     threading.Thread(target=_load, args=(done,), name="token-loader-kernels", daemon=True).start()
+    # a process that exits while the thread is inside numba's or scipy's native initialisation can abort
+    # ("terminate called without an active exception", seen when a script exits right after its first batch):
+    # exit waits for the load to finish, a second or so at most
+    atexit.register(_wait_at_exit, os.getpid(), done)
+
+
+def _wait_at_exit(pid: int, done: threading.Event) -> None:
+    if os.getpid() == pid:  # a forked child inherits the hook but not the thread
+        done.wait(_EXIT_WAIT_S)
 
 
 def ready() -> bool:
