@@ -1,7 +1,8 @@
 """The CLI's own session forks its Python workers from tokenmill's preloading daemon
 (pipelines/lake/daemon/spark.py): a plain RDD task (ingest's kind) and an Arrow task (every other stage's)
 run in workers of the same daemon, which imported the task-side modules before forking and did not start
-numba's threading layer."""
+numba's threading layer, froze what it imported (pyspark's daemon has each reused worker run a full
+`gc.collect()` after every task) and talks to the executor over a Unix domain socket."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def test_workers_of_rdd_and_arrow_tasks_fork_from_one_preloading_daemon(spark: A
 
     def report() -> dict[str, Any]:
         # what a worker sees: the module its daemon ran as (`python -m` makes it __main__), the daemon's own
-        # report, and which preloaded modules this worker lacks (none: it imported nothing of them itself)
+        # report, which preloaded modules this worker lacks (none: it imported nothing of them itself), the
+        # objects frozen before the fork and whether the executor reached it over a Unix domain socket
+        import gc
         import os
         import sys
 
@@ -31,7 +34,8 @@ def test_workers_of_rdd_and_arrow_tasks_fork_from_one_preloading_daemon(spark: A
         spec = getattr(main, "__spec__", None)
         return {"daemon": spec.name if spec else None, "daemon_pid": os.getppid(),
                 "preloaded": dict(getattr(main, "PRELOADED", {})),
-                "missing": [m for m in preload if m not in sys.modules]}
+                "missing": [m for m in preload if m not in sys.modules], "frozen": gc.get_freeze_count(),
+                "unix_socket": os.environ.get("PYTHON_UNIX_DOMAIN_ENABLED")}
 
     def rdd_task(_: Iterator[int]) -> Iterator[str]:
         yield json.dumps(report())
@@ -49,4 +53,6 @@ def test_workers_of_rdd_and_arrow_tasks_fork_from_one_preloading_daemon(spark: A
         assert r["preloaded"]["skipped"] == []
         assert r["preloaded"]["numba_threading_layer"] is False
         assert r["preloaded"]["modules"] > 1000
+        assert r["frozen"] > 100_000  # the preloaded modules' objects: a worker's gc.collect() skips them
+        assert (r["unix_socket"] or "").lower() == "true"
     assert reports[0]["daemon_pid"] == reports[1]["daemon_pid"]  # one daemon (one preload) serves both kinds
