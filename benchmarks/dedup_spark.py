@@ -208,6 +208,7 @@ def _curate_dedup(docs, cfg, checkpoint_dir: str | None = None) -> tuple[int, di
             # the one task's cores and where its time went
             stats.update({f"one_task_{k}": v for k, v in steps.notes(ONE_TASK_STEP).items() if k not in stats})
         else:
+            assert rows is not None  # None only when the driver plan gave its rows to driver_rows
             removed = rows.toArrow().num_rows
     return removed, stats
 

@@ -304,12 +304,11 @@ def _local_columns(df: DataFrame, cfg: DedupConfig, *, texts: bool) -> list[str]
 
 
 def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int] | None, *, texts: bool,
-                          budget: int, reader: ColumnReader | None = None,
-                          driver_rows: list[pa.Table] | None = None) -> DataFrame | None:
+                          budget: int, reader: ColumnReader | None = None) -> pa.Table | None:
     """The driver plan: the columns dedup needs collected as Arrow (one job, converted in the tasks; or read
     on the driver by `reader`, no job), then `duplicates_local` on the driver; with `texts` false only the
     candidates' texts are read (a second job, or `reader` again), when they fit the rest of `budget` (else
-    None: the caller takes the distributed plan). `driver_rows` receives the result as Arrow."""
+    None: the caller takes the distributed plan). Returns the DUPLICATE_SCHEMA rows."""
     cols = _local_columns(df, cfg, texts=texts)
     fetch = None
     fetch_texts = cfg.near and cfg.verify == "shingles" and "text" not in cols
@@ -330,10 +329,7 @@ def _duplicates_on_driver(df: DataFrame, cfg: DedupConfig, stats: dict[str, int]
         stats.update(component_stats(out))
     log.info("dedup on the driver: %d documents (%.1f MB %s), %d removed", table.num_rows, table.nbytes / 1e6,
              "read" if reader is not None else "collected", out.num_rows)
-    out = out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA)
-    if driver_rows is not None:
-        driver_rows.append(out)
-    return df.sparkSession.createDataFrame(out, DUPLICATE_TYPE)
+    return out.replace_schema_metadata(None).cast(DUPLICATE_SCHEMA)
 
 
 def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataFrame:
@@ -367,7 +363,7 @@ def combine_duplicates(exact: DataFrame | None, near: DataFrame | None) -> DataF
 def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = None,
                stats: dict[str, int] | None = None, steps: Steps | None = None,
                size: tuple[int, int] | None = None, reader: ColumnReader | None = None,
-               driver_rows: list[pa.Table] | None = None) -> DataFrame:
+               driver_rows: list[pa.Table] | None = None) -> DataFrame | None:
     """Exact (cfg.exact) then near (cfg.near) duplicates of `df`, as the curate stage removes them:
     DUPLICATE_DDL rows (RESULT_COLUMNS and `dup_reason`, 'exact' or 'near') of the removed documents.
 
@@ -383,16 +379,16 @@ def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = 
     distributed one) and `dedup_on_driver` (1 for the driver plan); `size` = (documents, text bytes) of `df`
     when the caller counted them (curate: the `curated` step's file notes), else one small job counts.
     `driver_rows`, when given, receives the rows as an Arrow table (DUPLICATE_SCHEMA) when the driver plan
-    ran, for a caller that can use them there without a job.
+    ran, for a caller that can use them there without a job; no DataFrame is then built of them (that would
+    send the rows to the JVM) and None is returned.
     """
     if steps is not None and steps.done(ONE_TASK_STEP):
         plan, budget = "one-task", 0  # a re-run after the one task's rows were persisted: no sizing job
     else:
         plan, budget = choose_plan(df, cfg, size, readable=reader is not None)
-    result = None
+    result = on_driver = None
     if plan in ("driver-texts", "driver"):  # a bad keep rule fails there as in the local engine
-        result = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget, reader=reader,
-                                       driver_rows=driver_rows)
+        on_driver = _duplicates_on_driver(df, cfg, stats, texts=plan == "driver-texts", budget=budget, reader=reader)
     elif plan == "one-task":
         _keep_order(df, cfg.keep)  # a bad keep rule fails here, not in the task
         texts = reader is None and cfg.near and cfg.verify == "shingles"  # else the task reads the candidates'
@@ -401,8 +397,13 @@ def duplicates(df: DataFrame, *, cfg: DedupConfig, checkpoint_dir: str | None = 
         if stats is not None:
             stats.update(report)
     if stats is not None:  # which plan ran, in the curate metrics
-        stats["dedup_one_task"] = int(result is not None)
-        stats["dedup_on_driver"] = int(result is not None and plan != "one-task")
+        stats["dedup_one_task"] = int(result is not None or on_driver is not None)
+        stats["dedup_on_driver"] = int(on_driver is not None)
+    if on_driver is not None:
+        if driver_rows is not None:
+            driver_rows.append(on_driver)
+            return None
+        return df.sparkSession.createDataFrame(on_driver, DUPLICATE_TYPE)
     if result is not None:
         return result
     _keep_order(df, cfg.keep)

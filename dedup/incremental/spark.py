@@ -34,6 +34,7 @@ from dedup.local import DUPLICATE_SCHEMA, SIGNATURE_ARROW, component_stats, sign
 from dedup.resolve.spark import resolve_candidate_graph
 from dedup.spark import (
     DUPLICATE_DDL,
+    DUPLICATE_TYPE,
     _keep_order,
     candidate_edges,
     combine_duplicates,
@@ -185,7 +186,7 @@ def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFra
                            checkpoint_dir: str | None = None, stats: dict[str, int] | None = None,
                            steps: Steps | None = None, size: tuple[int, int] | None = None,
                            reader: ColumnReader | None = None, old_rows: OldRows | None = None,
-                           driver_rows: list[pa.Table] | None = None) -> DataFrame:
+                           driver_rows: list[pa.Table] | None = None) -> DataFrame | None:
     """`dedup.spark.duplicates` of a new batch against earlier kept documents: exact dedup against
     `old_hashes` (clean_docs doc_id, exact_hash), near dedup against `index` (dedup_index rows); old
     documents always stay kept. DUPLICATE_DDL rows of the removed new documents.
@@ -198,7 +199,7 @@ def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFra
     (persisted `steps`: signatures, old-ids, edges, components). Both give the same rows. `stats` receives
     the component report and `dedup_one_task` (1 or 0). `driver_rows`, when given, receives the result as an
     Arrow table (DUPLICATE_SCHEMA) when the batch was decided on the driver, for a caller that can use it
-    there without a job."""
+    there without a job; None is then returned (no DataFrame is built of the rows)."""
     _keep_order(new, cfg.keep)
     one_task = fits_one_task(new, cfg, size)
     if stats is not None:
@@ -207,7 +208,8 @@ def duplicates_incremental(new: DataFrame, old_hashes: DataFrame, index: DataFra
         out = _duplicates_on_driver(new, old_rows or old_rows_of(old_hashes, index), cfg, stats, reader)
         if driver_rows is not None:
             driver_rows.append(out)
-        return new.sparkSession.createDataFrame(out, DUPLICATE_DDL)
+            return None
+        return new.sparkSession.createDataFrame(out, DUPLICATE_TYPE)
     exact = (exact_duplicates_incremental(new, old_hashes, keep=cfg.keep).localCheckpoint() if cfg.exact
              else None)
     near = None

@@ -309,7 +309,10 @@ class Steps:
 
     def _shared_keys(self, files: list[str], key: pa.Field) -> list[list[str]]:
         """The groups of `files` that hold one same `key` value (one Spark job over the key column)."""
-        units = self.spark.sparkContext.parallelize([(f,) for f in files], len(files)).toDF("path string")
+        from pipelines.lake.files.spark import rows_frame
+
+        units = rows_frame(self.spark, [(f,) for f in files], StructType([StructField("path", StringType())]),
+                           len(files))
         out = StructType([StructField("path", StringType()), *from_arrow_schema(pa.schema([key])).fields])
         pairs = units.mapInArrow(_file_keys(key.name, self.s3), out)
         groups = (pairs.groupBy(key.name).agg(F.sort_array(F.collect_set("path")).alias("paths"))

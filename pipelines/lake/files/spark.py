@@ -125,8 +125,25 @@ def _map_units(spark: SparkSession, units: Sequence[tuple[str, int]], schema: pa
         return spark.createDataFrame([], spark_schema)
     target = to_arrow_schema(spark_schema, timezone="UTC", prefers_large_types=False)
     rows = [(path, group) for path, group in units]
-    unit_df = spark.sparkContext.parallelize(rows, min(len(rows), tasks or len(rows))).toDF(UNIT_SCHEMA)
+    unit_df = rows_frame(spark, rows, UNIT_SCHEMA, min(len(rows), tasks or len(rows)))
     return unit_df.mapInArrow(_reader(read_unit(target)), spark_schema)
+
+
+def rows_frame(spark: SparkSession, rows: Sequence[tuple[object, ...]], schema: StructType,
+               partitions: int) -> DataFrame:
+    """A DataFrame of a few driver-side rows (tuples of str/int/float/None in `schema`'s order) in
+    `partitions` partitions, made without a Python task: the pickled rows are unpickled in the JVM, as
+    pyspark's createDataFrame does after its own per-row conversion, which would otherwise run in a Python
+    worker in each task of every job reading the frame (a round trip ~15 ms per task here), and costs the
+    driver a PythonRDD (~10 ms). Like `sparkContext.parallelize(rows).toDF(schema)` the frame is an RDD scan,
+    whose size Spark does not guess: a local relation or `spark.range` would be sized by its few rows, and
+    the planner would then broadcast what is read through it, however large."""
+    context = spark.sparkContext
+    pickled = context.parallelize(list(rows), max(1, partitions))._jrdd  # batches of pickled tuples
+    jvm = context._jvm
+    assert jvm is not None
+    objects = jvm.SerDeUtil.toJavaArray(jvm.SerDeUtil.pythonToJava(pickled, True))
+    return DataFrame(spark._jsparkSession.applySchemaToPythonRDD(objects.rdd(), schema.json()), spark)
 
 
 # (the key columns of some rows) -> a boolean mask of the rows wanted; runs inside the reading tasks

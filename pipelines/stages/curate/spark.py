@@ -119,7 +119,7 @@ def _filter_partitions(cfg: CurateConfig) -> Callable[[Iterator[pa.RecordBatch]]
 def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
                 old: tuple[DataFrame, DataFrame, OldRows] | None = None, stats: dict[str, int] | None = None,
                 steps: Steps | None = None, size: tuple[int, int] | None = None,
-                reader: ColumnReader | None = None, driver_rows: list[pa.Table] | None = None) -> DataFrame:
+                reader: ColumnReader | None = None, driver_rows: list[pa.Table] | None = None) -> DataFrame | None:
     """(doc_id, cluster_id, kept_doc_id, similarity, verified_by, dup_reason) for every document removed as an
     exact or near duplicate (dedup.spark.duplicates: every kept_doc_id names a kept document).
 
@@ -130,7 +130,8 @@ def _duplicates(passed: DataFrame, cfg: CurateConfig, checkpoint_dir: str,
     keeps the document that arrived first, as the incremental runs did. `stats` receives near dedup's
     component report; `size` (documents, text bytes of `passed`) saves a job when known; `reader` reads the
     rows of `passed` wherever dedup runs (dedup.spark.duplicates); `driver_rows` receives the result as
-    Arrow when it was decided on the driver (a full run's driver plan, or an incremental batch).
+    Arrow when it was decided on the driver (a full run's driver plan, or an incremental batch), and None
+    is then returned.
     """
     dedup_cfg = cfg.dedup.model_copy(update={"keep": arrival_first(cfg.dedup.keep, ARRIVAL)})
     keep_cols = [k.lstrip("-+") for k in dedup_cfg.keep]
@@ -388,17 +389,20 @@ def _split_repeated_ids(raw_df: DataFrame, known_ids: DataFrame | None = None, *
     return primary, repeats
 
 
-def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame, scratch: str,
+def _decide(spark: SparkSession, curated: DataFrame, dups: DataFrame | None, scratch: str,
             repeats: DataFrame, driver_dups: pa.Table | None = None) -> DataFrame:
     """Every raw row's decision: filtered (its reason), duplicate (exact/near, `superseded` for an older
     version of a rewritten object, `doc_id` for another repeated id),
     else kept; kept rows get cluster_size (raw documents they stand for, themselves included; a repeated
     doc_id is the same document ingested twice and does not count). `driver_dups`: the rows of `dups` as
-    Arrow on the driver (a batch decided there): they travel with the tasks (`decide_batch`), no join."""
+    Arrow on the driver (a batch decided there; `dups` is then None): they travel with the tasks
+    (`decide_batch`), no join."""
     if driver_dups is not None:
         fields = [*curated.schema.fields, *(f for f in from_arrow_schema(DECIDED_EXTRA).fields)]
         decided = curated.mapInArrow(_decide_with(driver_dups), StructType(fields))
     else:
+        if dups is None:
+            raise ValueError("_decide needs the duplicates as a DataFrame or as driver_dups")
         # a kept document stands for itself and every duplicate naming it (exact and near, of this run)
         sizes = dups.groupBy(F.col("kept_doc_id").alias("doc_id")).agg(F.count(F.lit(1)).alias("_n_dups"))
         decided = (
