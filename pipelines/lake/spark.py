@@ -81,7 +81,7 @@ def check_java() -> None:
         raise MissingDependencyError(f"Spark needs Java 17 or newer; found {first.strip()}")
 
 
-def build_session(cfg: SparkConfig) -> SparkSession:
+def build_session(cfg: SparkConfig, *, start_workers: bool = False) -> SparkSession:
     """The SparkSession a stage runs in; Java is checked first.
 
     Who decides the cluster settings, in order: an existing session (a notebook, a test, `run --follow`) is
@@ -89,7 +89,8 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     every `--conf` / spark-defaults.conf setting come from Spark, and only REQUIRED_CONF fills keys left unset;
     otherwise (the CLI's own session) `cfg.master`, `cfg.driver_memory` and `cfg.conf` apply over DEFAULT_CONF
     (`cfg.conf` last, so its keys win). The effective master
-    and key settings are logged once per application.
+    and key settings are logged once per application. `start_workers`: when this call starts the CLI's own
+    session, it also starts that session's Python workers in the background (`start_python_workers`).
     """
     if has_active_session():
         active = SparkSession.builder.getOrCreate()  # no options: the running session stays as it is
@@ -108,6 +109,8 @@ def build_session(cfg: SparkConfig) -> SparkSession:
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         origin = "params.yaml (spark.master, spark.conf)"
+        if start_workers:
+            start_python_workers(spark)
     spark.sparkContext.setLogLevel("ERROR")
     _log_settings(spark, origin)
     return spark
@@ -118,11 +121,6 @@ def has_active_session() -> bool:
     from pyspark import SparkContext
 
     return SparkContext._active_spark_context is not None
-
-
-def builds_own_session() -> bool:
-    """Whether build_session would start the CLI's own session (no session yet, not under spark-submit)."""
-    return not has_active_session() and "PYSPARK_GATEWAY_PORT" not in os.environ
 
 
 def start_python_workers(spark: SparkSession) -> threading.Thread:

@@ -70,13 +70,9 @@ def build_stage_session(cfg: Config) -> SparkSession:
     """The session stages run in (`build_session(cfg.spark)`); the CLI's own new session starts its Python
     worker daemon in the background (`start_python_workers`: the daemon preloads the task-side modules)
     while the driver plans the first stage."""
-    from pipelines.lake.spark import build_session, builds_own_session, start_python_workers
+    from pipelines.lake.spark import build_session
 
-    own = builds_own_session()
-    spark = build_session(cfg.spark)
-    if own:
-        start_python_workers(spark)
-    return spark
+    return build_session(cfg.spark, start_workers=True)
 
 
 def run_stage(name: str, cfg: Config, spark: SparkSession | None = None) -> StageReport:

@@ -51,6 +51,7 @@ def test_spark_submit_master_and_conf_win_over_params() -> None:
     assert probe["spark.sql.adaptive.enabled"] == "true"
     # but not the CLI session's defaults: --py-files may ship newer code than a preloading daemon would import
     assert probe["spark.python.daemon.module"] is None
+    assert probe["jobs"] == 0  # nor does it start the Python workers ahead of the first task
 
 
 def test_params_spark_settings_apply_to_the_cli_own_session() -> None:
@@ -65,6 +66,7 @@ def test_params_spark_settings_apply_to_the_cli_own_session() -> None:
     assert probe["spark.sql.session.timeZone"] == "UTC"
     # a key the CLI session sets by default (LOCAL_CONF: tokenmill's preloading daemon) is the user's to change
     assert probe["spark.python.daemon.module"] == "pyspark.daemon"
+    assert probe["jobs"] == 1  # the CLI's own session starts its Python workers ahead of the first task
 
 
 def test_driver_memory_comes_from_params_and_spark_submit_overrides_it() -> None:
