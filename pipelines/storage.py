@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pipelines.errors import MissingDependencyError, StorageError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
     from pyarrow import fs as pafs
 
 log = logging.getLogger(__name__)
@@ -174,6 +176,20 @@ def filesystem(uri: str | os.PathLike[str], options: S3Options | None = None) ->
         opts = options or S3Options()
         return pafs.S3FileSystem(**_fs_kwargs(opts)), norm.removeprefix("s3://")
     return pafs.LocalFileSystem(), norm.removeprefix("file://")
+
+
+def parquet_dataset(uris: Sequence[str], options: S3Options | None = None, schema: pa.Schema | None = None
+                    ) -> ds.Dataset:
+    """A pyarrow dataset of the Parquet files `uris` (all local, or all on S3 reached with `options`), with
+    `schema` when given, else the first file's. Nothing is read until it is scanned: a scanner projects the
+    columns it is asked for and reads on pyarrow's threads. Raises ValueError for no files, StorageError as
+    `filesystem` does."""
+    import pyarrow.dataset as ds
+
+    if not uris:
+        raise ValueError("a Parquet dataset needs at least one file")
+    fs, _ = filesystem(uris[0], options)
+    return ds.dataset([filesystem(u, options)[1] for u in uris], schema=schema, format="parquet", filesystem=fs)
 
 
 def delete_tree(uri: str, options: S3Options | None = None) -> None:

@@ -68,13 +68,11 @@ class StepReader:
     s3: S3Options | None = None
 
     def __call__(self, columns: list[str], doc_ids: pa.Array | None = None) -> pa.RecordBatchReader:
-        import pyarrow.dataset as ds
+        from pipelines.storage import parquet_dataset
 
         if not self.files:
             return pa.RecordBatchReader.from_batches(pa.schema([self.schema.field(c) for c in columns]), [])
-        fs, _ = _fs(self.files[0], self.s3)
-        dataset = ds.dataset([_fs(f, self.s3)[1] for f in self.files], schema=self.schema, format="parquet",
-                             filesystem=fs)
+        dataset = parquet_dataset(self.files, self.s3, self.schema)
         if doc_ids is not None:
             return self._lookup(dataset, columns, doc_ids)
         return dataset.scanner(columns=columns, filter=self.where).to_reader()

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from pipelines.lake import summary as summary_keys
-from pipelines.storage import S3Options, delete_tree, filesystem, local_path
+from pipelines.storage import S3Options, delete_tree, filesystem, local_path, parquet_dataset
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -192,14 +192,8 @@ def remove_tree(uri: str) -> None:
 
 def read_files(files: Iterable[str], columns: list[str], s3: S3Options | None = None) -> pa.Table:
     """`columns` of Parquet data files (URIs, local or S3 reached with `s3`) read on the driver, as one table:
-    for a few files whose rows the driver needs anyway (an increment's doc_ids)."""
-    import pyarrow.dataset as ds
-
-    paths = list(files)
-    if not paths:
-        raise ValueError("read_files needs at least one file")
-    fs, _ = filesystem(paths[0], s3)
-    return ds.dataset([filesystem(p, s3)[1] for p in paths], format="parquet", filesystem=fs).to_table(columns=columns)
+    for a few files whose rows the driver needs anyway (an increment's doc_ids). Raises ValueError for no files."""
+    return parquet_dataset(list(files), s3).to_table(columns=columns)
 
 
 def scratch_encodings(schema: pa.Schema) -> dict[str, Any]:

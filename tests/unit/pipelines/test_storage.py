@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pyarrow import fs as pafs
 from pydantic import ValidationError
@@ -16,6 +18,7 @@ from pipelines.storage import (
     is_s3,
     local_path,
     normalize_uri,
+    parquet_dataset,
     split_s3,
 )
 from sharding import RemoteOptions
@@ -143,3 +146,22 @@ def test_helpers_agree_on_one_form(tmp_path: Path) -> None:
         split_s3(str(tmp_path))
     fs, path = filesystem(f"file://{tmp_path}/x.json")
     assert isinstance(fs, pafs.LocalFileSystem) and path == f"{tmp_path}/x.json"
+
+
+def test_a_parquet_dataset_of_local_files_reads_them_with_their_own_or_the_given_schema(tmp_path: Path) -> None:
+    from pipelines import lake
+
+    uris = []
+    for part, ids in enumerate((["a", "b"], ["c"])):
+        pq.write_table(pa.table({"doc_id": ids, "n": [len(i) for i in ids]}), tmp_path / f"{part}.parquet")
+        uris.append((tmp_path / f"{part}.parquet").as_uri())
+    uris.append(str(tmp_path / "0.parquet"))  # a plain path is a local URI too (the same file again)
+    own = parquet_dataset(uris)
+    assert own.schema.names == ["doc_id", "n"]
+    assert own.to_table(columns=["doc_id"]).column("doc_id").to_pylist() == ["a", "b", "c", "a", "b"]
+    wider = pa.schema([("doc_id", pa.string()), ("n", pa.int64()), ("text", pa.string())])
+    read = parquet_dataset(uris[:2], schema=wider).to_table(columns=["doc_id", "text"])
+    assert read.to_pydict() == {"doc_id": ["a", "b", "c"], "text": [None, None, None]}
+    assert lake.read_files(iter(uris[:2]), ["n"]).to_pydict() == {"n": [1, 1, 1]}
+    with pytest.raises(ValueError, match="at least one file"):
+        lake.read_files([], ["doc_id"])
