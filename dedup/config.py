@@ -6,6 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Settings that choose only how Spark runs dedup (which plan, its memory budgets, the connected-components rounds
+# and their checkpoints), never what it decides: every plan gives the same rows (tests/spark/test_dedup_spark.py),
+# and too few rounds fail the run rather than decide otherwise. Curate's stage params and the config's params
+# hash leave them out, so that tuning one rebuilds nothing (docs/snapshots.md).
+EXECUTION_KEYS = frozenset({"driver_max_bytes", "single_task_max_bytes", "driver_components_max_edges",
+                            "max_iterations", "checkpoint_every"})
+
 
 class DedupConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dedup.config import DedupConfig
+from dedup.config import EXECUTION_KEYS, DedupConfig
 from pipelines.errors import ConfigError
 from pipelines.filters.config import FilterSpec, LengthFilter, NormalizeConfig
 from pipelines.ops.gc_config import GcConfig
@@ -137,9 +137,10 @@ class Config(BaseModel):
         return str(Path(self.lake.root).absolute() / "shards")
 
     def params_hash(self) -> str:
-        """sha256 of the canonical JSON of this config (secrets in Kafka client settings and the `follow`
-        schedule, which changes no output, excluded)."""
-        data = self.model_dump(mode="json")
+        """sha256 of the canonical JSON of this config (secrets in Kafka client settings excluded, and what
+        changes no output: the `follow` schedule and the settings that only choose how dedup runs,
+        `dedup.config.EXECUTION_KEYS`)."""
+        data = self.model_dump(mode="json", exclude={"curate": {"dedup": set(EXECUTION_KEYS)}})
         data.pop("follow", None)
         for src in data.get("sources", []):
             src.pop("client", None)

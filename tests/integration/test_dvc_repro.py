@@ -1,6 +1,6 @@
 """`dvc repro` runs the stages of dvc.yaml, and a second `dvc repro` does nothing; importing the code leaves
 the dependency hashes alone; the committed dvc.lock matches the committed code; changing curate params
-re-runs curate and what follows it, not ingest."""
+re-runs curate and what follows it, not ingest; changing a dedup budget re-runs curate alone, which commits nothing."""
 
 from __future__ import annotations
 
@@ -122,4 +122,24 @@ def test_changed_curate_params_rerun_curate_and_downstream_only(tmp_path: Path) 
     assert 0 < curate["kept"] <= before["kept"]
     assert curate["kept"] + curate["filtered"] + curate["duplicate"] == curate["raw_docs"] == before["raw_docs"]
     assert json.loads((work / "metrics" / "shard.json").read_text())["counts"]["samples"] == curate["kept"]
+    assert "Running stage" not in _repro(work, env).stdout
+
+
+@pytest.mark.slow
+def test_a_dedup_budget_change_reruns_curate_alone_and_it_commits_nothing(tmp_path: Path) -> None:
+    # dvc.yaml tracks the whole curate section, so DVC reruns curate; curate's own params leave the budget out
+    # (dedup.config.EXECUTION_KEYS): it commits nothing and its pointer stays byte-identical, so tokenize and
+    # shard do not rerun
+    work, env = _project(tmp_path)
+    _tiny_params(work)
+    _repro(work, env)
+    pointers = {p.name: p.read_bytes() for p in (work / "lake" / "pointers").glob("*.json")}
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["curate"]["dedup"]["driver_max_bytes"] = 0
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    again = _repro(work, env)
+    assert "Running stage 'curate'" in again.stdout
+    for stage in ("ingest", "train-tokenizer", "tokenize", "shard"):
+        assert f"Running stage '{stage}'" not in again.stdout
+    assert {p.name: p.read_bytes() for p in (work / "lake" / "pointers").glob("*.json")} == pointers
     assert "Running stage" not in _repro(work, env).stdout

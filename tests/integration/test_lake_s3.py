@@ -35,7 +35,12 @@ def test_s3_warehouse_and_scratch_from_the_lake_config(spark, s3_endpoint: str, 
         "dedup": cfg.curate.dedup.model_copy(update={"driver_max_bytes": 0})})}), spark)
     assert (one_task.counts["dedup_one_task"], one_task.counts["dedup_on_driver"]) == (1, 0)
     decided_in_task = _decisions(cfg)
-    curate = run_stage("curate", cfg, spark)  # other params: a full rebuild, by the driver plan
+    # a budget changes no decision, so it alone rebuilds nothing: other params (no component comes near
+    # max_cluster here, so they decide the same) make the full rebuild, by the driver plan
+    assert run_stage("curate", cfg, spark).skipped
+    cfg = cfg.model_copy(update={"curate": cfg.curate.model_copy(update={
+        "dedup": cfg.curate.dedup.model_copy(update={"max_cluster": 999})})})
+    curate = run_stage("curate", cfg, spark)
 
     catalog = lake.open_catalog(cfg.lake)
     raw = catalog.load_table(("tokenmill", "raw_docs"))

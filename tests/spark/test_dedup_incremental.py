@@ -163,6 +163,32 @@ def test_a_run_with_nothing_new_commits_nothing(batches) -> None:
     assert _decisions(batches["cfg"]) == batches["after"]
 
 
+def test_dedup_budgets_rebuild_nothing_and_its_params_still_do(spark, batches) -> None:
+    # tuning how dedup runs (its memory budgets, the components' rounds) changes no decision: no rebuild, no
+    # snapshot, and the DVC pointer stays byte-identical so nothing downstream reruns; its params still rebuild
+    from pipelines.stages import pointer_path, run_stage
+    from pipelines.stages.curate.mode import choose_mode
+    from pipelines.stages.curate.spark import _open_tables
+
+    cfg = batches["cfg"]
+
+    def dedup(**update: object) -> Config:
+        return cfg.model_copy(update={"curate": cfg.curate.model_copy(update={
+            "dedup": cfg.curate.dedup.model_copy(update=update)})})
+
+    budgets = {"driver_max_bytes": 0, "single_task_max_bytes": 1 << 20, "driver_components_max_edges": 0,
+               "max_iterations": 3, "checkpoint_every": 1}
+    assert run_stage("curate", cfg, spark).skipped
+    pointer = pointer_path(cfg, "curate").read_bytes()
+    assert run_stage("curate", dedup(**budgets), spark).skipped
+    assert pointer_path(cfg, "curate").read_bytes() == pointer
+    assert _snapshots(cfg) == batches["snapshots_after_second"]
+    # the default mode choice (curate.dedup.incremental unset) over the lake as it is
+    assert choose_mode(dedup(incremental=None, **budgets), _open_tables(cfg)).mode == "skip"
+    rebuild = choose_mode(dedup(incremental=None, threshold=0.7), _open_tables(cfg))
+    assert (rebuild.mode, rebuild.reason) == ("full", "params, tokenizer or code version changed")
+
+
 def test_interrupted_runs_are_completed(spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Incremental from an empty lake; the second batch's run stops after its decisions commit, the next
     one stops after completing clean_docs (before the index), the third finishes: the tables end as if

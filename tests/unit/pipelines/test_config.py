@@ -67,6 +67,21 @@ def test_params_hash_changes_with_params_but_not_secrets() -> None:
     assert base.params_hash() != other.params_hash()
 
 
+def test_dedup_execution_settings_are_in_neither_hash_but_what_dedup_decides_is() -> None:
+    from pipelines.stages.curate.mode import stage_params
+
+    base = load_config(None)
+    tuned = load_config(None, ["curate.dedup.driver_max_bytes=0", "curate.dedup.single_task_max_bytes=1024",
+                               "curate.dedup.driver_components_max_edges=0", "curate.dedup.max_iterations=5",
+                               "curate.dedup.checkpoint_every=9"])
+    assert (tuned.params_hash(), stage_params(tuned)) == (base.params_hash(), stage_params(base))
+    for decides in ("curate.dedup.threshold=0.7", "curate.dedup.max_cluster=50", "curate.dedup.keep=[doc_id]"):
+        other = load_config(None, [decides])
+        assert other.params_hash() != base.params_hash() and stage_params(other) != stage_params(base), decides
+    forced = load_config(None, ["curate.dedup.incremental=true"])  # the mode: no rebuild, but a recorded setting
+    assert stage_params(forced) == stage_params(base) and forced.params_hash() != base.params_hash()
+
+
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
