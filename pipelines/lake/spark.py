@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -44,16 +43,12 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # once, serve both.
 DAEMON_MODULE = "pipelines.lake.daemon.spark"
 # Defaults of the CLI's own (local) session only; a spark-submit'ed job keeps Spark's own defaults.
-# The executor talks to its Python workers over a Unix domain socket where the platform has them: over
-# loopback TCP each task's input waited ~40 ms after its command (the JVM's small writes are held by Nagle's
-# algorithm until the worker's delayed ACK), a fixed cost of every Python task.
 LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
     "spark.python.worker.reuse": "true",
     "spark.python.daemon.module": DAEMON_MODULE,
     "spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK": "1",
-    **({"spark.python.unix.domain.socket.enabled": "true"} if hasattr(socket, "AF_UNIX") else {}),
 }
 DEFAULT_CONF = {**REQUIRED_CONF, **LOCAL_CONF}
 # settings logged once per application

@@ -2,7 +2,7 @@
 (pipelines/lake/daemon/spark.py): a plain RDD task (ingest's kind) and an Arrow task (every other stage's)
 run in workers of the same daemon, which imported the task-side modules before forking and did not start
 numba's threading layer, froze what it imported (pyspark's daemon has each reused worker run a full
-`gc.collect()` after every task) and talks to the executor over a Unix domain socket."""
+`gc.collect()` after every task) and has each task's connection acknowledge at once (TCP_QUICKACK)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_workers_of_rdd_and_arrow_tasks_fork_from_one_preloading_daemon(spark: A
     def report() -> dict[str, Any]:
         # what a worker sees: the module its daemon ran as (`python -m` makes it __main__), the daemon's own
         # report, which preloaded modules this worker lacks (none: it imported nothing of them itself), the
-        # objects frozen before the fork and whether the executor reached it over a Unix domain socket
+        # objects frozen before the fork and whether its per-task function is the quick-ACK one
         import gc
         import os
         import sys
@@ -35,7 +35,7 @@ def test_workers_of_rdd_and_arrow_tasks_fork_from_one_preloading_daemon(spark: A
         return {"daemon": spec.name if spec else None, "daemon_pid": os.getppid(),
                 "preloaded": dict(getattr(main, "PRELOADED", {})),
                 "missing": [m for m in preload if m not in sys.modules], "frozen": gc.get_freeze_count(),
-                "unix_socket": os.environ.get("PYTHON_UNIX_DOMAIN_ENABLED")}
+                "quick_ack": getattr(getattr(sys.modules.get("pyspark.daemon"), "worker", None), "quick_ack", False)}
 
     def rdd_task(_: Iterator[int]) -> Iterator[str]:
         yield json.dumps(report())
@@ -54,5 +54,5 @@ def test_workers_of_rdd_and_arrow_tasks_fork_from_one_preloading_daemon(spark: A
         assert r["preloaded"]["numba_threading_layer"] is False
         assert r["preloaded"]["modules"] > 1000
         assert r["frozen"] > 100_000  # the preloaded modules' objects: a worker's gc.collect() skips them
-        assert (r["unix_socket"] or "").lower() == "true"
+        assert r["quick_ack"] is True
     assert reports[0]["daemon_pid"] == reports[1]["daemon_pid"]  # one daemon (one preload) serves both kinds
