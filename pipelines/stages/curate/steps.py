@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 
+from dedup.config import EXECUTION_KEYS
 from dedup.steps.spark import remove_folder, subfolders
 from pipelines.config import Config
 from pipelines.stages.curate.mode import CODE_VERSION
@@ -32,8 +33,11 @@ def steps_root(cfg: Config) -> str:
 def steps_dir(cfg: Config, raw_snapshot_id: int | None, outputs: str = "") -> str:
     """The folder URI of one (input snapshot, curate parameters, `outputs`) triple; folders of others are
     removed. `outputs` names the output snapshots an incremental run builds on (its new documents are the
-    raw docs without a decision, its old ones those clean_docs and dedup_index hold)."""
-    params = json.dumps(cfg.curate.model_dump(mode="json"), sort_keys=True)
+    raw docs without a decision, its old ones those clean_docs and dedup_index hold). Dedup's execution
+    settings (`dedup.config.EXECUTION_KEYS`: memory budgets, round limits) are not part of the key: every plan
+    names its steps apart and computes the same rows, so a run re-tried with a smaller budget after running
+    out of memory keeps the steps the first attempt finished (the filter pass above all)."""
+    params = json.dumps(cfg.curate.model_dump(mode="json", exclude={"dedup": set(EXECUTION_KEYS)}), sort_keys=True)
     key = hashlib.sha256(f"{raw_snapshot_id}|{cfg.lake.read_version}|{params}|{CODE_VERSION}|{outputs}".encode()
                          ).hexdigest()[:16]
     root = steps_root(cfg)

@@ -82,6 +82,19 @@ def test_dedup_execution_settings_are_in_neither_hash_but_what_dedup_decides_is(
     assert stage_params(forced) == stage_params(base) and forced.params_hash() != base.params_hash()
 
 
+def test_curate_steps_survive_a_budget_change_but_not_a_decision_change(tmp_path: Path) -> None:
+    from pipelines.stages.curate.steps import steps_dir
+
+    def folder(*overrides: str) -> str:
+        return steps_dir(load_config(None, [f"lake.root={tmp_path}", *overrides]), 7)
+
+    base = folder()
+    assert folder("curate.dedup.driver_max_bytes=0", "curate.dedup.single_task_max_bytes=1024") == base
+    assert folder("curate.dedup.threshold=0.7") != base
+    assert folder("curate.dedup.threshold=0.7") != steps_dir(
+        load_config(None, [f"lake.root={tmp_path}", "curate.dedup.threshold=0.7"]), 8)
+
+
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
