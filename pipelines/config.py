@@ -115,6 +115,11 @@ class CurateConfig(BaseModel):
     filters: list[FilterSpec] = Field(default_factory=lambda: list[FilterSpec]([LengthFilter()]))
     dedup: DedupConfig = Field(default_factory=DedupConfig)
 
+    def decision_params(self, *, mode: bool = True) -> dict[str, Any]:
+        """This config as JSON-ready data less what changes no decision: dedup's execution settings
+        (`dedup.config.EXECUTION_KEYS`), and with `mode` false also the choice of incremental mode."""
+        return self.model_dump(mode="json", exclude={"dedup": {*EXECUTION_KEYS, *(() if mode else ("incremental",))}})
+
 
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -140,8 +145,8 @@ class Config(BaseModel):
         """sha256 of the canonical JSON of this config (secrets in Kafka client settings excluded, and what
         changes no output: the `follow` schedule and the settings that only choose how dedup runs,
         `dedup.config.EXECUTION_KEYS`)."""
-        data = self.model_dump(mode="json", exclude={"curate": {"dedup": set(EXECUTION_KEYS)}})
-        data.pop("follow", None)
+        data = self.model_dump(mode="json", exclude={"follow"})
+        data["curate"] = self.curate.decision_params()
         for src in data.get("sources", []):
             src.pop("client", None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

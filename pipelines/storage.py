@@ -171,11 +171,16 @@ def filesystem(uri: str | os.PathLike[str], options: S3Options | None = None) ->
     Raises StorageError for a URI no backend serves (see `normalize_uri`)."""
     from pyarrow import fs as pafs
 
-    norm = normalize_uri(uri)
-    if norm.startswith("s3://"):
-        opts = options or S3Options()
-        return pafs.S3FileSystem(**_fs_kwargs(opts)), norm.removeprefix("s3://")
-    return pafs.LocalFileSystem(), norm.removeprefix("file://")
+    path = filesystem_path(uri)
+    if normalize_uri(uri).startswith("s3://"):
+        return pafs.S3FileSystem(**_fs_kwargs(options or S3Options())), path
+    return pafs.LocalFileSystem(), path
+
+
+def filesystem_path(uri: str | os.PathLike[str]) -> str:
+    """The path of ``uri`` inside the filesystem `filesystem` gives for it ("/abs/path" or "bucket/key"),
+    without building that filesystem."""
+    return normalize_uri(uri).removeprefix("s3://").removeprefix("file://")
 
 
 def parquet_dataset(uris: Sequence[str], options: S3Options | None = None, schema: pa.Schema | None = None
@@ -189,7 +194,7 @@ def parquet_dataset(uris: Sequence[str], options: S3Options | None = None, schem
     if not uris:
         raise ValueError("a Parquet dataset needs at least one file")
     fs, _ = filesystem(uris[0], options)
-    return ds.dataset([filesystem(u, options)[1] for u in uris], schema=schema, format="parquet", filesystem=fs)
+    return ds.dataset([filesystem_path(u) for u in uris], schema=schema, format="parquet", filesystem=fs)
 
 
 def delete_tree(uri: str, options: S3Options | None = None) -> None:

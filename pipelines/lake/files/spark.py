@@ -124,8 +124,7 @@ def _map_units(spark: SparkSession, units: Sequence[tuple[str, int]], schema: pa
     if not units:
         return spark.createDataFrame([], spark_schema)
     target = to_arrow_schema(spark_schema, timezone="UTC", prefers_large_types=False)
-    rows = [(path, group) for path, group in units]
-    unit_df = rows_frame(spark, rows, UNIT_SCHEMA, min(len(rows), tasks or len(rows)))
+    unit_df = rows_frame(spark, units, UNIT_SCHEMA, min(len(units), tasks or len(units)))
     return unit_df.mapInArrow(_reader(read_unit(target)), spark_schema)
 
 

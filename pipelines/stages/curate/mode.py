@@ -13,7 +13,6 @@ from __future__ import annotations
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 
-from dedup.config import EXECUTION_KEYS
 from pipelines import lake
 from pipelines.config import Config
 from pipelines.lake.summary import CLEAN_LINK, CURATE_MODE, DECISIONS_LINK, OBJECTS_REWRITTEN
@@ -26,8 +25,7 @@ CODE_VERSION = "3"  # bump when curate decides differently for the same raw docs
 def stage_params(cfg: Config) -> str:
     """What fixes curate's decisions: the curate config (but not the choice of mode, nor the settings that only
     choose how dedup runs: `dedup.config.EXECUTION_KEYS`) and the code version."""
-    curate = cfg.curate.model_dump(mode="json", exclude={"dedup": {"incremental", *EXECUTION_KEYS}})
-    return params_digest("curate", CODE_VERSION, curate)
+    return params_digest("curate", CODE_VERSION, cfg.curate.decision_params(mode=False))
 
 
 def _snapshot_id(table: Table) -> str:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 
-from dedup.config import EXECUTION_KEYS
 from dedup.steps.spark import remove_folder, subfolders
 from pipelines.config import Config
 from pipelines.stages.curate.mode import CODE_VERSION
@@ -37,7 +36,7 @@ def steps_dir(cfg: Config, raw_snapshot_id: int | None, outputs: str = "") -> st
     settings (`dedup.config.EXECUTION_KEYS`: memory budgets, round limits) are not part of the key: every plan
     names its steps apart and computes the same rows, so a run re-tried with a smaller budget after running
     out of memory keeps the steps the first attempt finished (the filter pass above all)."""
-    params = json.dumps(cfg.curate.model_dump(mode="json", exclude={"dedup": set(EXECUTION_KEYS)}), sort_keys=True)
+    params = json.dumps(cfg.curate.decision_params(), sort_keys=True)
     key = hashlib.sha256(f"{raw_snapshot_id}|{cfg.lake.read_version}|{params}|{CODE_VERSION}|{outputs}".encode()
                          ).hexdigest()[:16]
     root = steps_root(cfg)
